@@ -1,0 +1,1 @@
+"""The faces of agenthost: MCP tools, REST, auth and the operator CLI."""

@@ -1,0 +1,7 @@
+"""Tool modules, one per domain noun. Importing this package fills the registry."""
+
+from __future__ import annotations
+
+from . import keys, platform, services
+
+__all__ = ["keys", "platform", "services"]

@@ -1,0 +1,13 @@
+"""Argument types shared across tools, so an agent learns each name once."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from pydantic import Field
+
+__all__ = ["Confirm", "ServiceRef", "Wait"]
+
+ServiceRef = Annotated[str, Field(min_length=1, max_length=64, description="service name or id")]
+Confirm = Annotated[bool, Field(description="true once the user agreed to this destructive action")]
+Wait = Annotated[bool, Field(description="wait (bounded) until it answers; false returns at once")]

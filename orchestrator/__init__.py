@@ -1,0 +1,1 @@
+"""The orchestration core: use-cases, state and backends. Knows nothing of MCP or HTTP."""

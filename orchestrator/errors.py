@@ -1,0 +1,141 @@
+"""The one error tree of agenthost.
+
+Every failure an agent or operator can act on is an ``AgentHostError`` with a
+stable ``code`` (part of the API: tests and clients match on it), an HTTP
+``status`` for REST, a ``message`` and a ``hint`` saying what to do next::
+
+    AgentHostError                    internal (500)
+    ├── InvalidInput                  invalid_input (400)
+    │   ├── ConfirmationRequired      confirmation_required (400)
+    │   └── RuntimeUnavailable        runtime_unavailable (400)
+    ├── Unauthorized                  unauthorized (401)
+    ├── Forbidden                     forbidden (403)
+    │   └── ReadOnly                  read_only (403)
+    ├── NotFound                      not_found (404)
+    │   └── ImageNotFound             image_not_found (404)
+    ├── Conflict                      conflict (409)
+    ├── QuotaExceeded                 quota_exceeded (429)
+    ├── RateLimited                   rate_limited (429)
+    ├── WorkloadFailed                workload_failed (502)
+    │   └── BuildFailed               build_failed (502)
+    └── BackendUnavailable            backend_unavailable (503)
+
+Engine exceptions (docker-py, Nomad) are translated at the backend edge by one
+context manager per backend and re-raised from the original.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "AgentHostError",
+    "BackendUnavailable",
+    "BuildFailed",
+    "Conflict",
+    "ConfirmationRequired",
+    "Forbidden",
+    "ImageNotFound",
+    "InvalidInput",
+    "NotFound",
+    "QuotaExceeded",
+    "RateLimited",
+    "ReadOnly",
+    "RuntimeUnavailable",
+    "Unauthorized",
+    "WorkloadFailed",
+]
+
+
+class AgentHostError(Exception):
+    code = "internal"
+    status = 500
+    default_hint = "this is a platform fault: check `agenthost doctor` and the server log"
+
+    def __init__(self, message: str, hint: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.hint = hint if hint is not None else self.default_hint
+
+    def to_dict(self) -> dict[str, str]:
+        return {"code": self.code, "message": self.message, "hint": self.hint}
+
+    def __str__(self) -> str:
+        return f"[{self.code}] {self.message} (hint: {self.hint})"
+
+
+class InvalidInput(AgentHostError):
+    code = "invalid_input"
+    status = 400
+    default_hint = "fix the argument and call again"
+
+
+class ConfirmationRequired(InvalidInput):
+    code = "confirmation_required"
+    default_hint = "this is destructive: call again with confirm=true once the user agrees"
+
+
+class RuntimeUnavailable(InvalidInput):
+    code = "runtime_unavailable"
+    default_hint = "platform_status lists the runtimes this node has; pick one of them"
+
+
+class Unauthorized(AgentHostError):
+    code = "unauthorized"
+    status = 401
+    default_hint = "send a valid API key as 'Authorization: Bearer KEYID.SECRET'"
+
+
+class Forbidden(AgentHostError):
+    code = "forbidden"
+    status = 403
+    default_hint = "this needs an admin key"
+
+
+class ReadOnly(Forbidden):
+    code = "read_only"
+    default_hint = "this key or server is read-only; use a key with full scope"
+
+
+class NotFound(AgentHostError):
+    code = "not_found"
+    status = 404
+    default_hint = "list the resources you own (list_services, list_databases, ...) and use one of those names"
+
+
+class ImageNotFound(NotFound):
+    code = "image_not_found"
+    default_hint = "the image is not on this host: build it with build_from_git or load it onto the host first"
+
+
+class Conflict(AgentHostError):
+    code = "conflict"
+    status = 409
+    default_hint = "pick another name, or act on the existing resource"
+
+
+class QuotaExceeded(AgentHostError):
+    code = "quota_exceeded"
+    status = 429
+    default_hint = "whoami shows your quotas and usage; free something up or ask an admin to raise the quota"
+
+
+class RateLimited(AgentHostError):
+    code = "rate_limited"
+    status = 429
+    default_hint = "slow down and retry in a few seconds"
+
+
+class WorkloadFailed(AgentHostError):
+    code = "workload_failed"
+    status = 502
+    default_hint = "read service_logs, fix the cause (image, command, env) and deploy again"
+
+
+class BuildFailed(WorkloadFailed):
+    code = "build_failed"
+    default_hint = "read build_logs, fix the Dockerfile or the code, and build again"
+
+
+class BackendUnavailable(AgentHostError):
+    code = "backend_unavailable"
+    status = 503
+    default_hint = "the container engine is unreachable: an operator must start it (platform_status shows details)"

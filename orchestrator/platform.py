@@ -1,0 +1,132 @@
+"""The platform: settings, store, backend and use-cases, opened once per process."""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+import anyio
+
+from .backends.base import Backend
+from .errors import AgentHostError, BackendUnavailable
+from .models import PlatformStatus, Principal, Usage
+from .reconciler import Reconciler
+from .secrets import SecretBox, load_master_key
+from .services import ServiceManager
+from .settings import Settings
+from .store import Store, all_service_records
+from .tenants import TenantManager
+
+__all__ = ["Platform", "make_backend"]
+
+
+def make_backend(settings: Settings) -> Backend:
+    if settings.backend == "nomad":
+        from .backends.nomad import NomadBackend
+
+        nomad: Backend = NomadBackend.from_settings(settings)
+        return nomad
+    from .backends.docker import DockerBackend
+
+    return DockerBackend(settings.docker_host, settings.publish_host)
+
+
+class Platform:
+    def __init__(self, settings: Settings, store: Store, backend: Backend) -> None:
+        self.settings = settings
+        self.store = store
+        self.backend = backend
+        self.tenants = TenantManager(settings, store)
+        self.services = ServiceManager(settings, store, backend)
+        self.reconciler = Reconciler(store, self.services, settings.reconcile_interval_s)
+
+    @classmethod
+    @asynccontextmanager
+    async def open(cls, settings: Settings, *, background: bool = False) -> AsyncIterator[Platform]:
+        """Open the data dir. With ``background`` the reconciler runs until the platform closes."""
+        secrets = SecretBox(load_master_key(settings.master_key_path))
+        store = await Store.open(settings.db_path, secrets)
+        backend = make_backend(settings)
+        platform = cls(settings, store, backend)
+        try:
+            async with anyio.create_task_group() as tg:
+                if background:
+                    tg.start_soon(platform.reconciler.run)
+                yield platform
+                tg.cancel_scope.cancel()
+        finally:
+            with anyio.CancelScope(shield=True):
+                await backend.close()
+                await store.close()
+
+    async def usage(self, p: Principal) -> Usage:
+        count, mem, cpus = await self.store.scoped(p.tenant_id).services.usage()
+        return Usage(services=count, memory_mb=mem, cpus=cpus)
+
+    def disk_state(self, path: Path) -> tuple[float | None, str]:
+        try:
+            du = shutil.disk_usage(path)
+        except OSError:
+            return None, "ok"
+        pct = round(100.0 * du.used / du.total, 1)
+        state = (
+            "refuse"
+            if pct >= self.settings.disk_refuse_percent
+            else "warn"
+            if pct >= self.settings.disk_warn_percent
+            else "ok"
+        )
+        return pct, state
+
+    async def check_disk(self) -> None:
+        """Raises: AgentHostError when the disk is past the refuse watermark."""
+        pct, state = self.disk_state(self.settings.data_dir)
+        if state == "refuse":
+            raise AgentHostError(
+                f"disk is {pct}% full; new work is refused above {self.settings.disk_refuse_percent}%",
+                "an operator must free disk space",
+            )
+
+    async def status(self) -> PlatformStatus:
+        records = await all_service_records(self.store.db)
+        counts = {"tenants": await self.store.tenants.count(), "services": len(records)}
+        for rec in records:
+            counts[f"services_{rec.status}"] = counts.get(f"services_{rec.status}", 0) + 1
+        breakers = [f"{rec.tenant_id}/{rec.name}" for rec in records if rec.breaker_open]
+        base = PlatformStatus(
+            backend=self.backend.name,
+            reachable=False,
+            default_runtime=self.settings.default_runtime,
+            counts=counts,
+            open_circuit_breakers=breakers,
+            read_only=self.settings.read_only,
+        )
+        try:
+            info = await self.backend.info()
+            runtimes = await self.backend.runtimes()
+        except BackendUnavailable as exc:
+            base.error = exc.message
+            base.notes.append("mutating tools fail with backend_unavailable until the engine is back")
+            return base
+        notes = []
+        if "sysbox-runc" not in runtimes:
+            notes.append("sysbox-runc is not installed: runtime='sysbox' (Docker-in-Docker) is refused")
+        if self.settings.default_runtime not in runtimes:
+            notes.append(f"the default runtime {self.settings.default_runtime} is missing: deploys will be refused")
+        if not self.settings.allow_runc:
+            notes.append("runc is disabled by the operator (allow_runc=false)")
+        if info.details.get("egress_enforced") == "false":
+            notes.append("iptables is missing: egress policies 'web' and 'none' are refused")
+        pct, state = self.disk_state(info.data_root or self.settings.data_dir)
+        return base.model_copy(
+            update={
+                "reachable": True,
+                "engine_version": info.version,
+                "runtimes": sorted(runtimes),
+                "notes": notes,
+                "disk_used_percent": pct,
+                "disk_state": state,
+            }
+        )

@@ -1,0 +1,451 @@
+"""Service use-cases: validate → record intent → call the backend → record the outcome."""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Awaitable, Callable
+from typing import Protocol
+
+import anyio
+from pydantic import BaseModel, Field
+
+from .backends.base import Backend, VolumeSpec, WorkloadSpec, WorkloadStatus
+from .errors import (
+    AgentHostError,
+    BackendUnavailable,
+    ImageNotFound,
+    InvalidInput,
+    QuotaExceeded,
+    RuntimeUnavailable,
+)
+from .models import (
+    Deleted,
+    Egress,
+    EnvList,
+    HealthCheck,
+    LogOutput,
+    Principal,
+    ResourceName,
+    Service,
+    ServiceRecord,
+    ServiceSpec,
+    VolumeMount,
+    untrusted,
+)
+from .readiness import endpoint_answers
+from .settings import Settings
+from .store import Store, TenantStore
+
+__all__ = ["DeployRequest", "Reporter", "ServiceManager", "mask_secrets", "tenant_network", "volume_name"]
+
+_ENV_KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")
+_MAX_ENV_VALUE = 32 * 1024
+_RUNTIME_ALIASES = {"gvisor": "runsc", "sysbox": "sysbox-runc"}
+
+
+class Reporter(Protocol):
+    async def __call__(self, message: str, progress: float | None = None, total: float | None = None) -> None: ...
+
+
+async def _silent(message: str, progress: float | None = None, total: float | None = None) -> None:
+    return None
+
+
+class DeployRequest(BaseModel):
+    name: ResourceName
+    image: str = Field(min_length=1, max_length=256)
+    port: int | None = Field(None, ge=1, le=65535)
+    env: dict[str, str] = {}
+    command: list[str] | None = None
+    memory_mb: int | None = Field(None, ge=16, le=65536)
+    cpus: float | None = Field(None, gt=0, le=64)
+    volumes: list[VolumeMount] = []
+    runtime: str | None = None
+    health_check: HealthCheck = HealthCheck()
+    egress: Egress = "open"
+    user: str | None = Field(None, pattern=r"^[A-Za-z0-9_.-]+(:[A-Za-z0-9_.-]+)?$")
+    wait: bool = True
+    wait_timeout_s: float | None = Field(None, gt=0, le=600)
+
+
+def tenant_network(tenant_id: str) -> str:
+    return f"ah-net-{tenant_id}"
+
+
+def volume_name(tenant_id: str, name: str) -> str:
+    return f"ah-{tenant_id}-{name}"
+
+
+def mask_secrets(text: str, secrets: list[str]) -> str:
+    for value in sorted((s for s in secrets if len(s) >= 4), key=len, reverse=True):
+        text = text.replace(value, "****")
+    return text
+
+
+def _check_env(values: dict[str, str]) -> None:
+    for key, value in values.items():
+        if not _ENV_KEY.match(key):
+            raise InvalidInput(
+                f"invalid env var name {key!r}", "names are letters, digits and '_', not starting with a digit"
+            )
+        if key.startswith("AGENTHOST_"):
+            raise InvalidInput(f"env var {key!r} uses the reserved AGENTHOST_ prefix", "rename it")
+        if len(value.encode()) > _MAX_ENV_VALUE:
+            raise InvalidInput(f"env var {key!r} is larger than 32 KiB", "mount a volume for large data")
+
+
+class ServiceManager:
+    def __init__(self, settings: Settings, store: Store, backend: Backend) -> None:
+        self.settings = settings
+        self.store = store
+        self.backend = backend
+        # Other use-cases (databases, ssh) contribute env and sidecars through these hooks.
+        self.extra_env: list[Callable[[TenantStore, ServiceRecord], Awaitable[dict[str, str]]]] = []
+
+    # -- validation -----------------------------------------------------------------------------
+
+    async def resolve_runtime(self, requested: str | None) -> str:
+        runtime = _RUNTIME_ALIASES.get(requested or "", requested or self.settings.default_runtime)
+        if runtime == "runc" and not self.settings.allow_runc:
+            raise RuntimeUnavailable(
+                "runtime 'runc' is disabled on this platform", "omit runtime to get gVisor (runsc), the default"
+            )
+        if runtime not in {"runsc", "runc", "sysbox-runc"}:
+            raise InvalidInput(
+                f"unknown runtime {requested!r}", "use 'runsc' (default) or 'sysbox' for Docker-in-Docker"
+            )
+        present = await self.backend.runtimes()
+        if runtime not in present:
+            raise RuntimeUnavailable(
+                f"runtime {runtime!r} is not installed on this node (present: {', '.join(sorted(present)) or 'none'})"
+            )
+        return runtime
+
+    async def check_quota(
+        self, ts: TenantStore, memory_mb: int, cpus: float, replacing: ServiceSpec | None = None
+    ) -> None:
+        quotas = (await self.store.tenants.get(ts.tenant_id)).quotas
+        count, mem, cpu = await ts.services.usage()
+        if replacing is not None:
+            count, mem, cpu = count - 1, mem - replacing.memory_mb, cpu - replacing.cpus
+        if memory_mb > quotas.max_service_memory_mb:
+            raise QuotaExceeded(
+                f"memory_mb {memory_mb} is above the per-service limit of {quotas.max_service_memory_mb}"
+            )
+        if count + 1 > quotas.max_services:
+            raise QuotaExceeded(f"the tenant already has {count} of {quotas.max_services} services")
+        if mem + memory_mb > quotas.max_memory_mb:
+            raise QuotaExceeded(f"memory would reach {mem + memory_mb} MiB, above the quota of {quotas.max_memory_mb}")
+        if cpu + cpus > quotas.max_cpus + 1e-9:
+            raise QuotaExceeded(f"cpus would reach {cpu + cpus:g}, above the quota of {quotas.max_cpus:g}")
+
+    # -- specs and views ------------------------------------------------------------------------
+
+    async def workload_spec(self, ts: TenantStore, rec: ServiceRecord) -> WorkloadSpec:
+        env = await ts.env.get_all(rec.id)
+        for hook in self.extra_env:
+            env.update(await hook(ts, rec))
+        spec = rec.spec
+        return WorkloadSpec(
+            id=rec.id,
+            kind="service",
+            tenant_id=rec.tenant_id,
+            image=spec.image,
+            command=spec.command,
+            env=env,
+            ports=[spec.port] if spec.port else [],
+            volumes=[VolumeSpec(name=volume_name(rec.tenant_id, v.name), path=v.path) for v in spec.volumes],
+            memory_mb=spec.memory_mb,
+            cpus=spec.cpus,
+            pids_limit=self.settings.default_pids_limit,
+            runtime=spec.runtime,
+            tmpfs={"/tmp": self.settings.tmpfs_size_mb, "/run": 16, "/var/tmp": 16},
+            user=spec.user,
+            egress=spec.egress,
+            network=tenant_network(rec.tenant_id),
+            network_aliases=[rec.name],
+            health_check=spec.health_check,
+            max_restarts=self.settings.crash_limit,
+            labels={"agenthost.name": rec.name},
+        )
+
+    def _view(self, rec: ServiceRecord, st: WorkloadStatus | None, env_keys: list[str]) -> Service:
+        url = None
+        if st is not None and st.state == "running" and rec.spec.port and rec.spec.port in st.endpoints:
+            ep = st.endpoints[rec.spec.port]
+            url = f"http://{ep.host}:{ep.port}"
+        return Service(
+            id=rec.id,
+            name=rec.name,
+            status=rec.status,
+            url=url if rec.status == "running" else None,
+            image=rec.spec.image,
+            build_id=rec.spec.build_id,
+            port=rec.spec.port,
+            command=rec.spec.command,
+            runtime=rec.spec.runtime,
+            memory_mb=rec.spec.memory_mb,
+            cpus=rec.spec.cpus,
+            user=rec.spec.user,
+            egress=rec.spec.egress,
+            volumes=rec.spec.volumes,
+            env_keys=env_keys,
+            health_check=rec.spec.health_check,
+            restarts=st.restarts if st is not None else rec.restarts,
+            last_error=rec.last_error,
+            created_at=rec.created_at,
+            updated_at=rec.updated_at,
+        )
+
+    async def _refresh(self, ts: TenantStore, rec: ServiceRecord) -> tuple[ServiceRecord, WorkloadStatus | None]:
+        """Bring the recorded status in line with what the engine reports."""
+        try:
+            st = await self.backend.workload_status(rec.id)
+        except BackendUnavailable:
+            return rec, None
+        status, error = rec.status, rec.last_error
+        if rec.desired_state == "running":
+            if st.state == "running" and rec.status != "running":
+                if await self._ready(rec, st, quick=True):
+                    status, error = "running", None
+            elif st.state == "exited" or st.state == "missing":
+                status = "failed"
+                error = await self._crash_report(ts, rec, st)
+        elif rec.status != "failed":
+            status = "stopped"
+        if (status, error, st.restarts) != (rec.status, rec.last_error, rec.restarts):
+            await ts.services.update(rec.id, status=status, last_error=error, restarts=st.restarts)
+            rec = await ts.services.get(rec.id)
+        return rec, st
+
+    async def _crash_report(self, ts: TenantStore, rec: ServiceRecord, st: WorkloadStatus) -> str:
+        if st.state == "missing":
+            return "the container is gone; start_service recreates it"
+        why = "killed: out of memory (raise memory_mb)" if st.oom_killed else f"exited with code {st.exit_code}"
+        if st.restarts:
+            why += f" after {st.restarts} restarts"
+        tail = await self.log_tail(ts, rec, 20)
+        return f"{why}; last log lines:\n{untrusted(tail)}" if tail else why
+
+    async def log_tail(self, ts: TenantStore, rec: ServiceRecord, lines: int) -> str:
+        try:
+            got = [ln.text async for ln in self.backend.logs(rec.id, tail=lines)]
+        except AgentHostError:
+            return ""
+        secrets = list((await ts.env.get_all(rec.id)).values())
+        return mask_secrets("\n".join(got), secrets)[-4000:]
+
+    async def _ready(self, rec: ServiceRecord, st: WorkloadStatus, quick: bool = False) -> bool:
+        if not rec.spec.port or rec.spec.health_check.type == "none":
+            return True
+        ep = st.endpoints.get(rec.spec.port)
+        if ep is None:
+            return False
+        return await endpoint_answers(ep.host, ep.port, rec.spec.health_check, timeout_s=1.0 if quick else 2.0)
+
+    async def _wait_ready(
+        self, ts: TenantStore, rec: ServiceRecord, timeout_s: float | None, report: Reporter
+    ) -> ServiceRecord:
+        budget = min(timeout_s or self.settings.wait_timeout_s, 600.0)
+        started = time.monotonic()
+        await report(f"waiting for {rec.name} to answer", 0, budget)
+        while (elapsed := time.monotonic() - started) < budget:
+            st = await self.backend.workload_status(rec.id)
+            if st.state in ("exited", "missing") or st.restarts > rec.restarts:
+                error = await self._crash_report(ts, rec, st)
+                await self.backend.stop_workload(rec.id, timeout_s=1)
+                await ts.services.update(
+                    rec.id, status="failed", desired_state="stopped", last_error=error, restarts=st.restarts
+                )
+                return await ts.services.get(rec.id)
+            if st.state == "running" and await self._ready(rec, st):
+                await ts.services.update(rec.id, status="running", last_error=None, restarts=st.restarts)
+                await report(f"{rec.name} is running", budget, budget)
+                return await ts.services.get(rec.id)
+            await report(f"{rec.name}: container {st.state}, waiting for port {rec.spec.port}", elapsed, budget)
+            await anyio.sleep(0.2)
+        await report(f"{rec.name} still deploying after {budget:.0f} s; poll get_service", budget, budget)
+        return await ts.services.get(rec.id)
+
+    async def view(self, ts: TenantStore, rec: ServiceRecord) -> Service:
+        rec, st = await self._refresh(ts, rec)
+        return self._view(rec, st, await ts.env.keys(rec.id))
+
+    # -- use-cases ------------------------------------------------------------------------------
+
+    async def deploy(self, p: Principal, req: DeployRequest, report: Reporter = _silent) -> Service:
+        ts = self.store.scoped(p.tenant_id)
+        _check_env(req.env)
+        if req.command is not None and not req.command:
+            raise InvalidInput("command is an empty list", "omit it to use the image's own command")
+        runtime = await self.resolve_runtime(req.runtime)
+        if not await self.backend.image_exists(req.image):
+            raise ImageNotFound(f"image {req.image!r} is not on this host")
+        memory_mb = req.memory_mb or self.settings.default_memory_mb
+        cpus = req.cpus or self.settings.default_cpus
+        await self.check_quota(ts, memory_mb, cpus)
+        spec = ServiceSpec(
+            image=req.image,
+            port=req.port,
+            command=req.command,
+            runtime=runtime,
+            memory_mb=memory_mb,
+            cpus=cpus,
+            user=req.user,
+            egress=req.egress,
+            volumes=req.volumes,
+            health_check=req.health_check,
+        )
+        if len({v.path for v in req.volumes}) != len(req.volumes):
+            raise InvalidInput("two volumes share one mount path", "give each volume its own path")
+        async with self.store.db.transaction() as tx:
+            rec = await ts.services.insert(req.name, spec, tx)
+            await ts.env.set_many(rec.id, req.env, tx)
+        await report(f"recorded service {req.name}; starting container", 0, None)
+        created_volumes: list[str] = []
+        try:
+            existing = set(await self.backend.list_volumes({"agenthost.tenant": p.tenant_id}))
+            for v in spec.volumes:
+                name = volume_name(p.tenant_id, v.name)
+                if name not in existing:
+                    await self.backend.ensure_volume(name, {"agenthost.tenant": p.tenant_id})
+                    created_volumes.append(name)
+            await self.backend.ensure_workload(await self.workload_spec(ts, rec))
+        except BaseException:
+            with anyio.CancelScope(shield=True):
+                await self._undo(ts, rec, created_volumes)
+            raise
+        if req.wait:
+            rec = await self._wait_ready(ts, rec, req.wait_timeout_s, report)
+        return await self.view(ts, rec)
+
+    async def _undo(self, ts: TenantStore, rec: ServiceRecord, volumes: list[str]) -> None:
+        try:
+            await self.backend.remove_workload(rec.id)
+            for name in volumes:
+                await self.backend.remove_volume(name)
+        finally:
+            await ts.services.delete(rec.id)
+
+    async def list_services(self, p: Principal) -> list[Service]:
+        ts = self.store.scoped(p.tenant_id)
+        return [await self.view(ts, rec) for rec in await ts.services.all()]
+
+    async def get(self, p: Principal, ref: str) -> Service:
+        ts = self.store.scoped(p.tenant_id)
+        return await self.view(ts, await ts.services.get(ref))
+
+    async def start(self, p: Principal, ref: str, wait: bool = True, report: Reporter = _silent) -> Service:
+        ts = self.store.scoped(p.tenant_id)
+        rec = await ts.services.get(ref)
+        await ts.services.update(
+            rec.id, desired_state="running", status="deploying", last_error=None, breaker_open=False
+        )
+        rec = await ts.services.get(rec.id)
+        await self.backend.ensure_workload(await self.workload_spec(ts, rec))
+        if wait:
+            rec = await self._wait_ready(ts, rec, None, report)
+        return await self.view(ts, rec)
+
+    async def stop(self, p: Principal, ref: str) -> Service:
+        ts = self.store.scoped(p.tenant_id)
+        rec = await ts.services.get(ref)
+        await ts.services.update(rec.id, desired_state="stopped")
+        await self.backend.stop_workload(rec.id)
+        await ts.services.update(rec.id, status="stopped")
+        return await self.view(ts, await ts.services.get(rec.id))
+
+    async def restart(self, p: Principal, ref: str, wait: bool = True, report: Reporter = _silent) -> Service:
+        ts = self.store.scoped(p.tenant_id)
+        rec = await ts.services.get(ref)
+        await ts.services.update(
+            rec.id, desired_state="running", status="deploying", last_error=None, breaker_open=False
+        )
+        rec = await ts.services.get(rec.id)
+        st = await self.backend.workload_status(rec.id)
+        if st.state == "missing" or st.spec_hash != (await self.workload_spec(ts, rec)).spec_hash():
+            await self.backend.ensure_workload(await self.workload_spec(ts, rec))
+        else:
+            st = await self.backend.restart_workload(rec.id)
+        await ts.services.update(rec.id, restarts=st.restarts)
+        rec = await ts.services.get(rec.id)
+        if wait:
+            rec = await self._wait_ready(ts, rec, None, report)
+        return await self.view(ts, rec)
+
+    async def redeploy(
+        self, ts: TenantStore, rec: ServiceRecord, wait: bool, report: Reporter = _silent
+    ) -> ServiceRecord:
+        """Apply a changed spec or env: recreate the container when the service should run."""
+        if rec.desired_state != "running":
+            return rec
+        await ts.services.update(rec.id, status="deploying", last_error=None)
+        rec = await ts.services.get(rec.id)
+        await self.backend.ensure_workload(await self.workload_spec(ts, rec))
+        return await self._wait_ready(ts, rec, None, report) if wait else rec
+
+    async def delete(self, p: Principal, ref: str, keep_volumes: bool = False) -> Deleted:
+        ts = self.store.scoped(p.tenant_id)
+        rec = await ts.services.get(ref)
+        await ts.services.update(rec.id, desired_state="deleted")
+        removed = [f"container of service {rec.name}"] if await self.backend.remove_workload(rec.id) else []
+        if not keep_volumes:
+            others = {v.name for o in await ts.services.all() if o.id != rec.id for v in o.spec.volumes}
+            for v in rec.spec.volumes:
+                gone = v.name not in others and await self.backend.remove_volume(volume_name(p.tenant_id, v.name))
+                removed += [f"volume {v.name}"] if gone else []
+        await ts.services.delete(rec.id)
+        removed.append(f"record and env of service {rec.name}")
+        return Deleted(kind="service", name=rec.name, id=rec.id, removed=removed)
+
+    async def describe_delete(self, p: Principal, ref: str, keep_volumes: bool) -> str:
+        """What delete would remove, for the confirmation prompt."""
+        rec = await self.store.scoped(p.tenant_id).services.get(ref)
+        vols = (
+            ""
+            if keep_volumes or not rec.spec.volumes
+            else f" and its volumes {', '.join(v.name for v in rec.spec.volumes)}"
+        )
+        return f"Delete service {rec.name!r} (container, env vars{vols})? This cannot be undone."
+
+    async def logs(self, p: Principal, ref: str, tail: int, since_s: int | None) -> LogOutput:
+        ts = self.store.scoped(p.tenant_id)
+        rec = await ts.services.get(ref)
+        since = None
+        if since_s is not None:
+            from datetime import UTC, datetime, timedelta
+
+            since = datetime.now(UTC) - timedelta(seconds=since_s)
+        lines = [ln.text async for ln in self.backend.logs(rec.id, tail=tail, since=since)]
+        text = mask_secrets("\n".join(lines), list((await ts.env.get_all(rec.id)).values()))
+        truncated = len(text.encode()) > self.settings.log_max_bytes
+        if truncated:
+            text = text.encode()[-self.settings.log_max_bytes :].decode("utf-8", "ignore")
+        return LogOutput(service=rec.name, lines=len(lines), truncated=truncated, output=untrusted(text))
+
+    async def set_env(self, p: Principal, ref: str, values: dict[str, str], wait: bool, report: Reporter) -> EnvList:
+        if not values:
+            raise InvalidInput("vars is empty", "pass at least one KEY: value")
+        _check_env(values)
+        ts = self.store.scoped(p.tenant_id)
+        rec = await ts.services.get(ref)
+        await ts.env.set_many(rec.id, values)
+        await self.redeploy(ts, rec, wait, report)
+        return await self.list_env(p, rec.id, reveal=False)
+
+    async def unset_env(self, p: Principal, ref: str, keys: list[str], wait: bool, report: Reporter) -> EnvList:
+        ts = self.store.scoped(p.tenant_id)
+        rec = await ts.services.get(ref)
+        missing = sorted(set(keys) - set(await ts.env.keys(rec.id)))
+        if missing:
+            raise InvalidInput(f"service {rec.name} has no env vars {', '.join(missing)}", "list_env shows the names")
+        await ts.env.unset(rec.id, keys)
+        await self.redeploy(ts, rec, wait, report)
+        return await self.list_env(p, rec.id, reveal=False)
+
+    async def list_env(self, p: Principal, ref: str, reveal: bool) -> EnvList:
+        ts = self.store.scoped(p.tenant_id)
+        rec = await ts.services.get(ref)
+        values = await ts.env.get_all(rec.id)
+        return EnvList(service=rec.name, vars=values if reveal else dict.fromkeys(values, "****"), revealed=reveal)

@@ -1,0 +1,68 @@
+"""Operator settings: every field is also an ``AGENTHOST_<NAME>`` environment variable."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+__all__ = ["Quotas", "Settings"]
+
+
+class Quotas(BaseModel):
+    """Per-tenant limits; an admin may override them per tenant."""
+
+    max_services: int = 20
+    max_memory_mb: int = 8192
+    max_cpus: float = 8.0
+    max_databases: int = 10
+    max_sandboxes: int = 20
+    max_service_memory_mb: int = 4096
+    max_concurrent_builds: int = 2
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="AGENTHOST_", extra="ignore")
+
+    data_dir: Path = Path("./agenthost-data")
+    backend: Literal["docker", "nomad"] = "docker"
+    docker_host: str | None = None
+    default_runtime: str = "runsc"
+    allow_runc: bool = False
+    publish_host: str = "127.0.0.1"
+    read_only: bool = False
+    allowed_hosts: list[str] = Field(default_factory=list, description="extra Host headers the HTTP server accepts")
+
+    default_memory_mb: int = 256
+    default_cpus: float = 0.5
+    default_pids_limit: int = 256
+    tmpfs_size_mb: int = 64
+    wait_timeout_s: float = 45.0
+    crash_limit: int = 5
+    log_max_bytes: int = 64 * 1024
+    rate_limit_per_minute: int = 600
+    disk_warn_percent: float = 80.0
+    disk_refuse_percent: float = 90.0
+    reconcile_interval_s: float = 30.0
+
+    quotas: Quotas = Field(default_factory=Quotas)
+
+    # Images. Production points these at ordinary registry images; air-gapped hosts
+    # (and this project's tests) at the ones `agenthost images build` makes.
+    image_base: str = "agenthost/base:bookworm"
+    image_python: str = "agenthost/python:bookworm"
+    image_postgres: str = "agenthost/postgres:bookworm"
+    image_redis: str = "agenthost/redis:bookworm"
+    image_sshd: str = "agenthost/sshd:bookworm"
+    debian_suite: str = "bookworm"
+    debian_mirror: str | None = None
+
+    @property
+    def db_path(self) -> Path:
+        return self.data_dir / "agenthost.db"
+
+    @property
+    def master_key_path(self) -> Path:
+        return self.data_dir / "master.key"

@@ -1,0 +1,46 @@
+"""SQLite state. Every repository a tool can reach is bound to one tenant when it is built."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from ..secrets import SecretBox
+from .api_keys import ApiKeyRepo, KeyLookup
+from .audit import AuditRepo
+from .db import Database, Tx, now_iso
+from .env import EnvRepo
+from .idempotency import IdempotencyRepo
+from .services import ServiceRepo, all_service_records
+from .tenants import TenantRepo
+
+__all__ = ["Database", "Store", "TenantStore", "Tx", "all_service_records", "now_iso"]
+
+
+class TenantStore:
+    """The repositories of one tenant: every query they run carries its tenant id."""
+
+    def __init__(self, db: Database, tenant_id: str, secrets: SecretBox) -> None:
+        self.tenant_id = tenant_id
+        self.services = ServiceRepo(db, tenant_id)
+        self.env = EnvRepo(db, tenant_id, secrets.for_tenant(tenant_id))
+        self.api_keys = ApiKeyRepo(db, tenant_id)
+        self.audit = AuditRepo(db, tenant_id)
+        self.idempotency = IdempotencyRepo(db, tenant_id)
+
+
+class Store:
+    def __init__(self, db: Database, secrets: SecretBox) -> None:
+        self.db = db
+        self.secrets = secrets
+        self.tenants = TenantRepo(db)
+        self.keys = KeyLookup(db)
+
+    @classmethod
+    async def open(cls, path: Path, secrets: SecretBox) -> Store:
+        return cls(await Database.open(path), secrets)
+
+    async def close(self) -> None:
+        await self.db.close()
+
+    def scoped(self, tenant_id: str) -> TenantStore:
+        return TenantStore(self.db, tenant_id, self.secrets)

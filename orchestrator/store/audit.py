@@ -1,0 +1,29 @@
+"""The audit log: who did what, when, and how it ended."""
+
+from __future__ import annotations
+
+from .db import Database, now_iso
+
+__all__ = ["AuditRepo"]
+
+
+class AuditRepo:
+    def __init__(self, db: Database, tenant_id: str) -> None:
+        self._db = db
+        self._tenant = tenant_id
+
+    async def record(
+        self, key_id: str, action: str, target: str | None, outcome: str, detail: str | None = None
+    ) -> None:
+        await self._db.execute(
+            "INSERT INTO audit_log (ts, tenant_id, key_id, action, target, outcome, detail) VALUES (?,?,?,?,?,?,?)",
+            (now_iso(), self._tenant, key_id, action, target, outcome, detail),
+        )
+
+    async def recent(self, limit: int = 100) -> list[dict[str, str]]:
+        rows = await self._db.fetchall(
+            "SELECT ts, key_id, action, target, outcome, detail FROM audit_log WHERE tenant_id = ?"
+            " ORDER BY id DESC LIMIT ?",
+            (self._tenant, limit),
+        )
+        return [dict(r) for r in rows]

@@ -1,0 +1,122 @@
+"""One SQLite connection in WAL mode, numbered SQL migrations, and serialized transactions."""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import AsyncIterator, Iterable
+from contextlib import asynccontextmanager
+from datetime import UTC, datetime
+from importlib import resources
+from pathlib import Path
+from typing import Any, Protocol
+
+import aiosqlite
+import anyio
+
+__all__ = ["Database", "Executor", "Row", "Tx", "now_iso"]
+
+Row = sqlite3.Row
+
+
+def now_iso() -> str:
+    return datetime.now(UTC).isoformat(timespec="milliseconds")
+
+
+class Executor(Protocol):
+    async def execute(self, sql: str, params: Iterable[Any] = ()) -> int: ...
+    async def fetchone(self, sql: str, params: Iterable[Any] = ()) -> Row | None: ...
+    async def fetchall(self, sql: str, params: Iterable[Any] = ()) -> list[Row]: ...
+
+
+class Tx:
+    """Statements inside an open transaction; only the task that opened it holds this handle."""
+
+    def __init__(self, conn: aiosqlite.Connection) -> None:
+        self._conn = conn
+
+    async def execute(self, sql: str, params: Iterable[Any] = ()) -> int:
+        cur = await self._conn.execute(sql, tuple(params))
+        return cur.rowcount
+
+    async def fetchone(self, sql: str, params: Iterable[Any] = ()) -> Row | None:
+        cur = await self._conn.execute(sql, tuple(params))
+        row: Row | None = await cur.fetchone()
+        return row
+
+    async def fetchall(self, sql: str, params: Iterable[Any] = ()) -> list[Row]:
+        cur = await self._conn.execute(sql, tuple(params))
+        return list(await cur.fetchall())
+
+
+class Database:
+    """Every statement takes one lock, so no coroutine's statement lands inside another's transaction."""
+
+    def __init__(self, conn: aiosqlite.Connection) -> None:
+        self._conn = conn
+        self._tx = Tx(conn)
+        self._lock = anyio.Lock()
+
+    @classmethod
+    async def open(cls, path: Path) -> Database:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        conn = await aiosqlite.connect(str(path), isolation_level=None)
+        conn.row_factory = sqlite3.Row
+        await conn.execute("PRAGMA journal_mode=WAL")
+        await conn.execute("PRAGMA foreign_keys=ON")
+        await conn.execute("PRAGMA busy_timeout=5000")
+        await conn.execute("PRAGMA synchronous=NORMAL")
+        db = cls(conn)
+        await db._migrate()
+        return db
+
+    async def close(self) -> None:
+        await self._conn.close()
+
+    async def _migrate(self) -> None:
+        await self._conn.execute(
+            "CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, name TEXT, applied_at TEXT)"
+        )
+        cur = await self._conn.execute("SELECT version FROM schema_migrations")
+        applied = {row[0] for row in await cur.fetchall()}
+        folder = resources.files("orchestrator.store") / "migrations"
+        for entry in sorted(folder.iterdir(), key=lambda e: e.name):
+            if not entry.name.endswith(".sql"):
+                continue
+            version = int(entry.name.split("_", 1)[0])
+            if version in applied:
+                continue
+            # executescript commits what is pending first, so the migration and its record share one transaction.
+            await self._conn.executescript(
+                f"BEGIN;\n{entry.read_text()}\n"
+                f"INSERT INTO schema_migrations VALUES ({version}, '{entry.name}', '{now_iso()}');\nCOMMIT;"
+            )
+
+    async def execute(self, sql: str, params: Iterable[Any] = ()) -> int:
+        """Run one statement; returns the number of changed rows."""
+        async with self._lock:
+            return await self._tx.execute(sql, params)
+
+    async def fetchone(self, sql: str, params: Iterable[Any] = ()) -> Row | None:
+        async with self._lock:
+            return await self._tx.fetchone(sql, params)
+
+    async def fetchall(self, sql: str, params: Iterable[Any] = ()) -> list[Row]:
+        async with self._lock:
+            return await self._tx.fetchall(sql, params)
+
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[Tx]:
+        """Statements on the yielded handle commit together or not at all."""
+        async with self._lock:
+            await self._conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield self._tx
+            except BaseException:
+                await self._conn.execute("ROLLBACK")
+                raise
+            await self._conn.execute("COMMIT")
+
+    async def vacuum_into(self, target: Path) -> None:
+        """A consistent copy of the whole database, taken while it is in use."""
+        async with self._lock:
+            await self._conn.execute("VACUUM INTO ?", (str(target),))
