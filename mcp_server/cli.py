@@ -109,7 +109,8 @@ def cmd_images(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def cmd_doctor(settings: Settings, args: argparse.Namespace) -> int:
-    from orchestrator.platform import make_backend
+    from orchestrator.platform import instance_id, make_backend
+    from orchestrator.secrets import load_master_key
 
     problems = 0
 
@@ -125,7 +126,10 @@ def cmd_doctor(settings: Settings, args: argparse.Namespace) -> int:
         check(shutil.which(tool) is not None, f"{tool} installed", f"apt-get install {tool}")
 
     async def engine() -> None:
-        backend = make_backend(settings)
+        instance = (
+            instance_id(load_master_key(settings.master_key_path)) if settings.master_key_path.exists() else "doctor"
+        )
+        backend = make_backend(settings, instance)
         try:
             info = await backend.info()
             check(True, f"{backend.name} {info.version} reachable")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import shutil
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -19,18 +20,23 @@ from .settings import Settings
 from .store import Store, all_service_records
 from .tenants import TenantManager
 
-__all__ = ["Platform", "make_backend"]
+__all__ = ["Platform", "instance_id", "make_backend"]
 
 
-def make_backend(settings: Settings) -> Backend:
+def instance_id(master_key: bytes) -> str:
+    """A stable id of this platform (its data dir), derived from the master key without revealing it."""
+    return hashlib.sha256(b"agenthost-instance\0" + master_key).hexdigest()[:12]
+
+
+def make_backend(settings: Settings, instance: str) -> Backend:
     if settings.backend == "nomad":
         from .backends.nomad import NomadBackend
 
-        nomad: Backend = NomadBackend.from_settings(settings)
+        nomad: Backend = NomadBackend.from_settings(settings, instance)
         return nomad
     from .backends.docker import DockerBackend
 
-    return DockerBackend(settings.docker_host, settings.publish_host)
+    return DockerBackend(settings.docker_host, settings.publish_host, instance)
 
 
 class Platform:
@@ -46,9 +52,9 @@ class Platform:
     @asynccontextmanager
     async def open(cls, settings: Settings, *, background: bool = False) -> AsyncIterator[Platform]:
         """Open the data dir. With ``background`` the reconciler runs until the platform closes."""
-        secrets = SecretBox(load_master_key(settings.master_key_path))
-        store = await Store.open(settings.db_path, secrets)
-        backend = make_backend(settings)
+        master = load_master_key(settings.master_key_path)
+        store = await Store.open(settings.db_path, SecretBox(master))
+        backend = make_backend(settings, instance_id(master))
         platform = cls(settings, store, backend)
         try:
             async with anyio.create_task_group() as tg:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
 
 import anyio
 
@@ -19,6 +20,7 @@ from .store import Store, all_service_records
 __all__ = ["Reconciler"]
 
 log = logging.getLogger(__name__)
+_GRACE_S = 120.0
 
 
 class Reconciler:
@@ -42,6 +44,7 @@ class Reconciler:
     async def reconcile_once(self) -> dict[str, int]:
         backend = self.services.backend
         records = await all_service_records(self.store.db)
+        now = datetime.now(UTC)
         counts = {"redeployed": 0, "failed": 0, "orphans_removed": 0, "deleted": 0}
         for rec in records:
             ts = self.store.scoped(rec.tenant_id)
@@ -52,6 +55,8 @@ class Reconciler:
                 counts["deleted"] += 1
                 continue
             st = await backend.workload_status(rec.id)
+            if rec.status == "deploying" and (now - rec.updated_at).total_seconds() < _GRACE_S:
+                continue  # another process may be creating it right now
             if rec.desired_state == "running" and st.state == "missing":
                 await ts.services.update(rec.id, status="deploying")
                 await backend.ensure_workload(await self.services.workload_spec(ts, rec))

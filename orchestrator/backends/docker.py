@@ -39,6 +39,7 @@ P = ParamSpec("P")
 T = TypeVar("T")
 
 _L_MANAGED = f"{LABEL_PREFIX}.managed"
+_L_INSTANCE = f"{LABEL_PREFIX}.instance"
 _L_ID = f"{LABEL_PREFIX}.id"
 _L_TENANT = f"{LABEL_PREFIX}.tenant"
 _L_KIND = f"{LABEL_PREFIX}.kind"
@@ -82,8 +83,11 @@ def _parse_ts(value: str | None) -> datetime | None:
 class DockerBackend:
     name = "docker"
 
-    def __init__(self, base_url: str | None = None, publish_host: str = "127.0.0.1") -> None:
+    def __init__(self, base_url: str | None = None, publish_host: str = "127.0.0.1", instance: str = "default") -> None:
+        """``instance`` labels everything this platform creates, so two platforms sharing one engine
+        (or a test run beside a development one) never take each other's workloads for orphans."""
         self._base_url = base_url
+        self._own = {_L_MANAGED: "true", _L_INSTANCE: instance}
         self._publish_host = publish_host
         self._client: docker.DockerClient | None = None
         self._egress_ready = False
@@ -180,12 +184,15 @@ class DockerBackend:
             if binds:
                 endpoints[int(key.split("/")[0])] = Endpoint(host=self._publish_host, port=int(binds[0]["HostPort"]))
         labels = attrs.get("Config", {}).get("Labels") or {}
+        restarts = int(attrs.get("RestartCount", 0))
         exit_code = st.get("ExitCode") if state in ("exited", "restarting") else None
+        if exit_code is None and restarts:
+            exit_code = self._last_exit_code(container)
         return WorkloadStatus(
             id=workload_id,
             state=state,
             endpoints=endpoints,
-            restarts=int(attrs.get("RestartCount", 0)),
+            restarts=restarts,
             exit_code=exit_code,
             error=st.get("Error") or None,
             oom_killed=bool(st.get("OOMKilled")),
@@ -195,7 +202,20 @@ class DockerBackend:
             labels=labels,
         )
 
+    def _last_exit_code(self, container: Container) -> int | None:
+        """Once a restarted container runs again the engine zeroes State.ExitCode; its 'die' events keep it."""
+        created = _parse_ts(container.attrs.get("Created"))
+        events = self._docker().api.events(
+            since=int(created.timestamp()) if created else None,
+            until=int(datetime.now(UTC).timestamp()) + 1,
+            filters={"container": container.id, "event": "die"},
+            decode=True,
+        )
+        codes = [e.get("Actor", {}).get("Attributes", {}).get("exitCode") for e in events]
+        return int(codes[-1]) if codes and codes[-1] is not None else None
+
     def _ensure_network_sync(self, name: str, labels: dict[str, str], *, internal: bool, bridge: str) -> None:
+        # Tenant networks belong to this platform; the shared egress bridges to every platform on the host.
         client = self._docker()
         if client.networks.list(names=[name]):
             return
@@ -204,7 +224,7 @@ class DockerBackend:
                 name,
                 driver="bridge",
                 internal=internal,
-                labels={_L_MANAGED: "true", **labels},
+                labels={**(self._own if internal else {_L_MANAGED: "true"}), **labels},
                 options={
                     "com.docker.network.bridge.name": bridge,
                     # Shared egress bridges carry several tenants: no traffic between their containers.
@@ -235,7 +255,7 @@ class DockerBackend:
         client = self._docker()
         labels = {
             **spec.labels,
-            _L_MANAGED: "true",
+            **self._own,
             _L_ID: spec.id,
             _L_TENANT: spec.tenant_id,
             _L_KIND: spec.kind,
@@ -369,7 +389,7 @@ class DockerBackend:
 
     async def list_workloads(self, labels: dict[str, str]) -> list[WorkloadStatus]:
         def listing() -> list[WorkloadStatus]:
-            filters = [f"{_L_MANAGED}=true", *(f"{k}={v}" for k, v in labels.items())]
+            filters = [f"{k}={v}" for k, v in {**self._own, **labels}.items()]
             found = self._docker().containers.list(all=True, filters={"label": filters})
             return [self._status((c.labels or {}).get(_L_ID, c.name), c) for c in found]
 
@@ -468,7 +488,7 @@ class DockerBackend:
             try:
                 self._docker().volumes.get(name)
             except docker.errors.NotFound:
-                self._docker().volumes.create(name, labels={_L_MANAGED: "true", **labels})
+                self._docker().volumes.create(name, labels={**self._own, **labels})
 
         await self._run(f"create volume {name}", ensure)
 
@@ -488,7 +508,7 @@ class DockerBackend:
 
     async def list_volumes(self, labels: dict[str, str]) -> list[str]:
         def listing() -> list[str]:
-            filters = [f"{_L_MANAGED}=true", *(f"{k}={v}" for k, v in labels.items())]
+            filters = [f"{k}={v}" for k, v in {**self._own, **labels}.items()]
             return [v.name for v in self._docker().volumes.list(filters={"label": filters})]
 
         return await self._run("list volumes", listing)

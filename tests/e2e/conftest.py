@@ -1,0 +1,82 @@
+"""Fixtures for tests that drive agenthost against the real Docker daemon."""
+
+from __future__ import annotations
+
+import textwrap
+from collections.abc import Iterator
+from pathlib import Path
+
+import docker
+import docker.errors
+import pytest
+
+from orchestrator.settings import Settings
+
+from .harness import AgentHost
+
+HELLO_APP = textwrap.dedent(
+    """
+    import os, http.server, sys
+    class H(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            body = f"hello {os.environ.get('GREETING', 'world')}".encode()
+            self.send_response(200)
+            self.end_headers()
+            self.wfile.write(body)
+        def log_message(self, fmt, *args):
+            print("request", self.path, flush=True)
+    print("hello app starting", flush=True)
+    http.server.ThreadingHTTPServer(("0.0.0.0", 8000), H).serve_forever()
+    """
+)
+HELLO_IMAGE = "ah-test/hello:1"
+
+
+@pytest.fixture(scope="session")
+def docker_client() -> Iterator[docker.DockerClient]:
+    try:
+        client = docker.from_env(version="auto")
+        client.ping()
+    except docker.errors.DockerException as exc:
+        pytest.skip(f"Docker is not reachable ({exc}); run `bash infra/setup.sh` first")
+    yield client
+    client.close()
+
+
+@pytest.fixture(scope="session")
+def platform_images(docker_client: docker.DockerClient) -> Settings:
+    settings = Settings()
+    for tag in (settings.image_base, settings.image_python):
+        try:
+            docker_client.images.get(tag)
+        except docker.errors.ImageNotFound:
+            pytest.skip(f"image {tag} missing; run `agenthost images build`")
+    return settings
+
+
+@pytest.fixture(scope="session")
+def hello_image(
+    docker_client: docker.DockerClient, platform_images: Settings, tmp_path_factory: pytest.TempPathFactory
+) -> str:
+    """A small HTTP service built locally (no registry is reachable here) on the platform's python image."""
+    ctx = tmp_path_factory.mktemp("hello")
+    (ctx / "app.py").write_text(HELLO_APP)
+    (ctx / "Dockerfile").write_text(
+        f'FROM {platform_images.image_python}\nCOPY app.py /app/app.py\nCMD ["python3", "/app/app.py"]\n'
+    )
+    docker_client.images.build(path=str(ctx), tag=HELLO_IMAGE, rm=True, pull=False)
+    return HELLO_IMAGE
+
+
+@pytest.fixture(scope="session")
+def agenthost(docker_client: docker.DockerClient, tmp_path_factory: pytest.TempPathFactory) -> Iterator[AgentHost]:
+    host = AgentHost(data_dir=Path(tmp_path_factory.mktemp("agenthost-data")))
+    host.init()
+    yield host
+    host.stop()
+    host.cleanup_engine()
+
+
+@pytest.fixture(params=["stdio", "http"])
+def transport(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
