@@ -26,6 +26,7 @@ __all__ = [
     "LogLine",
     "NodeInfo",
     "OnLog",
+    "OnOutput",
     "VolumeSpec",
     "WorkloadKind",
     "WorkloadSpec",
@@ -38,6 +39,7 @@ LABEL_PREFIX = "agenthost"
 WorkloadKind = Literal["service", "database", "sandbox", "build", "sidecar", "job"]
 WorkloadState = Literal["pending", "running", "restarting", "exited", "missing"]
 OnLog = Callable[[str], Awaitable[None]]
+OnOutput = Callable[[str, str], Awaitable[None]]  # (stream 'stdout' | 'stderr', new text) while a command runs
 
 
 class VolumeSpec(BaseModel):
@@ -72,6 +74,7 @@ class WorkloadSpec(BaseModel):
     network_aliases: list[str] = []
     share_network_with: str | None = Field(None, description="workload id whose network namespace to join")
     health_check: HealthCheck | None = None
+    init: bool = Field(True, description="a tiny init as pid 1 that reaps zombies (exec'd commands that were killed)")
     restart: Literal["on-failure", "never"] = "on-failure"
     max_restarts: int = 5
     labels: dict[str, str] = {}
@@ -174,7 +177,14 @@ class Backend(Protocol):
         env: dict[str, str] | None = None,
         workdir: str | None = None,
         max_output_bytes: int = 1024 * 1024,
-    ) -> ExecResult: ...
+        on_output: OnOutput | None = None,
+    ) -> ExecResult:
+        """Run argv in a running workload, killing it and its children inside the workload at the deadline.
+
+        Each of stdout and stderr keeps at most ``max_output_bytes`` (head and tail); ``on_output`` gets
+        new output while the command runs. Raises: InvalidInput when the workload is not running.
+        """
+        ...
 
     async def build_image(
         self, context: Path, dockerfile: str, tag: str, on_log: OnLog, memory_mb: int, cpus: float, timeout_s: float

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import subprocess
+import threading
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -26,11 +27,12 @@ from .base import (
     LogLine,
     NodeInfo,
     OnLog,
+    OnOutput,
     WorkloadSpec,
     WorkloadStatus,
 )
 from .docker_build import build_image_sync
-from .docker_exec import exec_sync
+from .docker_exec import Emit, exec_sync
 from .docker_net import egress_network_name, ensure_egress_rules, iptables_available, tenant_bridge_name
 
 __all__ = ["DockerBackend", "container_name"]
@@ -92,6 +94,7 @@ class DockerBackend:
         self._client: docker.DockerClient | None = None
         self._egress_ready = False
         self._lock = anyio.Lock()
+        self._exec_limiter = anyio.CapacityLimiter(64)
 
     # -- plumbing -----------------------------------------------------------------------------
 
@@ -279,6 +282,7 @@ class DockerBackend:
         ]
         host_config: dict[str, Any] = {
             "runtime": spec.runtime,
+            "init": spec.init,
             "read_only": spec.read_only_rootfs,
             "tmpfs": {path: f"rw,nosuid,nodev,size={mb}m" for path, mb in spec.tmpfs.items()},
             "cap_drop": ["ALL"],
@@ -456,14 +460,43 @@ class DockerBackend:
         env: dict[str, str] | None = None,
         workdir: str | None = None,
         max_output_bytes: int = 1024 * 1024,
+        on_output: OnOutput | None = None,
     ) -> ExecResult:
-        def run() -> ExecResult:
-            container = self._container(workload_id)
-            if container is None or container.status != "running":
-                raise InvalidInput(f"workload {workload_id} is not running", "start it first")
-            return exec_sync(self._docker().api, container.id, argv, timeout_s, stdin, env, workdir, max_output_bytes)
+        cancel = threading.Event()
+        emit: Emit | None = None
+        if on_output is not None:
+            callback = on_output
 
-        return await self._run(f"exec in {workload_id}", run)
+            def emit(stream: str, text: str) -> None:
+                if not cancel.is_set():
+                    anyio.from_thread.run(callback, stream, text)
+
+        def run() -> ExecResult:
+            try:
+                with docker_errors(f"exec in {workload_id}"):
+                    return exec_sync(
+                        self._docker().api,
+                        container_name(workload_id),
+                        argv,
+                        timeout_s,
+                        stdin,
+                        env,
+                        workdir,
+                        max_output_bytes,
+                        emit,
+                        cancel,
+                    )
+            except NotFound as exc:
+                raise NotFound(f"workload {workload_id} has no container", "deploy or start it again") from exc
+            except Conflict as exc:
+                raise InvalidInput(f"workload {workload_id} is not running", "start it first") from exc
+
+        try:
+            # Own thread budget: long commands must not starve the engine calls of every other tool.
+            return await anyio.to_thread.run_sync(run, abandon_on_cancel=True, limiter=self._exec_limiter)
+        except anyio.get_cancelled_exc_class():
+            cancel.set()  # the worker sees it within 0.25 s and kills the command inside the container
+            raise
 
     # -- images -------------------------------------------------------------------------------
 

@@ -1,31 +1,33 @@
-"""Exec in a running container: stdin, a deadline, bounded output, and a kill inside the container on timeout.
+"""Exec in a running container: stdin, a deadline, bounded and streamed output, and a kill inside the container.
 
-The command runs under a tiny ``sh`` wrapper that records its pid in the container's /tmp,
-so a timed-out command and everything it spawned can be killed *inside* the container
-(killing the engine's exec client would leave the process running).
+Runs in a worker thread (the docker SDK is synchronous) and talks to the engine's hijacked exec
+socket directly: stdin is written only when the socket can take it, so a command that never reads
+its input cannot stall the deadline; output is read to the end and bounded (see ``exec_output``).
+On the deadline, or when the caller goes away, the command and everything it spawned are killed
+*inside* the container: closing the engine's exec session alone would leave them running.
 """
 
 from __future__ import annotations
 
 import select
 import socket
+import ssl
 import struct
+import threading
 import time
 import uuid
+from collections.abc import Callable
 from typing import Any
 
+from ..errors import InvalidInput
 from .base import ExecResult
+from .exec_output import EXEC_MARKER, KILLER, WORKDIR_MISSING, WRAPPER, BoundedOutput, OutputStreamer
 
-__all__ = ["exec_sync"]
+__all__ = ["Emit", "exec_sync", "kill_exec"]
 
-_WRAPPER = 'echo $$ > "/tmp/.ah-exec-$AH_EXEC_ID"; exec "$@"'
-# Kill the recorded pid and its descendants (found by walking /proc ppid links), then remove the pid file.
-_KILLER = (
-    'f="/tmp/.ah-exec-$1"; [ -f "$f" ] || exit 0; root=$(cat "$f"); '
-    'tree() { echo "$1"; for s in /proc/[0-9]*/stat; do '
-    'read -r p _ _ pp _ < "$s" 2>/dev/null || continue; [ "$pp" = "$1" ] && tree "$p"; done; }; '
-    'kill -9 $(tree "$root") 2>/dev/null; rm -f "$f"'
-)
+Emit = Callable[[str, str], None]  # (stream name, new text)
+_STREAMS = {1: "stdout", 2: "stderr"}
+_WOULD_BLOCK = (BlockingIOError, InterruptedError, ssl.SSLWantReadError, ssl.SSLWantWriteError)
 
 
 def _raw_socket(sock: Any) -> socket.socket:
@@ -34,81 +36,130 @@ def _raw_socket(sock: Any) -> socket.socket:
 
 def _exit_code(api: Any, exec_id: str) -> int | None:
     # The stream can end a moment before the engine marks the exec finished.
-    for _ in range(50):
+    deadline = time.monotonic() + 2.0
+    while True:
         state = api.exec_inspect(exec_id)
         if not state.get("Running"):
             code = state.get("ExitCode")
             return int(code) if code is not None else None
-        time.sleep(0.02)
-    return None
+        if time.monotonic() > deadline:
+            return None
+        time.sleep(0.01)
+
+
+def kill_exec(api: Any, container: str, exec_key: str) -> int:
+    """Kill the exec's processes inside the container; returns how many were killed."""
+    killer = api.exec_create(container, ["/bin/sh", "-c", KILLER, "ah-kill", exec_key])["Id"]
+    out = api.exec_start(killer)
+    try:
+        return int(out.decode().strip().splitlines()[-1])
+    except (ValueError, IndexError):
+        return 0
+
+
+class _Demux:
+    """Splits the engine's multiplexed stream (8-byte header: stream id, size) into stdout and stderr."""
+
+    def __init__(self, outputs: dict[int, BoundedOutput], streamers: dict[int, OutputStreamer]) -> None:
+        self._buf = bytearray()
+        self._outputs = outputs
+        self._streamers = streamers
+
+    def feed(self, chunk: bytes) -> None:
+        self._buf += chunk
+        buf, pos = self._buf, 0
+        while len(buf) - pos >= 8:
+            stream, size = struct.unpack_from(">BxxxL", buf, pos)
+            if len(buf) - pos - 8 < size:
+                break
+            payload = bytes(buf[pos + 8 : pos + 8 + size])
+            pos += 8 + size
+            if stream in self._outputs:
+                self._outputs[stream].add(payload)
+                self._streamers[stream].add(payload)
+        del buf[:pos]
 
 
 def exec_sync(
     api: Any,
-    container_id: str,
+    container: str,
     argv: list[str],
     timeout_s: float,
     stdin: bytes | None,
     env: dict[str, str] | None,
     workdir: str | None,
     max_output_bytes: int,
+    emit: Emit | None = None,
+    cancel: threading.Event | None = None,
 ) -> ExecResult:
-    exec_key = uuid.uuid4().hex[:12]
+    """Run ``argv`` in ``container`` (a name or id). Raises: InvalidInput when ``workdir`` does not exist."""
+    exec_key = uuid.uuid4().hex[:16]
     started = time.monotonic()
     exec_id = api.exec_create(
-        container_id,
-        ["/bin/sh", "-c", _WRAPPER, "ah-exec", *argv],
+        container,
+        ["/bin/sh", "-c", WRAPPER, exec_key, workdir or "", *argv],
         stdin=stdin is not None,
-        environment={**(env or {}), "AH_EXEC_ID": exec_key},
-        workdir=workdir,
+        environment={**(env or {}), EXEC_MARKER: exec_key},
     )["Id"]
     raw = _raw_socket(api.exec_start(exec_id, socket=True))
-    out = {1: bytearray(), 2: bytearray()}
-    truncated = timed_out = False
+    outputs = {1: BoundedOutput(max_output_bytes), 2: BoundedOutput(max_output_bytes)}
+    streamers = {
+        n: OutputStreamer((lambda text, name=name: emit(name, text)) if emit else None) for n, name in _STREAMS.items()
+    }
+    demux = _Demux(outputs, streamers)
+    pending = memoryview(stdin or b"")
+    stdin_open = stdin is not None
+    timed_out = cancelled = False
     try:
-        if stdin is not None:
-            raw.sendall(stdin)
-            raw.shutdown(socket.SHUT_WR)
-        buffer = b""
+        raw.setblocking(False)
         deadline = started + timeout_s
         while True:
+            if cancel is not None and cancel.is_set():
+                cancelled = True
+                break
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 timed_out = True
                 break
-            ready, _, _ = select.select([raw], [], [], min(remaining, 0.5))
-            if not ready:
-                continue
-            chunk = raw.recv(65536)
-            if not chunk:
-                break
-            buffer += chunk
-            while len(buffer) >= 8:
-                stream, size = struct.unpack(">BxxxL", buffer[:8])
-                if len(buffer) < 8 + size:
+            if stdin_open and not pending:
+                raw.shutdown(socket.SHUT_WR)
+                stdin_open = False
+            readable, writable, _ = select.select([raw], [raw] if stdin_open else [], [], min(remaining, 0.25))
+            if writable:
+                try:
+                    sent = raw.send(pending[:65536])
+                    pending = pending[sent:]
+                except _WOULD_BLOCK:
+                    pass
+                except (BrokenPipeError, ConnectionResetError):
+                    stdin_open = False  # the command closed its input; it may still write output
+                    pending = memoryview(b"")
+            if readable:
+                try:
+                    chunk = raw.recv(262144)
+                except _WOULD_BLOCK:
+                    chunk = None
+                if chunk == b"":
                     break
-                payload, buffer = buffer[8 : 8 + size], buffer[8 + size :]
-                target = out.get(stream)
-                if target is None:
-                    continue
-                room = max_output_bytes - len(target)
-                if len(payload) > room:
-                    truncated = True
-                target += payload[: max(room, 0)]
+                if chunk:
+                    demux.feed(chunk)
+            for streamer in streamers.values():
+                streamer.flush()
     finally:
         raw.close()
-    if timed_out:
-        killer = api.exec_create(container_id, ["/bin/sh", "-c", _KILLER, "ah-kill", exec_key])["Id"]
-        api.exec_start(killer)
-    else:
-        cleanup = api.exec_create(container_id, ["rm", "-f", f"/tmp/.ah-exec-{exec_key}"])["Id"]
-        api.exec_start(cleanup, detach=True)
-    exit_code = None if timed_out else _exit_code(api, exec_id)
+    if timed_out or cancelled:
+        kill_exec(api, container, exec_key)
+    for streamer in streamers.values():
+        streamer.flush(force=True)
+    exit_code = None if timed_out or cancelled else _exit_code(api, exec_id)
+    stderr = outputs[2].text()
+    if exit_code == WORKDIR_MISSING and stderr.startswith("agenthost: workdir ") and not outputs[1].total:
+        raise InvalidInput(f"workdir {workdir!r} does not exist in the container", "pass an existing absolute path")
     return ExecResult(
         exit_code=exit_code,
-        stdout=out[1].decode("utf-8", "replace"),
-        stderr=out[2].decode("utf-8", "replace"),
-        truncated=truncated,
+        stdout=outputs[1].text(),
+        stderr=stderr,
+        truncated=outputs[1].truncated or outputs[2].truncated,
         timed_out=timed_out,
         duration_ms=int((time.monotonic() - started) * 1000),
     )
