@@ -12,11 +12,15 @@ import anyio
 
 from .backends.base import Backend
 from .errors import AgentHostError, BackendUnavailable
+from .exec import ExecManager
 from .models import PlatformStatus, Principal, Usage
+from .pool import WarmPool
 from .reconciler import Reconciler
+from .sandboxes import SandboxManager
 from .secrets import SecretBox, load_master_key
 from .services import ServiceManager
 from .settings import Settings
+from .ssh import SshManager
 from .store import Store, all_service_records
 from .tenants import TenantManager
 
@@ -47,6 +51,12 @@ class Platform:
         self.tenants = TenantManager(settings, store)
         self.services = ServiceManager(settings, store, backend)
         self.reconciler = Reconciler(store, self.services, settings.reconcile_interval_s)
+        self.pool = WarmPool(settings, store, backend)
+        self.sandboxes = SandboxManager(settings, store, backend, self.pool)
+        self.exec = ExecManager(settings, store, backend, self.sandboxes)
+        self.ssh = SshManager(settings, store, backend, self.services)
+        self.reconciler.known_ids += [self.pool.known_ids, self.sandboxes.known_ids, self.ssh.known_ids]
+        self.reconciler.repairs.append(self.ssh.reconcile)
 
     @classmethod
     @asynccontextmanager
@@ -60,6 +70,7 @@ class Platform:
             async with anyio.create_task_group() as tg:
                 if background:
                     tg.start_soon(platform.reconciler.run)
+                    tg.start_soon(platform.pool.run)
                 yield platform
                 tg.cancel_scope.cancel()
         finally:
@@ -68,8 +79,9 @@ class Platform:
                 await store.close()
 
     async def usage(self, p: Principal) -> Usage:
-        count, mem, cpus = await self.store.scoped(p.tenant_id).services.usage()
-        return Usage(services=count, memory_mb=mem, cpus=cpus)
+        ts = self.store.scoped(p.tenant_id)
+        count, mem, cpus = await ts.services.usage()
+        return Usage(services=count, memory_mb=mem, cpus=cpus, sandboxes=await ts.sandboxes.count())
 
     def disk_state(self, path: Path) -> tuple[float | None, str]:
         try:

@@ -30,6 +30,8 @@ class Reconciler:
         self.interval_s = interval_s
         # Other use-cases register the workload ids they own, so they are not taken for orphans.
         self.known_ids: list[Callable[[], Awaitable[set[str]]]] = []
+        # Other use-cases' own repairs (e.g. SSH sidecars following their service), run every pass.
+        self.repairs: list[Callable[[], Awaitable[None]]] = []
 
     async def run(self) -> None:
         while True:
@@ -74,10 +76,20 @@ class Reconciler:
                 counts["failed"] += 1
             elif rec.status == "deploying" and st.state == "running":
                 await self.services.view(ts, rec)
-        known = {r.id for r in records}
+        for repair in self.repairs:
+            try:
+                await repair()
+            except BackendUnavailable:
+                raise
+            except AgentHostError:
+                log.exception("repair %s failed", getattr(repair, "__qualname__", repair))
+        # List first, then read who owns what: a workload created meanwhile had its record written before
+        # its container, so it is known here and never taken for an orphan.
+        workloads = await backend.list_workloads({})
+        known = {r.id for r in await all_service_records(self.store.db)}
         for source in self.known_ids:
             known |= await source()
-        for st in await backend.list_workloads({}):
+        for st in workloads:
             if st.id not in known and st.labels.get("agenthost.kind") != "job":
                 log.warning("removing orphan workload %s", st.id)
                 await backend.remove_workload(st.id)

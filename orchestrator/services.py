@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 import time
 from collections.abc import Awaitable, Callable
-from typing import Protocol
+from typing import Literal, Protocol
 
 import anyio
 from pydantic import BaseModel, Field
@@ -37,11 +37,23 @@ from .readiness import endpoint_answers
 from .settings import Settings
 from .store import Store, TenantStore
 
-__all__ = ["DeployRequest", "Reporter", "ServiceManager", "mask_secrets", "tenant_network", "volume_name"]
+__all__ = [
+    "DeployRequest",
+    "Reporter",
+    "ServiceEvent",
+    "ServiceManager",
+    "mask_secrets",
+    "tenant_network",
+    "volume_name",
+]
 
 _ENV_KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")
 _MAX_ENV_VALUE = 32 * 1024
 _RUNTIME_ALIASES = {"gvisor": "runsc", "sysbox": "sysbox-runc"}
+
+
+# What just happened to a service's container, for use-cases that keep companions (the SSH sidecar) in step.
+ServiceEvent = Literal["running", "stopped", "removing"]
 
 
 class Reporter(Protocol):
@@ -65,6 +77,7 @@ class DeployRequest(BaseModel):
     health_check: HealthCheck = HealthCheck()
     egress: Egress = "open"
     user: str | None = Field(None, pattern=r"^[A-Za-z0-9_.-]+(:[A-Za-z0-9_.-]+)?$")
+    ssh_public_key: str | None = Field(None, max_length=16384)
     wait: bool = True
     wait_timeout_s: float | None = Field(None, gt=0, le=600)
 
@@ -102,6 +115,15 @@ class ServiceManager:
         self.backend = backend
         # Other use-cases (databases, ssh) contribute env and sidecars through these hooks.
         self.extra_env: list[Callable[[TenantStore, ServiceRecord], Awaitable[dict[str, str]]]] = []
+        self.extra_ports: list[Callable[[ServiceRecord], list[int]]] = []
+        # Called after a service's container started (or was recreated), stopped, or before it is removed.
+        self.on_event: list[Callable[[TenantStore, ServiceRecord, ServiceEvent], Awaitable[None]]] = []
+        # Checks and normalisation of the spec of a new service (e.g. its SSH keys), before it is recorded.
+        self.spec_checks: list[Callable[[DeployRequest, ServiceSpec], ServiceSpec]] = []
+
+    async def emit(self, ts: TenantStore, rec: ServiceRecord, event: ServiceEvent) -> None:
+        for hook in self.on_event:
+            await hook(ts, rec, event)
 
     # -- validation -----------------------------------------------------------------------------
 
@@ -154,7 +176,7 @@ class ServiceManager:
             image=spec.image,
             command=spec.command,
             env=env,
-            ports=[spec.port] if spec.port else [],
+            ports=([spec.port] if spec.port else []) + [p for hook in self.extra_ports for p in hook(rec)],
             volumes=[VolumeSpec(name=volume_name(rec.tenant_id, v.name), path=v.path) for v in spec.volumes],
             memory_mb=spec.memory_mb,
             cpus=spec.cpus,
@@ -299,6 +321,8 @@ class ServiceManager:
         )
         if len({v.path for v in req.volumes}) != len(req.volumes):
             raise InvalidInput("two volumes share one mount path", "give each volume its own path")
+        for check in self.spec_checks:
+            spec = check(req, spec)
         async with self.store.db.transaction() as tx:
             rec = await ts.services.insert(req.name, spec, tx)
             await ts.env.set_many(rec.id, req.env, tx)
@@ -318,10 +342,12 @@ class ServiceManager:
             raise
         if req.wait:
             rec = await self._wait_ready(ts, rec, req.wait_timeout_s, report)
+        await self.emit(ts, rec, "running")
         return await self.view(ts, rec)
 
     async def _undo(self, ts: TenantStore, rec: ServiceRecord, volumes: list[str]) -> None:
         try:
+            await self.emit(ts, rec, "removing")
             await self.backend.remove_workload(rec.id)
             for name in volumes:
                 await self.backend.remove_volume(name)
@@ -346,6 +372,7 @@ class ServiceManager:
         await self.backend.ensure_workload(await self.workload_spec(ts, rec))
         if wait:
             rec = await self._wait_ready(ts, rec, None, report)
+        await self.emit(ts, rec, "running")
         return await self.view(ts, rec)
 
     async def stop(self, p: Principal, ref: str) -> Service:
@@ -354,6 +381,7 @@ class ServiceManager:
         await ts.services.update(rec.id, desired_state="stopped")
         await self.backend.stop_workload(rec.id)
         await ts.services.update(rec.id, status="stopped")
+        await self.emit(ts, rec, "stopped")
         return await self.view(ts, await ts.services.get(rec.id))
 
     async def restart(self, p: Principal, ref: str, wait: bool = True, report: Reporter = _silent) -> Service:
@@ -372,6 +400,7 @@ class ServiceManager:
         rec = await ts.services.get(rec.id)
         if wait:
             rec = await self._wait_ready(ts, rec, None, report)
+        await self.emit(ts, rec, "running")
         return await self.view(ts, rec)
 
     async def redeploy(
@@ -383,12 +412,16 @@ class ServiceManager:
         await ts.services.update(rec.id, status="deploying", last_error=None)
         rec = await ts.services.get(rec.id)
         await self.backend.ensure_workload(await self.workload_spec(ts, rec))
-        return await self._wait_ready(ts, rec, None, report) if wait else rec
+        if wait:
+            rec = await self._wait_ready(ts, rec, None, report)
+        await self.emit(ts, rec, "running")
+        return rec
 
     async def delete(self, p: Principal, ref: str, keep_volumes: bool = False) -> Deleted:
         ts = self.store.scoped(p.tenant_id)
         rec = await ts.services.get(ref)
         await ts.services.update(rec.id, desired_state="deleted")
+        await self.emit(ts, rec, "removing")
         removed = [f"container of service {rec.name}"] if await self.backend.remove_workload(rec.id) else []
         if not keep_volumes:
             others = {v.name for o in await ts.services.all() if o.id != rec.id for v in o.spec.volumes}

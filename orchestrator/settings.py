@@ -49,6 +49,29 @@ class Settings(BaseSettings):
 
     quotas: Quotas = Field(default_factory=Quotas)
 
+    # exec: stdout and stderr each keep at most exec_max_output_bytes (head and tail when cut).
+    exec_default_timeout_s: float = 60.0
+    exec_max_timeout_s: float = 600.0
+    exec_max_output_bytes: int = 64 * 1024
+    exec_max_stdin_bytes: int = 1024 * 1024
+
+    # Sandboxes: a warm pool of pre-started gVisor containers per image (and network) in sandbox_pool_images.
+    sandbox_image: str = Field("", description="default sandbox image; empty means image_python")
+    sandbox_pool_images: list[str] = Field(default_factory=list, description="empty means [the default image]")
+    sandbox_pool_networks: list[Literal["none", "egress"]] = Field(default_factory=lambda: ["none"])  # type: ignore[arg-type]
+    sandbox_pool_size: int = Field(2, ge=0, le=64, description="warm containers kept per image and network")
+    sandbox_memory_mb: int = 512
+    sandbox_cpus: float = 1.0
+    sandbox_workspace_mb: int = 256
+    sandbox_default_ttl_s: int = 3600
+    sandbox_max_ttl_s: int = 86400
+    sandbox_reap_interval_s: float = 5.0
+
+    # SSH: an sshd sidecar per service with keys; sessions run in it, within these limits.
+    ssh_memory_mb: int = 128
+    ssh_cpus: float = 0.5
+    ssh_max_keys: int = 10
+
     # Images. Production points these at ordinary registry images; air-gapped hosts
     # (and this project's tests) at the ones `agenthost images build` makes.
     image_base: str = "agenthost/base:bookworm"
@@ -58,6 +81,14 @@ class Settings(BaseSettings):
     image_sshd: str = "agenthost/sshd:bookworm"
     debian_suite: str = "bookworm"
     debian_mirror: str | None = None
+
+    @property
+    def default_sandbox_image(self) -> str:
+        return self.sandbox_image or self.image_python
+
+    @property
+    def pool_images(self) -> list[str]:
+        return self.sandbox_pool_images or [self.default_sandbox_image]
 
     @property
     def db_path(self) -> Path:

@@ -2,6 +2,6 @@
 
 from __future__ import annotations
 
-from . import keys, platform, services
+from . import exec, keys, platform, sandboxes, services, ssh
 
-__all__ = ["keys", "platform", "services"]
+__all__ = ["exec", "keys", "platform", "sandboxes", "services", "ssh"]

@@ -40,6 +40,9 @@ async def deploy_service(
     health_check: HealthCheck = HealthCheck(),  # noqa: B008
     egress: Annotated[Egress, Field(description="outbound traffic: open, web (80/443 only) or none")] = "open",
     user: Annotated[str | None, Field(description="uid[:gid] or name to run as; default: the image's user")] = None,
+    ssh_public_key: Annotated[
+        str | None, Field(max_length=16384, description="an OpenSSH public key line: gives the service SSH access")
+    ] = None,
     wait: Wait = True,
     wait_timeout_s: Annotated[float | None, Field(gt=0, le=600, description="default 45")] = None,
 ) -> Service:
@@ -61,6 +64,7 @@ async def deploy_service(
         health_check=health_check,
         egress=egress,
         user=user,
+        ssh_public_key=ssh_public_key,
         wait=wait,
         wait_timeout_s=wait_timeout_s,
     )

@@ -467,9 +467,12 @@ class DockerBackend:
         if on_output is not None:
             callback = on_output
 
+            async def deliver(stream: str, text: str) -> None:
+                await callback(stream, text)
+
             def emit(stream: str, text: str) -> None:
                 if not cancel.is_set():
-                    anyio.from_thread.run(callback, stream, text)
+                    anyio.from_thread.run(deliver, stream, text)
 
         def run() -> ExecResult:
             try:

@@ -34,6 +34,17 @@ def _raw_socket(sock: Any) -> socket.socket:
     return sock._sock if hasattr(sock, "_sock") else sock  # type: ignore[no-any-return]
 
 
+def _read_ahead(sock: Any) -> bytes:
+    """Output the HTTP client buffered together with the response headers, before we took over the socket."""
+    fp = getattr(getattr(getattr(getattr(sock, "_response", None), "raw", None), "_fp", None), "fp", None)
+    if fp is None or not hasattr(fp, "peek"):
+        return b""
+    data: bytes = fp.peek(0)  # the socket is non-blocking by now: this never waits for new data
+    if data:
+        fp.read(len(data))
+    return data
+
+
 def _exit_code(api: Any, exec_id: str) -> int | None:
     # The stream can end a moment before the engine marks the exec finished.
     deadline = time.monotonic() + 2.0
@@ -55,6 +66,12 @@ def kill_exec(api: Any, container: str, exec_key: str) -> int:
         return int(out.decode().strip().splitlines()[-1])
     except (ValueError, IndexError):
         return 0
+
+
+def _bind(emit: Emit | None, stream: str) -> Callable[[str], None] | None:
+    if emit is None:
+        return None
+    return lambda text: emit(stream, text)
 
 
 class _Demux:
@@ -97,21 +114,21 @@ def exec_sync(
     started = time.monotonic()
     exec_id = api.exec_create(
         container,
-        ["/bin/sh", "-c", WRAPPER, exec_key, workdir or "", *argv],
+        ["/bin/sh", "-c", WRAPPER, exec_key, "i" if stdin is not None else "n", workdir or "", *argv],
         stdin=stdin is not None,
         environment={**(env or {}), EXEC_MARKER: exec_key},
     )["Id"]
-    raw = _raw_socket(api.exec_start(exec_id, socket=True))
+    sock = api.exec_start(exec_id, socket=True)
+    raw = _raw_socket(sock)
     outputs = {1: BoundedOutput(max_output_bytes), 2: BoundedOutput(max_output_bytes)}
-    streamers = {
-        n: OutputStreamer((lambda text, name=name: emit(name, text)) if emit else None) for n, name in _STREAMS.items()
-    }
+    streamers = {n: OutputStreamer(_bind(emit, name)) for n, name in _STREAMS.items()}
     demux = _Demux(outputs, streamers)
     pending = memoryview(stdin or b"")
     stdin_open = stdin is not None
     timed_out = cancelled = False
     try:
         raw.setblocking(False)
+        demux.feed(_read_ahead(sock))
         deadline = started + timeout_s
         while True:
             if cancel is not None and cancel.is_set():

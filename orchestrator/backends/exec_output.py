@@ -22,11 +22,13 @@ __all__ = ["EXEC_MARKER", "KILLER", "WORKDIR_MISSING", "WRAPPER", "BoundedOutput
 EXEC_MARKER = "AGENTHOST_EXEC_ID"
 WORKDIR_MISSING = 125
 
-# $0 is the exec key, $1 the workdir ('' for the container's own), then the argv.
+# $0 is the exec key, $1 'i' when stdin is attached (else it reads /dev/null), $2 the workdir ('' for the
+# container's own), then the argv.
 WRAPPER = (
-    'k=$0; echo $$ > "/tmp/.ah-exec-$k" 2>/dev/null; '
+    'k=$0; echo $$ > "/tmp/.ah-exec-$k" 2>/dev/null; [ "$1" = i ] || exec </dev/null; shift; '
     'if [ -n "$1" ]; then cd -- "$1" 2>/dev/null || '
-    f'{{ echo "agenthost: workdir $1: no such directory" >&2; rm -f "/tmp/.ah-exec-$k"; exit {WORKDIR_MISSING}; }}; fi; '
+    '{ echo "agenthost: workdir $1: no such directory" >&2; rm -f "/tmp/.ah-exec-$k"; '
+    f"exit {WORKDIR_MISSING}; }}; fi; "
     "shift; "
     'if ! command -v -- "$1" >/dev/null 2>&1; then '
     'echo "agenthost: command not found: $1" >&2; rm -f "/tmp/.ah-exec-$k"; exit 127; fi; '

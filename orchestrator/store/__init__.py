@@ -10,10 +10,21 @@ from .audit import AuditRepo
 from .db import Database, Tx, now_iso
 from .env import EnvRepo
 from .idempotency import IdempotencyRepo
+from .sandboxes import PoolRepo, SandboxRecord, SandboxRepo, all_sandbox_records
 from .services import ServiceRepo, all_service_records
+from .ssh import HostKeyRepo
 from .tenants import TenantRepo
 
-__all__ = ["Database", "Store", "TenantStore", "Tx", "all_service_records", "now_iso"]
+__all__ = [
+    "Database",
+    "SandboxRecord",
+    "Store",
+    "TenantStore",
+    "Tx",
+    "all_sandbox_records",
+    "all_service_records",
+    "now_iso",
+]
 
 
 class TenantStore:
@@ -26,6 +37,8 @@ class TenantStore:
         self.api_keys = ApiKeyRepo(db, tenant_id)
         self.audit = AuditRepo(db, tenant_id)
         self.idempotency = IdempotencyRepo(db, tenant_id)
+        self.sandboxes = SandboxRepo(db, tenant_id)
+        self.ssh_host_keys = HostKeyRepo(db, tenant_id, secrets.for_tenant(tenant_id))
 
 
 class Store:
@@ -34,6 +47,7 @@ class Store:
         self.secrets = secrets
         self.tenants = TenantRepo(db)
         self.keys = KeyLookup(db)
+        self.pool = PoolRepo(db)
 
     @classmethod
     async def open(cls, path: Path, secrets: SecretBox) -> Store:

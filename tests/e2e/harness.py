@@ -22,6 +22,7 @@ from mcp.client.stdio import StdioServerParameters
 from mcp.client.streamable_http import streamable_http_client
 from mcp_types import CallToolResult
 
+from orchestrator.platform import instance_id
 from orchestrator.settings import Settings
 
 __all__ = ["AgentHost", "ToolFailed", "call", "connect", "free_port", "wait_for"]
@@ -135,11 +136,17 @@ class AgentHost:
             except subprocess.TimeoutExpired:
                 self._server.kill()
 
+    @property
+    def instance(self) -> str:
+        """The platform's instance label (derived from the data dir's master key)."""
+        return instance_id((self.data_dir / "master.key").read_bytes())
+
     def cleanup_engine(self) -> None:
-        """Remove whatever this session's tenants left in Docker (a test that failed half-way)."""
+        """Remove whatever this session's platform left in Docker (a test that failed half-way, the warm pool)."""
         client = docker.from_env(version="auto")
-        for tid in self.tenant_ids.values():
-            label = f"agenthost.tenant={tid}"
+        for label in [f"agenthost.tenant={tid}" for tid in self.tenant_ids.values()] + [
+            f"agenthost.instance={self.instance}"
+        ]:
             for c in client.containers.list(all=True, filters={"label": label}):
                 c.remove(force=True)
             for v in client.volumes.list(filters={"label": label}):

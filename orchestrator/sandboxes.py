@@ -1,0 +1,172 @@
+"""Sandboxes: ephemeral isolated containers for agents to run code in, served from the warm pool.
+
+A request that matches a pooled shape (image, network, default memory and CPUs) takes a pre-started
+container in one transaction that also checks the quota and records the sandbox; anything else is
+started cold. Either way the sandbox has a deadline (``ttl_s``) after which the pool loop reaps it.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import UTC, datetime, timedelta
+from typing import Annotated, Literal
+
+import anyio
+from pydantic import BaseModel, Field
+
+from .backends.base import Backend
+from .errors import AgentHostError, ImageNotFound, InvalidInput, NotFound, QuotaExceeded, RuntimeUnavailable
+from .models import NAME_PATTERN, Deleted, Principal
+from .pool import SandboxShape, WarmPool, sandbox_spec
+from .settings import Settings
+from .store import SandboxRecord, Store, TenantStore, all_sandbox_records
+from .store.sandboxes import new_sandbox_id
+
+__all__ = ["Network", "Sandbox", "SandboxList", "SandboxManager", "SandboxRequest"]
+
+log = logging.getLogger(__name__)
+
+Network = Literal["none", "egress"]
+
+
+class SandboxRequest(BaseModel):
+    name: Annotated[str, Field(pattern=NAME_PATTERN)] | None = None
+    image: str | None = Field(None, min_length=1, max_length=256)
+    memory_mb: int | None = Field(None, ge=32, le=16384)
+    cpus: float | None = Field(None, gt=0, le=16)
+    network: Network = "none"
+    ttl_s: int | None = Field(None, ge=10)
+
+
+class Sandbox(BaseModel):
+    id: str
+    name: str
+    image: str
+    network: Network
+    memory_mb: int
+    cpus: float
+    status: Literal["creating", "running", "deleting"]
+    from_pool: bool = Field(description="served from the warm pool (started ahead of time)")
+    workdir: str = "/workspace"
+    created_at: datetime
+    expires_at: datetime
+
+
+class SandboxList(BaseModel):
+    sandboxes: list[Sandbox]
+
+
+def _view(rec: SandboxRecord) -> Sandbox:
+    return Sandbox(**rec.model_dump(exclude={"tenant_id"}))
+
+
+class SandboxManager:
+    def __init__(self, settings: Settings, store: Store, backend: Backend, pool: WarmPool) -> None:
+        self.settings = settings
+        self.store = store
+        self.backend = backend
+        self.pool = pool
+        pool.chores.append(self.reap)
+
+    async def create(self, p: Principal, req: SandboxRequest) -> Sandbox:
+        s = self.settings
+        ttl = req.ttl_s or s.sandbox_default_ttl_s
+        if ttl > s.sandbox_max_ttl_s:
+            raise InvalidInput(f"ttl_s {ttl} is above the maximum of {s.sandbox_max_ttl_s}", "ask for less time")
+        shape = SandboxShape(
+            req.image or s.default_sandbox_image,
+            req.network,
+            req.memory_mb or s.sandbox_memory_mb,
+            req.cpus or s.sandbox_cpus,
+        )
+        pooled = self.pool.shape_for(shape.image, shape.network, shape.memory_mb, shape.cpus)
+        if pooled is None:
+            # The checks a pooled container already passed when it was started.
+            if "runsc" not in await self.backend.runtimes():
+                raise RuntimeUnavailable("sandboxes need gVisor (runsc), which this node lacks")
+            if not await self.backend.image_exists(shape.image):
+                raise ImageNotFound(f"image {shape.image!r} is not on this host")
+        ts = self.store.scoped(p.tenant_id)
+        quota = (await self.store.tenants.get(p.tenant_id)).quotas.max_sandboxes
+        expires = (datetime.now(UTC) + timedelta(seconds=ttl)).isoformat(timespec="milliseconds")
+        while True:
+            async with self.store.db.transaction() as tx:
+                count = await ts.sandboxes.count(tx)
+                if count >= quota:
+                    raise QuotaExceeded(f"the tenant already has {count} of {quota} sandboxes")
+                claimed = await self.store.pool.claim(tx, pooled.key) if pooled else None
+                sandbox_id = claimed or new_sandbox_id()
+                rec = await ts.sandboxes.insert(
+                    tx,
+                    sandbox_id=sandbox_id,
+                    name=req.name or sandbox_id.replace("_", "-"),
+                    image=shape.image,
+                    network=shape.network,
+                    memory_mb=shape.memory_mb,
+                    cpus=shape.cpus,
+                    status="running" if claimed else "creating",
+                    from_pool=claimed is not None,
+                    expires_at=expires,
+                )
+            if claimed is None:
+                break
+            self.pool.wake()
+            if (await self.backend.workload_status(claimed)).state == "running":
+                return _view(rec)
+            # The pooled container died while it waited (an engine restart): drop it and try again.
+            log.warning("pooled sandbox container %s was not running; discarding it", claimed)
+            await self._remove(ts, rec)
+        try:
+            await self.backend.ensure_workload(sandbox_spec(s, rec.id, p.tenant_id, shape))
+        except BaseException:
+            with anyio.CancelScope(shield=True):
+                await self._remove(ts, rec)
+            raise
+        await ts.sandboxes.set_status(rec.id, "running")
+        return _view(await ts.sandboxes.get(rec.id))
+
+    async def _remove(self, ts: TenantStore, rec: SandboxRecord) -> bool:
+        try:
+            return await self.backend.remove_workload(rec.id)
+        finally:
+            await ts.sandboxes.delete(rec.id)
+
+    async def list(self, p: Principal) -> list[Sandbox]:
+        return [_view(r) for r in await self.store.scoped(p.tenant_id).sandboxes.all()]
+
+    async def get(self, p: Principal, ref: str) -> SandboxRecord:
+        """Raises: NotFound."""
+        return await self.store.scoped(p.tenant_id).sandboxes.get(ref)
+
+    async def delete(self, p: Principal, ref: str) -> Deleted:
+        ts = self.store.scoped(p.tenant_id)
+        rec = await ts.sandboxes.get(ref)
+        await ts.sandboxes.set_status(rec.id, "deleting")
+        had_container = await self._remove(ts, rec)
+        removed = ["container and workspace of sandbox " + rec.name] if had_container else []
+        return Deleted(kind="sandbox", name=rec.name, id=rec.id, removed=[*removed, f"record of sandbox {rec.name}"])
+
+    async def reap(self) -> int:
+        """Delete expired sandboxes, and creations that died half-way; returns how many went."""
+        now = datetime.now(UTC)
+        gone = 0
+        for rec in await all_sandbox_records(self.store.db):
+            expired = rec.expires_at <= now
+            stuck = rec.status != "running" and (now - rec.created_at).total_seconds() > 600
+            if expired or stuck:
+                try:
+                    await self._remove(self.store.scoped(rec.tenant_id), rec)
+                except NotFound:
+                    pass
+                except AgentHostError as exc:
+                    log.warning("could not reap sandbox %s: %s", rec.id, exc)
+                    continue
+                log.info("reaped sandbox %s (%s)", rec.id, "expired" if expired else "stuck")
+                gone += 1
+        return gone
+
+    async def known_ids(self) -> set[str]:
+        return {r.id for r in await all_sandbox_records(self.store.db)}
+
+    async def count(self, p: Principal) -> int:
+        return await self.store.scoped(p.tenant_id).sandboxes.count()

@@ -1,0 +1,264 @@
+"""SSH access to a service: an sshd sidecar beside the service's container.
+
+The sidecar (image ``image_sshd``: Debian's openssh-server) joins the service's network namespace and
+mounts the service's volumes at the same paths, so a session sees the service's files and reaches it on
+localhost. Because it has no network of its own, the SSH port (2222) is published by the *service*
+container: it is part of the service's ports while the service has keys, and adding the first key (or
+removing the last) recreates the service's container. We chose that over a sidecar on its own network
+sharing only volumes because a session that cannot reach ``localhost:<port>`` of the service it was
+opened for is of little use for debugging, and the sidecar then needs no egress or tenant network.
+
+sshd runs as the unprivileged user ``app`` (uid 10001), key-only, with root login refused. The host key
+is an ed25519 key generated per service by the platform and kept encrypted with the tenant's key, so it
+survives restarts; the authorized keys live in the service's spec. The sidecar follows its service:
+recreated whenever the service's container (re)starts (a restart gives it a new network namespace),
+removed when the service stops, is deleted or loses its last key.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import defaultdict
+
+import anyio
+from pydantic import BaseModel, Field
+
+from .backends.base import Backend, VolumeSpec, WorkloadSpec
+from .errors import AgentHostError, InvalidInput, NotFound, QuotaExceeded
+from .models import Principal, ServiceRecord, ServiceSpec
+from .services import DeployRequest, Reporter, ServiceEvent, ServiceManager, volume_name
+from .settings import Settings
+from .ssh_keys import fingerprint, generate_host_key, normalize_public_key
+from .store import Store, TenantStore, all_service_records
+
+__all__ = ["SSH_PORT", "SSH_USER", "AuthorizedKey", "SshInfo", "SshManager", "sidecar_id"]
+
+log = logging.getLogger(__name__)
+
+SSH_PORT = 2222
+SSH_USER = "app"
+
+
+async def _silent(message: str, progress: float | None = None, total: float | None = None) -> None:
+    return None
+
+
+def sidecar_id(service_id: str) -> str:
+    return f"{service_id}-ssh"
+
+
+class AuthorizedKey(BaseModel):
+    fingerprint: str
+    type: str
+    comment: str | None = None
+
+
+class SshInfo(BaseModel):
+    service: str
+    enabled: bool = Field(description="false once the last key was removed")
+    ready: bool = Field(description="sshd answers now")
+    host: str | None = None
+    port: int | None = None
+    user: str = SSH_USER
+    host_key_fingerprint: str | None = Field(None, description="SHA256 fingerprint; check it on first connect")
+    known_hosts_line: str | None = Field(None, description="append to ~/.ssh/known_hosts to pin the host key")
+    command: str | None = Field(None, description="ready-to-run ssh command (add -i for your private key)")
+    authorized_keys: list[AuthorizedKey] = []
+    note: str | None = None
+
+
+def _authorized(line: str) -> AuthorizedKey:
+    parts = line.split(maxsplit=2)
+    return AuthorizedKey(fingerprint=fingerprint(line), type=parts[0], comment=parts[2] if len(parts) > 2 else None)
+
+
+async def _sshd_answers(host: str, port: int, timeout_s: float = 2.0) -> bool:
+    """True when an SSH server greets on host:port (the port publisher accepts even with nothing behind it)."""
+    with anyio.move_on_after(timeout_s):
+        try:
+            async with await anyio.connect_tcp(host, port) as stream:
+                return (await stream.receive(255)).startswith(b"SSH-2.0-")
+        except (OSError, anyio.EndOfStream, anyio.BrokenResourceError):
+            return False
+    return False
+
+
+class SshManager:
+    def __init__(self, settings: Settings, store: Store, backend: Backend, services: ServiceManager) -> None:
+        self.settings = settings
+        self.store = store
+        self.backend = backend
+        self.services = services
+        self._locks: defaultdict[str, anyio.Lock] = defaultdict(anyio.Lock)
+        services.extra_ports.append(self._ports)
+        services.spec_checks.append(self._check_spec)
+        services.on_event.append(self._on_event)
+
+    # -- hooks into the service lifecycle -----------------------------------------------------------
+
+    def _ports(self, rec: ServiceRecord) -> list[int]:
+        return [SSH_PORT] if rec.spec.ssh_public_keys else []
+
+    def _check_spec(self, req: DeployRequest, spec: ServiceSpec) -> ServiceSpec:
+        if not req.ssh_public_key:
+            return spec
+        key = normalize_public_key(req.ssh_public_key)
+        self._check_port(spec)
+        return spec.model_copy(update={"ssh_public_keys": [key]})
+
+    @staticmethod
+    def _check_port(spec: ServiceSpec) -> None:
+        if spec.port == SSH_PORT:
+            raise InvalidInput(
+                f"port {SSH_PORT} is where the SSH sidecar listens in the service's network",
+                "have the service listen on another port to use SSH access",
+            )
+
+    async def _on_event(self, ts: TenantStore, rec: ServiceRecord, event: ServiceEvent) -> None:
+        if not rec.spec.ssh_public_keys:
+            return
+        try:
+            if event == "running":
+                await self.sync(ts, rec)
+            else:
+                await self.backend.remove_workload(sidecar_id(rec.id))
+        except AgentHostError as exc:
+            # The service itself is fine; the reconciler brings the sidecar back on its next pass.
+            log.warning("ssh sidecar of %s after %s: %s", rec.id, event, exc)
+
+    async def sync(self, ts: TenantStore, rec: ServiceRecord) -> bool:
+        """Make the sidecar match its service: running beside it when it runs and has keys, else gone.
+
+        Returns whether a sidecar should now be running.
+        """
+        async with self._locks[rec.id]:
+            sid = sidecar_id(rec.id)
+            if not rec.spec.ssh_public_keys or rec.desired_state != "running":
+                await self.backend.remove_workload(sid)
+                return False
+            st = await self.backend.workload_status(rec.id)
+            if st.state != "running":
+                await self.backend.remove_workload(sid)
+                return False
+            private_key, _, _ = await ts.ssh_host_keys.get_or_create(rec.id, generate_host_key)
+            spec = WorkloadSpec(
+                id=sid,
+                kind="sidecar",
+                tenant_id=rec.tenant_id,
+                image=self.settings.image_sshd,
+                env={"AH_SSH_HOST_KEY": private_key, "AH_SSH_AUTHORIZED_KEYS": "\n".join(rec.spec.ssh_public_keys)},
+                volumes=[VolumeSpec(name=volume_name(rec.tenant_id, v.name), path=v.path) for v in rec.spec.volumes],
+                memory_mb=self.settings.ssh_memory_mb,
+                cpus=self.settings.ssh_cpus,
+                pids_limit=self.settings.default_pids_limit,
+                runtime=self.settings.default_runtime,
+                user="10001:10001",
+                egress=rec.spec.egress,
+                share_network_with=rec.id,
+                max_restarts=self.settings.crash_limit,
+                # A new start of the service means a new network namespace: the sidecar must be recreated in it.
+                labels={
+                    "agenthost.name": rec.name,
+                    "agenthost.service": rec.id,
+                    "agenthost.peer-started": st.started_at.isoformat() if st.started_at else "",
+                },
+            )
+            await self.backend.ensure_workload(spec)
+            return True
+
+    async def known_ids(self) -> set[str]:
+        return {sidecar_id(r.id) for r in await all_service_records(self.store.db) if r.spec.ssh_public_keys}
+
+    async def reconcile(self) -> None:
+        for rec in await all_service_records(self.store.db):
+            if rec.spec.ssh_public_keys and rec.desired_state != "deleted":
+                try:
+                    await self.sync(self.store.scoped(rec.tenant_id), rec)
+                except NotFound:
+                    continue  # deleted meanwhile
+
+    # -- use-cases ------------------------------------------------------------------------------------
+
+    async def info(self, p: Principal, ref: str) -> SshInfo:
+        ts = self.store.scoped(p.tenant_id)
+        rec = await ts.services.get(ref)
+        if not rec.spec.ssh_public_keys:
+            raise InvalidInput(
+                f"service {rec.name} has no SSH access", "add_ssh_key(service, public_key) gives it an SSH endpoint"
+            )
+        return await self._info(ts, rec)
+
+    async def _info(self, ts: TenantStore, rec: ServiceRecord, wait_s: float = 0.0) -> SshInfo:
+        keys = [_authorized(k) for k in rec.spec.ssh_public_keys]
+        if not keys:
+            return SshInfo(service=rec.name, enabled=False, ready=False, note="no keys: SSH access is closed")
+        _, public, fp = await ts.ssh_host_keys.get_or_create(rec.id, generate_host_key)
+        info = SshInfo(service=rec.name, enabled=True, ready=False, host_key_fingerprint=fp, authorized_keys=keys)
+        if rec.desired_state != "running":
+            info.note = f"service {rec.name} is stopped; start_service brings SSH back"
+            return info
+        with anyio.move_on_after(wait_s):
+            while True:
+                st = await self.backend.workload_status(rec.id)
+                ep = st.endpoints.get(SSH_PORT)
+                if ep is not None:
+                    info.host, info.port = ep.host, ep.port
+                    info.ready = await _sshd_answers(ep.host, ep.port)
+                if info.ready or wait_s <= 0:
+                    break
+                await anyio.sleep(0.25)
+        if info.host is not None:
+            info.known_hosts_line = f"[{info.host}]:{info.port} {public}"
+            info.command = f"ssh -p {info.port} {SSH_USER}@{info.host}"
+        if not info.ready:
+            info.note = "sshd is not answering yet (starting, or the service is not running); call ssh_info again"
+        return info
+
+    async def add_key(self, p: Principal, ref: str, public_key: str, wait: bool, report: Reporter = _silent) -> SshInfo:
+        key = normalize_public_key(public_key)
+        ts = self.store.scoped(p.tenant_id)
+        rec = await ts.services.get(ref)
+        async with self._locks[rec.id]:
+            rec = await ts.services.get(rec.id)
+            keys = rec.spec.ssh_public_keys
+            if any(fingerprint(k) == fingerprint(key) for k in keys):
+                return await self._info(ts, rec, self.settings.wait_timeout_s if wait else 0.0)
+            if len(keys) >= self.settings.ssh_max_keys:
+                raise QuotaExceeded(
+                    f"service {rec.name} already has {len(keys)} SSH keys", "remove_ssh_key one you no longer use"
+                )
+            self._check_port(rec.spec)
+            await ts.services.update(rec.id, spec=rec.spec.model_copy(update={"ssh_public_keys": [*keys, key]}))
+            rec = await ts.services.get(rec.id)
+        if not keys:
+            await report(f"publishing the SSH port of {rec.name}: its container is recreated", 0, None)
+            rec = await self.services.redeploy(ts, rec, wait, report)  # emits 'running', which starts the sidecar
+        else:
+            await self.sync(ts, rec)
+        return await self._info(ts, rec, self.settings.wait_timeout_s if wait else 0.0)
+
+    async def remove_key(self, p: Principal, ref: str, key: str, wait: bool, report: Reporter = _silent) -> SshInfo:
+        ts = self.store.scoped(p.tenant_id)
+        rec = await ts.services.get(ref)
+        async with self._locks[rec.id]:
+            rec = await ts.services.get(rec.id)
+            wanted = key.strip() if key.strip().startswith("SHA256:") else None
+            if wanted is None:
+                try:
+                    wanted = fingerprint(normalize_public_key(key))
+                except InvalidInput as exc:
+                    raise InvalidInput(
+                        "key is neither a SHA256 fingerprint nor a public key", "ssh_info lists the fingerprints"
+                    ) from exc
+            rest = [k for k in rec.spec.ssh_public_keys if fingerprint(k) != wanted]
+            if len(rest) == len(rec.spec.ssh_public_keys):
+                raise NotFound(f"service {rec.name} has no SSH key {wanted}", "ssh_info lists the fingerprints")
+            await ts.services.update(rec.id, spec=rec.spec.model_copy(update={"ssh_public_keys": rest}))
+            rec = await ts.services.get(rec.id)
+        if rest:
+            await self.sync(ts, rec)  # a new sidecar with the remaining keys; sessions of the removed key end
+        else:
+            await self.backend.remove_workload(sidecar_id(rec.id))
+            await report(f"closing the SSH port of {rec.name}: its container is recreated", 0, None)
+            rec = await self.services.redeploy(ts, rec, wait, report)
+        return await self._info(ts, rec)
