@@ -18,6 +18,7 @@ removed when the service stops, is deleted or loses its last key.
 from __future__ import annotations
 
 import logging
+import time
 from collections import defaultdict
 
 import anyio
@@ -197,16 +198,16 @@ class SshManager:
         if rec.desired_state != "running":
             info.note = f"service {rec.name} is stopped; start_service brings SSH back"
             return info
-        with anyio.move_on_after(wait_s):
-            while True:
-                st = await self.backend.workload_status(rec.id)
-                ep = st.endpoints.get(SSH_PORT)
-                if ep is not None:
-                    info.host, info.port = ep.host, ep.port
-                    info.ready = await _sshd_answers(ep.host, ep.port)
-                if info.ready or wait_s <= 0:
-                    break
-                await anyio.sleep(0.25)
+        deadline = time.monotonic() + wait_s
+        while True:
+            st = await self.backend.workload_status(rec.id)
+            ep = st.endpoints.get(SSH_PORT)
+            if ep is not None:
+                info.host, info.port = ep.host, ep.port
+                info.ready = await _sshd_answers(ep.host, ep.port)
+            if info.ready or time.monotonic() >= deadline:
+                break
+            await anyio.sleep(0.25)
         if info.host is not None:
             info.known_hosts_line = f"[{info.host}]:{info.port} {public}"
             info.command = f"ssh -p {info.port} {SSH_USER}@{info.host}"
