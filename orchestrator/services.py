@@ -209,15 +209,32 @@ class ServiceManager:
             if st.state == "running" and rec.status != "running":
                 if await self._ready(rec, st, quick=True):
                     status, error = "running", None
-            elif st.state == "exited" or st.state == "missing":
-                status = "failed"
-                error = await self._crash_report(ts, rec, st)
+            elif st.state == "exited":
+                return await self.mark_exited(ts, rec, st), st
+            elif st.state == "missing":
+                status, error = "deploying", "the container was lost; the reconciler recreates it"
         elif rec.status != "failed":
             status = "stopped"
         if (status, error, st.restarts) != (rec.status, rec.last_error, rec.restarts):
             await ts.services.update(rec.id, status=status, last_error=error, restarts=st.restarts)
             rec = await ts.services.get(rec.id)
         return rec, st
+
+    async def mark_exited(self, ts: TenantStore, rec: ServiceRecord, st: WorkloadStatus) -> ServiceRecord:
+        """A service that should run has exited for good; after crash_limit restarts its breaker opens."""
+        error = await self._crash_report(ts, rec, st)
+        breaker = st.restarts >= self.settings.crash_limit
+        if breaker:
+            error = f"circuit breaker open after {st.restarts + 1} crashes (reset_service once fixed): {error}"
+        await ts.services.update(
+            rec.id,
+            status="failed",
+            desired_state="stopped",
+            breaker_open=breaker,
+            restarts=st.restarts,
+            last_error=error,
+        )
+        return await ts.services.get(rec.id)
 
     async def _crash_report(self, ts: TenantStore, rec: ServiceRecord, st: WorkloadStatus) -> str:
         if st.state == "missing":

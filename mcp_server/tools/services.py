@@ -15,6 +15,7 @@ from orchestrator.models import (
     ResourceName,
     Service,
     ServiceList,
+    ServiceSummary,
     VolumeMount,
 )
 from orchestrator.services import DeployRequest
@@ -70,7 +71,9 @@ async def deploy_service(
 @tool(read_only=True, title="List services")
 async def list_services(call: Call) -> ServiceList:
     """Your services with status, URL, image, restarts and last error."""
-    return ServiceList(services=await call.platform.services.list_services(call.principal))
+    return ServiceList(
+        services=[ServiceSummary.of(s) for s in await call.platform.services.list_services(call.principal)]
+    )
 
 
 @tool(read_only=True, title="Get service")
@@ -80,21 +83,28 @@ async def get_service(call: Call, service: ServiceRef) -> Service:
 
 
 @tool(idempotent=True, title="Start service")
-async def start_service(call: Call, service: ServiceRef, wait: Wait = True) -> Service:
+async def start_service(call: Call, service: ServiceRef, wait: Wait = True) -> ServiceSummary:
     """Start a stopped or failed service (recreating its container if needed) and wait until it answers."""
-    return await call.platform.services.start(call.principal, service, wait, call.report)
+    return ServiceSummary.of(await call.platform.services.start(call.principal, service, wait, call.report))
 
 
 @tool(idempotent=True, title="Stop service")
-async def stop_service(call: Call, service: ServiceRef) -> Service:
+async def stop_service(call: Call, service: ServiceRef) -> ServiceSummary:
     """Stop a service; its container, env and volumes stay, and start_service brings it back."""
-    return await call.platform.services.stop(call.principal, service)
+    return ServiceSummary.of(await call.platform.services.stop(call.principal, service))
 
 
 @tool(title="Restart service")
-async def restart_service(call: Call, service: ServiceRef, wait: Wait = True) -> Service:
+async def restart_service(call: Call, service: ServiceRef, wait: Wait = True) -> ServiceSummary:
     """Restart a service's container (also closes an open circuit breaker) and wait until it answers."""
-    return await call.platform.services.restart(call.principal, service, wait, call.report)
+    return ServiceSummary.of(await call.platform.services.restart(call.principal, service, wait, call.report))
+
+
+@tool(idempotent=True, title="Reset service")
+async def reset_service(call: Call, service: ServiceRef, wait: Wait = True) -> ServiceSummary:
+    """Close a service's open circuit breaker (opened after repeated crashes) and start it again.
+    Fix the cause first: read last_error and service_logs."""
+    return ServiceSummary.of(await call.platform.services.start(call.principal, service, wait, call.report))
 
 
 @tool(destructive=True, title="Delete service")

@@ -114,7 +114,11 @@ class DockerBackend:
         try:
             return self._docker().containers.get(container_name(workload_id))
         except docker.errors.NotFound:
-            return None
+            pass
+        # Not under our naming convention (created by hand or by an older version): find it by its labels.
+        filters = [f"{k}={v}" for k, v in {**self._own, _L_ID: workload_id}.items()]
+        found = self._docker().containers.list(all=True, filters={"label": filters})
+        return found[0] if found else None
 
     # -- engine facts -------------------------------------------------------------------------
 

@@ -6,7 +6,7 @@ import docker
 import httpx
 import pytest
 
-from .harness import AgentHost, ToolFailed, call, connect
+from .harness import AgentHost, ToolFailed, call, connect, until
 
 pytestmark = [pytest.mark.anyio, pytest.mark.e2e]
 
@@ -94,11 +94,7 @@ async def test_wait_false_returns_deploying_then_running(agenthost: AgentHost, h
         svc = await call(client, "deploy_service", {"name": "quick", "image": hello_image, "port": 8000, "wait": False})
         assert svc["status"] == "deploying"
         assert svc["url"] is None
-        for _ in range(100):
-            svc = await call(client, "get_service", {"service": "quick"})
-            if svc["status"] == "running":
-                break
-        assert svc["status"] == "running"
+        svc = await until(client, "get_service", {"service": "quick"}, lambda s: s["status"] == "running")
         assert _get(svc["url"]).text == "hello world"
         await call(client, "delete_service", {"service": "quick", "confirm": True})
 
