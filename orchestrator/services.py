@@ -281,7 +281,7 @@ class ServiceManager:
                 await report(f"{rec.name} is running", budget, budget)
                 return await ts.services.get(rec.id)
             await report(f"{rec.name}: container {st.state}, waiting for port {rec.spec.port}", elapsed, budget)
-            await anyio.sleep(0.2)
+            await anyio.sleep(0.1)
         await report(f"{rec.name} still deploying after {budget:.0f} s; poll get_service", budget, budget)
         return await ts.services.get(rec.id)
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import subprocess
+import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -47,6 +48,7 @@ _L_HASH = f"{LABEL_PREFIX}.spec-hash"
 
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_RUNTIMES_TTL_S = 30.0
 
 
 def container_name(workload_id: str) -> str:
@@ -91,6 +93,7 @@ class DockerBackend:
         self._publish_host = publish_host
         self._client: docker.DockerClient | None = None
         self._egress_ready = False
+        self._runtimes: tuple[set[str] | None, float] = (None, 0.0)
         self._lock = anyio.Lock()
 
     # -- plumbing -----------------------------------------------------------------------------
@@ -140,9 +143,14 @@ class DockerBackend:
         return await self._run("docker info", get)
 
     async def runtimes(self) -> set[str]:
+        # Asked on every deploy; the engine's runtimes change only when an operator reconfigures it.
+        cached, at = self._runtimes
+        if cached is not None and time.monotonic() - at < _RUNTIMES_TTL_S:
+            return cached
         info = await self._run("docker info", lambda: self._docker().info())
-        found = set(info.get("Runtimes", {}))
-        return {r for r in found if r in {"runc", "runsc", "sysbox-runc"}}
+        found = {r for r in info.get("Runtimes", {}) if r in {"runc", "runsc", "sysbox-runc"}}
+        self._runtimes = (found, time.monotonic())
+        return found
 
     async def nodes(self) -> list[NodeInfo]:
         info = await self._run("docker info", lambda: self._docker().info())
