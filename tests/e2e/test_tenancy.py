@@ -20,6 +20,8 @@ async def test_other_tenant_cannot_see_or_touch(agenthost: AgentHost, hello_imag
         assert svc["status"] == "running"
         async with connect(agenthost, key_b, transport) as b:
             assert (await call(b, "list_services"))["services"] == []
+            counts = (await call(b, "platform_status"))["counts"]
+            assert counts["services"] == 0 and "tenants" not in counts  # nothing about other tenants
             for ref in ("private", svc["id"]):
                 attempts: list[tuple[str, dict[str, object]]] = [
                     ("get_service", {"service": ref}),
