@@ -18,7 +18,7 @@ from orchestrator.models import (
     ServiceSummary,
     VolumeMount,
 )
-from orchestrator.services import DeployRequest
+from orchestrator.services import DeployRequest, UpdateRequest
 
 from ..registry import Call, tool
 from .args import Confirm, ServiceRef, Wait
@@ -66,6 +66,27 @@ async def deploy_service(
         wait_timeout_s=wait_timeout_s,
     )
     return await call.platform.services.deploy(call.principal, req, call.report)
+
+
+@tool(title="Update service")
+async def update_service(
+    call: Call,
+    service: ServiceRef,
+    image: Annotated[str | None, Field(min_length=1, max_length=256)] = None,
+    port: Annotated[int | None, Field(ge=1, le=65535)] = None,
+    command: Annotated[list[str] | None, Field(min_length=1)] = None,
+    memory_mb: Annotated[int | None, Field(ge=16, le=65536)] = None,
+    cpus: Annotated[float | None, Field(gt=0, le=64)] = None,
+    env: Annotated[dict[str, str] | None, Field(description="vars to add or replace")] = None,
+    unset_env: list[str] | None = None,
+    wait: Wait = True,
+) -> Service:
+    """Change a service's image, port, command, limits or env and redeploy it. If the new version crashes on
+    start, the previous version is restored and the call fails with the new version's log tail."""
+    req = UpdateRequest(
+        image=image, port=port, command=command, memory_mb=memory_mb, cpus=cpus, env=env, unset_env=unset_env, wait=wait
+    )
+    return await call.platform.services.update(call.principal, service, req, call.report)
 
 
 @tool(read_only=True, title="List services")
