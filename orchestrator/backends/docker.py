@@ -345,9 +345,14 @@ class DockerBackend:
             if container.status not in ("running", "restarting"):
                 try:
                     container.start()
-                except docker.errors.APIError:
+                except docker.errors.APIError as exc:
                     container.remove(force=True)
-                    raise
+                    # The engine refused to start what it accepted to create: the image, command or user
+                    # cannot run as given. That is the caller's to fix, not a platform fault.
+                    raise InvalidInput(
+                        f"the container cannot start: {exc.explanation}",
+                        "check the image's command, the command argument and the user",
+                    ) from exc
             container.reload()
             return self._status(spec.id, container)
 

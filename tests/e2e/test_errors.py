@@ -36,6 +36,8 @@ BAD_DEPLOYS: list[tuple[dict[str, Any], str, str]] = [
     ({"volumes": [{"name": "data", "path": "/a"}, {"name": "other", "path": "/a"}]}, "invalid_input", "path"),
     ({"volumes": [{"name": "data", "path": "relative"}]}, "invalid_input", "path"),
     ({"egress": "sometimes"}, "invalid_input", "egress"),
+    ({"user": "nosuchuser"}, "invalid_input", "nosuchuser"),
+    ({"command": ["/nonexistent/binary"]}, "invalid_input", "/nonexistent/binary"),
 ]
 
 
