@@ -63,8 +63,16 @@ _TERMINAL = ("complete", "failed", "lost")
 class NomadBackend:
     name = "nomad"
 
-    def __init__(self, api: NomadApi, instance: str, datacenters: list[str], node_pool: str) -> None:
+    def __init__(
+        self,
+        api: NomadApi,
+        instance: str,
+        datacenters: list[str],
+        node_pool: str,
+        builder_image: str = "agenthost/python:bookworm",
+    ) -> None:
         self.api = api
+        self.builder_image = builder_image
         self.instance = instance
         self.datacenters = datacenters
         self.node_pool = node_pool
@@ -74,7 +82,7 @@ class NomadBackend:
     @classmethod
     def from_settings(cls, settings: Settings, instance: str) -> NomadBackend:
         api = NomadApi(settings.nomad_addr, settings.nomad_token, settings.nomad_namespace, settings.nomad_region)
-        return cls(api, instance, settings.nomad_datacenters, settings.nomad_node_pool)
+        return cls(api, instance, settings.nomad_datacenters, settings.nomad_node_pool, settings.image_python)
 
     async def _run(self, what: str, fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
         def call() -> T:
