@@ -5,7 +5,9 @@ two platforms on one cluster keep their workloads apart."""
 from __future__ import annotations
 
 import json
+import subprocess
 import uuid
+from pathlib import Path
 
 import httpx
 import pytest
@@ -154,3 +156,39 @@ async def test_job_carries_the_isolation_defaults(nomad_agenthost: AgentHost, he
         assert port["HostIP"] == "127.0.0.1" and svc["url"] == f"http://127.0.0.1:{port['Value']}"
         assert json.dumps(job).count("agenthost.instance") == 1
         await call(client, "delete_service", {"service": "web", "confirm": True})
+
+
+def test_cluster_configs_render_and_validate(nomad_agent: str, tmp_path: Path) -> None:
+    """The 3-server + N-client configs infra/nomad-cluster.sh installs are valid Nomad agent configs."""
+    repo = Path(__file__).resolve().parents[2]
+    binary = subprocess.run(
+        ["bash", "infra/nomad.sh", "binary"], cwd=repo, capture_output=True, text=True, check=True
+    ).stdout.strip()
+    servers = "10.9.0.1,10.9.0.2,10.9.0.3"
+    for role, extra in (("server", []), ("client", ["--iface", "eth0", "--runtimes", "runc,runsc,sysbox-runc"])):
+        out = tmp_path / role
+        subprocess.run(
+            [
+                "bash",
+                "infra/nomad-cluster.sh",
+                "render",
+                role,
+                "--addr",
+                "10.9.0.9",
+                "--servers",
+                servers,
+                "--out",
+                str(out),
+                *extra,
+            ],
+            cwd=repo,
+            check=True,
+            capture_output=True,
+        )
+        text = (out / f"{role}.hcl").read_text()
+        assert "__" not in text and '"10.9.0.2"' in text
+        checked = subprocess.run([binary, "config", "validate", str(out)], capture_output=True, text=True)
+        assert checked.returncode == 0, checked.stdout + checked.stderr
+    client = (tmp_path / "client" / "client.hcl").read_text()
+    assert '"agenthost.runtimes"       = "runc,runsc,sysbox-runc"' in client
+    assert 'allow_runtimes = ["runc", "runsc", "sysbox-runc"]' in client
