@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 
 import anyio
 
-from ..errors import AgentHostError, Conflict, ImageNotFound, InvalidInput, NotFound
+from ..errors import AgentHostError, BackendUnavailable, Conflict, ImageNotFound, InvalidInput, NotFound
 from .base import BackendInfo, ExecResult, ImageRef, LogLine, NodeInfo, OnLog, WorkloadSpec, WorkloadStatus
 from .nomad_api import NomadApi, nomad_errors
 from .nomad_exec import exec_in_alloc
@@ -203,6 +203,7 @@ class NomadBackend:
         node cannot get the image, WorkloadFailed-like AgentHostError for other start failures.
         """
         deadline = time.monotonic() + _PLACEMENT_WAIT_S
+        evaluation: dict[str, Any] = {}
         while eval_id and time.monotonic() < deadline:
             evaluation = self.api.get("evaluation", eval_id)
             if evaluation.get("FailedTGAllocs"):
@@ -212,6 +213,7 @@ class NomadBackend:
                     raise AgentHostError(f"Nomad could not schedule {jid}: {evaluation.get('StatusDescription')}")
                 break
             time.sleep(0.2)
+        alloc: dict[str, Any] | None = None
         while time.monotonic() < deadline:
             current = [a for a in self._allocs(jid) if int(a.get("JobVersion", -1)) == version]
             alloc = latest_alloc(current)
@@ -229,6 +231,13 @@ class NomadBackend:
                 if alloc.get("ClientStatus") != "pending" or task.get("State") == "running":
                     return
             time.sleep(0.2)
+        if alloc is None:
+            raise BackendUnavailable(
+                f"Nomad placed no allocation for {jid} within {_PLACEMENT_WAIT_S:.0f} s "
+                f"(evaluation {eval_id or '-'}: {evaluation.get('Status', 'unknown')} "
+                f"{evaluation.get('StatusDescription', '')})",
+                "platform_status shows the cluster; retry once its scheduler catches up",
+            )
 
     async def ensure_workload(self, spec: WorkloadSpec) -> WorkloadStatus:
         def ensure() -> WorkloadStatus:

@@ -100,7 +100,14 @@ def _builder_job(backend: NomadBackend, workload_id: str, lifetime_s: int) -> di
     )
     jid = job_id(workload_id)
     job.update({"ID": jid, "Name": jid, "Namespace": backend.api.namespace})
-    job["Meta"] = {L_MANAGED: "true", L_INSTANCE: backend.instance, L_ID: workload_id, L_KIND: "build"}
+    # Kind "job": the platform's own short-lived work, which the reconciler never takes for an orphan.
+    job["Meta"] = {
+        L_MANAGED: "true",
+        L_INSTANCE: backend.instance,
+        L_ID: workload_id,
+        L_KIND: "job",
+        "agenthost.builder": "true",
+    }
     return job
 
 

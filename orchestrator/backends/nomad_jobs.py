@@ -74,7 +74,7 @@ def job_template() -> str:
 
 def check_reference(image: str) -> None:
     """Raises: InvalidInput unless ``image`` is a plain image reference."""
-    if not _IMAGE.match(image) or len(image) > 256:
+    if not _IMAGE.fullmatch(image) or len(image) > 256:
         raise InvalidInput(
             f"{image!r} is not a valid image reference", "use name[:tag] or registry/name[:tag], e.g. 'myapp:1'"
         )

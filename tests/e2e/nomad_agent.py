@@ -45,9 +45,13 @@ def nomad_get(path: str, **params: Any) -> Any:
     return response.json()
 
 
-def backend_of(host: AgentHost) -> Backend:
-    """The same backend `agenthost serve` on this data dir uses (same instance id), for protocol-level checks."""
-    return make_backend(host.settings, instance_id(load_master_key(host.settings.master_key_path)))
+def backend_of(host: AgentHost, instance: str | None = None) -> Backend:
+    """The backend `agenthost serve` on this data dir uses (its instance id), to look at what the product made.
+
+    Protocol-level tests pass their own ``instance``: the server's reconciler would rightly remove
+    workloads of its instance that have no record, as orphans.
+    """
+    return make_backend(host.settings, instance or instance_id(load_master_key(host.settings.master_key_path)))
 
 
 def purge_tenants(host: AgentHost) -> None:

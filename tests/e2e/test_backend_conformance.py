@@ -31,8 +31,17 @@ def host(request: pytest.FixtureRequest) -> AgentHost:
 
 
 @pytest.fixture
-async def backend(host: AgentHost) -> AsyncIterator[Backend]:
+async def product_backend(host: AgentHost) -> AsyncIterator[Backend]:
+    """The server's own backend (same instance), to look into workloads the tools made."""
     b = backend_of(host)
+    yield b
+    await b.close()
+
+
+@pytest.fixture
+async def backend(host: AgentHost) -> AsyncIterator[Backend]:
+    """A backend of its own instance, for protocol-level tests (the server would remove their workloads)."""
+    b = backend_of(host, f"conformance-{uuid.uuid4().hex[:8]}")
     yield b
     await b.close()
 
@@ -55,13 +64,15 @@ async def _answers(url: str, expected: str | None = None, timeout: float = 60) -
 
 
 async def _state(backend: Backend, workload_id: str, state: str, timeout: float = 90) -> WorkloadStatus:
-    with anyio.fail_after(timeout):
+    st = await backend.workload_status(workload_id)
+    with anyio.move_on_after(timeout):
         while (st := await backend.workload_status(workload_id)).state != state:
             await anyio.sleep(0.2)
+    assert st.state == state, f"{workload_id} did not reach {state} in {timeout} s: {st}"
     return st
 
 
-async def test_service_lifecycle_env_logs_exec(host: AgentHost, backend: Backend, hello_image: str) -> None:
+async def test_service_lifecycle_env_logs_exec(host: AgentHost, product_backend: Backend, hello_image: str) -> None:
     key = _tenant(host, "conf-life")
     secret = f"s3cr3t-{uuid.uuid4().hex[:8]}"
     async with connect(host, key, "http") as client:
@@ -77,9 +88,9 @@ async def test_service_lifecycle_env_logs_exec(host: AgentHost, backend: Backend
         assert got["status"] == "running" and got["url"] == svc["url"]
         assert sorted(got["env_keys"]) == ["GREETING", "TOKEN"]
 
-        run = await backend.exec(svc["id"], ["printenv", "TOKEN"], timeout_s=30)
+        run = await product_backend.exec(svc["id"], ["printenv", "TOKEN"], timeout_s=30)
         assert (run.exit_code, run.stdout.strip()) == (0, secret)
-        run = await backend.exec(
+        run = await product_backend.exec(
             svc["id"],
             ["sh", "-c", 'pwd; echo "$EXTRA"; cat; echo oops >&2; exit 7'],
             stdin=b"from-stdin",
@@ -88,7 +99,7 @@ async def test_service_lifecycle_env_logs_exec(host: AgentHost, backend: Backend
             timeout_s=30,
         )
         assert run.exit_code == 7 and run.stdout == "/tmp\nx y\nfrom-stdin" and run.stderr == "oops\n"
-        slow = await backend.exec(svc["id"], ["sleep", "30"], timeout_s=1)
+        slow = await product_backend.exec(svc["id"], ["sleep", "30"], timeout_s=1)
         assert slow.timed_out and slow.exit_code is None
 
         await _answers(svc["url"])
@@ -110,19 +121,21 @@ async def test_service_lifecycle_env_logs_exec(host: AgentHost, backend: Backend
         rotated = f"rotated-{uuid.uuid4().hex[:8]}"
         env = await call(client, "set_env", {"service": "web", "vars": {"TOKEN": rotated}})
         assert env["vars"] == {"GREETING": "****", "TOKEN": "****"}
-        run = await backend.exec(svc["id"], ["printenv", "TOKEN"], timeout_s=30)
+        run = await product_backend.exec(svc["id"], ["printenv", "TOKEN"], timeout_s=30)
         assert run.stdout.strip() == rotated
         await call(client, "unset_env", {"service": "web", "keys": ["TOKEN"]})
-        run = await backend.exec(svc["id"], ["printenv", "TOKEN"], timeout_s=30)
+        run = await product_backend.exec(svc["id"], ["printenv", "TOKEN"], timeout_s=30)
         assert run.exit_code != 0 and run.stdout == ""
 
         deleted = await call(client, "delete_service", {"service": "web", "confirm": True})
         assert deleted["name"] == "web"
-        assert (await backend.workload_status(svc["id"])).state == "missing"
+        assert (await product_backend.workload_status(svc["id"])).state == "missing"
         assert (await call(client, "list_services"))["services"] == []
 
 
-async def test_crash_on_start_is_failed_with_log_tail(host: AgentHost, backend: Backend, hello_image: str) -> None:
+async def test_crash_on_start_is_failed_with_log_tail(
+    host: AgentHost, product_backend: Backend, hello_image: str
+) -> None:
     key = _tenant(host, "conf-crash")
     async with connect(host, key, "stdio") as client:
         svc = await call(
@@ -133,10 +146,10 @@ async def test_crash_on_start_is_failed_with_log_tail(host: AgentHost, backend: 
         assert svc["status"] == "failed"
         assert "exited with code 3" in svc["last_error"] and "kaboom" in svc["last_error"]
         await call(client, "delete_service", {"service": "boom", "confirm": True})
-        assert (await backend.workload_status(svc["id"])).state == "missing"
+        assert (await product_backend.workload_status(svc["id"])).state == "missing"
 
 
-async def test_missing_image_and_runtime_leave_nothing(host: AgentHost, backend: Backend) -> None:
+async def test_missing_image_and_runtime_leave_nothing(host: AgentHost, product_backend: Backend) -> None:
     key = _tenant(host, "conf-refuse")
     async with connect(host, key, "stdio") as client:
         with pytest.raises(ToolFailed) as err:
@@ -147,7 +160,9 @@ async def test_missing_image_and_runtime_leave_nothing(host: AgentHost, backend:
         assert err.value.code == "runtime_unavailable"
         assert (await call(client, "list_services"))["services"] == []
     assert (
-        await backend.list_workloads({"agenthost.tenant": host.tenant_ids[f"conf-refuse-{host.settings.backend}"]})
+        await product_backend.list_workloads(
+            {"agenthost.tenant": host.tenant_ids[f"conf-refuse-{host.settings.backend}"]}
+        )
         == []
     )
 
