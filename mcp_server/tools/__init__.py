@@ -2,6 +2,6 @@
 
 from __future__ import annotations
 
-from . import keys, platform, services
+from . import keys, nodes, platform, services
 
-__all__ = ["keys", "platform", "services"]
+__all__ = ["keys", "nodes", "platform", "services"]

@@ -130,6 +130,9 @@ class NodeInfo(BaseModel):
     memory_mb: int
     runtimes: list[str] = []
     drivers: list[str] = []
+    datacenter: str | None = None
+    node_pool: str | None = None
+    draining: bool = False
 
 
 class BackendInfo(BaseModel):
@@ -148,6 +151,10 @@ class Backend(Protocol):
     async def info(self) -> BackendInfo: ...
     async def runtimes(self) -> set[str]: ...
     async def nodes(self) -> list[NodeInfo]: ...
+    async def set_node_eligibility(self, node_id: str, eligible: bool) -> NodeInfo:
+        """Raises: InvalidInput on a backend whose nodes cannot be drained (one Docker host)."""
+        ...
+
     async def image_exists(self, image: str) -> bool: ...
 
     async def ensure_workload(self, spec: WorkloadSpec) -> WorkloadStatus:

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 import anyio
 import anyio.from_thread
+import docker.errors
 
 from ..errors import AgentHostError, BuildFailed
 from .base import ImageRef, OnLog
@@ -38,6 +39,12 @@ async def build_image_sync(
     def build() -> ImageRef:
         api: Any = backend._docker().api
         deadline = time.monotonic() + timeout_s
+        try:
+            return consume(api, deadline)
+        except docker.errors.APIError as exc:  # the engine refused the build itself (e.g. no such Dockerfile)
+            raise BuildFailed(str(exc.explanation or exc)) from exc
+
+    def consume(api: Any, deadline: float) -> ImageRef:
         stream = api.build(
             path=str(context),
             dockerfile=dockerfile,
