@@ -82,7 +82,7 @@ case "$role" in
       fi
       if [ -z "$runtimes" ]; then
         runtimes="runc,runsc"
-        docker info 2>/dev/null | grep -q sysbox-runc && runtimes="$runtimes,sysbox-runc"
+        docker info 2>/dev/null | grep sysbox-runc >/dev/null && runtimes="$runtimes,sysbox-runc"
       fi
     fi
     runtimes="${runtimes:-runc,runsc}"
