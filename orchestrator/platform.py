@@ -36,7 +36,13 @@ def make_backend(settings: Settings, instance: str) -> Backend:
         return nomad
     from .backends.docker import DockerBackend
 
-    return DockerBackend(settings.docker_host, settings.publish_host, instance)
+    return DockerBackend(
+        settings.docker_host,
+        settings.publish_host,
+        instance,
+        settings.tenant_network_pool,
+        settings.tenant_network_prefix,
+    )
 
 
 class Platform:

@@ -32,6 +32,8 @@ class Settings(BaseSettings):
     default_runtime: str = "runsc"
     allow_runc: bool = False
     publish_host: str = "127.0.0.1"
+    tenant_network_pool: str = Field("10.213.0.0/16", description="subnets for tenants' private networks")
+    tenant_network_prefix: int = Field(24, ge=16, le=29, description="size of each tenant's subnet")
     read_only: bool = False
     allowed_hosts: list[str] = Field(default_factory=list, description="extra Host headers the HTTP server accepts")
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import ipaddress
 import subprocess
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
@@ -85,11 +86,20 @@ def _parse_ts(value: str | None) -> datetime | None:
 class DockerBackend:
     name = "docker"
 
-    def __init__(self, base_url: str | None = None, publish_host: str = "127.0.0.1", instance: str = "default") -> None:
+    def __init__(
+        self,
+        base_url: str | None = None,
+        publish_host: str = "127.0.0.1",
+        instance: str = "default",
+        tenant_network_pool: str = "10.213.0.0/16",
+        tenant_network_prefix: int = 24,
+    ) -> None:
         """``instance`` labels everything this platform creates, so two platforms sharing one engine
         (or a test run beside a development one) never take each other's workloads for orphans."""
         self._base_url = base_url
         self._own = {_L_MANAGED: "true", _L_INSTANCE: instance}
+        self._subnet_pool = ipaddress.ip_network(tenant_network_pool)
+        self._subnet_prefix = tenant_network_prefix
         self._publish_host = publish_host
         self._client: docker.DockerClient | None = None
         self._egress_ready = False
@@ -237,21 +247,45 @@ class DockerBackend:
         client = self._docker()
         if client.networks.list(names=[name]):
             return
-        try:
-            client.networks.create(
-                name,
-                driver="bridge",
-                internal=internal,
-                labels={**(self._own if internal else {_L_MANAGED: "true"}), **labels},
-                options={
-                    "com.docker.network.bridge.name": bridge,
-                    # Shared egress bridges carry several tenants: no traffic between their containers.
-                    "com.docker.network.bridge.enable_icc": "true" if internal else "false",
-                },
-            )
-        except docker.errors.APIError as exc:
-            if exc.status_code != 409:  # created concurrently
-                raise
+        # Docker's default pools hand each network a /16 and run dry after ~30 networks: tenant
+        # networks take small subnets from a pool of their own instead.
+        for attempt in range(5):
+            ipam = self._tenant_ipam(client) if internal else None
+            try:
+                client.networks.create(
+                    name,
+                    driver="bridge",
+                    internal=internal,
+                    ipam=ipam,
+                    labels={**(self._own if internal else {_L_MANAGED: "true"}), **labels},
+                    options={
+                        "com.docker.network.bridge.name": bridge,
+                        # Shared egress bridges carry several tenants: no traffic between their containers.
+                        "com.docker.network.bridge.enable_icc": "true" if internal else "false",
+                    },
+                )
+                return
+            except docker.errors.APIError as exc:
+                if exc.status_code == 409 or client.networks.list(names=[name]):
+                    return  # created concurrently
+                if "overlap" not in str(exc.explanation) or attempt == 4:
+                    raise
+                # Another process took the same free subnet a moment ago: pick again.
+
+    def _tenant_ipam(self, client: docker.DockerClient) -> docker.types.IPAMConfig:
+        used = [
+            ipaddress.ip_network(cfg["Subnet"], strict=False)
+            for net in client.networks.list()
+            for cfg in (net.attrs.get("IPAM") or {}).get("Config") or []
+            if cfg.get("Subnet")
+        ]
+        for subnet in self._subnet_pool.subnets(new_prefix=self._subnet_prefix):
+            if not any(subnet.overlaps(u) for u in used):
+                return docker.types.IPAMConfig(pool_configs=[docker.types.IPAMPool(subnet=str(subnet))])
+        raise AgentHostError(
+            f"the tenant network pool {self._subnet_pool} is exhausted",
+            "an operator must widen AGENTHOST_TENANT_NETWORK_POOL or remove unused tenants",
+        )
 
     def _ensure_egress_sync(self, policy: str) -> str:
         if policy != "open" and not self._egress_ready:

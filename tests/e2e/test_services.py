@@ -91,7 +91,12 @@ async def test_deploy_lifecycle_env_logs_delete(
 async def test_wait_false_returns_deploying_then_running(agenthost: AgentHost, hello_image: str) -> None:
     key = agenthost.tenant("nowait")
     async with connect(agenthost, key, "stdio") as client:
-        svc = await call(client, "deploy_service", {"name": "quick", "image": hello_image, "port": 8000, "wait": False})
+        slow_start = ["sh", "-c", "sleep 3; exec python3 /app/app.py"]
+        svc = await call(
+            client,
+            "deploy_service",
+            {"name": "quick", "image": hello_image, "port": 8000, "command": slow_start, "wait": False},
+        )
         assert svc["status"] == "deploying"
         assert svc["url"] is None
         svc = await until(client, "get_service", {"service": "quick"}, lambda s: s["status"] == "running")
