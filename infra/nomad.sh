@@ -90,7 +90,7 @@ start() {
       -o com.docker.network.bridge.enable_icc=false -o com.docker.network.bridge.name=ahnomaddev \
       "$DEV_NETWORK" >/dev/null
   fi
-  rm -rf "$DEV_DIR/data"
+  clean_data
   mkdir -p "$DEV_DIR/data"
   say "starting nomad agent -dev at $DEV_ADDR (log: $DEV_DIR/agent.log)"
   nohup "$BIN" agent -dev -config "$PWD/nomad/dev.hcl" -data-dir "$DEV_DIR/data" >"$DEV_DIR/agent.log" 2>&1 &
@@ -103,6 +103,16 @@ start() {
   tail -30 "$DEV_DIR/agent.log" >&2
   echo "the Nomad dev agent did not become ready" >&2
   exit 1
+}
+
+# What a dead agent leaves: its plugin processes (logmon, docker_logger) and the tmpfs it mounted
+# in each allocation dir. Both would keep the data dir from being removed.
+clean_data() {
+  pkill -f "^$BIN (logmon|docker_logger|executor)" 2>/dev/null || true
+  awk -v d="$DEV_DIR/data/" 'index($2, d) == 1 {print $2}' /proc/mounts | sort -r | while read -r m; do
+    umount -l "$m" 2>/dev/null || true
+  done
+  rm -rf "$DEV_DIR/data"
 }
 
 stop() {
@@ -135,7 +145,7 @@ print(sum(a["ClientStatus"] in ("running", "pending") for a in json.load(sys.std
     docker ps -aq --filter "label=com.hashicorp.nomad.alloc_id=$alloc" | xargs -r docker rm -f >/dev/null
   done
   rm -f "$DEV_DIR/pid"
-  rm -rf "$DEV_DIR/data" 2>/dev/null || true
+  clean_data
 }
 
 case "${1:-}" in
