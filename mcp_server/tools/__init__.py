@@ -2,6 +2,6 @@
 
 from __future__ import annotations
 
-from . import keys, platform, services
+from . import builds, keys, platform, services
 
-__all__ = ["keys", "platform", "services"]
+__all__ = ["builds", "keys", "platform", "services"]

@@ -27,8 +27,15 @@ from .args import Confirm, ServiceRef, Wait
 async def deploy_service(
     call: Call,
     name: ResourceName,
-    image: Annotated[str, Field(min_length=1, max_length=256, description="image on this host, e.g. 'myapp:1'")],
-    port: Annotated[int | None, Field(ge=1, le=65535, description="container port to publish")] = None,
+    image: Annotated[
+        str | None, Field(min_length=1, max_length=256, description="image on this host, e.g. 'myapp:1'")
+    ] = None,
+    build_id: Annotated[
+        str | None, Field(min_length=1, max_length=64, description="a succeeded build's id, instead of image")
+    ] = None,
+    port: Annotated[
+        int | None, Field(ge=1, le=65535, description="container port to publish (default: the build's port)")
+    ] = None,
     env: Annotated[dict[str, str], Field(description="env vars, stored encrypted")] = {},  # noqa: B006
     command: Annotated[list[str] | None, Field(description="argv replacing the image's command")] = None,
     memory_mb: Annotated[int | None, Field(ge=16, le=65536)] = None,
@@ -43,14 +50,15 @@ async def deploy_service(
     wait: Wait = True,
     wait_timeout_s: Annotated[float | None, Field(gt=0, le=600, description="default 45")] = None,
 ) -> Service:
-    """Run an image as a service: gVisor sandbox, read-only root fs, no capabilities, memory/CPU/pids limits,
-    port published on 127.0.0.1. With wait=true returns once the port answers (status running) or the container
-    crashed (status failed, last_error holds the log tail); past wait_timeout_s it returns status deploying:
-    poll get_service."""
+    """Run an image, or a succeeded build's image (build_id), as a service: gVisor sandbox, read-only root fs,
+    no capabilities, memory/CPU/pids limits, port published on 127.0.0.1. With wait=true returns once the port
+    answers (status running) or the container crashed (status failed, last_error holds the log tail); past
+    wait_timeout_s it returns status deploying: poll get_service."""
     await call.platform.check_disk()
     req = DeployRequest(
         name=name,
         image=image,
+        build_id=build_id,
         port=port,
         env=env,
         command=command,
