@@ -146,10 +146,7 @@ class BuildManager:
                             self._runs[build_id].cancel()
                 if time.monotonic() - last_recover > _RECOVER_EVERY_S:
                     last_recover = time.monotonic()
-                    try:
-                        await self.recover()
-                    except AgentHostError as exc:  # the engine may be away; try again next time
-                        log.warning("build recovery: %s", exc)
+                    await self.recover()
 
     def forget(self, build_id: str) -> None:
         self._runs.pop(build_id, None)
@@ -162,7 +159,11 @@ class BuildManager:
             await self._changed.wait()
 
     async def recover(self) -> int:
-        """Fail builds whose process is gone and remove what they left. Returns how many were failed."""
+        """Fail builds whose process is gone and remove what they left. Returns how many were failed.
+
+        The record is failed first, so no build stays stuck; removing its leftovers waits for the
+        engine when it is away (they stay listed in the record until then).
+        """
         failed = 0
         for rec in await unfinished_builds(self.store.db):
             if rec.id in self._runs or _owner_alive(rec.owner, rec.heartbeat_at):
@@ -175,17 +176,31 @@ class BuildManager:
                 if path.exists():
                     with open(path, "a") as f:
                         f.write(f"[agenthost] failed: {error}\n")
-                await self._remove_leftovers(ts, rec)
+                await self._remove_leftovers(ts, rec, tag=True)
         for rec in await builds_with_leftovers(self.store.db):
-            await self._remove_leftovers(self.store.scoped(rec.tenant_id), rec)
+            await self._remove_leftovers(self.store.scoped(rec.tenant_id), rec, tag=False)
         return failed
 
-    async def _remove_leftovers(self, ts: TenantStore, rec: BuildRecord) -> None:
-        await anyio.to_thread.run_sync(_rmtree, self.workdir(rec.id))
-        if rec.status != "succeeded":
-            await self.builder.remove_image(self.tag_for(rec))
-        await self.builder.remove_layers(rec.leftovers)
+    async def _remove_leftovers(self, ts: TenantStore, rec: BuildRecord, tag: bool) -> None:
+        try:
+            await anyio.to_thread.run_sync(_rmtree, self.workdir(rec.id))
+            if tag:
+                await self.builder.remove_image(self.tag_for(rec))
+            await self.builder.remove_layers(rec.leftovers)
+        except AgentHostError as exc:
+            log.warning("build %s: removing its leftovers failed, will retry: %s", rec.id, exc)
+            return
         await ts.builds.set_leftovers(rec.id, [])
+
+    async def prune_images(self, ts: TenantStore, name: str) -> list[str]:
+        """Keep the newest ``build_keep_images`` images of one name, and any a service runs; remove older ones."""
+        in_use = {svc.spec.image for svc in await ts.services.all()}
+        removed = []
+        for rec in (await ts.builds.find(name, "succeeded", 1000))[self.settings.build_keep_images :]:
+            if rec.image and rec.image not in in_use and await self.builder.image_exists(rec.image):
+                await self.builder.remove_image(rec.image)
+                removed.append(rec.image)
+        return removed
 
     # -- use-cases ------------------------------------------------------------------------------
 

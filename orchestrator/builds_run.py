@@ -184,23 +184,28 @@ async def _finish(
     m: BuildManager, ts: TenantStore, rec: BuildRecord, buildlog: BuildLog, workdir: Path, out: _Outcome
 ) -> None:
     try:
-        if out.status != "succeeded":
-            buildlog.write(f"[agenthost] {out.status}: {out.error}")
-            try:
-                if out.tag is not None:
-                    await m.builder.remove_image(out.tag)
-                await m.builder.remove_layers(out.layers)
-                out.layers = []
-            except AgentHostError as exc:
-                log.warning("build %s: cleanup postponed: %s", rec.id, exc)
-        else:
-            buildlog.write("[agenthost] succeeded")
         await anyio.to_thread.run_sync(shutil.rmtree, workdir, True)
-        await ts.builds.set_leftovers(rec.id, out.layers)
         if out.status == "succeeded":
+            buildlog.write("[agenthost] succeeded")
+            await ts.builds.set_leftovers(rec.id, [])
             await ts.builds.finish(rec.id, "succeeded", **out.values)
-        elif not await ts.builds.finish(rec.id, out.status, out.error, out.hint):
-            log.info("build %s was already finished (%s)", rec.id, out.status)
+            try:
+                for image in await m.prune_images(ts, rec.name):
+                    buildlog.write(f"[agenthost] removed an older image of {rec.name}: {image}")
+            except AgentHostError as exc:
+                log.warning("build %s: pruning older images failed: %s", rec.id, exc)
+            return
+        buildlog.write(f"[agenthost] {out.status}: {out.error}")
+        try:
+            if out.tag is not None:
+                await m.builder.remove_image(out.tag)
+            await m.builder.remove_layers(out.layers)
+            out.layers = []
+        except AgentHostError as exc:  # the record keeps the layers; recovery removes them later
+            log.warning("build %s: cleanup postponed: %s", rec.id, exc)
+        await ts.builds.set_leftovers(rec.id, out.layers)
+        if not await ts.builds.finish(rec.id, out.status, out.error, out.hint):
+            log.info("build %s was already finished", rec.id)
     finally:
         buildlog.close()
         m.forget(rec.id)

@@ -64,6 +64,7 @@ class Settings(BaseSettings):
     build_max_source_mb: int = 512
     build_queue_limit: int = Field(10, description="queued plus running builds per tenant")
     build_max_concurrent: int = Field(2, description="running builds on this host, all tenants together")
+    build_keep_images: int = Field(5, description="images kept per tenant and name (older ones, unless deployed, go)")
     build_base_python: str = "agenthost/python:bookworm"
     build_base_node: str = "agenthost/node:bookworm"
     build_base_static: str = "agenthost/python:bookworm"

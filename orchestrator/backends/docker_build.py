@@ -15,6 +15,7 @@ import json
 import os
 import re
 import socket
+import subprocess
 import threading
 from collections.abc import Callable
 from pathlib import Path
@@ -28,6 +29,7 @@ from docker import utils as docker_utils
 from ..errors import AgentHostError, BuildFailed
 from ..models import Egress
 from .base import ImageRef, OnLayer, OnLog
+from .docker_net import ensure_egress_rules, iptables_available
 
 if TYPE_CHECKING:
     from .docker import DockerBackend
@@ -188,7 +190,16 @@ async def build_image_sync(
     """Raises: BuildFailed with the engine's message or when the time limit passes; cancellation stops it."""
 
     def prepare() -> _Job:
-        mode = "none" if network == "none" else backend._ensure_egress_sync(network)
+        mode = "none"
+        if network != "none":
+            # Also for 'open': the rules keep the host itself (control plane, registry) out of reach.
+            if iptables_available() and not backend._egress_ready:
+                try:
+                    ensure_egress_rules()
+                except subprocess.CalledProcessError as exc:
+                    raise AgentHostError(f"could not install egress rules: {exc.stderr!r}") from exc
+                backend._egress_ready = True
+            mode = backend._ensure_egress_sync(network)
         tar, name = _prepare(context, dockerfile)
         params: dict[str, Any] = {
             "t": tag,

@@ -9,6 +9,7 @@ from __future__ import annotations
 import functools
 import http.server
 import json
+import socket
 import subprocess
 import threading
 import uuid
@@ -89,6 +90,7 @@ def builds_host(
             "AGENTHOST_ALLOW_LOCAL_GIT": "true",
             "AGENTHOST_REGISTRY": REGISTRY,
             "AGENTHOST_QUOTAS": json.dumps({"max_concurrent_builds": 1}),
+            "AGENTHOST_BUILD_MEMORY_MB": "384",
         },
     )
     host.init()
@@ -306,7 +308,9 @@ async def test_cancel_mid_build_leaves_nothing_behind(
 
         queued = await call(client, "cancel_build", {"build_id": second["id"]})
         assert queued["status"] == "cancelled"
-        cancelled = await call(client, "cancel_build", {"build_id": build["id"]})
+        # The build runs in the HTTP server's process; cancel it from another one (a stdio session).
+        async with connect(builds_host, key, "stdio") as other:
+            cancelled = await call(other, "cancel_build", {"build_id": build["id"]})
         assert cancelled["status"] == "cancelled", cancelled
         assert cancelled["error"] == "cancelled by cancel_build"
         again = await call(client, "cancel_build", {"build_id": build["id"]})
@@ -408,3 +412,58 @@ async def test_restart_fails_an_interrupted_build_and_keeps_logs(
         logs = await call(client, "build_logs", {"build_id": build["id"]})
         assert f"crash-{marker}" in logs["output"]
     assert wait_for(lambda: _marked(docker_client, marker) == [], 60, what="interrupted build leftovers to go")
+
+
+PROBE = """
+import socket, sys
+gateway = None
+for line in open("/proc/net/route").read().splitlines()[1:]:
+    fields = line.split()
+    if fields[1] == "00000000":
+        gateway = socket.inet_ntoa(bytes.fromhex(fields[2])[::-1])
+try:
+    socket.create_connection((gateway, int(sys.argv[1])), timeout=3).close()
+    print("probe: reached the host at", gateway)
+except OSError as exc:
+    print("probe: host unreachable", type(exc).__name__)
+"""
+
+
+async def test_build_isolation(builds_host: AgentHost, tmp_path: Path, docker_client: docker.DockerClient) -> None:
+    """RUN steps cannot reach the host (control plane, registry); the context is the repository only;
+    the memory limit holds."""
+    listener = socket.create_server(("0.0.0.0", 0))
+    port = listener.getsockname()[1]
+    listener.settimeout(0.1)
+    # Control: from Docker's default bridge the probe does reach the host, so a pass below means isolation.
+    control = docker_client.containers.run(
+        "agenthost/python:bookworm", ["python3", "-c", PROBE, str(port)], network="bridge", remove=True
+    )
+    assert b"probe: reached the host" in control
+    repo = make_repo(
+        tmp_path / "isolated",
+        {
+            "probe.py": PROBE,
+            "Dockerfile": (
+                f"FROM agenthost/python:bookworm\nCOPY . /ctx\nRUN ls -A /ctx && python3 /ctx/probe.py {port}\n"
+            ),
+        },
+    )
+    hog = make_repo(
+        tmp_path / "hog",
+        {"Dockerfile": "FROM agenthost/python:bookworm\nRUN python3 -c 'b = bytearray(700 << 20); print(len(b))'\n"},
+    )
+    key = builds_host.tenant("bld-isolated")
+    try:
+        async with connect(builds_host, key, "http") as client:
+            build = await call(client, "build_from_git", {"git_url": str(repo), "wait_timeout_s": 300})
+            assert build["status"] == "succeeded", build
+            logs = (await call(client, "build_logs", {"build_id": build["id"]}))["output"]
+            assert "probe: host unreachable" in logs, logs
+            listing = logs[logs.index("RUN ls -A /ctx") :].splitlines()[2:4]
+            assert listing == ["Dockerfile", "probe.py"], logs
+            hogged = await call(client, "build_from_git", {"git_url": str(hog), "wait_timeout_s": 300})
+            assert hogged["status"] == "failed", hogged
+            assert "returned a non-zero code: 137" in hogged["error"], hogged
+    finally:
+        listener.close()
