@@ -77,7 +77,13 @@ def cmd_mcp(settings: Settings, args: argparse.Namespace) -> int:
 
     async def serve() -> None:
         async with Platform.open(settings, background=True) as platform:
-            principal = await platform.tenants.authenticate(key)
+            try:
+                principal = await platform.tenants.authenticate(key)
+            except AgentHostError as exc:
+                raise AgentHostError(
+                    f"agenthost mcp: {exc.message}",
+                    "set AGENTHOST_API_KEY to a key from `agenthost init` or `tenant create`",
+                ) from exc
             state = AppState(
                 platform=platform, limiter=RateLimiter(settings.rate_limit_per_minute), stdio_principal=principal
             )

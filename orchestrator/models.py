@@ -36,6 +36,7 @@ __all__ = [
     "ServiceRecord",
     "ServiceSpec",
     "ServiceStatus",
+    "ServiceSummary",
     "Tenant",
     "Usage",
     "VolumeMount",
@@ -171,8 +172,23 @@ class Service(BaseModel):
     updated_at: datetime
 
 
+class ServiceSummary(BaseModel):
+    """What lifecycle tools and listings return; get_service has the full picture."""
+
+    name: str
+    status: ServiceStatus
+    url: str | None = None
+    image: str
+    restarts: int = 0
+    last_error: str | None = None
+
+    @classmethod
+    def of(cls, service: Service) -> ServiceSummary:
+        return cls.model_validate(service.model_dump(include=set(cls.model_fields)))
+
+
 class ServiceList(BaseModel):
-    services: list[Service]
+    services: list[ServiceSummary]
 
 
 class EnvList(BaseModel):

@@ -112,12 +112,19 @@ class Platform:
                 "an operator must free disk space",
             )
 
-    async def status(self) -> PlatformStatus:
-        records = await all_service_records(self.store.db)
-        counts = {"tenants": await self.store.tenants.count(), "services": len(records)}
+    async def status(self, p: Principal) -> PlatformStatus:
+        """Engine facts for everyone; counts and breakers of the caller's tenant (of all tenants for admins)."""
+        if p.is_admin:
+            records = await all_service_records(self.store.db)
+            counts = {"tenants": await self.store.tenants.count()}
+            names = {t.id: t.name for t in await self.store.tenants.all()}
+        else:
+            records = await self.store.scoped(p.tenant_id).services.all()
+            counts, names = {}, {p.tenant_id: p.tenant_name}
+        counts["services"] = len(records)
         for rec in records:
             counts[f"services_{rec.status}"] = counts.get(f"services_{rec.status}", 0) + 1
-        breakers = [f"{rec.tenant_id}/{rec.name}" for rec in records if rec.breaker_open]
+        breakers = [f"{names.get(rec.tenant_id, rec.tenant_id)}/{rec.name}" for rec in records if rec.breaker_open]
         base = PlatformStatus(
             backend=self.backend.name,
             reachable=False,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import subprocess
+import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -49,6 +50,7 @@ _L_HASH = f"{LABEL_PREFIX}.spec-hash"
 
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_RUNTIMES_TTL_S = 30.0
 
 
 def container_name(workload_id: str) -> str:
@@ -93,6 +95,7 @@ class DockerBackend:
         self._publish_host = publish_host
         self._client: docker.DockerClient | None = None
         self._egress_ready = False
+        self._runtimes: tuple[set[str] | None, float] = (None, 0.0)
         self._lock = anyio.Lock()
 
     # -- plumbing -----------------------------------------------------------------------------
@@ -116,7 +119,11 @@ class DockerBackend:
         try:
             return self._docker().containers.get(container_name(workload_id))
         except docker.errors.NotFound:
-            return None
+            pass
+        # Not under our naming convention (created by hand or by an older version): find it by its labels.
+        filters = [f"{k}={v}" for k, v in {**self._own, _L_ID: workload_id}.items()]
+        found = self._docker().containers.list(all=True, filters={"label": filters})
+        return found[0] if found else None
 
     # -- engine facts -------------------------------------------------------------------------
 
@@ -138,9 +145,14 @@ class DockerBackend:
         return await self._run("docker info", get)
 
     async def runtimes(self) -> set[str]:
+        # Asked on every deploy; the engine's runtimes change only when an operator reconfigures it.
+        cached, at = self._runtimes
+        if cached is not None and time.monotonic() - at < _RUNTIMES_TTL_S:
+            return cached
         info = await self._run("docker info", lambda: self._docker().info())
-        found = set(info.get("Runtimes", {}))
-        return {r for r in found if r in {"runc", "runsc", "sysbox-runc"}}
+        found = {r for r in info.get("Runtimes", {}) if r in {"runc", "runsc", "sysbox-runc"}}
+        self._runtimes = (found, time.monotonic())
+        return found
 
     async def nodes(self) -> list[NodeInfo]:
         info = await self._run("docker info", lambda: self._docker().info())
@@ -335,9 +347,14 @@ class DockerBackend:
             if container.status not in ("running", "restarting"):
                 try:
                     container.start()
-                except docker.errors.APIError:
+                except docker.errors.APIError as exc:
                     container.remove(force=True)
-                    raise
+                    # The engine refused to start what it accepted to create: the image, command or user
+                    # cannot run as given. That is the caller's to fix, not a platform fault.
+                    raise InvalidInput(
+                        f"the container cannot start: {exc.explanation}",
+                        "check the image's command, the command argument and the user",
+                    ) from exc
             container.reload()
             return self._status(spec.id, container)
 
