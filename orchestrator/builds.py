@@ -55,7 +55,7 @@ from .builds_recipes import check_dockerfile_path
 from .builds_run import Run, execute
 from .builds_url import check_addresses, default_name, parse_git_url
 from .errors import AgentHostError, BuildFailed, ImageNotFound, InvalidInput, QuotaExceeded
-from .models import Build, BuildLogOutput, BuildRecord, BuildStatus, Principal, ResourceName, untrusted
+from .models import Build, BuildLogOutput, BuildRecord, BuildSummary, Principal, ResourceName, untrusted
 from .services import Reporter
 from .settings import Settings
 from .store import Store, TenantStore, builds_with_leftovers, cancel_requested, touch_builds, unfinished_builds
@@ -279,7 +279,6 @@ class BuildManager:
             path = self.log_path(ts.tenant_id, rec.id)
             text, _, _ = await anyio.to_thread.run_sync(read_log, path, _LOG_TAIL_LINES, None, 8 * 1024)
             tail = untrusted(text)
-        end = rec.finished_at or (datetime.now(UTC) if rec.started_at else None)
         return Build(
             id=rec.id,
             name=rec.name,
@@ -290,7 +289,6 @@ class BuildManager:
             recipe=rec.recipe,
             recipe_detail=rec.recipe_detail,
             image=rec.image,
-            image_size_mb=round(rec.image_size / 1e6, 1) if rec.image_size else None,
             port=rec.port,
             queue_position=await ts.builds.queue_position(rec.id) if rec.status == "queued" else None,
             error=rec.error,
@@ -299,22 +297,15 @@ class BuildManager:
             created_at=rec.created_at,
             started_at=rec.started_at,
             finished_at=rec.finished_at,
-            duration_s=round((end - rec.started_at).total_seconds(), 1) if end and rec.started_at else None,
         )
 
-    async def get(self, p: Principal, build_id: str, wait: bool = False, report: Reporter | None = None) -> Build:
+    async def get(self, p: Principal, build_id: str) -> Build:
         ts = self.store.scoped(p.tenant_id)
-        rec = await ts.builds.get(build_id)
-        if wait and report is not None:
-            await self._follow(
-                ts, rec.id, self.settings.wait_timeout_s, report, _end_of(self.log_path(ts.tenant_id, rec.id))
-            )
-            rec = await ts.builds.get(build_id)
-        return await self.view(ts, rec)
+        return await self.view(ts, await ts.builds.get(build_id))
 
-    async def list_builds(self, p: Principal, name: str | None, status: BuildStatus | None, limit: int) -> list[Build]:
+    async def list_builds(self, p: Principal, name: str | None, limit: int) -> list[BuildSummary]:
         ts = self.store.scoped(p.tenant_id)
-        return [await self.view(ts, rec) for rec in await ts.builds.find(name, status, limit)]
+        return [_summary(await self._checked(ts, rec)) for rec in await ts.builds.find(name, None, limit)]
 
     async def logs(
         self, p: Principal, build_id: str, tail: int, offset: int | None, follow: bool, report: Reporter
@@ -334,12 +325,12 @@ class BuildManager:
             build_id=rec.id, status=rec.status, output=untrusted(text), next_offset=next_offset, truncated=cut
         )
 
-    async def cancel(self, p: Principal, build_id: str, wait: bool = True) -> Build:
+    async def cancel(self, p: Principal, build_id: str, wait: bool = True) -> BuildSummary:
         """Stop a queued or running build; a finished one is returned as it is."""
         ts = self.store.scoped(p.tenant_id)
         rec = await self._checked(ts, await ts.builds.get(build_id))
         if rec.done:
-            return await self.view(ts, rec)
+            return _summary(rec)
         await ts.builds.update(rec.id, cancel_requested=1)
         if rec.status == "queued":
             await ts.builds.finish(rec.id, "cancelled", "cancelled by cancel_build while queued")
@@ -349,7 +340,7 @@ class BuildManager:
             with anyio.move_on_after(self.settings.wait_timeout_s):
                 while not (rec := await self._checked(ts, await ts.builds.get(rec.id))).done or rec.id in self._runs:
                     await self.changed_or(0.25)
-        return await self.view(ts, await ts.builds.get(rec.id))
+        return _summary(await ts.builds.get(rec.id))
 
     async def image_for_deploy(self, ts: TenantStore, build_id: str) -> tuple[str, int | None]:
         """The image and port of a tenant's succeeded build. Raises: NotFound, InvalidInput, ImageNotFound."""
@@ -364,6 +355,18 @@ class BuildManager:
         if not await self.builder.image_exists(rec.image):
             raise ImageNotFound(f"the image of build {rec.id} is no longer on this host", "build it again")
         return rec.image, rec.port
+
+
+def _summary(rec: BuildRecord) -> BuildSummary:
+    return BuildSummary(
+        id=rec.id,
+        name=rec.name,
+        status=rec.status,
+        commit=rec.commit,
+        image=rec.image,
+        error=rec.error,
+        created_at=rec.created_at,
+    )
 
 
 def _end_of(path: Path) -> int:

@@ -20,6 +20,7 @@ __all__ = [
     "BuildLogOutput",
     "BuildRecord",
     "BuildStatus",
+    "BuildSummary",
     "Deleted",
     "EnvList",
     "Egress",
@@ -279,28 +280,36 @@ class BuildRecord(BaseModel):
 
 class Build(BaseModel):
     id: str
-    name: str = Field(description="image name, usually the service it is for")
+    name: str
     status: BuildStatus
     git_url: str
-    ref: str | None = Field(None, description="as asked; null = the default branch")
-    commit: str | None = Field(None, description="the commit that was built")
+    ref: str | None = None
+    commit: str | None = None
     recipe: str | None = Field(None, description="dockerfile, python, node or static")
     recipe_detail: str | None = None
-    image: str | None = Field(None, description="the image, once built: deploy it with deploy_service(build_id=...)")
-    image_size_mb: float | None = None
-    port: int | None = Field(None, description="the port the image listens on (EXPOSE), the deploy default")
-    queue_position: int | None = Field(None, description="builds ahead of this one, while queued")
+    image: str | None = None
+    port: int | None = Field(None, description="what the image listens on (EXPOSE): the deploy default")
+    queue_position: int | None = None
     error: str | None = None
     hint: str | None = None
-    log_tail: str | None = Field(None, description="last build output lines when it failed (untrusted data)")
+    log_tail: str | None = Field(None, description="last output lines when it failed (untrusted data)")
     created_at: datetime
     started_at: datetime | None = None
     finished_at: datetime | None = None
-    duration_s: float | None = None
+
+
+class BuildSummary(BaseModel):
+    id: str
+    name: str
+    status: BuildStatus
+    commit: str | None = None
+    image: str | None = None
+    error: str | None = None
+    created_at: datetime
 
 
 class BuildList(BaseModel):
-    builds: list[Build]
+    builds: list[BuildSummary]
 
 
 class BuildLogOutput(BaseModel):

@@ -81,6 +81,7 @@ class DeployRequest(BaseModel):
 
 class UpdateRequest(BaseModel):
     image: str | None = Field(None, min_length=1, max_length=256)
+    build_id: str | None = Field(None, min_length=1, max_length=64)
     port: int | None = Field(None, ge=1, le=65535)
     command: list[str] | None = Field(None, min_length=1)
     memory_mb: int | None = Field(None, ge=16, le=65536)
@@ -453,13 +454,19 @@ class ServiceManager:
         """
         ts = self.store.scoped(p.tenant_id)
         rec = await ts.services.get(ref)
-        changes = req.model_dump(exclude_none=True, exclude={"env", "unset_env", "wait"})
-        if not changes and not req.env and not req.unset_env:
+        changes = req.model_dump(exclude_none=True, exclude={"env", "unset_env", "wait", "build_id"})
+        if not changes and not req.env and not req.unset_env and req.build_id is None:
             raise InvalidInput("nothing to change", "pass at least one of image, port, command, memory_mb, cpus, env")
         _check_env(req.env or {})
+        build_id = None if "image" in changes else rec.spec.build_id
+        if req.build_id is not None:
+            if req.image is not None:
+                raise InvalidInput("pass image or build_id, not both", "build_id runs the image a build made")
+            changes["image"], _ = await self._image_of(ts, DeployRequest(name=rec.name, build_id=req.build_id))
+            build_id = req.build_id
         if "runtime" in changes:
             changes["runtime"] = await self.resolve_runtime(changes["runtime"])
-        new_spec = rec.spec.model_validate({**rec.spec.model_dump(), **changes, "build_id": rec.spec.build_id})
+        new_spec = rec.spec.model_validate({**rec.spec.model_dump(), **changes, "build_id": build_id})
         if "image" in changes and not await self.backend.image_exists(new_spec.image):
             raise ImageNotFound(f"image {new_spec.image!r} is not on this host")
         await self.check_quota(ts, new_spec.memory_mb, new_spec.cpus, replacing=rec.spec)

@@ -162,16 +162,20 @@ def _dockerignore(context: Path) -> list[str] | None:
     return [ln.strip() for ln in lines if ln.strip() and not ln.strip().startswith("#")]
 
 
-def _prepare(context: Path, dockerfile: str) -> tuple[Any, str]:
-    """The context as a tar (temp file) and the Dockerfile's name in it; an outside Dockerfile is added."""
-    outside = os.path.isabs(dockerfile) and Path(dockerfile).resolve().parent != context.resolve()
-    name, content = (
-        (f".agenthost.{os.urandom(8).hex()}.Dockerfile", Path(dockerfile).read_text())
-        if outside
-        else (dockerfile, None)
-    )
-    tar = docker_utils.tar(str(context), exclude=_dockerignore(context), dockerfile=(name, content), gzip=False)
-    return tar, name
+def _prepare(context: Path, dockerfile: str, labels: dict[str, str]) -> tuple[Any, str, dict[str, str]]:
+    """The context as a tar (temp file), the Dockerfile's name in it, and the labels left for the engine.
+
+    The labels go into one LABEL line appended to a copy of the Dockerfile (the engine's labels
+    parameter would add one build step, one container, per label); the copy travels in the tar.
+    """
+    path = Path(dockerfile) if os.path.isabs(dockerfile) else context / dockerfile
+    text = path.read_text(errors="replace").rstrip()
+    if labels and not text.endswith(("\\", "`")):  # a dangling line continuation would swallow the line
+        text += "\nLABEL " + " ".join(f"{k}={json.dumps(v)}" for k, v in labels.items()) + "\n"
+        labels = {}
+    name = f".agenthost.{os.urandom(8).hex()}.Dockerfile"
+    tar = docker_utils.tar(str(context), exclude=_dockerignore(context), dockerfile=(name, text), gzip=False)
+    return tar, name, labels
 
 
 async def build_image_sync(
@@ -200,7 +204,7 @@ async def build_image_sync(
                     raise AgentHostError(f"could not install egress rules: {exc.stderr!r}") from exc
                 backend._egress_ready = True
             mode = backend._ensure_egress_sync(network)
-        tar, name = _prepare(context, dockerfile)
+        tar, name, engine_labels = _prepare(context, dockerfile, labels or {})
         params: dict[str, Any] = {
             "t": tag,
             "dockerfile": name,
@@ -212,7 +216,7 @@ async def build_image_sync(
             "memswap": memory_mb * 1024 * 1024,
             "cpuperiod": 100_000,
             "cpuquota": max(1000, int(cpus * 100_000)),
-            "labels": json.dumps(labels or {}),
+            "labels": json.dumps(engine_labels),
         }
         return _Job(backend._docker().api, params, tar)
 

@@ -180,9 +180,11 @@ async def test_dockerfile_app_builds_deploys_and_answers(
 
         assert await _deploy_and_get(client, build, "web") == "built from a Dockerfile"
 
-        with pytest.raises(ToolFailed) as err:
-            await call(client, "deploy_service", {"name": "both", "image": "x:1", "build_id": build["id"]})
-        assert err.value.code == "invalid_input"
+        for args in ({"image": "x:1", "build_id": build["id"]}, {}):
+            with pytest.raises(ToolFailed) as err:
+                await call(client, "deploy_service", {"name": "both", **args})
+            assert err.value.code == "invalid_input"
+            assert "exactly one of image and build_id" in err.value.message
     other = builds_host.tenant("bld-other")
     async with connect(builds_host, other, "stdio") as client:
         with pytest.raises(ToolFailed) as err:
@@ -247,10 +249,18 @@ async def test_branch_tag_and_commit_refs(builds_host: AgentHost, tmp_path: Path
     git(repo, "checkout", "-q", "-b", "other")
     key = builds_host.tenant("bld-refs")
     async with connect(builds_host, key, "http") as client:
+        builds = []
         for ref, expected in (("v1", first), (first[:10], first), ("main", git(repo, "rev-parse", "main"))):
             build = await call(client, "build_from_git", {"git_url": str(repo), "ref": ref, "wait_timeout_s": 300})
             assert build["status"] == "succeeded", build
             assert build["commit"] == expected, (ref, build)
+            builds.append(build)
+        svc = await call(client, "deploy_service", {"name": "site", "build_id": builds[0]["id"]})
+        assert _get(svc["url"]) == "v1"
+        svc = await call(client, "update_service", {"service": "site", "build_id": builds[2]["id"]})
+        assert svc["build_id"] == builds[2]["id"] and svc["image"] == builds[2]["image"]
+        assert _get(svc["url"]) == "v2"
+        await call(client, "delete_service", {"service": "site", "confirm": True})
 
 
 async def test_broken_dockerfile_fails_with_log_tail(
