@@ -7,7 +7,8 @@ accepted it (``builds_run.execute``): it waits for a slot (the tenant's
 image, tagged ``<registry>/<tenant>/<name>:<build>``, to the local registry so Nomad clients can
 pull it. Its log is a file in the data dir (``builds_logs``). A process heartbeat marks the
 builds it runs; on startup and every few seconds, builds whose process is gone (a crash, a
-restart) are marked failed and their leftovers removed, so no build is ever stuck.
+restart) are marked failed and their leftovers removed, so no build is ever stuck. Over stdio the
+process is the MCP session, so ending the session ends (fails) its unfinished builds.
 
 Isolation, and why it is this way:
 
