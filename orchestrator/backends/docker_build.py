@@ -81,7 +81,12 @@ class _Job:
                 stream=True,
                 timeout=None,
             )
-            self.api._raise_for_status(resp)
+            try:
+                self.api._raise_for_status(resp)
+            except docker.errors.APIError as exc:
+                if exc.status_code is not None and exc.status_code < 500:  # e.g. a Dockerfile parse error
+                    raise BuildFailed(f"the Dockerfile failed: {exc.explanation}") from exc
+                raise
             raw = self.api._get_raw_response_socket(resp)
             with self._lock:
                 self._sock = getattr(raw, "_sock", raw)

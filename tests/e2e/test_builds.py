@@ -335,6 +335,7 @@ async def test_bad_input_ends_failed_with_reason(
 ) -> None:
     good = make_repo(tmp_path / "good", {"index.html": "hi"})
     empty = make_repo(tmp_path / "norecipe", {"README.md": "nothing to build"})
+    unparsable = make_repo(tmp_path / "unparsable", {"Dockerfile": "FROM agenthost/base:bookworm\nBOGUS thing\n"})
     marker = uuid.uuid4().hex
     slow = make_repo(
         tmp_path / "slow",
@@ -347,6 +348,7 @@ async def test_bad_input_ends_failed_with_reason(
         ({"git_url": str(good), "ref": "no-such-branch"}, "unknown ref 'no-such-branch'"),
         ({"git_url": str(good), "dockerfile": "docker/Dockerfile"}, "no Dockerfile at 'docker/Dockerfile'"),
         ({"git_url": str(empty)}, "no recipe detected"),
+        ({"git_url": str(unparsable)}, "unknown instruction: BOGUS"),
         ({"git_url": str(slow), "timeout_s": 8}, "time limit of 8 s"),
     ]
     async with connect(builds_host, key, "http") as client:
