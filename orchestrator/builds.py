@@ -134,20 +134,27 @@ class BuildManager:
         """Host this process's builds; keep their heartbeat; fail the builds of processes that died."""
         async with anyio.create_task_group() as tg:
             self._tg = tg
-            await self.recover()
+            await self._tick(recover=True)
             task_status.started()
             last_recover = time.monotonic()
             while True:
                 await anyio.sleep(_TICK_S)
-                mine = list(self._runs)
-                if mine:
-                    await touch_builds(self.store.db, mine)
-                    for build_id in await cancel_requested(self.store.db, mine):
-                        if build_id in self._runs:
-                            self._runs[build_id].cancel()
-                if time.monotonic() - last_recover > _RECOVER_EVERY_S:
-                    last_recover = time.monotonic()
-                    await self.recover()
+                due = time.monotonic() - last_recover > _RECOVER_EVERY_S
+                last_recover = time.monotonic() if due else last_recover
+                await self._tick(recover=due)
+
+    async def _tick(self, recover: bool) -> None:
+        try:
+            mine = list(self._runs)
+            if mine:
+                await touch_builds(self.store.db, mine)
+                for build_id in await cancel_requested(self.store.db, mine):
+                    if build_id in self._runs:
+                        self._runs[build_id].cancel()
+            if recover:
+                await self.recover()
+        except AgentHostError as exc:  # the engine may be away: the next tick tries again
+            log.warning("build runner: %s", exc)
 
     def forget(self, build_id: str) -> None:
         self._runs.pop(build_id, None)

@@ -77,6 +77,10 @@ async def execute(m: BuildManager, run: Run) -> None:
         out.error, out.hint = exc.message, exc.hint
     except AgentHostError as exc:
         out.error, out.hint = f"{exc.message}", exc.hint
+    except Exception as exc:  # a fault in one build must not take down the runner of all the others
+        log.exception("build %s crashed", rec.id)
+        out.error = f"the build failed unexpectedly ({type(exc).__name__})"
+        out.hint = AgentHostError.default_hint
     except BaseException:
         out.error = "interrupted: the control plane stopped during the build"
         out.hint = "build again"

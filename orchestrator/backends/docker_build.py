@@ -255,14 +255,20 @@ async def build_image_sync(
         with docker_errors(f"build {tag}"):
             job.run(sink)
 
+    failure: list[Exception] = []
     try:
         with anyio.fail_after(timeout_s):
             async with anyio.create_task_group() as tg:
                 tg.start_soon(forward)
-                await anyio.to_thread.run_sync(work, abandon_on_cancel=True)
+                try:
+                    await anyio.to_thread.run_sync(work, abandon_on_cancel=True)
+                except Exception as exc:  # raised below, not wrapped in the task group's ExceptionGroup
+                    failure.append(exc)
                 tg.cancel_scope.cancel()
         parser.flush()
         await drain()
+        if failure:
+            raise failure[0]
     except TimeoutError:
         with anyio.CancelScope(shield=True):
             await drain()
