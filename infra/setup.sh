@@ -28,9 +28,9 @@ if ! docker info >/dev/null 2>&1; then
 elif [ "$rc" = 10 ]; then
   say "reloading dockerd runtimes"
   $SUDO pkill -HUP -x dockerd
-  for _ in $(seq 20); do docker info 2>/dev/null | grep -q runsc && break; sleep 0.5; done
+  for _ in $(seq 20); do docker info 2>/dev/null | grep runsc >/dev/null && break; sleep 0.5; done
 fi
-docker info 2>/dev/null | grep -q "runsc" || { echo "dockerd does not list the runsc runtime" >&2; exit 1; }
+docker info 2>/dev/null | grep "runsc" >/dev/null || { echo "dockerd does not list the runsc runtime" >&2; exit 1; }
 
 bash infra/registry.sh
 

@@ -21,6 +21,7 @@ __all__ = [
     "BuildRecord",
     "BuildStatus",
     "BuildSummary",
+    "ClusterSummary",
     "Deleted",
     "EnvList",
     "Egress",
@@ -232,6 +233,18 @@ class Deleted(BaseModel):
     removed: list[str] = Field(description="what was deleted")
 
 
+class ClusterSummary(BaseModel):
+    """The engine's nodes at a glance (one node on Docker; the Nomad cluster's client nodes on Nomad)."""
+
+    leader: str | None = Field(None, description="the Nomad server leading the cluster")
+    region: str | None = None
+    nodes: int = 0
+    nodes_ready: int = 0
+    nodes_eligible: int = Field(0, description="ready nodes that accept new work")
+    drivers: list[str] = []
+    runtimes: list[str] = Field(default_factory=list, description="runtimes offered by at least one eligible node")
+
+
 class PlatformStatus(BaseModel):
     backend: str
     reachable: bool
@@ -245,6 +258,7 @@ class PlatformStatus(BaseModel):
     counts: dict[str, int] = {}
     open_circuit_breakers: list[str] = []
     read_only: bool = False
+    cluster: ClusterSummary | None = None
 
 
 class BuildRecord(BaseModel):

@@ -10,10 +10,10 @@ from pathlib import Path
 
 import anyio
 
-from .backends.base import Backend, Builder
+from .backends.base import Backend, Builder, NodeInfo
 from .builds import BuildManager
-from .errors import AgentHostError, BackendUnavailable
-from .models import PlatformStatus, Principal, Usage
+from .errors import AgentHostError, BackendUnavailable, InvalidInput, NotFound
+from .models import ClusterSummary, PlatformStatus, Principal, Usage
 from .reconciler import Reconciler
 from .secrets import SecretBox, load_master_key
 from .services import ServiceManager
@@ -84,6 +84,19 @@ class Platform:
                 await backend.close()
                 await store.close()
 
+    async def list_nodes(self) -> list[NodeInfo]:
+        return await self.backend.nodes()
+
+    async def set_node_eligibility(self, node: str, eligible: bool) -> NodeInfo:
+        """``node`` is a node id, a unique id prefix, or a name. Raises: NotFound, InvalidInput."""
+        nodes = await self.backend.nodes()
+        found = [n for n in nodes if n.id == node or n.name == node] or [n for n in nodes if n.id.startswith(node)]
+        if not found:
+            raise NotFound(f"no node {node!r}", "list_nodes shows the nodes")
+        if len(found) > 1:
+            raise InvalidInput(f"{node!r} matches {len(found)} nodes", "use the full node id")
+        return await self.backend.set_node_eligibility(found[0].id, eligible)
+
     async def usage(self, p: Principal) -> Usage:
         count, mem, cpus = await self.store.scoped(p.tenant_id).services.usage()
         return Usage(services=count, memory_mb=mem, cpus=cpus)
@@ -136,6 +149,7 @@ class Platform:
         try:
             info = await self.backend.info()
             runtimes = await self.backend.runtimes()
+            nodes = await self.backend.nodes()
         except BackendUnavailable as exc:
             base.error = exc.message
             base.notes.append("mutating tools fail with backend_unavailable until the engine is back")
@@ -149,6 +163,20 @@ class Platform:
             notes.append("runc is disabled by the operator (allow_runc=false)")
         if info.details.get("egress_enforced") == "false":
             notes.append("iptables is missing: egress policies 'web' and 'none' are refused")
+        if info.details.get("egress_note"):
+            notes.append(info.details["egress_note"])
+        ready = [n for n in nodes if n.status == "ready"]
+        cluster = ClusterSummary(
+            leader=info.details.get("leader") or None,
+            region=info.details.get("region") or None,
+            nodes=len(nodes),
+            nodes_ready=len(ready),
+            nodes_eligible=sum(n.eligible for n in ready),
+            drivers=sorted({d for n in ready for d in n.drivers}),
+            runtimes=sorted(runtimes),
+        )
+        if not cluster.nodes_eligible:
+            notes.append("no node accepts new work: deploys will fail until one is ready and eligible")
         pct, state = self.disk_state(info.data_root or self.settings.data_dir)
         return base.model_copy(
             update={
@@ -158,5 +186,6 @@ class Platform:
                 "notes": notes,
                 "disk_used_percent": pct,
                 "disk_state": state,
+                "cluster": cluster,
             }
         )

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, Field
+from pydantic import AliasChoices, BaseModel, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 __all__ = ["Quotas", "Settings"]
@@ -34,6 +34,18 @@ class Settings(BaseSettings):
     publish_host: str = "127.0.0.1"
     read_only: bool = False
     allowed_hosts: list[str] = Field(default_factory=list, description="extra Host headers the HTTP server accepts")
+
+    # Nomad (backend = "nomad"). The address and token also honour Nomad's own NOMAD_ADDR / NOMAD_TOKEN.
+    nomad_addr: str = Field(
+        "http://127.0.0.1:4646", validation_alias=AliasChoices("AGENTHOST_NOMAD_ADDR", "NOMAD_ADDR", "nomad_addr")
+    )
+    nomad_token: str | None = Field(
+        None, validation_alias=AliasChoices("AGENTHOST_NOMAD_TOKEN", "NOMAD_TOKEN", "nomad_token")
+    )
+    nomad_namespace: str = "default"
+    nomad_region: str | None = None
+    nomad_datacenters: list[str] = Field(default_factory=lambda: ["*"])
+    nomad_node_pool: str = "default"
 
     default_memory_mb: int = 256
     default_cpus: float = 0.5

@@ -134,6 +134,9 @@ class NodeInfo(BaseModel):
     memory_mb: int
     runtimes: list[str] = []
     drivers: list[str] = []
+    datacenter: str | None = None
+    node_pool: str | None = None
+    draining: bool = False
 
 
 class BackendInfo(BaseModel):
@@ -152,6 +155,10 @@ class Backend(Protocol):
     async def info(self) -> BackendInfo: ...
     async def runtimes(self) -> set[str]: ...
     async def nodes(self) -> list[NodeInfo]: ...
+    async def set_node_eligibility(self, node_id: str, eligible: bool) -> NodeInfo:
+        """Raises: InvalidInput on a backend whose nodes cannot be drained (one Docker host)."""
+        ...
+
     async def image_exists(self, image: str) -> bool: ...
 
     async def ensure_workload(self, spec: WorkloadSpec) -> WorkloadStatus:
@@ -181,17 +188,7 @@ class Backend(Protocol):
     ) -> ExecResult: ...
 
     async def build_image(
-        self,
-        context: Path,
-        dockerfile: str,
-        tag: str,
-        on_log: OnLog,
-        memory_mb: int,
-        cpus: float,
-        timeout_s: float,
-        network: Egress = "open",
-        labels: dict[str, str] | None = None,
-        on_layer: OnLayer | None = None,
+        self, context: Path, dockerfile: str, tag: str, on_log: OnLog, memory_mb: int, cpus: float, timeout_s: float
     ) -> ImageRef: ...
 
     async def remove_image(self, tag: str) -> None: ...

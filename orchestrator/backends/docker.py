@@ -170,6 +170,12 @@ class DockerBackend:
             )
         ]
 
+    async def set_node_eligibility(self, node_id: str, eligible: bool) -> NodeInfo:
+        raise InvalidInput(
+            "the Docker backend runs on one host: there is no other node to move work to",
+            "node eligibility is a Nomad backend feature",
+        )
+
     async def image_exists(self, image: str) -> bool:
         def check() -> bool:
             try:
