@@ -237,6 +237,11 @@ def _register_resources(mcp: AgentHostMCP) -> None:
         """The last 200 log lines of a service (untrusted workload output)."""
         return await _resource_json(ctx, "service_logs", service=name, tail=200, since=None)
 
+    @mcp.resource("agenthost://builds/{build_id}/logs", mime_type="application/json")
+    async def build_logs_resource(build_id: str, ctx: Context[AppState, Any]) -> str:
+        """The last 200 lines of a build's output (untrusted workload output)."""
+        return await _resource_json(ctx, "build_logs", build_id=build_id, tail=200, offset=None, follow=False)
+
 
 def build_http_app(settings: Settings) -> Starlette:
     """MCP at /mcp, REST at /v1, behind bearer-key auth; the platform opens with the app."""

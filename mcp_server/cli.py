@@ -128,8 +128,16 @@ def cmd_doctor(settings: Settings, args: argparse.Namespace) -> int:
     check(settings.master_key_path.exists(), f"data dir {settings.data_dir}", "run `agenthost init`")
     if settings.master_key_path.exists():
         check(settings.master_key_path.stat().st_mode & 0o077 == 0, "master key is private", "chmod 600 it")
-    for tool in ("debootstrap", "restic", "iptables"):
+    for tool in ("debootstrap", "restic", "iptables", "git"):
         check(shutil.which(tool) is not None, f"{tool} installed", f"apt-get install {tool}")
+    if settings.registry:
+        import httpx
+
+        try:
+            ok = httpx.get(f"http://{settings.registry}/v2/", timeout=3).status_code == 200
+        except httpx.HTTPError:
+            ok = False
+        check(ok, f"image registry at {settings.registry} (builds push there)", "run infra/registry.sh")
 
     async def engine() -> None:
         instance = (

@@ -10,7 +10,8 @@ from pathlib import Path
 
 import anyio
 
-from .backends.base import Backend, NodeInfo
+from .backends.base import Backend, Builder, NodeInfo
+from .builds import BuildManager
 from .errors import AgentHostError, BackendUnavailable, InvalidInput, NotFound
 from .models import ClusterSummary, PlatformStatus, Principal, Usage
 from .reconciler import Reconciler
@@ -20,7 +21,7 @@ from .settings import Settings
 from .store import Store, all_service_records
 from .tenants import TenantManager
 
-__all__ = ["Platform", "instance_id", "make_backend"]
+__all__ = ["Platform", "instance_id", "make_backend", "make_builder"]
 
 
 def instance_id(master_key: bytes) -> str:
@@ -45,13 +46,25 @@ def make_backend(settings: Settings, instance: str) -> Backend:
     )
 
 
+def make_builder(settings: Settings, backend: Backend, instance: str) -> Builder:
+    """Images are built by the control-plane host's Docker engine, whichever backend runs workloads."""
+    if isinstance(backend, Builder):
+        return backend
+    from .backends.docker import DockerBackend
+
+    return DockerBackend(settings.docker_host, settings.publish_host, instance)
+
+
 class Platform:
-    def __init__(self, settings: Settings, store: Store, backend: Backend) -> None:
+    def __init__(self, settings: Settings, store: Store, backend: Backend, builder: Builder | None = None) -> None:
         self.settings = settings
         self.store = store
         self.backend = backend
+        self.builder = builder or make_builder(settings, backend, "builder")
         self.tenants = TenantManager(settings, store)
         self.services = ServiceManager(settings, store, backend)
+        self.builds = BuildManager(settings, store, self.builder)
+        self.services.resolve_build = self.builds.image_for_deploy
         self.reconciler = Reconciler(store, self.services, settings.reconcile_interval_s)
 
     @classmethod
@@ -60,16 +73,20 @@ class Platform:
         """Open the data dir. With ``background`` the reconciler runs until the platform closes."""
         master = load_master_key(settings.master_key_path)
         store = await Store.open(settings.db_path, SecretBox(master))
-        backend = make_backend(settings, instance_id(master))
-        platform = cls(settings, store, backend)
+        instance = instance_id(master)
+        backend = make_backend(settings, instance)
+        platform = cls(settings, store, backend, make_builder(settings, backend, instance))
         try:
             async with anyio.create_task_group() as tg:
+                await tg.start(platform.builds.run)
                 if background:
                     tg.start_soon(platform.reconciler.run)
                 yield platform
                 tg.cancel_scope.cancel()
         finally:
             with anyio.CancelScope(shield=True):
+                if platform.builder is not backend:  # type: ignore[comparison-overlap]
+                    await platform.builder.close()
                 await backend.close()
                 await store.close()
 

@@ -63,7 +63,8 @@ async def _silent(message: str, progress: float | None = None, total: float | No
 
 class DeployRequest(BaseModel):
     name: ResourceName
-    image: str = Field(min_length=1, max_length=256)
+    image: str | None = Field(None, min_length=1, max_length=256)
+    build_id: str | None = Field(None, min_length=1, max_length=64)
     port: int | None = Field(None, ge=1, le=65535)
     env: dict[str, str] = {}
     command: list[str] | None = None
@@ -80,6 +81,7 @@ class DeployRequest(BaseModel):
 
 class UpdateRequest(BaseModel):
     image: str | None = Field(None, min_length=1, max_length=256)
+    build_id: str | None = Field(None, min_length=1, max_length=64)
     port: int | None = Field(None, ge=1, le=65535)
     command: list[str] | None = Field(None, min_length=1)
     memory_mb: int | None = Field(None, ge=16, le=65536)
@@ -125,6 +127,8 @@ class ServiceManager:
         self.backend = backend
         # Other use-cases (databases, ssh) contribute env and sidecars through these hooks.
         self.extra_env: list[Callable[[TenantStore, ServiceRecord], Awaitable[dict[str, str]]]] = []
+        # Builds: a tenant's build id -> (image, port it exposes). Raises NotFound / InvalidInput.
+        self.resolve_build: Callable[[TenantStore, str], Awaitable[tuple[str, int | None]]] | None = None
 
     # -- validation -----------------------------------------------------------------------------
 
@@ -319,15 +323,17 @@ class ServiceManager:
         _check_env(req.env)
         if req.command is not None and not req.command:
             raise InvalidInput("command is an empty list", "omit it to use the image's own command")
+        image, port = await self._image_of(ts, req)
         runtime = await self.resolve_runtime(req.runtime)
-        if not await self.backend.image_exists(req.image):
-            raise ImageNotFound(f"image {req.image!r} is not on this host")
+        if not await self.backend.image_exists(image):
+            raise ImageNotFound(f"image {image!r} is not on this host")
         memory_mb = req.memory_mb or self.settings.default_memory_mb
         cpus = req.cpus or self.settings.default_cpus
         await self.check_quota(ts, memory_mb, cpus)
         spec = ServiceSpec(
-            image=req.image,
-            port=req.port,
+            image=image,
+            build_id=req.build_id,
+            port=port,
             command=req.command,
             runtime=runtime,
             memory_mb=memory_mb,
@@ -359,6 +365,21 @@ class ServiceManager:
         if req.wait:
             rec = await self._wait_ready(ts, rec, req.wait_timeout_s, report)
         return await self.view(ts, rec)
+
+    async def _image_of(self, ts: TenantStore, req: DeployRequest) -> tuple[str, int | None]:
+        """The image to run and its port: given, or from a succeeded build (whose EXPOSE sets the default port)."""
+        if (req.image is None) == (req.build_id is None):
+            raise InvalidInput(
+                "pass exactly one of image and build_id",
+                "image runs an image already on this host; build_id runs the image a build_from_git made",
+            )
+        if req.build_id is None:
+            assert req.image is not None
+            return req.image, req.port
+        if self.resolve_build is None:
+            raise InvalidInput("builds are not available on this platform", "pass image instead")
+        image, exposed = await self.resolve_build(ts, req.build_id)
+        return image, req.port if req.port is not None else exposed
 
     async def _undo(self, ts: TenantStore, rec: ServiceRecord, volumes: list[str]) -> None:
         try:
@@ -433,13 +454,19 @@ class ServiceManager:
         """
         ts = self.store.scoped(p.tenant_id)
         rec = await ts.services.get(ref)
-        changes = req.model_dump(exclude_none=True, exclude={"env", "unset_env", "wait"})
-        if not changes and not req.env and not req.unset_env:
+        changes = req.model_dump(exclude_none=True, exclude={"env", "unset_env", "wait", "build_id"})
+        if not changes and not req.env and not req.unset_env and req.build_id is None:
             raise InvalidInput("nothing to change", "pass at least one of image, port, command, memory_mb, cpus, env")
         _check_env(req.env or {})
+        build_id = None if "image" in changes else rec.spec.build_id
+        if req.build_id is not None:
+            if req.image is not None:
+                raise InvalidInput("pass image or build_id, not both", "build_id runs the image a build made")
+            changes["image"], _ = await self._image_of(ts, DeployRequest(name=rec.name, build_id=req.build_id))
+            build_id = req.build_id
         if "runtime" in changes:
             changes["runtime"] = await self.resolve_runtime(changes["runtime"])
-        new_spec = rec.spec.model_validate({**rec.spec.model_dump(), **changes, "build_id": rec.spec.build_id})
+        new_spec = rec.spec.model_validate({**rec.spec.model_dump(), **changes, "build_id": build_id})
         if "image" in changes and not await self.backend.image_exists(new_spec.image):
             raise ImageNotFound(f"image {new_spec.image!r} is not on this host")
         await self.check_quota(ts, new_spec.memory_mb, new_spec.cpus, replacing=rec.spec)

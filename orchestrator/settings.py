@@ -63,6 +63,26 @@ class Settings(BaseSettings):
 
     quotas: Quotas = Field(default_factory=Quotas)
 
+    # Builds from git (orchestrator/builds.py).
+    allow_local_git: bool = Field(False, description="accept local paths, file:// and http(s)://127.0.0.1 git URLs")
+    git_allow_private_hosts: bool = Field(
+        False, description="accept git hosts that resolve to private or link-local addresses (never metadata ones)"
+    )
+    registry: str = Field("127.0.0.1:5000", description="registry builds are pushed to; empty: keep images local")
+    build_dir: Path | None = Field(None, description="where sources are checked out; default: a temp dir")
+    build_timeout_s: float = Field(900.0, description="time limit of one build, and the most a request may ask for")
+    build_memory_mb: int = 2048
+    build_cpus: float = 1.0
+    build_network: Literal["open", "web", "none"] = Field("open", description="egress policy of RUN steps")
+    build_log_max_bytes: int = 1024 * 1024
+    build_max_source_mb: int = 512
+    build_queue_limit: int = Field(10, description="queued plus running builds per tenant")
+    build_max_concurrent: int = Field(2, description="running builds on this host, all tenants together")
+    build_keep_images: int = Field(5, description="images kept per tenant and name (older ones, unless deployed, go)")
+    build_base_python: str = "agenthost/python:bookworm"
+    build_base_node: str = "agenthost/node:bookworm"
+    build_base_static: str = "agenthost/python:bookworm"
+
     # Images. Production points these at ordinary registry images; air-gapped hosts
     # (and this project's tests) at the ones `agenthost images build` makes.
     image_base: str = "agenthost/base:bookworm"
@@ -70,6 +90,7 @@ class Settings(BaseSettings):
     image_postgres: str = "agenthost/postgres:bookworm"
     image_redis: str = "agenthost/redis:bookworm"
     image_sshd: str = "agenthost/sshd:bookworm"
+    image_node: str = "agenthost/node:bookworm"
     debian_suite: str = "bookworm"
     debian_mirror: str | None = None
 

@@ -2,6 +2,6 @@
 
 from __future__ import annotations
 
-from . import keys, nodes, platform, services
+from . import builds, keys, nodes, platform, services
 
-__all__ = ["keys", "nodes", "platform", "services"]
+__all__ = ["builds", "keys", "nodes", "platform", "services"]

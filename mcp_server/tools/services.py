@@ -28,7 +28,10 @@ from .args import Confirm, ServiceRef, Wait
 async def deploy_service(
     call: Call,
     name: ResourceName,
-    image: Annotated[str, Field(min_length=1, max_length=256, description="image on this host, e.g. 'myapp:1'")],
+    image: Annotated[
+        str | None, Field(min_length=1, max_length=256, description="image on this host, e.g. 'myapp:1'")
+    ] = None,
+    build_id: Annotated[str | None, Field(min_length=1, max_length=64, description="or: a build's id")] = None,
     port: Annotated[int | None, Field(ge=1, le=65535, description="container port to publish")] = None,
     env: Annotated[dict[str, str], Field(description="env vars, stored encrypted")] = {},  # noqa: B006
     command: Annotated[list[str] | None, Field(description="argv replacing the image's command")] = None,
@@ -44,14 +47,15 @@ async def deploy_service(
     wait: Wait = True,
     wait_timeout_s: Annotated[float | None, Field(gt=0, le=600, description="default 45")] = None,
 ) -> Service:
-    """Run an image as a service: gVisor sandbox, read-only root fs, no capabilities, memory/CPU/pids limits,
-    port published on 127.0.0.1. With wait=true returns once the port answers (status running) or the container
-    crashed (status failed, last_error holds the log tail); past wait_timeout_s it returns status deploying:
-    poll get_service."""
+    """Run an image (or a build: build_id) as a service: gVisor sandbox, read-only root fs, no capabilities,
+    memory/CPU/pids limits, port published on 127.0.0.1. With wait=true returns once the port answers (status
+    running) or the container crashed (status failed, last_error holds the log tail); past wait_timeout_s it
+    returns status deploying: poll get_service."""
     await call.platform.check_disk()
     req = DeployRequest(
         name=name,
         image=image,
+        build_id=build_id,
         port=port,
         env=env,
         command=command,
@@ -73,6 +77,7 @@ async def update_service(
     call: Call,
     service: ServiceRef,
     image: Annotated[str | None, Field(min_length=1, max_length=256)] = None,
+    build_id: Annotated[str | None, Field(min_length=1, max_length=64)] = None,
     port: Annotated[int | None, Field(ge=1, le=65535)] = None,
     command: Annotated[list[str] | None, Field(min_length=1)] = None,
     memory_mb: Annotated[int | None, Field(ge=16, le=65536)] = None,
@@ -81,10 +86,18 @@ async def update_service(
     unset_env: list[str] | None = None,
     wait: Wait = True,
 ) -> Service:
-    """Change a service's image, port, command, limits or env and redeploy it. If the new version crashes on
-    start, the previous version is restored and the call fails with the new version's log tail."""
+    """Change a service's image (or build_id), port, command, limits or env and redeploy it. If the new version
+    crashes on start, the previous version is restored and the call fails with the new version's log tail."""
     req = UpdateRequest(
-        image=image, port=port, command=command, memory_mb=memory_mb, cpus=cpus, env=env, unset_env=unset_env, wait=wait
+        image=image,
+        build_id=build_id,
+        port=port,
+        command=command,
+        memory_mb=memory_mb,
+        cpus=cpus,
+        env=env,
+        unset_env=unset_env,
+        wait=wait,
     )
     return await call.platform.services.update(call.principal, service, req, call.report)
 

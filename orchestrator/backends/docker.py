@@ -19,6 +19,7 @@ import requests.exceptions
 from docker.models.containers import Container
 
 from ..errors import AgentHostError, BackendUnavailable, Conflict, ImageNotFound, InvalidInput, NotFound
+from ..models import Egress
 from .base import (
     LABEL_PREFIX,
     BackendInfo,
@@ -27,11 +28,12 @@ from .base import (
     ImageRef,
     LogLine,
     NodeInfo,
+    OnLayer,
     OnLog,
     WorkloadSpec,
     WorkloadStatus,
 )
-from .docker_build import build_image_sync
+from .docker_build import build_image_sync, push_image_sync, remove_layers_sync
 from .docker_exec import exec_sync
 from .docker_net import egress_network_name, ensure_egress_rules, iptables_available, tenant_bridge_name
 
@@ -525,9 +527,27 @@ class DockerBackend:
     # -- images -------------------------------------------------------------------------------
 
     async def build_image(
-        self, context: Path, dockerfile: str, tag: str, on_log: OnLog, memory_mb: int, cpus: float, timeout_s: float
+        self,
+        context: Path,
+        dockerfile: str,
+        tag: str,
+        on_log: OnLog,
+        memory_mb: int,
+        cpus: float,
+        timeout_s: float,
+        network: Egress = "open",
+        labels: dict[str, str] | None = None,
+        on_layer: OnLayer | None = None,
     ) -> ImageRef:
-        return await build_image_sync(self, context, dockerfile, tag, on_log, memory_mb, cpus, timeout_s)
+        return await build_image_sync(
+            self, context, dockerfile, tag, on_log, memory_mb, cpus, timeout_s, network, labels, on_layer
+        )
+
+    async def push_image(self, tag: str, on_log: OnLog) -> str | None:
+        return await push_image_sync(self, tag, on_log)
+
+    async def remove_layers(self, layers: list[str]) -> list[str]:
+        return await self._run("remove build layers", remove_layers_sync, self, layers)
 
     async def remove_image(self, tag: str) -> None:
         def remove() -> None:

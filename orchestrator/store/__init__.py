@@ -7,13 +7,25 @@ from pathlib import Path
 from ..secrets import SecretBox
 from .api_keys import ApiKeyRepo, KeyLookup
 from .audit import AuditRepo
+from .builds import BuildRepo, builds_with_leftovers, cancel_requested, touch_builds, unfinished_builds
 from .db import Database, Tx, now_iso
 from .env import EnvRepo
 from .idempotency import IdempotencyRepo
 from .services import ServiceRepo, all_service_records
 from .tenants import TenantRepo
 
-__all__ = ["Database", "Store", "TenantStore", "Tx", "all_service_records", "now_iso"]
+__all__ = [
+    "Database",
+    "Store",
+    "TenantStore",
+    "Tx",
+    "all_service_records",
+    "builds_with_leftovers",
+    "cancel_requested",
+    "now_iso",
+    "touch_builds",
+    "unfinished_builds",
+]
 
 
 class TenantStore:
@@ -26,6 +38,7 @@ class TenantStore:
         self.api_keys = ApiKeyRepo(db, tenant_id)
         self.audit = AuditRepo(db, tenant_id)
         self.idempotency = IdempotencyRepo(db, tenant_id)
+        self.builds = BuildRepo(db, tenant_id)
 
 
 class Store:

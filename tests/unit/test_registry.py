@@ -20,8 +20,8 @@ def test_every_tool_is_documented_typed_and_annotated() -> None:
 def test_arguments_are_validated_strictly() -> None:
     deploy = REGISTRY["deploy_service"].args_model
     deploy.model_validate({"name": "web", "image": "img:1"})
+    deploy.model_validate({"name": "web", "build_id": "b_1"})  # image xor build_id: checked by DeployRequest
     for bad in (
-        {"name": "web"},
         {"name": "Web", "image": "i"},
         {"name": "web", "image": "i", "port": 0},
         {"name": "web", "image": "i", "surprise": 1},
