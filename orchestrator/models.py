@@ -15,6 +15,13 @@ __all__ = [
     "NAME_PATTERN",
     "ApiKeyInfo",
     "ApiKeyList",
+    "Build",
+    "BuildList",
+    "BuildLogOutput",
+    "BuildRecord",
+    "BuildStatus",
+    "BuildSummary",
+    "ClusterSummary",
     "Deleted",
     "EnvList",
     "Egress",
@@ -31,6 +38,7 @@ __all__ = [
     "ServiceRecord",
     "ServiceSpec",
     "ServiceStatus",
+    "ServiceSummary",
     "Tenant",
     "Usage",
     "VolumeMount",
@@ -42,6 +50,7 @@ Role = Literal["admin", "member"]
 Scope = Literal["full", "read"]
 ServiceStatus = Literal["deploying", "running", "stopped", "failed"]
 Egress = Literal["open", "web", "none"]
+BuildStatus = Literal["queued", "running", "succeeded", "failed", "cancelled"]
 
 NAME_PATTERN = r"^[a-z]([a-z0-9-]{0,38}[a-z0-9])?$"
 ResourceName = Annotated[
@@ -165,8 +174,23 @@ class Service(BaseModel):
     updated_at: datetime
 
 
+class ServiceSummary(BaseModel):
+    """What lifecycle tools and listings return; get_service has the full picture."""
+
+    name: str
+    status: ServiceStatus
+    url: str | None = None
+    image: str
+    restarts: int = 0
+    last_error: str | None = None
+
+    @classmethod
+    def of(cls, service: Service) -> ServiceSummary:
+        return cls.model_validate(service.model_dump(include=set(cls.model_fields)))
+
+
 class ServiceList(BaseModel):
-    services: list[Service]
+    services: list[ServiceSummary]
 
 
 class EnvList(BaseModel):
@@ -209,6 +233,18 @@ class Deleted(BaseModel):
     removed: list[str] = Field(description="what was deleted")
 
 
+class ClusterSummary(BaseModel):
+    """The engine's nodes at a glance (one node on Docker; the Nomad cluster's client nodes on Nomad)."""
+
+    leader: str | None = Field(None, description="the Nomad server leading the cluster")
+    region: str | None = None
+    nodes: int = 0
+    nodes_ready: int = 0
+    nodes_eligible: int = Field(0, description="ready nodes that accept new work")
+    drivers: list[str] = []
+    runtimes: list[str] = Field(default_factory=list, description="runtimes offered by at least one eligible node")
+
+
 class PlatformStatus(BaseModel):
     backend: str
     reachable: bool
@@ -222,3 +258,77 @@ class PlatformStatus(BaseModel):
     counts: dict[str, int] = {}
     open_circuit_breakers: list[str] = []
     read_only: bool = False
+    cluster: ClusterSummary | None = None
+
+
+class BuildRecord(BaseModel):
+    id: str
+    tenant_id: str
+    name: str
+    git_url: str
+    ref: str | None = None
+    dockerfile: str | None = None
+    timeout_s: float
+    status: BuildStatus
+    commit: str | None = None
+    recipe: str | None = None
+    recipe_detail: str | None = None
+    image: str | None = None
+    image_digest: str | None = None
+    image_size: int | None = None
+    port: int | None = None
+    error: str | None = None
+    error_hint: str | None = None
+    owner: str
+    heartbeat_at: datetime
+    cancel_requested: bool = False
+    leftovers: list[str] = []
+    created_at: datetime
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+
+    @property
+    def done(self) -> bool:
+        return self.status in ("succeeded", "failed", "cancelled")
+
+
+class Build(BaseModel):
+    id: str
+    name: str
+    status: BuildStatus
+    git_url: str
+    ref: str | None = None
+    commit: str | None = None
+    recipe: str | None = Field(None, description="dockerfile, python, node or static")
+    recipe_detail: str | None = None
+    image: str | None = None
+    port: int | None = Field(None, description="what the image listens on (EXPOSE): the deploy default")
+    queue_position: int | None = None
+    error: str | None = None
+    hint: str | None = None
+    log_tail: str | None = Field(None, description="last output lines when it failed (untrusted data)")
+    created_at: datetime
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+
+
+class BuildSummary(BaseModel):
+    id: str
+    name: str
+    status: BuildStatus
+    commit: str | None = None
+    image: str | None = None
+    error: str | None = None
+    created_at: datetime
+
+
+class BuildList(BaseModel):
+    builds: list[BuildSummary]
+
+
+class BuildLogOutput(BaseModel):
+    build_id: str
+    status: BuildStatus
+    output: str = Field(description="build output inside an untrusted-data boundary")
+    next_offset: int = Field(description="pass as offset to get only what came after")
+    truncated: bool = Field(description="true when older output was left out to stay within the size bound")

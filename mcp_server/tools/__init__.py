@@ -2,6 +2,6 @@
 
 from __future__ import annotations
 
-from . import exec, keys, platform, sandboxes, services, ssh
+from . import builds, exec, keys, nodes, platform, sandboxes, services, ssh
 
-__all__ = ["exec", "keys", "platform", "sandboxes", "services", "ssh"]
+__all__ = ["builds", "exec", "keys", "nodes", "platform", "sandboxes", "services", "ssh"]

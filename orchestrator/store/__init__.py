@@ -7,6 +7,7 @@ from pathlib import Path
 from ..secrets import SecretBox
 from .api_keys import ApiKeyRepo, KeyLookup
 from .audit import AuditRepo
+from .builds import BuildRepo, builds_with_leftovers, cancel_requested, touch_builds, unfinished_builds
 from .db import Database, Tx, now_iso
 from .env import EnvRepo
 from .idempotency import IdempotencyRepo
@@ -23,7 +24,11 @@ __all__ = [
     "Tx",
     "all_sandbox_records",
     "all_service_records",
+    "builds_with_leftovers",
+    "cancel_requested",
     "now_iso",
+    "touch_builds",
+    "unfinished_builds",
 ]
 
 
@@ -39,6 +44,7 @@ class TenantStore:
         self.idempotency = IdempotencyRepo(db, tenant_id)
         self.sandboxes = SandboxRepo(db, tenant_id)
         self.ssh_host_keys = HostKeyRepo(db, tenant_id, secrets.for_tenant(tenant_id))
+        self.builds = BuildRepo(db, tenant_id)
 
 
 class Store:
