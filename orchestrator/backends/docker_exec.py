@@ -9,6 +9,7 @@ On the deadline, or when the caller goes away, the command and everything it spa
 
 from __future__ import annotations
 
+import logging
 import select
 import socket
 import ssl
@@ -24,6 +25,8 @@ from .base import ExecResult
 from .exec_output import EXEC_MARKER, KILLER, WORKDIR_MISSING, WRAPPER, BoundedOutput, OutputStreamer
 
 __all__ = ["Emit", "exec_sync", "kill_exec"]
+
+log = logging.getLogger(__name__)
 
 Emit = Callable[[str, str], None]  # (stream name, new text)
 _STREAMS = {1: "stdout", 2: "stderr"}
@@ -58,16 +61,6 @@ def _exit_code(api: Any, exec_id: str) -> int | None:
         time.sleep(0.01)
 
 
-def kill_exec(api: Any, container: str, exec_key: str) -> int:
-    """Kill the exec's processes inside the container; returns how many were killed."""
-    killer = api.exec_create(container, ["/bin/sh", "-c", KILLER, "ah-kill", exec_key])["Id"]
-    out = api.exec_start(killer)
-    try:
-        return int(out.decode().strip().splitlines()[-1])
-    except (ValueError, IndexError):
-        return 0
-
-
 def _bind(emit: Emit | None, stream: str) -> Callable[[str], None] | None:
     if emit is None:
         return None
@@ -95,6 +88,42 @@ class _Demux:
                 self._outputs[stream].add(payload)
                 self._streamers[stream].add(payload)
         del buf[:pos]
+
+
+def _pump(raw: socket.socket, demux: _Demux, deadline: float) -> bool:
+    """Read a (non-blocking) exec stream until it ends or the deadline passes; True when it ended."""
+    while (remaining := deadline - time.monotonic()) > 0:
+        readable, _, _ = select.select([raw], [], [], min(remaining, 0.25))
+        if not readable:
+            continue
+        try:
+            chunk = raw.recv(262144)
+        except _WOULD_BLOCK:
+            continue
+        if not chunk:
+            return True
+        demux.feed(chunk)
+    return False
+
+
+def kill_exec(api: Any, container: str, exec_key: str, timeout_s: float = 20.0) -> int:
+    """Kill the exec's processes inside the container; returns how many were killed (-1: no answer in time)."""
+    killer = api.exec_create(container, ["/bin/sh", "-c", KILLER, "ah-kill", exec_key])["Id"]
+    sock = api.exec_start(killer, socket=True)
+    raw = _raw_socket(sock)
+    out = BoundedOutput(4096)
+    demux = _Demux({1: out}, {1: OutputStreamer(None)})
+    try:
+        raw.setblocking(False)
+        demux.feed(_read_ahead(sock))
+        if not _pump(raw, demux, time.monotonic() + timeout_s):
+            return -1
+    finally:
+        raw.close()
+    try:
+        return int(out.text().strip().splitlines()[-1])
+    except (ValueError, IndexError):
+        return 0
 
 
 def exec_sync(
@@ -162,10 +191,14 @@ def exec_sync(
                     demux.feed(chunk)
             for streamer in streamers.values():
                 streamer.flush()
+        if timed_out or cancelled:
+            # Kill first, then let the engine end the exec: closing the attach stream of a live exec can
+            # take the whole gVisor sandbox down (runsc 20221219), so the stream is closed only afterwards.
+            if kill_exec(api, container, exec_key) < 0:
+                log.warning("exec %s in %s: the killer did not answer in time", exec_key, container)
+            _pump(raw, _Demux({}, {}), time.monotonic() + 5.0)
     finally:
         raw.close()
-    if timed_out or cancelled:
-        kill_exec(api, container, exec_key)
     for streamer in streamers.values():
         streamer.flush(force=True)
     exit_code = None if timed_out or cancelled else _exit_code(api, exec_id)

@@ -23,9 +23,13 @@ EXEC_MARKER = "AGENTHOST_EXEC_ID"
 WORKDIR_MISSING = 125
 
 # $0 is the exec key, $1 'i' when stdin is attached (else it reads /dev/null), $2 the workdir ('' for the
-# container's own), then the argv.
+# container's own), then the argv. Attached stdin is first read whole into a file in /tmp, and the command
+# reads that file: stdin the command never reads must not stay pending in the engine when the command is
+# killed (with runsc 20221219 that later takes the whole sandbox down).
 WRAPPER = (
-    'k=$0; echo $$ > "/tmp/.ah-exec-$k" 2>/dev/null; [ "$1" = i ] || exec </dev/null; shift; '
+    'k=$0; echo $$ > "/tmp/.ah-exec-$k" 2>/dev/null; '
+    'if [ "$1" = i ]; then f="/tmp/.ah-in-$k"; if cat > "$f" 2>/dev/null; then exec < "$f"; fi; rm -f "$f"; '
+    "else exec </dev/null; fi; shift; "
     'if [ -n "$1" ]; then cd -- "$1" 2>/dev/null || '
     '{ echo "agenthost: workdir $1: no such directory" >&2; rm -f "/tmp/.ah-exec-$k"; '
     f"exit {WORKDIR_MISSING}; }}; fi; "
@@ -52,7 +56,7 @@ KILLER = (
     '      pp=$(live_ppid $p) || continue; case "$found" in *" $pp "*) found="$found$p "; grew=1;; esac; done; '
     "  done; echo $found; }; "
     'for round in 1 2 3 4 5 6 7 8; do v=$(victims); [ -z "$v" ] && break; '
-    "  kill -STOP $v 2>/dev/null; kill -KILL $v 2>/dev/null; set -- $v; killed=$((killed + $#)); "
+    "  kill -KILL $v 2>/dev/null; set -- $v; killed=$((killed + $#)); "
     "  sleep 0.05 2>/dev/null || true; done; "
     'rm -f "/tmp/.ah-exec-$k"; echo $killed'
 )

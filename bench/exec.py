@@ -1,0 +1,82 @@
+"""exec over MCP (streamable HTTP) against the Docker SDK's exec_run on the same container.
+
+One service (the bench hello app, runsc) is deployed through agenthost; then the same short command runs
+alternately through the `exec` tool of a running `agenthost serve` and through docker-py's exec_run on that
+very container, so both see the same machine. Usage: .venv/bin/python bench/exec.py [ROUNDS]
+"""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import anyio
+import docker
+import httpx2
+from mcp import Client
+from mcp.client.streamable_http import streamable_http_client
+
+from common import BIN, Platform, build_hello, report, tool, wait_http
+
+COMMAND = ["echo", "hello"]
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@asynccontextmanager
+async def http_client(platform: Platform) -> AsyncIterator[Client]:
+    """`agenthost serve` on the bench data dir and an MCP client over streamable HTTP."""
+    port = _free_port()
+    server = subprocess.Popen(
+        [str(BIN), "serve", "--port", str(port)], env=platform.env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    try:
+        await anyio.to_thread.run_sync(wait_http, f"http://127.0.0.1:{port}/v1/health")
+        headers = {"Authorization": f"Bearer {platform.key}"}
+        async with httpx2.AsyncClient(headers=headers, timeout=120) as http:
+            async with Client(streamable_http_client(f"http://127.0.0.1:{port}/mcp", http_client=http)) as client:
+                yield client
+    finally:
+        server.terminate()
+        server.wait(30)
+
+
+async def main(rounds: int) -> None:
+    client = docker.from_env(version="auto")
+    image = build_hello(client)
+    platform = Platform(AGENTHOST_SANDBOX_POOL_SIZE="0")
+    ours: list[float] = []
+    raw: list[float] = []
+    try:
+        async with http_client(platform) as mcp:
+            svc = await tool(mcp, "deploy_service", {"name": "target", "image": image, "port": 8000})
+            assert svc["status"] == "running", svc
+            container = client.containers.get(f"ah-{svc['id']}")
+            for _ in range(3):  # warm-up, untimed
+                await tool(mcp, "exec", {"service": "target", "command": COMMAND})
+                container.exec_run(COMMAND)
+            for _ in range(rounds):
+                started = time.monotonic()
+                r = await tool(mcp, "exec", {"service": "target", "command": COMMAND})
+                ours.append(time.monotonic() - started)
+                assert r["exit_code"] == 0 and "hello" in r["stdout"], r
+                started = time.monotonic()
+                out = await anyio.to_thread.run_sync(lambda: container.exec_run(COMMAND))
+                raw.append(time.monotonic() - started)
+                assert out.exit_code == 0 and out.output == b"hello\n"
+            await tool(mcp, "delete_service", {"service": "target", "confirm": True})
+    finally:
+        platform.cleanup(client)
+    report(f"exec {' '.join(COMMAND)!r} in a runsc service", ours, raw, "exec_run")
+
+
+if __name__ == "__main__":
+    anyio.run(main, int(sys.argv[1]) if len(sys.argv) > 1 else 30)
