@@ -5,6 +5,11 @@ socket directly: stdin is written only when the socket can take it, so a command
 its input cannot stall the deadline; output is read to the end and bounded (see ``exec_output``).
 On the deadline, or when the caller goes away, the command and everything it spawned are killed
 *inside* the container: closing the engine's exec session alone would leave them running.
+
+Known engine fault: Debian's runsc 20221219 now and then crashes a whole sandbox (the container exits
+with code 2) after several exec'd process trees were killed in it. The platform's original exec shows it
+too, and so the kill stays as gentle as it can: one scan, one SIGKILL, a pause before looking again.
+The killer's own exec is read with a deadline, so a crashed sandbox never hangs a call.
 """
 
 from __future__ import annotations
@@ -192,8 +197,7 @@ def exec_sync(
             for streamer in streamers.values():
                 streamer.flush()
         if timed_out or cancelled:
-            # Kill first, then let the engine end the exec: closing the attach stream of a live exec can
-            # take the whole gVisor sandbox down (runsc 20221219), so the stream is closed only afterwards.
+            # Kill first, then let the engine end the exec on its own before the stream is closed.
             if kill_exec(api, container, exec_key) < 0:
                 log.warning("exec %s in %s: the killer did not answer in time", exec_key, container)
             _pump(raw, _Demux({}, {}), time.monotonic() + 5.0)

@@ -23,9 +23,8 @@ EXEC_MARKER = "AGENTHOST_EXEC_ID"
 WORKDIR_MISSING = 125
 
 # $0 is the exec key, $1 'i' when stdin is attached (else it reads /dev/null), $2 the workdir ('' for the
-# container's own), then the argv. Attached stdin is first read whole into a file in /tmp, and the command
-# reads that file: stdin the command never reads must not stay pending in the engine when the command is
-# killed (with runsc 20221219 that later takes the whole sandbox down).
+# container's own), then the argv. Attached stdin is first read whole into a file in /tmp and the command
+# reads that file, so input the command never reads is not left pending in the engine's pipes.
 WRAPPER = (
     'k=$0; echo $$ > "/tmp/.ah-exec-$k" 2>/dev/null; '
     'if [ "$1" = i ]; then f="/tmp/.ah-in-$k"; if cat > "$f" 2>/dev/null; then exec < "$f"; fi; rm -f "$f"; '
@@ -55,9 +54,10 @@ KILLER = (
     '    for d in /proc/[0-9]*; do p=${d#/proc/}; case "$found" in *" $p "*) continue;; esac; '
     '      pp=$(live_ppid $p) || continue; case "$found" in *" $pp "*) found="$found$p "; grew=1;; esac; done; '
     "  done; echo $found; }; "
-    'for round in 1 2 3 4 5 6 7 8; do v=$(victims); [ -z "$v" ] && break; '
+    # A few rounds catch what forked meanwhile; the pause lets the dead be reaped before /proc is read again.
+    'for round in 1 2 3; do v=$(victims); [ -z "$v" ] && break; '
     "  kill -KILL $v 2>/dev/null; set -- $v; killed=$((killed + $#)); "
-    "  sleep 0.05 2>/dev/null || true; done; "
+    "  sleep 0.3 2>/dev/null || true; done; "
     'rm -f "/tmp/.ah-exec-$k"; echo $killed'
 )
 

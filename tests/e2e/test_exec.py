@@ -73,24 +73,17 @@ async def test_exec_in_service(
         assert re.search(r"\[\.\.\. (\d+) bytes omitted", out)
         assert "bounded" in r["note"] or "cut" in r["note"]
 
-        # A deadline kills the command, its children and a double-forked daemon, inside the container.
+        # A deadline kills the command inside the container, and the service itself carries on.
         began = time.monotonic()
-        r = await ex(command="sleep 3001 & (setsid sleep 3002 &); sleep 3003", timeout_s=3)
+        r = await ex(command=["sleep", "3005"], timeout_s=2)
         assert r["timed_out"] and r["exit_code"] is None and "killed" in r["note"]
         assert time.monotonic() - began < 30
         assert not [p for p in live_processes(container) if "sleep 300" in p], live_processes(container)
 
-        # stdin. (Runs after the deadline test above on purpose: with Debian's runsc 20221219 an exec that leaves a
-        # setsid'd daemon behind, after an exec with attached stdin, can crash the whole sandbox; see docker_exec.)
         r = await ex(command=["cat"], stdin="line one\nline two\n")
         assert body(r["stdout"]) == "line one\nline two\n"
         r = await ex(command=["wc", "-c"], stdin="z" * 1_000_000)
         assert body(r["stdout"]).strip() == "1000000"
-        # A command that never reads a large stdin cannot stall the deadline.
-        began = time.monotonic()
-        r = await ex(command=["sleep", "3004"], stdin="z" * 1_000_000, timeout_s=3)
-        assert r["timed_out"] and time.monotonic() - began < 30
-        assert not [p for p in live_processes(container) if "sleep 300" in p]
         assert not [p for p in live_processes(container) if "ah-kill" in p or "ah-exec" in p]
         container.reload()
         assert container.status == "running" and container.attrs["RestartCount"] == 0, "the service itself survived"
@@ -139,3 +132,25 @@ async def test_exec_in_service(
 
     async with connect(agenthost, key, transport) as client:
         await call(client, "delete_service", {"service": "app", "confirm": True})
+
+
+async def test_exec_deadline_kills_the_whole_tree(agenthost: AgentHost, docker_client: docker.DockerClient) -> None:
+    """Children, grandchildren and a double-forked daemon all die at the deadline; a stdin the command never
+    reads does not stall it. Each in a fresh sandbox: Debian's runsc 20221219 crashes a sandbox, now and then,
+    after several such kills in it (reproduced with the platform's original exec too), see docker_exec."""
+    key = agenthost.tenant("exec-tree")
+    async with connect(agenthost, key, "http") as client:
+        cases = [
+            ({"command": "sleep 3001 & (setsid sleep 3002 &); sh -c 'sleep 3003 & wait'", "timeout_s": 3}, "tree"),
+            ({"command": ["sleep", "3004"], "stdin": "z" * 1_000_000, "timeout_s": 3}, "stdin"),
+        ]
+        for args, name in cases:
+            sbx = await call(client, "create_sandbox", {"name": name})
+            container = docker_client.containers.get(f"ah-{sbx['id']}")
+            began = time.monotonic()
+            r = await call(client, "exec", {"sandbox": name, **args})
+            assert r["timed_out"] and r["exit_code"] is None and "killed" in r["note"], r
+            assert time.monotonic() - began < 30
+            left = live_processes(container)
+            assert not [p for p in left if "sleep 300" in p or "ah-kill" in p or "ah-exec" in p], left
+            await call(client, "delete_sandbox", {"sandbox": name, "confirm": True})
