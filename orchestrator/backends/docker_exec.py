@@ -8,7 +8,7 @@ On the deadline, or when the caller goes away, the command and everything it spa
 
 Known engine fault: Debian's runsc 20221219 now and then crashes a whole sandbox (the container exits
 with code 2) after several exec'd process trees were killed in it. The platform's original exec shows it
-too, and so the kill stays as gentle as it can: one scan, one SIGKILL, a pause before looking again.
+too, so the kill stays gentle: SIGKILL once per round, at most three rounds, a pause between them.
 The killer's own exec is read with a deadline, so a crashed sandbox never hangs a call.
 """
 
