@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import logging
 import shutil
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -11,16 +12,20 @@ from pathlib import Path
 import anyio
 
 from .backends.base import Backend
+from .backups import BackupManager
+from .databases import DatabaseManager
 from .errors import AgentHostError, BackendUnavailable
 from .models import PlatformStatus, Principal, Usage
 from .reconciler import Reconciler
 from .secrets import SecretBox, load_master_key
 from .services import ServiceManager
 from .settings import Settings
-from .store import Store, all_service_records
+from .store import Store, all_database_records, all_service_records
 from .tenants import TenantManager
 
 __all__ = ["Platform", "instance_id", "make_backend"]
+
+log = logging.getLogger(__name__)
 
 
 def instance_id(master_key: bytes) -> str:
@@ -47,6 +52,13 @@ class Platform:
         self.tenants = TenantManager(settings, store)
         self.services = ServiceManager(settings, store, backend)
         self.reconciler = Reconciler(store, self.services, settings.reconcile_interval_s)
+        self.databases = DatabaseManager(settings, store, backend, self.services)
+        self.backups = BackupManager(settings, store, backend, self.services, self.databases)
+        self.services.extra_env.append(self.databases.linked_env)
+        self.services.extra_secrets.append(self.databases.linked_secrets)
+        self.reconciler.known_ids.append(self.databases.known_ids)
+        # Backups first: an abandoned restore hands its stopped database back before databases are checked.
+        self.reconciler.passes += [self.backups.recover, self.databases.reconcile]
 
     @classmethod
     @asynccontextmanager
@@ -58,7 +70,9 @@ class Platform:
         platform = cls(settings, store, backend)
         try:
             async with anyio.create_task_group() as tg:
+                platform.backups.attach(tg)
                 if background:
+                    tg.start_soon(platform._recover_operations)
                     tg.start_soon(platform.reconciler.run)
                 yield platform
                 tg.cancel_scope.cancel()
@@ -67,9 +81,18 @@ class Platform:
                 await backend.close()
                 await store.close()
 
+    async def _recover_operations(self) -> None:
+        """Resolve backups and restores a dead process left running (the reconciler repeats it)."""
+        try:
+            await self.backups.recover()
+        except AgentHostError:
+            log.exception("could not resolve backups and restores left by a dead process")
+
     async def usage(self, p: Principal) -> Usage:
-        count, mem, cpus = await self.store.scoped(p.tenant_id).services.usage()
-        return Usage(services=count, memory_mb=mem, cpus=cpus)
+        ts = self.store.scoped(p.tenant_id)
+        count, mem, cpus = await ts.services.usage()
+        dbs, db_mem, db_cpus = await ts.databases.usage()
+        return Usage(services=count, memory_mb=mem + db_mem, cpus=cpus + db_cpus, databases=dbs)
 
     def disk_state(self, path: Path) -> tuple[float | None, str]:
         try:
@@ -97,7 +120,11 @@ class Platform:
 
     async def status(self) -> PlatformStatus:
         records = await all_service_records(self.store.db)
-        counts = {"tenants": await self.store.tenants.count(), "services": len(records)}
+        counts = {
+            "tenants": await self.store.tenants.count(),
+            "services": len(records),
+            "databases": len(await all_database_records(self.store.db)),
+        }
         for rec in records:
             counts[f"services_{rec.status}"] = counts.get(f"services_{rec.status}", 0) + 1
         breakers = [f"{rec.tenant_id}/{rec.name}" for rec in records if rec.breaker_open]

@@ -28,8 +28,10 @@ class Reconciler:
         self.store = store
         self.services = services
         self.interval_s = interval_s
-        # Other use-cases register the workload ids they own, so they are not taken for orphans.
+        # Other use-cases register the workload ids they own, so they are not taken for orphans,
+        # and passes of their own (databases, backups), run before orphans are collected.
         self.known_ids: list[Callable[[], Awaitable[set[str]]]] = []
+        self.passes: list[Callable[[], Awaitable[dict[str, int]]]] = []
 
     async def run(self) -> None:
         while True:
@@ -74,6 +76,8 @@ class Reconciler:
                 counts["failed"] += 1
             elif rec.status == "deploying" and st.state == "running":
                 await self.services.view(ts, rec)
+        for extra in self.passes:
+            counts.update(await extra())
         known = {r.id for r in records}
         for source in self.known_ids:
             known |= await source()

@@ -49,6 +49,18 @@ class Settings(BaseSettings):
 
     quotas: Quotas = Field(default_factory=Quotas)
 
+    # Backups: one restic repository per tenant, in a local directory or an S3-compatible bucket.
+    backup_target: Literal["local", "s3"] = "local"
+    backup_local_dir: Path | None = Field(None, description="default: <data_dir>/restic")
+    backup_s3_endpoint: str | None = Field(None, description="e.g. https://s3.example.com or http://127.0.0.1:9000")
+    backup_s3_bucket: str = "agenthost-backups"
+    backup_s3_prefix: str = ""
+    backup_s3_access_key: str | None = None
+    backup_s3_secret_key: str | None = None
+    backup_s3_region: str = "us-east-1"
+    backup_timeout_s: float = 3600.0
+    restic_bin: str = "restic"
+
     # Images. Production points these at ordinary registry images; air-gapped hosts
     # (and this project's tests) at the ones `agenthost images build` makes.
     image_base: str = "agenthost/base:bookworm"
@@ -66,3 +78,11 @@ class Settings(BaseSettings):
     @property
     def master_key_path(self) -> Path:
         return self.data_dir / "master.key"
+
+    @property
+    def restic_local_dir(self) -> Path:
+        return self.backup_local_dir or self.data_dir / "restic"
+
+    @property
+    def backup_staging_dir(self) -> Path:
+        return self.data_dir / "backup-staging"

@@ -7,13 +7,23 @@ from pathlib import Path
 from ..secrets import SecretBox
 from .api_keys import ApiKeyRepo, KeyLookup
 from .audit import AuditRepo
+from .backups import BackupRepo
+from .databases import DatabaseRepo, all_database_records
 from .db import Database, Tx, now_iso
 from .env import EnvRepo
 from .idempotency import IdempotencyRepo
 from .services import ServiceRepo, all_service_records
 from .tenants import TenantRepo
 
-__all__ = ["Database", "Store", "TenantStore", "Tx", "all_service_records", "now_iso"]
+__all__ = [
+    "Database",
+    "Store",
+    "TenantStore",
+    "Tx",
+    "all_database_records",
+    "all_service_records",
+    "now_iso",
+]
 
 
 class TenantStore:
@@ -26,6 +36,8 @@ class TenantStore:
         self.api_keys = ApiKeyRepo(db, tenant_id)
         self.audit = AuditRepo(db, tenant_id)
         self.idempotency = IdempotencyRepo(db, tenant_id)
+        self.databases = DatabaseRepo(db, tenant_id, secrets.for_tenant(tenant_id))
+        self.backups = BackupRepo(db, tenant_id, secrets.for_tenant(tenant_id))
 
 
 class Store:
