@@ -155,6 +155,8 @@ class BackupManager:
         async def runner() -> None:
             try:
                 await work(relay)
+            except Exception:  # the root of a background task: escaping would stop the platform's task group
+                log.exception("backup operation crashed")
             finally:
                 done.set()
 

@@ -17,7 +17,7 @@ import anyio
 from pydantic import BaseModel, Field
 
 from .backends.base import Backend, VolumeSpec, WorkloadSpec, WorkloadStatus
-from .db_engines import ENGINES, accepts_connections, command_for, connection_url, env_for
+from .db_engines import ENGINES, accepts_connections, command_for, connection_url, env_for, postgres_name
 from .errors import (
     AgentHostError,
     BackendUnavailable,
@@ -219,7 +219,7 @@ class DatabaseManager:
         cpus = req.cpus or self.settings.default_cpus
         await self.check_quota(ts, memory_mb, cpus)
         db_id = ts.databases.new_id()
-        username = req.name.replace("-", "_") if engine == "postgres" else "default"
+        username = postgres_name(req.name) if engine == "postgres" else "default"
         spec = DatabaseSpec(
             image=image,
             runtime=runtime,

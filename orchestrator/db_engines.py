@@ -23,6 +23,7 @@ __all__ = [
     "connection_url",
     "env_for",
     "postgres_accepts",
+    "postgres_name",
     "redis_accepts",
 ]
 
@@ -49,6 +50,13 @@ ENGINES: dict[str, EngineDef] = {
 # and dumps for backups sit beside the cluster on the same volume (DUMP_DIR).
 PGDATA = "/var/lib/postgresql/data/pgdata"
 DUMP_DIR = "ah-dumps"
+
+
+def postgres_name(name: str) -> str:
+    """The role and database name for a resource name: no '-' (it would need quoting everywhere),
+    and never the 'pg_' prefix Postgres reserves for its own roles."""
+    ident = name.replace("-", "_")
+    return f"db_{ident}" if ident.startswith("pg_") else ident
 
 
 def env_for(engine: Engine, spec: DatabaseSpec, password: str) -> dict[str, str]:

@@ -104,11 +104,14 @@ class ResticRepo:
             return BackupTargetUnavailable(f"{what}: the backup repository at the {self.where} is unreachable: {err}")
         return AgentHostError(f"{what}: restic failed (exit {proc.returncode}): {err}")
 
-    async def _run_locked(self, what: str, args: list[str]) -> subprocess.CompletedProcess[bytes]:
-        """Commands that need the repository's exclusive lock wait for running backups to let go."""
+    async def _run_locked(
+        self, what: str, args: list[str], cwd: Path | None = None, timeout_s: float | None = None
+    ) -> subprocess.CompletedProcess[bytes]:
+        """Run a command, waiting while another one holds a conflicting lock on the repository
+        (a backup while a delete prunes, a delete while a backup runs). Raises: AgentHostError."""
         for _ in range(_LOCK_RETRIES):
-            proc = await self._run(args)
-            if proc.returncode == 0 or b"locked" not in proc.stderr:
+            proc = await self._run(args, cwd=cwd, timeout_s=timeout_s)
+            if proc.returncode == 0 or b"already locked" not in proc.stderr:
                 break
             await anyio.sleep(2)
         if proc.returncode != 0:
@@ -159,14 +162,17 @@ class ResticRepo:
         args = ["backup", "--json", "--host", "agenthost"]
         for tag in tags:
             args += ["--tag", tag]
-        proc = await self._run([*args, "."], cwd=cwd)
-        if proc.returncode != 0:
-            raise self._fail("back up", proc)
+        proc = await self._run_locked("back up", [*args, "."], cwd=cwd)
         for line in reversed(proc.stdout.decode("utf-8", "replace").splitlines()):
             if '"summary"' in line:
                 summary = json.loads(line)
-                return str(summary["snapshot_id"]), int(summary.get("total_bytes_processed", 0))
-        raise AgentHostError("restic finished without a snapshot summary")
+                break
+        else:
+            raise AgentHostError("restic finished without a snapshot summary")
+        short = str(summary["snapshot_id"])
+        # The summary names the snapshot by a prefix; keep the full id, which stays unambiguous.
+        full = [s.id for s in await self.snapshots(tags[0]) if s.id.startswith(short)] if tags else []
+        return (full[0] if len(full) == 1 else short), int(summary.get("total_bytes_processed", 0))
 
     async def snapshots(self, tag: str) -> list[ResticSnapshot]:
         proc = await self._run(["snapshots", "--json", "--tag", tag], timeout_s=300)
@@ -176,9 +182,7 @@ class ResticRepo:
 
     async def restore(self, snapshot_id: str, target: Path) -> None:
         target.mkdir(parents=True, exist_ok=True)
-        proc = await self._run(["restore", snapshot_id, "--target", str(target)])
-        if proc.returncode != 0:
-            raise self._fail("restore", proc)
+        await self._run_locked("restore", ["restore", snapshot_id, "--target", str(target)])
 
     async def forget(self, snapshot_id: str) -> None:
         await self._run_locked("delete snapshot", ["forget", "--prune", snapshot_id])

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
+import subprocess
 
 import anyio
 import docker
@@ -18,8 +19,14 @@ pytestmark = [pytest.mark.anyio, pytest.mark.e2e]
 
 def sh(client: docker.DockerClient, workload_id: str, script: str, **env: str) -> tuple[int, str]:
     """Run a shell script inside a running workload (as its own user) and return (exit code, output)."""
-    res = client.containers.get(f"ah-{workload_id}").exec_run(["sh", "-c", script], environment=env)
-    return res.exit_code, res.output.decode()
+    flags = [arg for key, value in env.items() for arg in ("-e", f"{key}={value}")]
+    proc = subprocess.run(
+        ["docker", "exec", *flags, f"ah-{workload_id}", "sh", "-c", script],
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
+    return proc.returncode, proc.stdout + proc.stderr
 
 
 def tenant_objects(client: docker.DockerClient, tenant_id: str) -> tuple[list[str], list[str]]:
