@@ -6,7 +6,7 @@ cd "$(dirname "$0")/.."
 say() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
 SUDO=""; [ "$(id -u)" = 0 ] || SUDO="sudo"
 
-PACKAGES=(docker.io runsc restic debootstrap docker-registry iptables git python3-venv ${AGENTHOST_EXTRA_APT:-})
+PACKAGES=(docker.io runsc restic debootstrap docker-registry iptables git curl python3-venv ${AGENTHOST_EXTRA_APT:-})
 missing=()
 for pkg in "${PACKAGES[@]}"; do dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg"); done
 if ((${#missing[@]})); then
@@ -28,9 +28,11 @@ if ! docker info >/dev/null 2>&1; then
 elif [ "$rc" = 10 ]; then
   say "reloading dockerd runtimes"
   $SUDO pkill -HUP -x dockerd
-  for _ in $(seq 20); do docker info 2>/dev/null | grep -q runsc && break; sleep 0.5; done
+  for _ in $(seq 20); do docker info 2>/dev/null | grep runsc >/dev/null && break; sleep 0.5; done
 fi
-docker info 2>/dev/null | grep -q "runsc" || { echo "dockerd does not list the runsc runtime" >&2; exit 1; }
+docker info 2>/dev/null | grep "runsc" >/dev/null || { echo "dockerd does not list the runsc runtime" >&2; exit 1; }
+
+bash infra/registry.sh
 
 stamp=.venv/.agenthost-installed
 if [ ! -x .venv/bin/python ] || [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then

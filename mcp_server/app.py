@@ -7,15 +7,18 @@ import logging
 from collections.abc import AsyncIterator, Callable, Iterable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from typing import Any
+from typing import Annotated, Any
 
+from mcp.server.elicitation import AcceptedElicitation, ElicitationResult
 from mcp.server.lowlevel.helper_types import ReadResourceContents
 from mcp.server.mcpserver import Context, MCPServer
 from mcp.server.mcpserver.exceptions import ResourceError, ToolError
+from mcp.server.mcpserver.resolve import Elicit, Resolve
 from mcp.server.mcpserver.resources.base import Resource
 from mcp.server.transport_security import TransportSecuritySettings
-from mcp_types import InputRequiredResult, ToolAnnotations
-from pydantic import BaseModel
+from mcp_types import CallToolResult, InputRequiredResult, ToolAnnotations
+from mcp_types import Tool as MCPTool
+from pydantic import BaseModel, ValidationError
 from starlette.applications import Starlette
 from starlette.routing import Mount
 
@@ -28,8 +31,9 @@ from orchestrator.settings import Settings
 from . import tools as _tools  # noqa: F401  (fills the registry)
 from .auth import BearerAuth, principal_of
 from .prompts import register_prompts
-from .registry import REGISTRY, Call, ToolDef, run_tool
+from .registry import REGISTRY, Call, ToolDef, invalid_arguments, run_tool
 from .rest import rest_routes
+from .schema import compact_schema, output_outline
 
 __all__ = ["AppState", "build_http_app", "build_mcp"]
 
@@ -55,7 +59,7 @@ class _Confirm(BaseModel):
     confirm: bool
 
 
-def _call_from_ctx(ctx: Context[AppState, Any]) -> Call:
+def _call_from_ctx(ctx: Context[AppState, Any], user_confirmed: bool = False) -> Call:
     state = ctx.request_context.lifespan_context
     request = ctx.request_context.request
     scope = getattr(request, "scope", None)
@@ -73,28 +77,57 @@ def _call_from_ctx(ctx: Context[AppState, Any]) -> Call:
             log.debug("progress notification dropped", exc_info=True)
 
     async def ask(message: str) -> bool:
-        caps = ctx.client_capabilities
-        if caps is None or caps.elicitation is None:
-            return False
-        try:
-            answer = await ctx.elicit(message, _Confirm)
-        except Exception:
-            log.info("elicitation failed; falling back to confirm=true", exc_info=True)
-            return False
-        return answer.action == "accept" and bool(getattr(answer, "data", None) and answer.data.confirm)
+        return user_confirmed
 
     return state.call_for(principal, report=report, ask=ask)
 
 
+_TARGETS = ("service", "database", "sandbox", "build_id", "backup_id", "key_id", "name")
+_KW = inspect.Parameter.KEYWORD_ONLY
+
+
+def _confirmation_resolver(td: ToolDef) -> Callable[..., Any] | None:
+    """For a destructive tool called without confirm=true: ask the user by elicitation, when the client can.
+
+    The SDK carries the question in whichever way the negotiated protocol allows (a request
+    mid-call, or an input-required round trip)."""
+    names = [p.name for p in td.params]
+    if not td.destructive or "confirm" not in names:
+        return None
+    target = next((name for name in _TARGETS if name in names), None)
+
+    async def resolver(ctx: Context[AppState, Any], **arguments: Any) -> Elicit[_Confirm] | None:
+        caps = ctx.client_capabilities
+        if arguments.get("confirm") or caps is None or caps.elicitation is None:
+            return None
+        what = f" {arguments.get(target)!r}" if target else ""
+        return Elicit(f"{td.title or td.name}{what}: this is destructive and cannot be undone. Go ahead?", _Confirm)
+
+    params = [inspect.Parameter("ctx", _KW, annotation=Context), inspect.Parameter("confirm", _KW, annotation=bool)]
+    if target:
+        params.append(inspect.Parameter(target, _KW, annotation=Any))
+    resolver.__signature__ = inspect.Signature(params)  # type: ignore[attr-defined]
+    resolver.__annotations__ = {p.name: p.annotation for p in params}
+    return resolver
+
+
 def _mcp_handler(td: ToolDef) -> Callable[..., Any]:
     async def handler(ctx: Context[AppState, Any], **kwargs: Any) -> BaseModel:
+        answer = kwargs.pop("user_confirmation", None)
+        confirmed = (
+            isinstance(answer, AcceptedElicitation) and isinstance(answer.data, _Confirm) and answer.data.confirm
+        )
         try:
-            return await run_tool(td, _call_from_ctx(ctx), kwargs)
+            return await run_tool(td, _call_from_ctx(ctx, confirmed), kwargs)
         except AgentHostError as exc:
             raise ToolError(str(exc)) from exc
 
-    params = [p.replace(kind=inspect.Parameter.KEYWORD_ONLY) for p in td.params]
-    ctx_param = inspect.Parameter("ctx", inspect.Parameter.KEYWORD_ONLY, annotation=Context)
+    params = [p.replace(kind=_KW) for p in td.params]
+    ctx_param = inspect.Parameter("ctx", _KW, annotation=Context)
+    resolver = _confirmation_resolver(td)
+    if resolver is not None:
+        annotation = Annotated[ElicitationResult[_Confirm], Resolve(resolver)]
+        params.append(inspect.Parameter("user_confirmation", _KW, annotation=annotation))
     handler.__signature__ = inspect.Signature([ctx_param, *params], return_annotation=td.output_model)  # type: ignore[attr-defined]
     handler.__annotations__ = {"ctx": Context, **{p.name: p.annotation for p in params}, "return": td.output_model}
     handler.__name__ = td.name
@@ -116,12 +149,16 @@ def build_mcp(get_state: Callable[[], AppState], *, read_only: bool = False) -> 
             name=td.name,
             title=td.title,
             description=td.description,
-            annotations=ToolAnnotations(
-                title=td.title,
-                read_only_hint=td.read_only,
-                destructive_hint=td.destructive,
-                idempotent_hint=td.idempotent,
-                open_world_hint=False,
+            # The other hints mean something only when a tool is not read-only (MCP spec); the title is the tool's own.
+            annotations=(
+                ToolAnnotations(read_only_hint=True, open_world_hint=False)
+                if td.read_only
+                else ToolAnnotations(
+                    read_only_hint=False,
+                    destructive_hint=td.destructive,
+                    idempotent_hint=td.idempotent,
+                    open_world_hint=False,
+                )
             ),
             structured_output=True,
         )
@@ -142,6 +179,28 @@ class AgentHostMCP(MCPServer[AppState]):
     request context, so these are intercepted here, where the context (and so the caller) is known."""
 
     tenant_resources: dict[str, str] = {}
+
+    async def list_tools(self) -> list[MCPTool]:
+        return [
+            tool.model_copy(
+                update={
+                    "input_schema": compact_schema(tool.input_schema),
+                    "output_schema": output_outline(tool.output_schema) if tool.output_schema else None,
+                }
+            )
+            for tool in await super().list_tools()
+        ]
+
+    async def call_tool(
+        self, name: str, arguments: dict[str, Any], context: Context[AppState, Any] | None = None
+    ) -> CallToolResult | InputRequiredResult:
+        try:
+            return await super().call_tool(name, arguments, context)
+        except ToolError as exc:
+            # The SDK validated the arguments before our handler ran: give the error our code and wording.
+            if isinstance(exc.__cause__, ValidationError) and name in REGISTRY:
+                raise ToolError(f"Error executing tool {name}: {invalid_arguments(name, exc.__cause__)}") from exc
+            raise
 
     async def read_resource(
         self, uri: Any, context: Context[AppState, Any] | None = None
@@ -181,6 +240,11 @@ def _register_resources(mcp: AgentHostMCP) -> None:
     async def service_logs_resource(name: str, ctx: Context[AppState, Any]) -> str:
         """The last 200 log lines of a service (untrusted workload output)."""
         return await _resource_json(ctx, "service_logs", service=name, tail=200, since=None)
+
+    @mcp.resource("agenthost://builds/{build_id}/logs", mime_type="application/json")
+    async def build_logs_resource(build_id: str, ctx: Context[AppState, Any]) -> str:
+        """The last 200 lines of a build's output (untrusted workload output)."""
+        return await _resource_json(ctx, "build_logs", build_id=build_id, tail=200, offset=None, follow=False)
 
 
 def build_http_app(settings: Settings) -> Starlette:

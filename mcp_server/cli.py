@@ -77,7 +77,13 @@ def cmd_mcp(settings: Settings, args: argparse.Namespace) -> int:
 
     async def serve() -> None:
         async with Platform.open(settings, background=True) as platform:
-            principal = await platform.tenants.authenticate(key)
+            try:
+                principal = await platform.tenants.authenticate(key)
+            except AgentHostError as exc:
+                raise AgentHostError(
+                    f"agenthost mcp: {exc.message}",
+                    "set AGENTHOST_API_KEY to a key from `agenthost init` or `tenant create`",
+                ) from exc
             state = AppState(
                 platform=platform, limiter=RateLimiter(settings.rate_limit_per_minute), stdio_principal=principal
             )
@@ -122,8 +128,16 @@ def cmd_doctor(settings: Settings, args: argparse.Namespace) -> int:
     check(settings.master_key_path.exists(), f"data dir {settings.data_dir}", "run `agenthost init`")
     if settings.master_key_path.exists():
         check(settings.master_key_path.stat().st_mode & 0o077 == 0, "master key is private", "chmod 600 it")
-    for tool in ("debootstrap", "restic", "iptables"):
+    for tool in ("debootstrap", "restic", "iptables", "git"):
         check(shutil.which(tool) is not None, f"{tool} installed", f"apt-get install {tool}")
+    if settings.registry:
+        import httpx
+
+        try:
+            ok = httpx.get(f"http://{settings.registry}/v2/", timeout=3).status_code == 200
+        except httpx.HTTPError:
+            ok = False
+        check(ok, f"image registry at {settings.registry} (builds push there)", "run infra/registry.sh")
 
     async def engine() -> None:
         instance = (

@@ -15,15 +15,15 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
-from pydantic import BaseModel, ConfigDict, create_model
+from pydantic import BaseModel, ConfigDict, ValidationError, create_model
 
-from orchestrator.errors import AgentHostError, ConfirmationRequired, Forbidden, ReadOnly
+from orchestrator.errors import AgentHostError, ConfirmationRequired, Forbidden, InvalidInput, ReadOnly
 from orchestrator.models import Principal
 from orchestrator.platform import Platform
 from orchestrator.ratelimit import RateLimiter
 from orchestrator.services import Reporter
 
-__all__ = ["REGISTRY", "Call", "ToolDef", "run_tool", "tool"]
+__all__ = ["REGISTRY", "Call", "ToolDef", "invalid_arguments", "run_tool", "tool"]
 
 log = logging.getLogger(__name__)
 
@@ -112,6 +112,12 @@ def tool(
         return fn
 
     return register
+
+
+def invalid_arguments(tool_name: str, exc: ValidationError) -> InvalidInput:
+    """One wording for argument errors, over MCP and REST alike."""
+    details = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'arguments'}: {e['msg']}" for e in exc.errors())
+    return InvalidInput(f"invalid arguments for {tool_name}: {details}", "fix the named arguments and call again")
 
 
 def _target(arguments: dict[str, Any]) -> str | None:

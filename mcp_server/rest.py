@@ -21,7 +21,7 @@ from starlette.routing import Route
 from orchestrator.errors import AgentHostError, Conflict, InvalidInput, NotFound
 
 from .auth import principal_of
-from .registry import REGISTRY, ToolDef, run_tool
+from .registry import REGISTRY, ToolDef, invalid_arguments, run_tool
 
 if TYPE_CHECKING:
     from .app import AppState
@@ -133,8 +133,7 @@ def rest_routes(get_state: Callable[[], AppState]) -> list[Route]:
             try:
                 args = td.args_model.model_validate(body)
             except ValidationError as exc:
-                details = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'body'}: {e['msg']}" for e in exc.errors())
-                raise InvalidInput(f"invalid arguments for {td.name}: {details}") from exc
+                raise invalid_arguments(td.name, exc) from exc
             arguments = {name: getattr(args, name) for name in td.args_model.model_fields}
             idem_key = request.headers.get("idempotency-key")
             repo = state.platform.store.scoped(principal.tenant_id).idempotency

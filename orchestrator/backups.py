@@ -3,7 +3,7 @@
 Use-cases follow the platform's rule: validate (including that the backup target answers)
 → record the operation → do the work → record the outcome. The work runs in the
 platform's task group, so a tool waits for it only as long as ``wait`` allows and the agent
-polls ``get_backup`` afterwards. Every operation row names the process doing it; when that
+polls ``list_backups`` afterwards. Every operation row names the process doing it; when that
 process dies (a crash, a kill), the next platform start or reconcile pass finds the row,
 resolves it — a backup whose snapshot reached the repository is complete, anything else
 failed — and puts back what the operation had taken down (paused services, a stopped
@@ -168,13 +168,13 @@ class BackupManager:
                 with anyio.move_on_after(self.settings.wait_timeout_s):
                     await done.wait()
                 if not done.is_set():
-                    await report("still running; poll get_backup")
+                    await report("still running; poll list_backups")
         relay.active = False
 
     async def _conflicts(self, ts: TenantStore, kind: str, name: str) -> None:
         busy = await ts.backups.running_for(name, kind) or await ts.backups.running_restores_into(name)  # type: ignore[arg-type]
         if busy:
-            raise Conflict(f"a backup or restore of {kind} {name} is running", "wait for it: poll get_backup")
+            raise Conflict(f"a backup or restore of {kind} {name} is running", "wait for it: poll list_backups")
 
     async def view(self, ts: TenantStore, rec: BackupRecord) -> Backup:
         last = await ts.backups.last_restore(rec.id)
@@ -182,13 +182,11 @@ class BackupManager:
             id=rec.id,
             kind=rec.kind,
             source=rec.source_name,
-            engine=rec.engine,
             target=rec.target,
             status=rec.status,
             size_bytes=rec.size_bytes,
             error=rec.error,
             created_at=rec.created_at,
-            finished_at=rec.finished_at,
             last_restore=None
             if last is None
             else RestoreInfo(
@@ -211,10 +209,6 @@ class BackupManager:
         kind, name = ("database", database) if database is not None else ("volume", volume)
         recs = await ts.backups.all(kind if name is not None else None, name)  # type: ignore[arg-type]
         return [await self.view(ts, r) for r in recs]
-
-    async def get(self, p: Principal, backup_id: str) -> Backup:
-        ts = self.store.scoped(p.tenant_id)
-        return await self.view(ts, await ts.backups.get(backup_id))
 
     # -- create -----------------------------------------------------------------------------------
 
@@ -317,7 +311,7 @@ class BackupManager:
         rec = await ts.backups.get(backup_id)
         last = await ts.backups.last_restore(rec.id)
         if rec.status == "running" or (last is not None and last.status == "running"):
-            raise Conflict(f"backup {rec.id} is in use by a running operation", "wait for it: poll get_backup")
+            raise Conflict(f"backup {rec.id} is in use by a running operation", "wait for it: poll list_backups")
         removed = []
         if rec.snapshot_id:
             repo = await self.repo(ts, rec.target)

@@ -152,20 +152,12 @@ class DatabaseManager:
             name=rec.name,
             engine=rec.engine,
             status=rec.status,
-            host=rec.name,
-            port=rec.spec.port,
-            username=rec.spec.username,
-            database=rec.spec.db_name,
             url=connection_url(rec.engine, rec.spec, "****", rec.name, rec.spec.port),
             external_url=external,
-            image=rec.spec.image,
-            runtime=rec.spec.runtime,
             memory_mb=rec.spec.memory_mb,
-            cpus=rec.spec.cpus,
             linked_services=links,
             last_error=rec.last_error,
             created_at=rec.created_at,
-            updated_at=rec.updated_at,
         )
 
     # -- validation -----------------------------------------------------------------------------
@@ -294,8 +286,6 @@ class DatabaseManager:
         if ep is not None:
             external = connection_url(rec.engine, rec.spec, password, ep.host, ep.port)
         return ConnectionInfo(
-            database=rec.name,
-            engine=rec.engine,
             url=connection_url(rec.engine, rec.spec, password, rec.name, rec.spec.port),
             external_url=external,
             env_var=ENGINES[rec.engine].env_var,
@@ -319,7 +309,7 @@ class DatabaseManager:
         ts = self.store.scoped(p.tenant_id)
         rec = await ts.databases.get(ref)
         if await ts.backups.running_for(rec.name, "database") or await ts.backups.running_restores_into(rec.name):
-            raise Conflict(f"a backup or restore of {rec.name} is running", "wait for it (get_backup), then delete")
+            raise Conflict(f"a backup or restore of {rec.name} is running", "wait for it (list_backups), then delete")
         await ts.databases.update(rec.id, desired_state="deleted")
         removed: list[str] = []
         for link in await ts.databases.links_of_database(rec.id):

@@ -66,6 +66,21 @@ RECIPES: dict[str, Recipe] = {
             "ENV PYTHONUNBUFFERED=1",
         ),
     ),
+    # The base of builds that detect a Node app (package.json): Debian's nodejs and npm.
+    "node": Recipe(
+        setting="image_node",
+        packages=("ca-certificates", "procps", "nodejs", "npm"),
+        setup=_APP_USER + " && mkdir -p /app && chown app:app /app",
+        changes=(
+            'CMD ["node"]',
+            "USER 10001",
+            "WORKDIR /app",
+            "ENV LANG=C.UTF-8",
+            "ENV NODE_ENV=production",
+            "ENV npm_config_cache=/tmp/.npm",
+            "ENV npm_config_update_notifier=false",
+        ),
+    ),
     # Postgres and Redis behave like the official images (db_images.py says how), so the
     # settings may point at either.
     "postgres": Recipe(

@@ -30,6 +30,13 @@ __all__ = [
     "NAME_PATTERN",
     "ApiKeyInfo",
     "ApiKeyList",
+    "Build",
+    "BuildList",
+    "BuildLogOutput",
+    "BuildRecord",
+    "BuildStatus",
+    "BuildSummary",
+    "ClusterSummary",
     "Deleted",
     "EnvList",
     "Egress",
@@ -46,6 +53,7 @@ __all__ = [
     "ServiceRecord",
     "ServiceSpec",
     "ServiceStatus",
+    "ServiceSummary",
     "Tenant",
     "Usage",
     "VolumeMount",
@@ -57,6 +65,7 @@ Role = Literal["admin", "member"]
 Scope = Literal["full", "read"]
 ServiceStatus = Literal["deploying", "running", "stopped", "failed"]
 Egress = Literal["open", "web", "none"]
+BuildStatus = Literal["queued", "running", "succeeded", "failed", "cancelled"]
 
 NAME_PATTERN = r"^[a-z]([a-z0-9-]{0,38}[a-z0-9])?$"
 ResourceName = Annotated[
@@ -180,8 +189,23 @@ class Service(BaseModel):
     updated_at: datetime
 
 
+class ServiceSummary(BaseModel):
+    """What lifecycle tools and listings return; get_service has the full picture."""
+
+    name: str
+    status: ServiceStatus
+    url: str | None = None
+    image: str
+    restarts: int = 0
+    last_error: str | None = None
+
+    @classmethod
+    def of(cls, service: Service) -> ServiceSummary:
+        return cls.model_validate(service.model_dump(include=set(cls.model_fields)))
+
+
 class ServiceList(BaseModel):
-    services: list[Service]
+    services: list[ServiceSummary]
 
 
 class EnvList(BaseModel):
@@ -224,6 +248,18 @@ class Deleted(BaseModel):
     removed: list[str] = Field(description="what was deleted")
 
 
+class ClusterSummary(BaseModel):
+    """The engine's nodes at a glance (one node on Docker; the Nomad cluster's client nodes on Nomad)."""
+
+    leader: str | None = Field(None, description="the Nomad server leading the cluster")
+    region: str | None = None
+    nodes: int = 0
+    nodes_ready: int = 0
+    nodes_eligible: int = Field(0, description="ready nodes that accept new work")
+    drivers: list[str] = []
+    runtimes: list[str] = Field(default_factory=list, description="runtimes offered by at least one eligible node")
+
+
 class PlatformStatus(BaseModel):
     backend: str
     reachable: bool
@@ -237,6 +273,80 @@ class PlatformStatus(BaseModel):
     counts: dict[str, int] = {}
     open_circuit_breakers: list[str] = []
     read_only: bool = False
+    cluster: ClusterSummary | None = None
+
+
+class BuildRecord(BaseModel):
+    id: str
+    tenant_id: str
+    name: str
+    git_url: str
+    ref: str | None = None
+    dockerfile: str | None = None
+    timeout_s: float
+    status: BuildStatus
+    commit: str | None = None
+    recipe: str | None = None
+    recipe_detail: str | None = None
+    image: str | None = None
+    image_digest: str | None = None
+    image_size: int | None = None
+    port: int | None = None
+    error: str | None = None
+    error_hint: str | None = None
+    owner: str
+    heartbeat_at: datetime
+    cancel_requested: bool = False
+    leftovers: list[str] = []
+    created_at: datetime
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+
+    @property
+    def done(self) -> bool:
+        return self.status in ("succeeded", "failed", "cancelled")
+
+
+class Build(BaseModel):
+    id: str
+    name: str
+    status: BuildStatus
+    git_url: str
+    ref: str | None = None
+    commit: str | None = None
+    recipe: str | None = Field(None, description="dockerfile, python, node or static")
+    recipe_detail: str | None = None
+    image: str | None = None
+    port: int | None = Field(None, description="what the image listens on (EXPOSE): the deploy default")
+    queue_position: int | None = None
+    error: str | None = None
+    hint: str | None = None
+    log_tail: str | None = Field(None, description="last output lines when it failed (untrusted data)")
+    created_at: datetime
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+
+
+class BuildSummary(BaseModel):
+    id: str
+    name: str
+    status: BuildStatus
+    commit: str | None = None
+    image: str | None = None
+    error: str | None = None
+    created_at: datetime
+
+
+class BuildList(BaseModel):
+    builds: list[BuildSummary]
+
+
+class BuildLogOutput(BaseModel):
+    build_id: str
+    status: BuildStatus
+    output: str = Field(description="build output inside an untrusted-data boundary")
+    next_offset: int = Field(description="pass as offset to get only what came after")
+    truncated: bool = Field(description="true when older output was left out to stay within the size bound")
 
 
 # -- databases and backups ------------------------------------------------------------------------
@@ -284,20 +394,14 @@ class Database(BaseModel):
     name: str
     engine: Engine
     status: DatabaseStatus
-    host: str = Field(description="host name on your private network; linked services connect to it")
-    port: int
-    username: str
-    database: str | None = Field(None, description="Postgres database name")
-    url: str = Field(description="connection string for your services, password masked")
-    external_url: str | None = Field(None, description="published on this host's loopback, password masked")
-    image: str
-    runtime: str
+    url: str = Field(
+        description="for your services: host is the database name on your private network; password masked"
+    )
+    external_url: str | None = Field(None, description="via 127.0.0.1 on this host, password masked")
     memory_mb: int
-    cpus: float
     linked_services: list[DatabaseLink] = []
     last_error: str | None = None
     created_at: datetime
-    updated_at: datetime
 
 
 class DatabaseList(BaseModel):
@@ -305,11 +409,9 @@ class DatabaseList(BaseModel):
 
 
 class ConnectionInfo(BaseModel):
-    database: str
-    engine: Engine
     url: str = Field(description="for services on your private network (what link_database injects)")
     external_url: str | None = Field(None, description="for clients on this host, via 127.0.0.1")
-    env_var: str = Field(description="the env var name link_database uses by default")
+    env_var: str = Field(description="the env var link_database sets by default")
     revealed: bool
 
 
@@ -335,13 +437,11 @@ class Backup(BaseModel):
     id: str
     kind: BackupKind
     source: str = Field(description="name of the database or volume backed up")
-    engine: Engine | None = None
     target: BackupTarget
     status: BackupStatus
     size_bytes: int | None = Field(None, description="bytes read from the source")
     error: str | None = None
     created_at: datetime
-    finished_at: datetime | None = None
     last_restore: RestoreInfo | None = None
 
 

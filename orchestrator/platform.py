@@ -11,11 +11,12 @@ from pathlib import Path
 
 import anyio
 
-from .backends.base import Backend
+from .backends.base import Backend, Builder, NodeInfo
 from .backups import BackupManager
+from .builds import BuildManager
 from .databases import DatabaseManager
-from .errors import AgentHostError, BackendUnavailable
-from .models import PlatformStatus, Principal, Usage
+from .errors import AgentHostError, BackendUnavailable, InvalidInput, NotFound
+from .models import ClusterSummary, PlatformStatus, Principal, Usage
 from .reconciler import Reconciler
 from .secrets import SecretBox, load_master_key
 from .services import ServiceManager
@@ -23,7 +24,7 @@ from .settings import Settings
 from .store import Store, all_database_records, all_service_records
 from .tenants import TenantManager
 
-__all__ = ["Platform", "instance_id", "make_backend"]
+__all__ = ["Platform", "instance_id", "make_backend", "make_builder"]
 
 log = logging.getLogger(__name__)
 
@@ -41,16 +42,34 @@ def make_backend(settings: Settings, instance: str) -> Backend:
         return nomad
     from .backends.docker import DockerBackend
 
+    return DockerBackend(
+        settings.docker_host,
+        settings.publish_host,
+        instance,
+        settings.tenant_network_pool,
+        settings.tenant_network_prefix,
+    )
+
+
+def make_builder(settings: Settings, backend: Backend, instance: str) -> Builder:
+    """Images are built by the control-plane host's Docker engine, whichever backend runs workloads."""
+    if isinstance(backend, Builder):
+        return backend
+    from .backends.docker import DockerBackend
+
     return DockerBackend(settings.docker_host, settings.publish_host, instance)
 
 
 class Platform:
-    def __init__(self, settings: Settings, store: Store, backend: Backend) -> None:
+    def __init__(self, settings: Settings, store: Store, backend: Backend, builder: Builder | None = None) -> None:
         self.settings = settings
         self.store = store
         self.backend = backend
+        self.builder = builder or make_builder(settings, backend, "builder")
         self.tenants = TenantManager(settings, store)
         self.services = ServiceManager(settings, store, backend)
+        self.builds = BuildManager(settings, store, self.builder)
+        self.services.resolve_build = self.builds.image_for_deploy
         self.reconciler = Reconciler(store, self.services, settings.reconcile_interval_s)
         self.databases = DatabaseManager(settings, store, backend, self.services)
         self.backups = BackupManager(settings, store, backend, self.services, self.databases)
@@ -66,10 +85,12 @@ class Platform:
         """Open the data dir. With ``background`` the reconciler runs until the platform closes."""
         master = load_master_key(settings.master_key_path)
         store = await Store.open(settings.db_path, SecretBox(master))
-        backend = make_backend(settings, instance_id(master))
-        platform = cls(settings, store, backend)
+        instance = instance_id(master)
+        backend = make_backend(settings, instance)
+        platform = cls(settings, store, backend, make_builder(settings, backend, instance))
         try:
             async with anyio.create_task_group() as tg:
+                await tg.start(platform.builds.run)
                 platform.backups.attach(tg)
                 if background:
                     tg.start_soon(platform._recover_operations)
@@ -78,6 +99,8 @@ class Platform:
                 tg.cancel_scope.cancel()
         finally:
             with anyio.CancelScope(shield=True):
+                if platform.builder is not backend:  # type: ignore[comparison-overlap]
+                    await platform.builder.close()
                 await backend.close()
                 await store.close()
 
@@ -87,6 +110,19 @@ class Platform:
             await self.backups.recover()
         except AgentHostError:
             log.exception("could not resolve backups and restores left by a dead process")
+
+    async def list_nodes(self) -> list[NodeInfo]:
+        return await self.backend.nodes()
+
+    async def set_node_eligibility(self, node: str, eligible: bool) -> NodeInfo:
+        """``node`` is a node id, a unique id prefix, or a name. Raises: NotFound, InvalidInput."""
+        nodes = await self.backend.nodes()
+        found = [n for n in nodes if n.id == node or n.name == node] or [n for n in nodes if n.id.startswith(node)]
+        if not found:
+            raise NotFound(f"no node {node!r}", "list_nodes shows the nodes")
+        if len(found) > 1:
+            raise InvalidInput(f"{node!r} matches {len(found)} nodes", "use the full node id")
+        return await self.backend.set_node_eligibility(found[0].id, eligible)
 
     async def usage(self, p: Principal) -> Usage:
         ts = self.store.scoped(p.tenant_id)
@@ -118,16 +154,21 @@ class Platform:
                 "an operator must free disk space",
             )
 
-    async def status(self) -> PlatformStatus:
-        records = await all_service_records(self.store.db)
-        counts = {
-            "tenants": await self.store.tenants.count(),
-            "services": len(records),
-            "databases": len(await all_database_records(self.store.db)),
-        }
+    async def status(self, p: Principal) -> PlatformStatus:
+        """Engine facts for everyone; counts and breakers of the caller's tenant (of all tenants for admins)."""
+        if p.is_admin:
+            records = await all_service_records(self.store.db)
+            counts = {"tenants": await self.store.tenants.count()}
+            names = {t.id: t.name for t in await self.store.tenants.all()}
+            counts["databases"] = len(await all_database_records(self.store.db))
+        else:
+            records = await self.store.scoped(p.tenant_id).services.all()
+            counts, names = {}, {p.tenant_id: p.tenant_name}
+            counts["databases"] = len(await self.store.scoped(p.tenant_id).databases.all())
+        counts["services"] = len(records)
         for rec in records:
             counts[f"services_{rec.status}"] = counts.get(f"services_{rec.status}", 0) + 1
-        breakers = [f"{rec.tenant_id}/{rec.name}" for rec in records if rec.breaker_open]
+        breakers = [f"{names.get(rec.tenant_id, rec.tenant_id)}/{rec.name}" for rec in records if rec.breaker_open]
         base = PlatformStatus(
             backend=self.backend.name,
             reachable=False,
@@ -139,6 +180,7 @@ class Platform:
         try:
             info = await self.backend.info()
             runtimes = await self.backend.runtimes()
+            nodes = await self.backend.nodes()
         except BackendUnavailable as exc:
             base.error = exc.message
             base.notes.append("mutating tools fail with backend_unavailable until the engine is back")
@@ -152,6 +194,20 @@ class Platform:
             notes.append("runc is disabled by the operator (allow_runc=false)")
         if info.details.get("egress_enforced") == "false":
             notes.append("iptables is missing: egress policies 'web' and 'none' are refused")
+        if info.details.get("egress_note"):
+            notes.append(info.details["egress_note"])
+        ready = [n for n in nodes if n.status == "ready"]
+        cluster = ClusterSummary(
+            leader=info.details.get("leader") or None,
+            region=info.details.get("region") or None,
+            nodes=len(nodes),
+            nodes_ready=len(ready),
+            nodes_eligible=sum(n.eligible for n in ready),
+            drivers=sorted({d for n in ready for d in n.drivers}),
+            runtimes=sorted(runtimes),
+        )
+        if not cluster.nodes_eligible:
+            notes.append("no node accepts new work: deploys will fail until one is ready and eligible")
         pct, state = self.disk_state(info.data_root or self.settings.data_dir)
         return base.model_copy(
             update={
@@ -161,5 +217,6 @@ class Platform:
                 "notes": notes,
                 "disk_used_percent": pct,
                 "disk_state": state,
+                "cluster": cluster,
             }
         )

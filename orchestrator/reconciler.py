@@ -64,15 +64,7 @@ class Reconciler:
                 await backend.ensure_workload(await self.services.workload_spec(ts, rec))
                 counts["redeployed"] += 1
             elif rec.desired_state == "running" and st.state == "exited":
-                error = await self.services._crash_report(ts, rec, st)
-                await ts.services.update(
-                    rec.id,
-                    status="failed",
-                    desired_state="stopped",
-                    breaker_open=True,
-                    restarts=st.restarts,
-                    last_error=f"circuit breaker open: {error}",
-                )
+                await self.services.mark_exited(ts, rec, st)
                 counts["failed"] += 1
             elif rec.status == "deploying" and st.state == "running":
                 await self.services.view(ts, rec)

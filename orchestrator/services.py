@@ -18,6 +18,7 @@ from .errors import (
     InvalidInput,
     QuotaExceeded,
     RuntimeUnavailable,
+    WorkloadFailed,
 )
 from .models import (
     Deleted,
@@ -37,7 +38,15 @@ from .readiness import endpoint_answers
 from .settings import Settings
 from .store import Store, TenantStore
 
-__all__ = ["DeployRequest", "Reporter", "ServiceManager", "mask_secrets", "tenant_network", "volume_name"]
+__all__ = [
+    "DeployRequest",
+    "Reporter",
+    "ServiceManager",
+    "UpdateRequest",
+    "mask_secrets",
+    "tenant_network",
+    "volume_name",
+]
 
 _ENV_KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")
 _MAX_ENV_VALUE = 32 * 1024
@@ -54,7 +63,8 @@ async def _silent(message: str, progress: float | None = None, total: float | No
 
 class DeployRequest(BaseModel):
     name: ResourceName
-    image: str = Field(min_length=1, max_length=256)
+    image: str | None = Field(None, min_length=1, max_length=256)
+    build_id: str | None = Field(None, min_length=1, max_length=64)
     port: int | None = Field(None, ge=1, le=65535)
     env: dict[str, str] = {}
     command: list[str] | None = None
@@ -67,6 +77,21 @@ class DeployRequest(BaseModel):
     user: str | None = Field(None, pattern=r"^[A-Za-z0-9_.-]+(:[A-Za-z0-9_.-]+)?$")
     wait: bool = True
     wait_timeout_s: float | None = Field(None, gt=0, le=600)
+
+
+class UpdateRequest(BaseModel):
+    image: str | None = Field(None, min_length=1, max_length=256)
+    build_id: str | None = Field(None, min_length=1, max_length=64)
+    port: int | None = Field(None, ge=1, le=65535)
+    command: list[str] | None = Field(None, min_length=1)
+    memory_mb: int | None = Field(None, ge=16, le=65536)
+    cpus: float | None = Field(None, gt=0, le=64)
+    runtime: str | None = None
+    health_check: HealthCheck | None = None
+    egress: Egress | None = None
+    env: dict[str, str] | None = None
+    unset_env: list[str] | None = None
+    wait: bool = True
 
 
 def tenant_network(tenant_id: str) -> str:
@@ -104,6 +129,8 @@ class ServiceManager:
         self.extra_env: list[Callable[[TenantStore, ServiceRecord], Awaitable[dict[str, str]]]] = []
         # ...and the secrets they hand a service, so its logs mask them too.
         self.extra_secrets: list[Callable[[TenantStore, ServiceRecord], Awaitable[list[str]]]] = []
+        # Builds: a tenant's build id -> (image, port it exposes). Raises NotFound / InvalidInput.
+        self.resolve_build: Callable[[TenantStore, str], Awaitable[tuple[str, int | None]]] | None = None
 
     # -- validation -----------------------------------------------------------------------------
 
@@ -222,15 +249,32 @@ class ServiceManager:
             if st.state == "running" and rec.status != "running":
                 if await self._ready(rec, st, quick=True):
                     status, error = "running", None
-            elif st.state == "exited" or st.state == "missing":
-                status = "failed"
-                error = await self._crash_report(ts, rec, st)
+            elif st.state == "exited":
+                return await self.mark_exited(ts, rec, st), st
+            elif st.state == "missing":
+                status, error = "deploying", "the container was lost; the reconciler recreates it"
         elif rec.status != "failed":
             status = "stopped"
         if (status, error, st.restarts) != (rec.status, rec.last_error, rec.restarts):
             await ts.services.update(rec.id, status=status, last_error=error, restarts=st.restarts)
             rec = await ts.services.get(rec.id)
         return rec, st
+
+    async def mark_exited(self, ts: TenantStore, rec: ServiceRecord, st: WorkloadStatus) -> ServiceRecord:
+        """A service that should run has exited for good; after crash_limit restarts its breaker opens."""
+        error = await self._crash_report(ts, rec, st)
+        breaker = st.restarts >= self.settings.crash_limit
+        if breaker:
+            error = f"circuit breaker open after {st.restarts + 1} crashes (reset_service once fixed): {error}"
+        await ts.services.update(
+            rec.id,
+            status="failed",
+            desired_state="stopped",
+            breaker_open=breaker,
+            restarts=st.restarts,
+            last_error=error,
+        )
+        return await ts.services.get(rec.id)
 
     async def _crash_report(self, ts: TenantStore, rec: ServiceRecord, st: WorkloadStatus) -> str:
         if st.state == "missing":
@@ -276,7 +320,7 @@ class ServiceManager:
                 await report(f"{rec.name} is running", budget, budget)
                 return await ts.services.get(rec.id)
             await report(f"{rec.name}: container {st.state}, waiting for port {rec.spec.port}", elapsed, budget)
-            await anyio.sleep(0.2)
+            await anyio.sleep(0.1)
         await report(f"{rec.name} still deploying after {budget:.0f} s; poll get_service", budget, budget)
         return await ts.services.get(rec.id)
 
@@ -291,15 +335,17 @@ class ServiceManager:
         _check_env(req.env)
         if req.command is not None and not req.command:
             raise InvalidInput("command is an empty list", "omit it to use the image's own command")
+        image, port = await self._image_of(ts, req)
         runtime = await self.resolve_runtime(req.runtime)
-        if not await self.backend.image_exists(req.image):
-            raise ImageNotFound(f"image {req.image!r} is not on this host")
+        if not await self.backend.image_exists(image):
+            raise ImageNotFound(f"image {image!r} is not on this host")
         memory_mb = req.memory_mb or self.settings.default_memory_mb
         cpus = req.cpus or self.settings.default_cpus
         await self.check_quota(ts, memory_mb, cpus)
         spec = ServiceSpec(
-            image=req.image,
-            port=req.port,
+            image=image,
+            build_id=req.build_id,
+            port=port,
             command=req.command,
             runtime=runtime,
             memory_mb=memory_mb,
@@ -331,6 +377,21 @@ class ServiceManager:
         if req.wait:
             rec = await self._wait_ready(ts, rec, req.wait_timeout_s, report)
         return await self.view(ts, rec)
+
+    async def _image_of(self, ts: TenantStore, req: DeployRequest) -> tuple[str, int | None]:
+        """The image to run and its port: given, or from a succeeded build (whose EXPOSE sets the default port)."""
+        if (req.image is None) == (req.build_id is None):
+            raise InvalidInput(
+                "pass exactly one of image and build_id",
+                "image runs an image already on this host; build_id runs the image a build_from_git made",
+            )
+        if req.build_id is None:
+            assert req.image is not None
+            return req.image, req.port
+        if self.resolve_build is None:
+            raise InvalidInput("builds are not available on this platform", "pass image instead")
+        image, exposed = await self.resolve_build(ts, req.build_id)
+        return image, req.port if req.port is not None else exposed
 
     async def _undo(self, ts: TenantStore, rec: ServiceRecord, volumes: list[str]) -> None:
         try:
@@ -392,10 +453,55 @@ class ServiceManager:
         """Apply a changed spec or env: recreate the container when the service should run."""
         if rec.desired_state != "running":
             return rec
-        await ts.services.update(rec.id, status="deploying", last_error=None)
+        await ts.services.update(rec.id, status="deploying", last_error=None, restarts=0)
         rec = await ts.services.get(rec.id)
         await self.backend.ensure_workload(await self.workload_spec(ts, rec))
         return await self._wait_ready(ts, rec, None, report) if wait else rec
+
+    async def update(self, p: Principal, ref: str, req: UpdateRequest, report: Reporter = _silent) -> Service:
+        """Change image, command, port, limits or env and redeploy. When the new version does not come up
+        (and wait is on), the previous spec and env are restored and redeployed.
+
+        Raises: WorkloadFailed after such a rollback, with the new version's crash report.
+        """
+        ts = self.store.scoped(p.tenant_id)
+        rec = await ts.services.get(ref)
+        changes = req.model_dump(exclude_none=True, exclude={"env", "unset_env", "wait", "build_id"})
+        if not changes and not req.env and not req.unset_env and req.build_id is None:
+            raise InvalidInput("nothing to change", "pass at least one of image, port, command, memory_mb, cpus, env")
+        _check_env(req.env or {})
+        build_id = None if "image" in changes else rec.spec.build_id
+        if req.build_id is not None:
+            if req.image is not None:
+                raise InvalidInput("pass image or build_id, not both", "build_id runs the image a build made")
+            changes["image"], _ = await self._image_of(ts, DeployRequest(name=rec.name, build_id=req.build_id))
+            build_id = req.build_id
+        if "runtime" in changes:
+            changes["runtime"] = await self.resolve_runtime(changes["runtime"])
+        new_spec = rec.spec.model_validate({**rec.spec.model_dump(), **changes, "build_id": build_id})
+        if "image" in changes and not await self.backend.image_exists(new_spec.image):
+            raise ImageNotFound(f"image {new_spec.image!r} is not on this host")
+        await self.check_quota(ts, new_spec.memory_mb, new_spec.cpus, replacing=rec.spec)
+        old_spec, old_env = rec.spec, await ts.env.get_all(rec.id)
+        await ts.services.update(rec.id, spec=new_spec)
+        if req.env:
+            await ts.env.set_many(rec.id, req.env)
+        if req.unset_env:
+            await ts.env.unset(rec.id, req.unset_env)
+        await report(f"updating {rec.name}", None, None)
+        updated = await self.redeploy(ts, await ts.services.get(rec.id), req.wait, report)
+        if updated.status != "failed" or not req.wait:
+            return await self.view(ts, updated)
+        failure = updated.last_error or "the new version failed"
+        await report(f"{rec.name}: new version failed; restoring the previous one", None, None)
+        await ts.services.update(rec.id, spec=old_spec, desired_state="running")
+        await ts.env.unset(rec.id, list((await ts.env.get_all(rec.id)).keys()))
+        await ts.env.set_many(rec.id, old_env)
+        restored = await self.redeploy(ts, await ts.services.get(rec.id), True, report)
+        raise WorkloadFailed(
+            f"update of {rec.name} rolled back (service is {restored.status} on its previous version): {failure}",
+            "fix the new image, command or env and call update_service again",
+        )
 
     async def delete(self, p: Principal, ref: str, keep_volumes: bool = False) -> Deleted:
         ts = self.store.scoped(p.tenant_id)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, Field
+from pydantic import AliasChoices, BaseModel, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 __all__ = ["Quotas", "Settings"]
@@ -32,8 +32,22 @@ class Settings(BaseSettings):
     default_runtime: str = "runsc"
     allow_runc: bool = False
     publish_host: str = "127.0.0.1"
+    tenant_network_pool: str = Field("10.213.0.0/16", description="subnets for tenants' private networks")
+    tenant_network_prefix: int = Field(24, ge=16, le=29, description="size of each tenant's subnet")
     read_only: bool = False
     allowed_hosts: list[str] = Field(default_factory=list, description="extra Host headers the HTTP server accepts")
+
+    # Nomad (backend = "nomad"). The address and token also honour Nomad's own NOMAD_ADDR / NOMAD_TOKEN.
+    nomad_addr: str = Field(
+        "http://127.0.0.1:4646", validation_alias=AliasChoices("AGENTHOST_NOMAD_ADDR", "NOMAD_ADDR", "nomad_addr")
+    )
+    nomad_token: str | None = Field(
+        None, validation_alias=AliasChoices("AGENTHOST_NOMAD_TOKEN", "NOMAD_TOKEN", "nomad_token")
+    )
+    nomad_namespace: str = "default"
+    nomad_region: str | None = None
+    nomad_datacenters: list[str] = Field(default_factory=lambda: ["*"])
+    nomad_node_pool: str = "default"
 
     default_memory_mb: int = 256
     default_cpus: float = 0.5
@@ -48,6 +62,26 @@ class Settings(BaseSettings):
     reconcile_interval_s: float = 30.0
 
     quotas: Quotas = Field(default_factory=Quotas)
+
+    # Builds from git (orchestrator/builds.py).
+    allow_local_git: bool = Field(False, description="accept local paths, file:// and http(s)://127.0.0.1 git URLs")
+    git_allow_private_hosts: bool = Field(
+        False, description="accept git hosts that resolve to private or link-local addresses (never metadata ones)"
+    )
+    registry: str = Field("127.0.0.1:5000", description="registry builds are pushed to; empty: keep images local")
+    build_dir: Path | None = Field(None, description="where sources are checked out; default: a temp dir")
+    build_timeout_s: float = Field(900.0, description="time limit of one build, and the most a request may ask for")
+    build_memory_mb: int = 2048
+    build_cpus: float = 1.0
+    build_network: Literal["open", "web", "none"] = Field("open", description="egress policy of RUN steps")
+    build_log_max_bytes: int = 1024 * 1024
+    build_max_source_mb: int = 512
+    build_queue_limit: int = Field(10, description="queued plus running builds per tenant")
+    build_max_concurrent: int = Field(2, description="running builds on this host, all tenants together")
+    build_keep_images: int = Field(5, description="images kept per tenant and name (older ones, unless deployed, go)")
+    build_base_python: str = "agenthost/python:bookworm"
+    build_base_node: str = "agenthost/node:bookworm"
+    build_base_static: str = "agenthost/python:bookworm"
 
     # Backups: one restic repository per tenant, in a local directory or an S3-compatible bucket.
     backup_target: Literal["local", "s3"] = "local"
@@ -68,6 +102,7 @@ class Settings(BaseSettings):
     image_postgres: str = "agenthost/postgres:bookworm"
     image_redis: str = "agenthost/redis:bookworm"
     image_sshd: str = "agenthost/sshd:bookworm"
+    image_node: str = "agenthost/node:bookworm"
     debian_suite: str = "bookworm"
     debian_mirror: str | None = None
 

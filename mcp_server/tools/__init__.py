@@ -2,6 +2,6 @@
 
 from __future__ import annotations
 
-from . import backups, databases, keys, platform, services
+from . import backups, builds, databases, keys, nodes, platform, services
 
-__all__ = ["backups", "databases", "keys", "platform", "services"]
+__all__ = ["backups", "builds", "databases", "keys", "nodes", "platform", "services"]

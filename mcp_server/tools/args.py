@@ -6,11 +6,12 @@ from typing import Annotated
 
 from pydantic import Field
 
-__all__ = ["BackupRef", "Confirm", "DatabaseRef", "ServiceRef", "VolumeRef", "Wait"]
+__all__ = ["BackupRef", "BuildRef", "Confirm", "DatabaseRef", "ServiceRef", "VolumeRef", "Wait"]
 
 ServiceRef = Annotated[str, Field(min_length=1, max_length=64, description="service name or id")]
 Confirm = Annotated[bool, Field(description="true once the user agreed to this destructive action")]
 Wait = Annotated[bool, Field(description="wait (bounded) until it answers; false returns at once")]
+BuildRef = Annotated[str, Field(min_length=1, max_length=64, description="build id")]
 DatabaseRef = Annotated[str, Field(min_length=1, max_length=64, description="database name or id")]
-BackupRef = Annotated[str, Field(min_length=1, max_length=64, description="backup id (bk_...) from list_backups")]
-VolumeRef = Annotated[str, Field(min_length=1, max_length=64, description="volume name, as in a service's volumes")]
+BackupRef = Annotated[str, Field(min_length=1, max_length=64, description="backup id (bk_...)")]
+VolumeRef = Annotated[str, Field(min_length=1, max_length=64, description="volume name")]

@@ -17,4 +17,4 @@ async def whoami(call: Call) -> WhoAmI:
 async def platform_status(call: Call) -> PlatformStatus:
     """Backend reachability, installed runtimes (runsc, sysbox-runc), disk, resource counts, open circuit breakers.
     Check it first when a tool reports backend_unavailable or runtime_unavailable."""
-    return await call.platform.status()
+    return await call.platform.status(call.principal)

@@ -15,9 +15,10 @@ from orchestrator.models import (
     ResourceName,
     Service,
     ServiceList,
+    ServiceSummary,
     VolumeMount,
 )
-from orchestrator.services import DeployRequest
+from orchestrator.services import DeployRequest, UpdateRequest
 
 from ..registry import Call, tool
 from .args import Confirm, ServiceRef, Wait
@@ -27,7 +28,10 @@ from .args import Confirm, ServiceRef, Wait
 async def deploy_service(
     call: Call,
     name: ResourceName,
-    image: Annotated[str, Field(min_length=1, max_length=256, description="image on this host, e.g. 'myapp:1'")],
+    image: Annotated[
+        str | None, Field(min_length=1, max_length=256, description="image on this host, e.g. 'myapp:1'")
+    ] = None,
+    build_id: Annotated[str | None, Field(min_length=1, max_length=64, description="or: a build's id")] = None,
     port: Annotated[int | None, Field(ge=1, le=65535, description="container port to publish")] = None,
     env: Annotated[dict[str, str], Field(description="env vars, stored encrypted")] = {},  # noqa: B006
     command: Annotated[list[str] | None, Field(description="argv replacing the image's command")] = None,
@@ -43,14 +47,15 @@ async def deploy_service(
     wait: Wait = True,
     wait_timeout_s: Annotated[float | None, Field(gt=0, le=600, description="default 45")] = None,
 ) -> Service:
-    """Run an image as a service: gVisor sandbox, read-only root fs, no capabilities, memory/CPU/pids limits,
-    port published on 127.0.0.1. With wait=true returns once the port answers (status running) or the container
-    crashed (status failed, last_error holds the log tail); past wait_timeout_s it returns status deploying:
-    poll get_service."""
+    """Run an image (or a build: build_id) as a service: gVisor sandbox, read-only root fs, no capabilities,
+    memory/CPU/pids limits, port published on 127.0.0.1. With wait=true returns once the port answers (status
+    running) or the container crashed (status failed, last_error holds the log tail); past wait_timeout_s it
+    returns status deploying: poll get_service."""
     await call.platform.check_disk()
     req = DeployRequest(
         name=name,
         image=image,
+        build_id=build_id,
         port=port,
         env=env,
         command=command,
@@ -67,10 +72,42 @@ async def deploy_service(
     return await call.platform.services.deploy(call.principal, req, call.report)
 
 
+@tool(title="Update service")
+async def update_service(
+    call: Call,
+    service: ServiceRef,
+    image: Annotated[str | None, Field(min_length=1, max_length=256)] = None,
+    build_id: Annotated[str | None, Field(min_length=1, max_length=64)] = None,
+    port: Annotated[int | None, Field(ge=1, le=65535)] = None,
+    command: Annotated[list[str] | None, Field(min_length=1)] = None,
+    memory_mb: Annotated[int | None, Field(ge=16, le=65536)] = None,
+    cpus: Annotated[float | None, Field(gt=0, le=64)] = None,
+    env: Annotated[dict[str, str] | None, Field(description="vars to add or replace")] = None,
+    unset_env: list[str] | None = None,
+    wait: Wait = True,
+) -> Service:
+    """Change a service's image (or build_id), port, command, limits or env and redeploy it. If the new version
+    crashes on start, the previous version is restored and the call fails with the new version's log tail."""
+    req = UpdateRequest(
+        image=image,
+        build_id=build_id,
+        port=port,
+        command=command,
+        memory_mb=memory_mb,
+        cpus=cpus,
+        env=env,
+        unset_env=unset_env,
+        wait=wait,
+    )
+    return await call.platform.services.update(call.principal, service, req, call.report)
+
+
 @tool(read_only=True, title="List services")
 async def list_services(call: Call) -> ServiceList:
     """Your services with status, URL, image, restarts and last error."""
-    return ServiceList(services=await call.platform.services.list_services(call.principal))
+    return ServiceList(
+        services=[ServiceSummary.of(s) for s in await call.platform.services.list_services(call.principal)]
+    )
 
 
 @tool(read_only=True, title="Get service")
@@ -80,21 +117,28 @@ async def get_service(call: Call, service: ServiceRef) -> Service:
 
 
 @tool(idempotent=True, title="Start service")
-async def start_service(call: Call, service: ServiceRef, wait: Wait = True) -> Service:
+async def start_service(call: Call, service: ServiceRef, wait: Wait = True) -> ServiceSummary:
     """Start a stopped or failed service (recreating its container if needed) and wait until it answers."""
-    return await call.platform.services.start(call.principal, service, wait, call.report)
+    return ServiceSummary.of(await call.platform.services.start(call.principal, service, wait, call.report))
 
 
 @tool(idempotent=True, title="Stop service")
-async def stop_service(call: Call, service: ServiceRef) -> Service:
+async def stop_service(call: Call, service: ServiceRef) -> ServiceSummary:
     """Stop a service; its container, env and volumes stay, and start_service brings it back."""
-    return await call.platform.services.stop(call.principal, service)
+    return ServiceSummary.of(await call.platform.services.stop(call.principal, service))
 
 
 @tool(title="Restart service")
-async def restart_service(call: Call, service: ServiceRef, wait: Wait = True) -> Service:
+async def restart_service(call: Call, service: ServiceRef, wait: Wait = True) -> ServiceSummary:
     """Restart a service's container (also closes an open circuit breaker) and wait until it answers."""
-    return await call.platform.services.restart(call.principal, service, wait, call.report)
+    return ServiceSummary.of(await call.platform.services.restart(call.principal, service, wait, call.report))
+
+
+@tool(idempotent=True, title="Reset service")
+async def reset_service(call: Call, service: ServiceRef, wait: Wait = True) -> ServiceSummary:
+    """Close a service's open circuit breaker (opened after repeated crashes) and start it again.
+    Fix the cause first: read last_error and service_logs."""
+    return ServiceSummary.of(await call.platform.services.start(call.principal, service, wait, call.report))
 
 
 @tool(destructive=True, title="Delete service")

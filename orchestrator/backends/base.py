@@ -19,12 +19,14 @@ from ..models import Egress, HealthCheck
 
 __all__ = [
     "Backend",
+    "Builder",
     "BackendInfo",
     "Endpoint",
     "ExecResult",
     "ImageRef",
     "LogLine",
     "NodeInfo",
+    "OnLayer",
     "OnLog",
     "VolumeSpec",
     "WorkloadKind",
@@ -38,6 +40,7 @@ LABEL_PREFIX = "agenthost"
 WorkloadKind = Literal["service", "database", "sandbox", "build", "sidecar", "job"]
 WorkloadState = Literal["pending", "running", "restarting", "exited", "missing"]
 OnLog = Callable[[str], Awaitable[None]]
+OnLayer = Callable[[str], Awaitable[None]]
 
 
 class VolumeSpec(BaseModel):
@@ -118,6 +121,7 @@ class ImageRef(BaseModel):
     tag: str
     digest: str | None = None
     size_bytes: int | None = None
+    ports: list[int] = Field(default_factory=list, description="TCP ports the image exposes")
 
 
 class NodeInfo(BaseModel):
@@ -130,6 +134,9 @@ class NodeInfo(BaseModel):
     memory_mb: int
     runtimes: list[str] = []
     drivers: list[str] = []
+    datacenter: str | None = None
+    node_pool: str | None = None
+    draining: bool = False
 
 
 class BackendInfo(BaseModel):
@@ -148,6 +155,10 @@ class Backend(Protocol):
     async def info(self) -> BackendInfo: ...
     async def runtimes(self) -> set[str]: ...
     async def nodes(self) -> list[NodeInfo]: ...
+    async def set_node_eligibility(self, node_id: str, eligible: bool) -> NodeInfo:
+        """Raises: InvalidInput on a backend whose nodes cannot be drained (one Docker host)."""
+        ...
+
     async def image_exists(self, image: str) -> bool: ...
 
     async def ensure_workload(self, spec: WorkloadSpec) -> WorkloadStatus:
@@ -192,5 +203,45 @@ class Backend(Protocol):
 
     async def put_secret(self, path: str, values: dict[str, str]) -> None: ...
     async def delete_secret(self, path: str) -> None: ...
+
+    async def close(self) -> None: ...
+
+
+@runtime_checkable
+class Builder(Protocol):
+    """Builds images from a context and pushes them to a registry. The Docker backend is one; on a
+    Nomad cluster the control-plane host's Docker engine builds, and clients pull from the registry."""
+
+    async def image_exists(self, image: str) -> bool: ...
+
+    async def build_image(
+        self,
+        context: Path,
+        dockerfile: str,
+        tag: str,
+        on_log: OnLog,
+        memory_mb: int,
+        cpus: float,
+        timeout_s: float,
+        network: Egress = "open",
+        labels: dict[str, str] | None = None,
+        on_layer: OnLayer | None = None,
+    ) -> ImageRef:
+        """Build ``tag``; ``dockerfile`` is relative to ``context`` or an absolute path outside it.
+
+        Layers are reported to ``on_layer`` as they are committed, and removed again when the build
+        fails or is cancelled. Raises: BuildFailed (with the engine's message, or past ``timeout_s``).
+        """
+        ...
+
+    async def push_image(self, tag: str, on_log: OnLog) -> str | None:
+        """Push to the registry ``tag`` names; returns the digest. Raises: BuildFailed."""
+        ...
+
+    async def remove_image(self, tag: str) -> None: ...
+
+    async def remove_layers(self, layers: list[str]) -> list[str]:
+        """Remove untagged build layers (those a build that died left behind); returns those removed."""
+        ...
 
     async def close(self) -> None: ...

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import functools
+import ipaddress
 import subprocess
+import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -17,6 +19,7 @@ import requests.exceptions
 from docker.models.containers import Container
 
 from ..errors import AgentHostError, BackendUnavailable, Conflict, ImageNotFound, InvalidInput, NotFound
+from ..models import Egress
 from .base import (
     LABEL_PREFIX,
     BackendInfo,
@@ -25,11 +28,12 @@ from .base import (
     ImageRef,
     LogLine,
     NodeInfo,
+    OnLayer,
     OnLog,
     WorkloadSpec,
     WorkloadStatus,
 )
-from .docker_build import build_image_sync
+from .docker_build import build_image_sync, push_image_sync, remove_layers_sync
 from .docker_exec import exec_sync
 from .docker_net import egress_network_name, ensure_egress_rules, iptables_available, tenant_bridge_name
 
@@ -47,6 +51,7 @@ _L_HASH = f"{LABEL_PREFIX}.spec-hash"
 
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_RUNTIMES_TTL_S = 30.0
 
 
 def container_name(workload_id: str) -> str:
@@ -83,14 +88,24 @@ def _parse_ts(value: str | None) -> datetime | None:
 class DockerBackend:
     name = "docker"
 
-    def __init__(self, base_url: str | None = None, publish_host: str = "127.0.0.1", instance: str = "default") -> None:
+    def __init__(
+        self,
+        base_url: str | None = None,
+        publish_host: str = "127.0.0.1",
+        instance: str = "default",
+        tenant_network_pool: str = "10.213.0.0/16",
+        tenant_network_prefix: int = 24,
+    ) -> None:
         """``instance`` labels everything this platform creates, so two platforms sharing one engine
         (or a test run beside a development one) never take each other's workloads for orphans."""
         self._base_url = base_url
         self._own = {_L_MANAGED: "true", _L_INSTANCE: instance}
+        self._subnet_pool = ipaddress.ip_network(tenant_network_pool)
+        self._subnet_prefix = tenant_network_prefix
         self._publish_host = publish_host
         self._client: docker.DockerClient | None = None
         self._egress_ready = False
+        self._runtimes: tuple[set[str] | None, float] = (None, 0.0)
         self._lock = anyio.Lock()
 
     # -- plumbing -----------------------------------------------------------------------------
@@ -114,7 +129,11 @@ class DockerBackend:
         try:
             return self._docker().containers.get(container_name(workload_id))
         except docker.errors.NotFound:
-            return None
+            pass
+        # Not under our naming convention (created by hand or by an older version): find it by its labels.
+        filters = [f"{k}={v}" for k, v in {**self._own, _L_ID: workload_id}.items()]
+        found = self._docker().containers.list(all=True, filters={"label": filters})
+        return found[0] if found else None
 
     # -- engine facts -------------------------------------------------------------------------
 
@@ -136,9 +155,14 @@ class DockerBackend:
         return await self._run("docker info", get)
 
     async def runtimes(self) -> set[str]:
+        # Asked on every deploy; the engine's runtimes change only when an operator reconfigures it.
+        cached, at = self._runtimes
+        if cached is not None and time.monotonic() - at < _RUNTIMES_TTL_S:
+            return cached
         info = await self._run("docker info", lambda: self._docker().info())
-        found = set(info.get("Runtimes", {}))
-        return {r for r in found if r in {"runc", "runsc", "sysbox-runc"}}
+        found = {r for r in info.get("Runtimes", {}) if r in {"runc", "runsc", "sysbox-runc"}}
+        self._runtimes = (found, time.monotonic())
+        return found
 
     async def nodes(self) -> list[NodeInfo]:
         info = await self._run("docker info", lambda: self._docker().info())
@@ -155,6 +179,12 @@ class DockerBackend:
                 drivers=["docker"],
             )
         ]
+
+    async def set_node_eligibility(self, node_id: str, eligible: bool) -> NodeInfo:
+        raise InvalidInput(
+            "the Docker backend runs on one host: there is no other node to move work to",
+            "node eligibility is a Nomad backend feature",
+        )
 
     async def image_exists(self, image: str) -> bool:
         def check() -> bool:
@@ -219,21 +249,45 @@ class DockerBackend:
         client = self._docker()
         if client.networks.list(names=[name]):
             return
-        try:
-            client.networks.create(
-                name,
-                driver="bridge",
-                internal=internal,
-                labels={**(self._own if internal else {_L_MANAGED: "true"}), **labels},
-                options={
-                    "com.docker.network.bridge.name": bridge,
-                    # Shared egress bridges carry several tenants: no traffic between their containers.
-                    "com.docker.network.bridge.enable_icc": "true" if internal else "false",
-                },
-            )
-        except docker.errors.APIError as exc:
-            if exc.status_code != 409:  # created concurrently
-                raise
+        # Docker's default pools hand each network a /16 and run dry after ~30 networks: tenant
+        # networks take small subnets from a pool of their own instead.
+        for attempt in range(5):
+            ipam = self._tenant_ipam(client) if internal else None
+            try:
+                client.networks.create(
+                    name,
+                    driver="bridge",
+                    internal=internal,
+                    ipam=ipam,
+                    labels={**(self._own if internal else {_L_MANAGED: "true"}), **labels},
+                    options={
+                        "com.docker.network.bridge.name": bridge,
+                        # Shared egress bridges carry several tenants: no traffic between their containers.
+                        "com.docker.network.bridge.enable_icc": "true" if internal else "false",
+                    },
+                )
+                return
+            except docker.errors.APIError as exc:
+                if exc.status_code == 409 or client.networks.list(names=[name]):
+                    return  # created concurrently
+                if "overlap" not in str(exc.explanation) or attempt == 4:
+                    raise
+                # Another process took the same free subnet a moment ago: pick again.
+
+    def _tenant_ipam(self, client: docker.DockerClient) -> docker.types.IPAMConfig:
+        used = [
+            ipaddress.ip_network(cfg["Subnet"], strict=False)
+            for net in client.networks.list()
+            for cfg in (net.attrs.get("IPAM") or {}).get("Config") or []
+            if cfg.get("Subnet")
+        ]
+        for subnet in self._subnet_pool.subnets(new_prefix=self._subnet_prefix):
+            if not any(subnet.overlaps(u) for u in used):
+                return docker.types.IPAMConfig(pool_configs=[docker.types.IPAMPool(subnet=str(subnet))])
+        raise AgentHostError(
+            f"the tenant network pool {self._subnet_pool} is exhausted",
+            "an operator must widen AGENTHOST_TENANT_NETWORK_POOL or remove unused tenants",
+        )
 
     def _ensure_egress_sync(self, policy: str) -> str:
         if policy != "open" and not self._egress_ready:
@@ -333,9 +387,14 @@ class DockerBackend:
             if container.status not in ("running", "restarting"):
                 try:
                     container.start()
-                except docker.errors.APIError:
+                except docker.errors.APIError as exc:
                     container.remove(force=True)
-                    raise
+                    # The engine refused to start what it accepted to create: the image, command or user
+                    # cannot run as given. That is the caller's to fix, not a platform fault.
+                    raise InvalidInput(
+                        f"the container cannot start: {exc.explanation}",
+                        "check the image's command, the command argument and the user",
+                    ) from exc
             container.reload()
             return self._status(spec.id, container)
 
@@ -468,9 +527,27 @@ class DockerBackend:
     # -- images -------------------------------------------------------------------------------
 
     async def build_image(
-        self, context: Path, dockerfile: str, tag: str, on_log: OnLog, memory_mb: int, cpus: float, timeout_s: float
+        self,
+        context: Path,
+        dockerfile: str,
+        tag: str,
+        on_log: OnLog,
+        memory_mb: int,
+        cpus: float,
+        timeout_s: float,
+        network: Egress = "open",
+        labels: dict[str, str] | None = None,
+        on_layer: OnLayer | None = None,
     ) -> ImageRef:
-        return await build_image_sync(self, context, dockerfile, tag, on_log, memory_mb, cpus, timeout_s)
+        return await build_image_sync(
+            self, context, dockerfile, tag, on_log, memory_mb, cpus, timeout_s, network, labels, on_layer
+        )
+
+    async def push_image(self, tag: str, on_log: OnLog) -> str | None:
+        return await push_image_sync(self, tag, on_log)
+
+    async def remove_layers(self, layers: list[str]) -> list[str]:
+        return await self._run("remove build layers", remove_layers_sync, self, layers)
 
     async def remove_image(self, tag: str) -> None:
         def remove() -> None:

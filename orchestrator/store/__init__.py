@@ -8,6 +8,7 @@ from ..secrets import SecretBox
 from .api_keys import ApiKeyRepo, KeyLookup
 from .audit import AuditRepo
 from .backups import BackupRepo
+from .builds import BuildRepo, builds_with_leftovers, cancel_requested, touch_builds, unfinished_builds
 from .databases import DatabaseRepo, all_database_records
 from .db import Database, Tx, now_iso
 from .env import EnvRepo
@@ -22,7 +23,11 @@ __all__ = [
     "Tx",
     "all_database_records",
     "all_service_records",
+    "builds_with_leftovers",
+    "cancel_requested",
     "now_iso",
+    "touch_builds",
+    "unfinished_builds",
 ]
 
 
@@ -36,6 +41,7 @@ class TenantStore:
         self.api_keys = ApiKeyRepo(db, tenant_id)
         self.audit = AuditRepo(db, tenant_id)
         self.idempotency = IdempotencyRepo(db, tenant_id)
+        self.builds = BuildRepo(db, tenant_id)
         self.databases = DatabaseRepo(db, tenant_id, secrets.for_tenant(tenant_id))
         self.backups = BackupRepo(db, tenant_id, secrets.for_tenant(tenant_id))
 

@@ -156,7 +156,7 @@ class DatabaseRepo:
                 ),
             ):
                 if await tx.fetchone(sql, params):
-                    raise Conflict(message, "unlink_database first, or pass another env_var")
+                    raise Conflict(message, "unlink it first (link_database unlink=true), or pass another env_var")
             await tx.execute(
                 "INSERT INTO database_links (tenant_id, database_id, service_id, env_var, created_at)"
                 " VALUES (?, ?, ?, ?, ?)",

@@ -13,6 +13,7 @@ import pytest
 from orchestrator.settings import Settings
 
 from .harness import AgentHost
+from .nomad_agent import NOMAD_ADDR, purge_tenants, start_dev_agent, stop_dev_agent
 
 HELLO_APP = textwrap.dedent(
     """
@@ -80,3 +81,30 @@ def agenthost(docker_client: docker.DockerClient, tmp_path_factory: pytest.TempP
 @pytest.fixture(params=["stdio", "http"])
 def transport(request: pytest.FixtureRequest) -> str:
     return str(request.param)
+
+
+@pytest.fixture(scope="session")
+def nomad_agent() -> Iterator[str]:
+    """The Nomad dev agent (infra/nomad.sh): reused when it runs (infra/test.sh starts it), else started here."""
+    try:
+        started = start_dev_agent()
+    except RuntimeError as exc:
+        pytest.fail(str(exc))
+    yield NOMAD_ADDR
+    if started:
+        stop_dev_agent()
+
+
+@pytest.fixture(scope="session")
+def nomad_agenthost(
+    nomad_agent: str, docker_client: docker.DockerClient, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[AgentHost]:
+    """agenthost on the Nomad backend, with its own data dir."""
+    host = AgentHost(
+        data_dir=Path(tmp_path_factory.mktemp("agenthost-nomad")),
+        env={"AGENTHOST_BACKEND": "nomad", "AGENTHOST_NOMAD_ADDR": nomad_agent},
+    )
+    host.init()
+    yield host
+    host.stop()
+    purge_tenants(host)

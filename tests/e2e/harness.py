@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import anyio
 import docker
 import httpx
 import httpx2
@@ -24,7 +25,7 @@ from mcp_types import CallToolResult
 
 from orchestrator.settings import Settings
 
-__all__ = ["AgentHost", "ToolFailed", "call", "connect", "free_port", "wait_for"]
+__all__ = ["AgentHost", "ToolFailed", "call", "connect", "free_port", "until", "wait_for"]
 
 VENV_BIN = Path(sys.executable).parent
 _ERROR = re.compile(r"\[([a-z_]+)\] (.*)", re.DOTALL)
@@ -168,6 +169,25 @@ def parse_error(tool: str, result: CallToolResult) -> ToolFailed:
     text = " ".join(getattr(c, "text", "") for c in result.content)
     match = _ERROR.search(text)
     return ToolFailed(tool, match.group(1), match.group(2)) if match else ToolFailed(tool, "unknown", text)
+
+
+async def until(
+    client: Client,
+    tool: str,
+    args: dict[str, Any],
+    predicate: Callable[[dict[str, Any]], bool],
+    timeout: float = 60.0,
+    interval: float = 0.5,
+) -> dict[str, Any]:
+    """Poll a read tool until its output satisfies ``predicate``; fail after ``timeout``."""
+    result: dict[str, Any] = {}
+    with anyio.move_on_after(timeout):
+        while True:
+            result = await call(client, tool, args)
+            if predicate(result):
+                return result
+            await anyio.sleep(interval)
+    raise AssertionError(f"{tool} never satisfied the condition within {timeout} s; last: {result}")
 
 
 async def call(client: Client, tool: str, args: dict[str, Any] | None = None, **kwargs: Any) -> dict[str, Any]:

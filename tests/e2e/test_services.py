@@ -6,7 +6,7 @@ import docker
 import httpx
 import pytest
 
-from .harness import AgentHost, ToolFailed, call, connect
+from .harness import AgentHost, ToolFailed, call, connect, until
 
 pytestmark = [pytest.mark.anyio, pytest.mark.e2e]
 
@@ -91,14 +91,15 @@ async def test_deploy_lifecycle_env_logs_delete(
 async def test_wait_false_returns_deploying_then_running(agenthost: AgentHost, hello_image: str) -> None:
     key = agenthost.tenant("nowait")
     async with connect(agenthost, key, "stdio") as client:
-        svc = await call(client, "deploy_service", {"name": "quick", "image": hello_image, "port": 8000, "wait": False})
+        slow_start = ["sh", "-c", "sleep 3; exec python3 /app/app.py"]
+        svc = await call(
+            client,
+            "deploy_service",
+            {"name": "quick", "image": hello_image, "port": 8000, "command": slow_start, "wait": False},
+        )
         assert svc["status"] == "deploying"
         assert svc["url"] is None
-        for _ in range(100):
-            svc = await call(client, "get_service", {"service": "quick"})
-            if svc["status"] == "running":
-                break
-        assert svc["status"] == "running"
+        svc = await until(client, "get_service", {"service": "quick"}, lambda s: s["status"] == "running")
         assert _get(svc["url"]).text == "hello world"
         await call(client, "delete_service", {"service": "quick", "confirm": True})
 
@@ -126,3 +127,29 @@ async def test_crash_on_start_is_failed_with_log_tail(
         assert again["status"] == "failed"
         await call(client, "delete_service", {"service": "boom", "confirm": True})
     assert _containers(docker_client, agenthost.tenant_ids["crashy"]) == []
+
+
+async def test_update_applies_or_rolls_back(agenthost: AgentHost, hello_image: str) -> None:
+    key = agenthost.tenant("updates")
+    async with connect(agenthost, key, "http") as client:
+        await call(client, "deploy_service", {"name": "app", "image": hello_image, "port": 8000})
+        updated = await call(client, "update_service", {"service": "app", "memory_mb": 320, "env": {"GREETING": "v2"}})
+        assert updated["status"] == "running" and updated["memory_mb"] == 320
+        assert _get(updated["url"]).text == "hello v2"
+
+        broken = ["sh", "-c", "echo new-version-broken >&2; exit 9"]
+        with pytest.raises(ToolFailed) as err:
+            await call(client, "update_service", {"service": "app", "command": broken, "env": {"GREETING": "v3"}})
+        assert err.value.code == "workload_failed"
+        assert "rolled back" in err.value.message and "new-version-broken" in err.value.message
+        after = await call(client, "get_service", {"service": "app"})
+        assert after["status"] == "running" and after["command"] is None
+        assert _get(after["url"]).text == "hello v2"  # the previous version, env included
+
+        with pytest.raises(ToolFailed) as err:
+            await call(client, "update_service", {"service": "app", "image": "missing:0"})
+        assert err.value.code == "image_not_found"
+        with pytest.raises(ToolFailed) as err:
+            await call(client, "update_service", {"service": "app"})
+        assert err.value.code == "invalid_input"
+        await call(client, "delete_service", {"service": "app", "confirm": True})

@@ -1,0 +1,32 @@
+"""Nodes of the engine: capacity, runtimes and whether they take new work."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from pydantic import BaseModel, Field
+
+from orchestrator.backends.base import NodeInfo
+
+from ..registry import Call, tool
+
+
+class NodeList(BaseModel):
+    nodes: list[NodeInfo]
+
+
+@tool(read_only=True, admin_only=True, title="List nodes")
+async def list_nodes(call: Call) -> NodeList:
+    """Admin: the engine's nodes (one on Docker, the cluster's clients on Nomad) with status, eligibility,
+    CPU, memory, drivers and runtimes."""
+    return NodeList(nodes=await call.platform.list_nodes())
+
+
+@tool(admin_only=True, idempotent=True, title="Set node eligibility")
+async def set_node_eligibility(
+    call: Call,
+    node: Annotated[str, Field(min_length=1, max_length=64, description="node id, id prefix or name")],
+    eligible: Annotated[bool, Field(description="false: no new work is placed there; running work stays")],
+) -> NodeInfo:
+    """Admin (Nomad): mark a node eligible or ineligible for new workloads, e.g. before maintenance."""
+    return await call.platform.set_node_eligibility(node, eligible)

@@ -1,0 +1,76 @@
+"""The Nomad dev agent for e2e tests (infra/nomad.sh) and helpers to look at what agenthost made in it."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from orchestrator.backends.base import Backend
+from orchestrator.platform import instance_id, make_backend
+from orchestrator.secrets import load_master_key
+
+from .harness import AgentHost
+
+__all__ = ["NOMAD_ADDR", "backend_of", "nomad_get", "purge_tenants", "start_dev_agent", "stop_dev_agent"]
+
+NOMAD_ADDR = "http://127.0.0.1:14646"
+_SCRIPT = Path(__file__).resolve().parents[2] / "infra" / "nomad.sh"
+
+
+def _script(cmd: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(["bash", str(_SCRIPT), cmd], capture_output=True, text=True, timeout=900)
+
+
+def start_dev_agent() -> bool:
+    """Start the dev agent unless it answers already; True when this call started it."""
+    if _script("status").returncode == 0:
+        return False
+    proc = _script("start")
+    if proc.returncode != 0:
+        raise RuntimeError(f"infra/nomad.sh start failed:\n{proc.stderr[-3000:]}")
+    return True
+
+
+def stop_dev_agent() -> None:
+    _script("stop")
+
+
+def nomad_get(path: str, **params: Any) -> Any:
+    response = httpx.get(f"{NOMAD_ADDR}/v1/{path}", params=params, timeout=30)
+    response.raise_for_status()
+    return response.json()
+
+
+def backend_of(host: AgentHost, instance: str | None = None) -> Backend:
+    """The backend `agenthost serve` on this data dir uses (its instance id), to look at what the product made.
+
+    Protocol-level tests pass their own ``instance``: the server's reconciler would rightly remove
+    workloads of its instance that have no record, as orphans.
+    """
+    return make_backend(host.settings, instance or instance_id(load_master_key(host.settings.master_key_path)))
+
+
+def purge_tenants(host: AgentHost) -> None:
+    """Remove whatever this session's tenants left in Nomad (a test that failed half-way)."""
+    tenants = set(host.tenant_ids.values())
+    for job in nomad_get("jobs", meta="true"):
+        if (job.get("Meta") or {}).get("agenthost.tenant") in tenants:
+            httpx.delete(f"{NOMAD_ADDR}/v1/job/{job['ID']}", params={"purge": "true"}, timeout=30)
+            httpx.delete(f"{NOMAD_ADDR}/v1/var/nomad/jobs/{job['ID']}", timeout=30)
+    for stub in nomad_get("vars", prefix="agenthost/"):
+        items = nomad_get(f"var/{stub['Path']}").get("Items", {})
+        if items.get("agenthost.tenant") in tenants:
+            name = stub["Path"].rsplit("/", 1)[1]
+            for vol in nomad_get("volumes", type="host"):
+                if vol["Name"] == name:
+                    httpx.delete(f"{NOMAD_ADDR}/v1/volume/host/{vol['ID']}", timeout=30)
+            httpx.delete(f"{NOMAD_ADDR}/v1/var/{stub['Path']}", timeout=30)
+
+
+def job_json(job_id: str) -> str:
+    """Everything Nomad stores about a job's definition, every version, as one JSON text."""
+    return json.dumps([nomad_get(f"job/{job_id}"), nomad_get(f"job/{job_id}/versions")])

@@ -1,0 +1,194 @@
+"""What only the Nomad backend has to prove, against a real Nomad dev agent: secrets stay out of job
+definitions, agent input cannot inject into the job, node eligibility really changes the node, and
+two platforms on one cluster keep their workloads apart."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import uuid
+from pathlib import Path
+
+import httpx
+import pytest
+
+from orchestrator.backends.nomad import NomadBackend
+from orchestrator.backends.nomad_api import NomadApi
+
+from .harness import AgentHost, ToolFailed, call, connect
+from .nomad_agent import NOMAD_ADDR, backend_of, job_json, nomad_get
+
+pytestmark = [pytest.mark.anyio, pytest.mark.e2e]
+
+
+async def test_submitted_job_holds_no_secret(nomad_agenthost: AgentHost, hello_image: str) -> None:
+    host = nomad_agenthost
+    secret = f"pw-{uuid.uuid4().hex}"
+    async with connect(host, host.tenant("nomad-secret"), "http") as client:
+        svc = await call(
+            client,
+            "deploy_service",
+            {"name": "api", "image": hello_image, "port": 8000, "env": {"DB_PASSWORD": secret}},
+        )
+        assert svc["status"] == "running", svc
+        job_id = f"ah-{svc['id']}"
+        stored = job_json(job_id)
+        assert secret not in stored
+        assert "DB_PASSWORD" not in stored  # not even the name: the template reads the Variable
+        assert nomad_get(f"var/nomad/jobs/{job_id}")["Items"]["DB_PASSWORD"] == secret
+        backend = backend_of(host)
+        try:
+            run = await backend.exec(svc["id"], ["printenv", "DB_PASSWORD"])
+        finally:
+            await backend.close()
+        assert run.stdout.strip() == secret
+        await call(client, "set_env", {"service": "api", "vars": {"DB_PASSWORD": secret + "-2"}})
+        assert secret not in job_json(job_id)
+        await call(client, "delete_service", {"service": "api", "confirm": True})
+    with pytest.raises(httpx.HTTPStatusError):
+        nomad_get(f"var/nomad/jobs/{job_id}")
+
+
+async def test_injection_in_name_env_or_image_is_rejected_or_inert(
+    nomad_agenthost: AgentHost, hello_image: str
+) -> None:
+    host = nomad_agenthost
+    hostile = {
+        "HCL": '"\n}\ntask "evil" {\n  driver = "raw_exec"\n',
+        "INTERP": "${node.unique.name} ${attr.kernel.name} ${NOMAD_ALLOC_ID}",
+        "TMPL": '{{ env "HOME" }} {{ with nomadVar "nomad/jobs" }}x{{ end }}',
+        "NEWLINE": "first\nINJECTED=1",
+        "QUOTES": "a\"b'c\\d $(id) `id`",
+    }
+    async with connect(host, host.tenant("nomad-inject"), "http") as client:
+        with pytest.raises(ToolFailed) as err:
+            await call(client, "deploy_service", {"name": 'web"}\njob "x', "image": hello_image})
+        assert "name" in err.value.message and "pattern" in err.value.message, err.value  # refused by the schema
+        for image in (hello_image + '"\n}', "ah-test/hello:${attr.kernel.name}", "ah-test/hello:1 --privileged"):
+            with pytest.raises(ToolFailed) as err:
+                await call(client, "deploy_service", {"name": "badimg", "image": image})
+            assert err.value.code == "invalid_input", image
+        with pytest.raises(ToolFailed) as err:
+            await call(
+                client,
+                "deploy_service",
+                {"name": "badcmd", "image": hello_image, "command": ["sh", "-c", "echo ${attr.unique.hostname}"]},
+            )
+        assert err.value.code == "invalid_input"
+
+        svc = await call(client, "deploy_service", {"name": "web", "image": hello_image, "port": 8000, "env": hostile})
+        assert svc["status"] == "running", svc
+        job = nomad_get(f"job/ah-{svc['id']}")
+        assert [t["Name"] for g in job["TaskGroups"] for t in g["Tasks"]] == ["main"]
+        assert job["TaskGroups"][0]["Tasks"][0]["Driver"] == "docker"
+        backend = backend_of(host)
+        try:
+            for key, value in hostile.items():
+                run = await backend.exec(svc["id"], ["printenv", key])
+                assert run.stdout == value + "\n", (key, run)
+            assert (await backend.exec(svc["id"], ["printenv", "INJECTED"])).exit_code != 0
+        finally:
+            await backend.close()
+        assert (await call(client, "list_services"))["services"][0]["name"] == "web"
+        await call(client, "delete_service", {"service": "web", "confirm": True})
+
+
+async def test_set_node_eligibility_changes_the_node(nomad_agenthost: AgentHost, hello_image: str) -> None:
+    host = nomad_agenthost
+    node_id = nomad_get("nodes")[0]["ID"]
+    async with connect(host, host.admin_key, "http") as admin:
+        try:
+            node = await call(admin, "set_node_eligibility", {"node": node_id[:8], "eligible": False})
+            assert node["id"] == node_id and node["eligible"] is False
+            assert nomad_get(f"node/{node_id}")["SchedulingEligibility"] == "ineligible"
+            status = await call(admin, "platform_status")
+            assert status["cluster"]["nodes_eligible"] == 0
+            assert any("no node accepts new work" in n for n in status["notes"])
+            async with connect(host, host.tenant("nomad-drain"), "stdio") as member:
+                with pytest.raises(ToolFailed) as err:
+                    await call(member, "set_node_eligibility", {"node": node_id, "eligible": True})
+                assert err.value.code == "forbidden"
+                with pytest.raises(ToolFailed) as err:
+                    await call(member, "deploy_service", {"name": "web", "image": hello_image, "port": 8000})
+                assert err.value.code == "runtime_unavailable"
+                assert (await call(member, "list_services"))["services"] == []
+        finally:
+            node = await call(admin, "set_node_eligibility", {"node": node_id, "eligible": True})
+        assert node["eligible"] is True
+        assert nomad_get(f"node/{node_id}")["SchedulingEligibility"] == "eligible"
+        with pytest.raises(ToolFailed) as err:
+            await call(admin, "set_node_eligibility", {"node": "no-such-node", "eligible": True})
+        assert err.value.code == "not_found"
+
+
+async def test_two_platforms_on_one_cluster_keep_apart(nomad_agenthost: AgentHost, hello_image: str) -> None:
+    host = nomad_agenthost
+    other = NomadBackend(NomadApi(NOMAD_ADDR, None, "default", None), "another-instance", ["*"], "default")
+    async with connect(host, host.tenant("nomad-apart"), "stdio") as client:
+        svc = await call(client, "deploy_service", {"name": "mine", "image": hello_image, "port": 8000})
+        try:
+            assert svc["id"] not in {w.id for w in await other.list_workloads({})}
+            assert (await other.workload_status(svc["id"])).state == "missing"
+            assert not await other.remove_workload(svc["id"])
+            assert nomad_get(f"job/ah-{svc['id']}")["Status"] != "dead"
+        finally:
+            await other.close()
+            await call(client, "delete_service", {"service": "mine", "confirm": True})
+
+
+async def test_job_carries_the_isolation_defaults(nomad_agenthost: AgentHost, hello_image: str) -> None:
+    host = nomad_agenthost
+    async with connect(host, host.tenant("nomad-defaults"), "stdio") as client:
+        svc = await call(client, "deploy_service", {"name": "web", "image": hello_image, "port": 8000, "memory_mb": 96})
+        job = nomad_get(f"job/ah-{svc['id']}")
+        task = job["TaskGroups"][0]["Tasks"][0]
+        config = task["Config"]
+        assert config["runtime"] == "runsc" and config["readonly_rootfs"] is True
+        assert config["cap_drop"] == ["all"] and config["security_opt"] == ["no-new-privileges"]
+        assert config["pids_limit"] > 0 and config["cpu_hard_limit"] is True
+        assert task["Resources"]["MemoryMB"] == 96
+        assert {m["target"] for m in config["mount"]} >= {"/tmp", "/run", "/var/tmp"}
+        assert job["TaskGroups"][0]["RestartPolicy"]["Mode"] == "fail"
+        assert job["TaskGroups"][0]["Services"][0]["Checks"][0]["Type"] == "http"
+        assert job["Meta"]["agenthost.tenant"] == host.tenant_ids["nomad-defaults"]
+        alloc = [a for a in nomad_get("allocations", resources="true") if a["JobID"] == job["ID"]][-1]
+        port = alloc["AllocatedResources"]["Shared"]["Ports"][0]
+        assert port["HostIP"] == "127.0.0.1" and svc["url"] == f"http://127.0.0.1:{port['Value']}"
+        assert json.dumps(job).count("agenthost.instance") == 1
+        await call(client, "delete_service", {"service": "web", "confirm": True})
+
+
+def test_cluster_configs_render_and_validate(nomad_agent: str, tmp_path: Path) -> None:
+    """The 3-server + N-client configs infra/nomad-cluster.sh installs are valid Nomad agent configs."""
+    repo = Path(__file__).resolve().parents[2]
+    binary = subprocess.run(
+        ["bash", "infra/nomad.sh", "binary"], cwd=repo, capture_output=True, text=True, check=True
+    ).stdout.strip()
+    servers = "10.9.0.1,10.9.0.2,10.9.0.3"
+    for role, extra in (("server", []), ("client", ["--iface", "eth0", "--runtimes", "runc,runsc,sysbox-runc"])):
+        out = tmp_path / role
+        subprocess.run(
+            [
+                "bash",
+                "infra/nomad-cluster.sh",
+                "render",
+                role,
+                "--addr",
+                "10.9.0.9",
+                "--servers",
+                servers,
+                "--out",
+                str(out),
+                *extra,
+            ],
+            cwd=repo,
+            check=True,
+            capture_output=True,
+        )
+        text = (out / f"{role}.hcl").read_text()
+        assert "__" not in text and '"10.9.0.2"' in text
+        checked = subprocess.run([binary, "config", "validate", str(out)], capture_output=True, text=True)
+        assert checked.returncode == 0, checked.stdout + checked.stderr
+    client = (tmp_path / "client" / "client.hcl").read_text()
+    assert '"agenthost.runtimes"       = "runc,runsc,sysbox-runc"' in client
+    assert 'allow_runtimes = ["runc", "runsc", "sysbox-runc"]' in client

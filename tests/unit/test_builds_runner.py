@@ -1,0 +1,211 @@
+"""The build runner's logic with an in-memory builder: queueing, cancel, engine faults, recovery.
+
+The real engine is exercised by tests/e2e/test_builds.py; here the builder is a double, so the edges
+(an engine that is away, a bug in one build, a process that died mid-build) can be provoked at will.
+"""
+
+from __future__ import annotations
+
+import subprocess
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+import anyio
+import pytest
+
+from orchestrator.backends.base import Builder, ImageRef, OnLayer, OnLog
+from orchestrator.builds import BuildManager, BuildRequest
+from orchestrator.errors import BackendUnavailable
+from orchestrator.models import Build, Egress, Principal
+from orchestrator.secrets import SecretBox
+from orchestrator.settings import Quotas, Settings
+from orchestrator.store import Store
+
+pytestmark = pytest.mark.anyio
+
+Step = Callable[[str], Awaitable[None]]
+
+
+class FakeBuilder:
+    """Runs each build's scripted step; records what was removed."""
+
+    def __init__(self) -> None:
+        self.steps: list[Step] = []
+        self.removed_images: list[str] = []
+        self.removed_layers: list[str] = []
+        self.images: set[str] = set()
+
+    async def image_exists(self, image: str) -> bool:
+        return image in self.images
+
+    async def build_image(
+        self,
+        context: Path,
+        dockerfile: str,
+        tag: str,
+        on_log: OnLog,
+        memory_mb: int,
+        cpus: float,
+        timeout_s: float,
+        network: Egress = "open",
+        labels: dict[str, str] | None = None,
+        on_layer: OnLayer | None = None,
+    ) -> ImageRef:
+        await on_log(f"building {tag}")
+        if on_layer is not None:
+            await on_layer("layer-" + tag.rsplit(":", 1)[1])
+        step = self.steps.pop(0) if self.steps else None
+        if step is not None:
+            await step(tag)
+        self.images.add(tag)
+        return ImageRef(tag=tag, digest="sha256:x", size_bytes=1, ports=[])
+
+    async def push_image(self, tag: str, on_log: OnLog) -> str | None:
+        return "sha256:pushed"
+
+    async def remove_image(self, tag: str) -> None:
+        self.removed_images.append(tag)
+        self.images.discard(tag)
+
+    async def remove_layers(self, layers: list[str]) -> list[str]:
+        self.removed_layers += layers
+        return layers
+
+    async def close(self) -> None:
+        return None
+
+
+async def _quiet(message: str, progress: float | None = None, total: float | None = None) -> None:
+    return None
+
+
+@asynccontextmanager
+async def runner(tmp_path: Path, **settings: object) -> AsyncIterator[tuple[BuildManager, FakeBuilder, Principal]]:
+    conf = Settings(data_dir=tmp_path / "data", allow_local_git=True, build_dir=tmp_path / "builds", **settings)  # type: ignore[arg-type]
+    store = await Store.open(conf.db_path, SecretBox(b"k" * 32))
+    builder = FakeBuilder()
+    assert isinstance(builder, Builder)
+    manager = BuildManager(conf, store, builder)
+    tenant = await store.tenants.create("t", Quotas(max_concurrent_builds=1))
+    p = Principal(tenant_id=tenant.id, tenant_name="t", role="member", key_id="k")
+    try:
+        async with anyio.create_task_group() as tg:
+            await tg.start(manager.run)
+            yield manager, builder, p
+            tg.cancel_scope.cancel()
+    finally:
+        await store.close()
+
+
+@pytest.fixture
+def repo(tmp_path: Path) -> Path:
+    path = tmp_path / "site"
+    path.mkdir()
+    (path / "index.html").write_text("hi")
+    for args in (["init", "-q", "-b", "main"], ["add", "-A"], ["commit", "-q", "-m", "1"]):
+        subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@t.invalid", *args], cwd=path, check=True)
+    return path
+
+
+async def _start(m: BuildManager, p: Principal, repo: Path, wait: bool = False) -> Build:
+    return await m.start(p, BuildRequest(git_url=str(repo), wait=wait, wait_timeout_s=30), _quiet)
+
+
+async def _until_done(m: BuildManager, p: Principal, build_id: str) -> Build:
+    with anyio.fail_after(30):
+        while (b := await m.get(p, build_id)).status in ("queued", "running"):
+            await anyio.sleep(0.05)
+    return b
+
+
+async def test_an_engine_fault_or_a_bug_fails_that_build_only(tmp_path: Path, repo: Path) -> None:
+    async def engine_away(tag: str) -> None:
+        raise BackendUnavailable("docker engine unreachable")
+
+    async def bug(tag: str) -> None:
+        raise RuntimeError("oops")
+
+    async with runner(tmp_path) as (m, builder, p):
+        builder.steps = [engine_away, bug]
+        first = await _until_done(m, p, (await _start(m, p, repo)).id)
+        assert first.status == "failed" and "unreachable" in (first.error or "")
+        second = await _until_done(m, p, (await _start(m, p, repo)).id)
+        assert second.status == "failed" and "unexpectedly (RuntimeError)" in (second.error or "")
+        assert f"layer-{second.id}" in builder.removed_layers
+        third = await _start(m, p, repo, wait=True)
+        assert third.status == "succeeded", third
+        assert third.recipe == "static" and third.port == 8080
+        assert not (tmp_path / "builds" / third.id).exists()
+
+
+async def test_queue_per_tenant_and_cancel(tmp_path: Path, repo: Path) -> None:
+    gate = anyio.Event()
+    entered: list[str] = []
+    cancelled: list[str] = []
+
+    async def blocked(tag: str) -> None:
+        entered.append(tag)
+        try:
+            await gate.wait()
+        except anyio.get_cancelled_exc_class():
+            cancelled.append(tag)
+            raise
+
+    async with runner(tmp_path) as (m, builder, p):
+        builder.steps = [blocked, blocked]
+        one = await _start(m, p, repo)
+        two = await _start(m, p, repo)
+        three = await _start(m, p, repo)
+        with anyio.fail_after(10):
+            while not entered:  # the first build is in the engine's hands
+                await anyio.sleep(0.02)
+        assert (await m.get(p, one.id)).status == "running"
+        got = await m.get(p, three.id)
+        assert (got.status, got.queue_position) == ("queued", 1)
+        assert (await m.cancel(p, two.id)).status == "cancelled"
+        assert (await m.get(p, three.id)).queue_position == 0
+        stopped = await m.cancel(p, one.id)
+        assert stopped.status == "cancelled" and stopped.error == "cancelled by cancel_build"
+        assert len(cancelled) == 1 and cancelled[0].endswith(one.id)
+        assert f"layer-{one.id}" in builder.removed_layers
+        gate.set()
+        assert (await _until_done(m, p, three.id)).status == "succeeded"
+        assert (await m.cancel(p, three.id)).status == "succeeded"  # finished: left as it is
+
+
+async def test_queue_limit(tmp_path: Path, repo: Path) -> None:
+    gate = anyio.Event()
+
+    async def blocked(tag: str) -> None:
+        await gate.wait()
+
+    async with runner(tmp_path, build_queue_limit=2) as (m, builder, p):
+        builder.steps = [blocked]
+        await _start(m, p, repo)
+        await _start(m, p, repo)
+        with pytest.raises(Exception, match="2 builds queued or running"):
+            await _start(m, p, repo)
+        gate.set()
+
+
+async def test_builds_of_a_dead_process_are_failed_and_cleaned(tmp_path: Path, repo: Path) -> None:
+    async with runner(tmp_path) as (m, builder, p):
+        ts = m.store.scoped(p.tenant_id)
+        dead = await ts.builds.insert("site", f"file://{repo}", None, None, 60, owner="gone-host:1:1")
+        await ts.builds.try_start(dead.id, 1, 1)
+        await ts.builds.set_leftovers(dead.id, ["layer-a", "layer-b"])
+        # Same host, a pid that is not running: failed at once, when someone looks.
+        ghost = await ts.builds.insert("site", f"file://{repo}", None, None, 60, owner=f"{m.owner.split(':')[0]}:0:0")
+        got = await m.get(p, ghost.id)
+        assert got.status == "failed" and "interrupted" in (got.error or "")
+        # Another host: only once its heartbeat is stale.
+        assert (await m.get(p, dead.id)).status == "running"
+        await m.store.db.execute(
+            "UPDATE builds SET heartbeat_at = '2000-01-01T00:00:00.000+00:00' WHERE id = ?", [dead.id]
+        )
+        assert await m.recover() == 1
+        got = await m.get(p, dead.id)
+        assert got.status == "failed" and "interrupted" in (got.error or "")
+        assert builder.removed_layers == ["layer-a", "layer-b"]
+        assert (await ts.builds.get(dead.id)).leftovers == []

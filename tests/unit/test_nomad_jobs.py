@@ -1,0 +1,124 @@
+"""Pure logic of the Nomad backend: what reaches the job template, and how allocations read back."""
+
+from __future__ import annotations
+
+import pytest
+
+from orchestrator.backends.base import VolumeSpec, WorkloadSpec
+from orchestrator.backends.nomad_jobs import HASH_ITEM, check_reference, job_variables, status_from
+from orchestrator.backends.nomad_nodes import node_info, placement_error
+from orchestrator.errors import InvalidInput, RuntimeUnavailable
+
+
+def _spec(**kw: object) -> WorkloadSpec:
+    base: dict[str, object] = {
+        "id": "svc_1",
+        "kind": "service",
+        "tenant_id": "t_1",
+        "image": "app:1",
+        "memory_mb": 128,
+        "cpus": 0.5,
+        "runtime": "runsc",
+        "ports": [8000],
+        "env": {"SECRET": "v"},
+    }
+    return WorkloadSpec(**{**base, **kw})  # type: ignore[arg-type]
+
+
+def _vars(spec: WorkloadSpec) -> dict[str, object]:
+    return job_variables(spec, cpu_mhz_per_core=2000, datacenters=["dc1"], node_pool="default")
+
+
+def test_env_never_reaches_the_job_variables() -> None:
+    values = _vars(_spec(env={"SECRET": "hunter2-value"}))
+    assert "hunter2-value" not in repr(values) and "SECRET" not in repr(values)
+
+
+def test_cpus_become_a_hard_quota_in_mhz_and_kinds_pick_the_job_type() -> None:
+    assert _vars(_spec(cpus=0.5))["cpu_mhz"] == 1000
+    assert _vars(_spec(kind="sandbox", ports=[], egress="none"))["job_type"] == "batch"
+    assert _vars(_spec(kind="sandbox", ports=[], egress="none"))["network_mode"] == "none"
+    assert _vars(_spec(volumes=[VolumeSpec(name="ah-t_1-data", path="/data")]))["volumes"] == [
+        {"name": "v0", "source": "ah-t_1-data", "path": "/data", "read_only": False}
+    ]
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"image": 'app:1"\n}'},
+        {"image": "app:${attr.kernel.name}"},
+        {"command": ["sh", "-c", "echo ${node.unique.name}"]},
+        {"workdir": "/srv/${NOMAD_ALLOC_ID}"},
+        {"egress": "web"},
+        {"egress": "none"},  # with a published port
+        {"share_network_with": "svc_2"},
+        {"env": {"BIG": "<" * (70 * 1024)}},
+    ],
+)
+def test_what_nomad_cannot_do_safely_is_refused(change: dict[str, object]) -> None:
+    with pytest.raises(InvalidInput):
+        _vars(_spec(**change))
+
+
+def test_image_references() -> None:
+    for ok in ("app:1", "registry.local:5000/team/app:v2", "127.0.0.1:5000/x", "a/b@sha256:" + "0" * 64):
+        check_reference(ok)
+    for bad in ("App:1", "app:1 --x", "app:1\n", "", "app::1"):
+        with pytest.raises(InvalidInput):
+            check_reference(bad)
+
+
+def test_status_reads_the_latest_allocation() -> None:
+    job = {"Meta": {"agenthost.tenant": "t_1", "agenthost.nomad-env-index": "7"}}
+    old = {"CreateIndex": 1, "ClientStatus": "complete", "TaskStates": {}}
+    new = {
+        "CreateIndex": 5,
+        "ClientStatus": "running",
+        "TaskStates": {
+            "main": {
+                "State": "running",
+                "Restarts": 2,
+                "StartedAt": "2026-01-02T03:04:05.123456789Z",
+                "Events": [{"Type": "Terminated", "Details": {"exit_code": "3"}}],
+            }
+        },
+        "AllocatedResources": {
+            "Shared": {"Ports": [{"Label": "p8000", "Value": 23000, "To": 8000, "HostIP": "127.0.0.1"}]}
+        },
+    }
+    st = status_from("svc_1", job, [new, old], "h")
+    assert st.state == "running" and st.restarts == 2 and st.exit_code == 3 and st.spec_hash == "h"
+    assert st.endpoints[8000].port == 23000 and st.labels == {"agenthost.tenant": "t_1"}
+    assert status_from("svc_1", None, [], None).state == "missing"
+    assert status_from("svc_1", {"Stop": True}, [], None).state == "exited"
+    assert HASH_ITEM.startswith("AGENTHOST_")
+
+
+def test_nodes_offer_only_the_runtimes_their_plugin_allows() -> None:
+    node = {
+        "ID": "n1",
+        "Name": "a",
+        "Status": "ready",
+        "SchedulingEligibility": "eligible",
+        "Attributes": {"unique.network.ip-address": "10.0.0.5"},
+        "NodeResources": {"Cpu": {"CpuShares": 4000, "TotalCpuCores": 2}, "Memory": {"MemoryMB": 2048}},
+        "Drivers": {
+            "docker": {
+                "Detected": True,
+                "Healthy": True,
+                "Attributes": {"driver.docker.runtimes": "runc,runsc,sysbox-runc"},
+            }
+        },
+        "Meta": {"agenthost.runtimes": "runc,runsc"},
+    }
+    info, mhz = node_info(node)
+    assert info.runtimes == ["runc", "runsc"] and mhz == 2000 and info.address == "10.0.0.5"
+    assert node_info({**node, "Meta": {}})[0].runtimes == ["runc"]
+    failed = {
+        "main": {
+            "NodesAvailable": {"dc1": 1},
+            "ConstraintFiltered": {"${meta.agenthost.runtimes} set_contains sysbox-runc": 1},
+        }
+    }
+    assert isinstance(placement_error(failed, "sysbox-runc"), RuntimeUnavailable)
