@@ -15,8 +15,6 @@ from __future__ import annotations
 import logging
 import os
 import shutil
-import socket
-from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +22,7 @@ import anyio
 from anyio.abc import TaskGroup
 
 from .backends.base import Backend
+from .backup_ops import Operations, owner_alive
 from .backup_sources import (
     PG_DUMP_FILE,
     REDIS_FILE,
@@ -44,49 +43,11 @@ from .restic import ResticRepo
 from .services import Reporter, ServiceManager, volume_name
 from .settings import Settings
 from .store import Store, TenantStore
-from .store.backups import BackupRecord, RestoreRecord, Table, running_operations
+from .store.backups import BackupRecord, RestoreRecord, running_operations
 
-__all__ = ["BackupManager", "owner_alive", "owner_token"]
+__all__ = ["BackupManager"]
 
 log = logging.getLogger(__name__)
-
-
-def _proc_start(pid: int) -> str | None:
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return None
-    return stat.rsplit(")", 1)[1].split()[19]  # field 22: start time in clock ticks since boot
-
-
-def owner_token() -> str:
-    """This process, in a form that survives pid reuse: host:pid:start-time."""
-    return f"{socket.gethostname()}:{os.getpid()}:{_proc_start(os.getpid())}"
-
-
-def owner_alive(owner: str | None) -> bool:
-    if not owner:
-        return False
-    host, _, rest = owner.partition(":")
-    pid, _, started = rest.partition(":")
-    # The data dir is local to one host; a row owned by another host came with a copied data dir.
-    return host == socket.gethostname() and pid.isdigit() and _proc_start(int(pid)) == started
-
-
-def _system(tenant_id: str) -> Principal:
-    return Principal(tenant_id=tenant_id, tenant_name="", role="member", key_id="agenthost")
-
-
-class _Relay:
-    """Progress from background work reaches the caller only while the caller still waits."""
-
-    def __init__(self, report: Reporter) -> None:
-        self._report = report
-        self.active = True
-
-    async def __call__(self, message: str, progress: float | None = None, total: float | None = None) -> None:
-        if self.active:
-            await self._report(message, progress, total)
 
 
 class BackupManager:
@@ -103,12 +64,12 @@ class BackupManager:
         self.backend = backend
         self.services = services
         self.databases = databases
-        self.owner = owner_token()
-        self._tasks: TaskGroup | None = None
+        self.ops = Operations(services, settings.wait_timeout_s)
+        self.owner = self.ops.owner
 
     def attach(self, tasks: TaskGroup) -> None:
         """Run operations in the platform's task group (they end with it, as failed)."""
-        self._tasks = tasks
+        self.ops.tasks = tasks
 
     # -- helpers ----------------------------------------------------------------------------------
 
@@ -122,54 +83,6 @@ class BackupManager:
                 f"no volume named {name!r}", "volumes come from deploy_service(volumes=[...]); get_service lists them"
             )
         return engine_name
-
-    async def _users(self, ts: TenantStore, volume: str) -> list[str]:
-        return [
-            s.id
-            for s in await ts.services.all()
-            if s.desired_state == "running" and any(v.name == volume for v in s.spec.volumes)
-        ]
-
-    async def _pause(self, ts: TenantStore, table: Table, op_id: str, volume: str, report: Reporter) -> list[str]:
-        ids = await self._users(ts, volume)
-        await ts.backups.set_paused(table, op_id, ids)  # recorded first, so a crash still brings them back
-        for sid in ids:
-            await report(f"stopping service {(await ts.services.get(sid)).name} for a consistent copy")
-            await self.services.stop(_system(ts.tenant_id), sid)
-        return ids
-
-    async def _resume(self, ts: TenantStore, table: Table, op_id: str, ids: list[str]) -> None:
-        for sid in ids:
-            try:
-                await self.services.start(_system(ts.tenant_id), sid, wait=True)
-            except NotFound:
-                continue
-            except AgentHostError:
-                log.exception("could not restart service %s after %s", sid, op_id)
-        await ts.backups.set_paused(table, op_id, [])
-
-    async def _in_background(self, work: Callable[[Reporter], Awaitable[None]], wait: bool, report: Reporter) -> None:
-        done = anyio.Event()
-        relay = _Relay(report)
-
-        async def runner() -> None:
-            try:
-                await work(relay)
-            except Exception:  # the root of a background task: escaping would stop the platform's task group
-                log.exception("backup operation crashed")
-            finally:
-                done.set()
-
-        if self._tasks is None:
-            await runner()
-        else:
-            self._tasks.start_soon(runner)
-            if wait:
-                with anyio.move_on_after(self.settings.wait_timeout_s):
-                    await done.wait()
-                if not done.is_set():
-                    await report("still running; poll list_backups")
-        relay.active = False
 
     async def _conflicts(self, ts: TenantStore, kind: str, name: str) -> None:
         busy = await ts.backups.running_for(name, kind) or await ts.backups.running_restores_into(name)  # type: ignore[arg-type]
@@ -244,7 +157,7 @@ class BackupManager:
         await report(f"opening the backup repository ({repo.where})")
         await repo.ensure()
         rec = await ts.backups.insert(kind, source, source_id, engine, where, self.owner, meta)  # type: ignore[arg-type]
-        await self._in_background(lambda relay: self._backup(ts, rec, repo, relay), wait, report)
+        await self.ops.in_background(lambda relay: self._backup(ts, rec, repo, relay), wait, report)
         return await self.view(ts, await ts.backups.get(rec.id))
 
     async def _backup(self, ts: TenantStore, rec: BackupRecord, repo: ResticRepo, report: Reporter) -> None:
@@ -265,13 +178,13 @@ class BackupManager:
                 snapshot, size = await repo.backup(folder, tags)
             else:
                 engine_volume = volume_name(ts.tenant_id, rec.source_name)
-                paused = await self._pause(ts, "backups", rec.id, rec.source_name, report)
+                paused = await self.ops.pause(ts, "backups", rec.id, rec.source_name, report)
                 try:
                     await report(f"writing snapshot of volume {rec.source_name} to {repo.where}")
                     snapshot, size = await repo.backup(await volume_dir(self.backend, engine_volume), tags)
                 finally:
                     with anyio.CancelScope(shield=True):
-                        await self._resume(ts, "backups", rec.id, paused)
+                        await self.ops.resume(ts, "backups", rec.id, paused)
             await ts.backups.finish(rec.id, "complete", snapshot_id=snapshot, size_bytes=size)
             await report(f"backup {rec.id} complete")
         except anyio.get_cancelled_exc_class():
@@ -377,7 +290,7 @@ class BackupManager:
         repo = await self.repo(ts, rec.target)
         await repo.ensure()
         op = await ts.backups.insert_restore(rec.id, into, into_id, name is not None, self.owner)
-        await self._in_background(lambda relay: self._restore(p, ts, rec, op, repo, relay), wait, report)
+        await self.ops.in_background(lambda relay: self._restore(p, ts, rec, op, repo, relay), wait, report)
         return await self.view(ts, await ts.backups.get(rec.id))
 
     async def _restore(
@@ -399,7 +312,7 @@ class BackupManager:
                     os.chmod(mount, mode)
             else:
                 mount = await volume_dir(self.backend, volume_name(ts.tenant_id, op.into_name))
-                paused = await self._pause(ts, "restores", op.id, op.into_name, report)
+                paused = await self.ops.pause(ts, "restores", op.id, op.into_name, report)
                 try:
                     staged = mount / f".ah-restore-{op.id}"
                     await report(f"restoring files into volume {op.into_name}")
@@ -407,7 +320,7 @@ class BackupManager:
                     await anyio.to_thread.run_sync(clear_and_replace, mount, staged)
                 finally:
                     with anyio.CancelScope(shield=True):
-                        await self._resume(ts, "restores", op.id, paused)
+                        await self.ops.resume(ts, "restores", op.id, paused)
             await ts.backups.finish_restore(op.id, "complete")
             await report(f"restored {rec.id} into {op.into_name}")
         except anyio.get_cancelled_exc_class():
@@ -515,7 +428,7 @@ class BackupManager:
         except AgentHostError as exc:
             note = f" (the repository could not be checked: {exc.message})"
         await self._cleanup_backup(ts, rec)
-        await self._resume(ts, "backups", rec.id, rec.paused_services)
+        await self.ops.resume(ts, "backups", rec.id, rec.paused_services, wait=False)
         if snapshot is not None:
             await ts.backups.finish(rec.id, "complete", snapshot_id=snapshot)
         else:
@@ -539,7 +452,7 @@ class BackupManager:
             except AgentHostError:
                 pass
         shutil.rmtree(self._staging(op.id), ignore_errors=True)
-        await self._resume(ts, "restores", op.id, op.paused_services)
+        await self.ops.resume(ts, "restores", op.id, op.paused_services, wait=False)
         await self._fail_restore(
             ts,
             op.id,
