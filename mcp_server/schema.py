@@ -1,7 +1,7 @@
 """Smaller JSON schemas for tools/list: the same validation (inputs) or a looser one (outputs) in fewer tokens.
 
-Inputs drop ``title`` (pydantic repeats the field name) and ``default: null`` (what an omitted
-optional argument means anyway); ``anyOf: [{type: T, ...}, {type: null}]`` becomes
+Inputs drop ``title`` (pydantic repeats the field name), empty defaults (what an omitted optional
+argument means anyway) and string length limits (the server enforces them with a clear error); ``anyOf: [{type: T, ...}, {type: null}]`` becomes
 ``{type: [T, null], ...}``, which accepts exactly the same values because every other keyword of
 the branch only constrains values of type T. Outputs are cut to their top-level shape.
 """
@@ -11,6 +11,10 @@ from __future__ import annotations
 from typing import Any
 
 __all__ = ["compact_schema", "output_outline"]
+
+
+# Limits the server enforces anyway (with a clear error); listing them costs every agent tokens.
+_ADVISORY = {"title", "minLength", "maxLength"}
 
 
 def _nullable_merge(options: list[Any]) -> dict[str, Any] | None:
@@ -29,7 +33,7 @@ def compact_schema(schema: Any, *, _in_properties: bool = False) -> Any:
         return schema
     result: dict[str, Any] = {}
     for key, value in schema.items():
-        if not _in_properties and (key == "title" or (key == "default" and value is None)):
+        if not _in_properties and (key in _ADVISORY or (key == "default" and value in (None, [], {}))):
             continue
         # Under "properties" and "$defs" the keys are names, not keywords.
         result[key] = compact_schema(value, _in_properties=key in ("properties", "$defs"))
