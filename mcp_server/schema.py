@@ -1,9 +1,10 @@
 """Smaller JSON schemas for tools/list: the same validation (inputs) or a looser one (outputs) in fewer tokens.
 
 Inputs drop ``title`` (pydantic repeats the field name), empty defaults (what an omitted optional
-argument means anyway) and string length limits (the server enforces them with a clear error); ``anyOf: [{type: T, ...}, {type: null}]`` becomes
-``{type: [T, null], ...}``, which accepts exactly the same values because every other keyword of
-the branch only constrains values of type T. Outputs are cut to their top-level shape.
+argument means anyway) and string length limits (the server enforces them with a clear error).
+``anyOf: [{type: T, ...}, {type: null}]`` becomes ``{type: [T, null], ...}``, which accepts exactly
+the same values because every other keyword of the branch only constrains values of type T.
+Outputs are cut to their top-level shape.
 """
 
 from __future__ import annotations
