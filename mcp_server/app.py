@@ -33,7 +33,7 @@ from .auth import BearerAuth, principal_of
 from .prompts import register_prompts
 from .registry import REGISTRY, Call, ToolDef, invalid_arguments, run_tool
 from .rest import rest_routes
-from .schema import compact_schema
+from .schema import compact_schema, output_outline
 
 __all__ = ["AppState", "build_http_app", "build_mcp"]
 
@@ -149,12 +149,16 @@ def build_mcp(get_state: Callable[[], AppState], *, read_only: bool = False) -> 
             name=td.name,
             title=td.title,
             description=td.description,
-            annotations=ToolAnnotations(
-                title=td.title,
-                read_only_hint=td.read_only,
-                destructive_hint=td.destructive,
-                idempotent_hint=td.idempotent,
-                open_world_hint=False,
+            # The other hints mean something only when a tool is not read-only (MCP spec); the title is the tool's own.
+            annotations=(
+                ToolAnnotations(read_only_hint=True, open_world_hint=False)
+                if td.read_only
+                else ToolAnnotations(
+                    read_only_hint=False,
+                    destructive_hint=td.destructive,
+                    idempotent_hint=td.idempotent,
+                    open_world_hint=False,
+                )
             ),
             structured_output=True,
         )
@@ -181,7 +185,7 @@ class AgentHostMCP(MCPServer[AppState]):
             tool.model_copy(
                 update={
                     "input_schema": compact_schema(tool.input_schema),
-                    "output_schema": compact_schema(tool.output_schema, output=True) if tool.output_schema else None,
+                    "output_schema": output_outline(tool.output_schema) if tool.output_schema else None,
                 }
             )
             for tool in await super().list_tools()

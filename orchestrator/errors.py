@@ -19,6 +19,7 @@ stable ``code`` (part of the API: tests and clients match on it), an HTTP
     ├── WorkloadFailed                workload_failed (502)
     │   └── BuildFailed               build_failed (502)
     └── BackendUnavailable            backend_unavailable (503)
+        └── BackupTargetUnavailable   backup_target_unavailable (503)
 
 Engine exceptions (docker-py, Nomad) are translated at the backend edge by one
 context manager per backend and re-raised from the original.
@@ -29,6 +30,7 @@ from __future__ import annotations
 __all__ = [
     "AgentHostError",
     "BackendUnavailable",
+    "BackupTargetUnavailable",
     "BuildFailed",
     "Conflict",
     "ConfirmationRequired",
@@ -139,3 +141,11 @@ class BackendUnavailable(AgentHostError):
     code = "backend_unavailable"
     status = 503
     default_hint = "the container engine is unreachable: an operator must start it (platform_status shows details)"
+
+
+class BackupTargetUnavailable(BackendUnavailable):
+    code = "backup_target_unavailable"
+    default_hint = (
+        "the backup repository (local directory or S3 endpoint) cannot be reached: an operator must fix it;"
+        " target='local' still works if the S3 endpoint is down"
+    )

@@ -18,7 +18,7 @@ from .backends.base import Backend
 from .errors import InvalidInput, NotFound
 from .models import Principal, untrusted
 from .sandboxes import SandboxManager
-from .services import Reporter, mask_secrets
+from .services import Reporter, ServiceManager, mask_secrets
 from .settings import Settings
 from .store import Store
 
@@ -89,10 +89,13 @@ def _check(req: ExecRequest, settings: Settings) -> tuple[list[str], float, byte
 
 
 class ExecManager:
-    def __init__(self, settings: Settings, store: Store, backend: Backend, sandboxes: SandboxManager) -> None:
+    def __init__(
+        self, settings: Settings, store: Store, backend: Backend, services: ServiceManager, sandboxes: SandboxManager
+    ) -> None:
         self.settings = settings
         self.store = store
         self.backend = backend
+        self.services = services
         self.sandboxes = sandboxes
 
     async def run(self, p: Principal, req: ExecRequest, report: Reporter = _silent) -> ExecOutput:
@@ -103,6 +106,8 @@ class ExecManager:
             svc = await ts.services.get(req.service)
             workload, target, hint = svc.id, f"service {svc.name}", "start_service first"
             secrets += list((await ts.env.get_all(svc.id)).values())
+            for hook in self.services.extra_secrets:  # e.g. linked database passwords
+                secrets += await hook(ts, svc)
         else:
             sbx = await ts.sandboxes.get(req.sandbox or "")
             if sbx.status != "running":

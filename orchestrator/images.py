@@ -23,6 +23,7 @@ from pathlib import Path
 import docker
 import docker.errors
 
+from .db_images import PG_BIN, POSTGRES_ENTRYPOINT, POSTGRES_SETUP, REDIS_SETUP
 from .errors import AgentHostError
 from .settings import Settings
 
@@ -131,6 +132,29 @@ RECIPES: dict[str, Recipe] = {
             "ENV npm_config_cache=/tmp/.npm",
             "ENV npm_config_update_notifier=false",
         ),
+    ),
+    # Postgres and Redis behave like the official images (db_images.py says how), so the
+    # settings may point at either.
+    "postgres": Recipe(
+        setting="image_postgres",
+        packages=("postgresql-15",),
+        setup=POSTGRES_SETUP,
+        files={"/usr/local/bin/docker-entrypoint.sh": POSTGRES_ENTRYPOINT},
+        changes=(
+            'ENTRYPOINT ["/usr/local/bin/docker-entrypoint.sh"]',
+            'CMD ["postgres"]',
+            "USER postgres",
+            "ENV LANG=C.UTF-8",
+            f"ENV PATH={PG_BIN}:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+            "ENV PGDATA=/var/lib/postgresql/data",
+            "EXPOSE 5432",
+        ),
+    ),
+    "redis": Recipe(
+        setting="image_redis",
+        packages=("redis-server",),
+        setup=REDIS_SETUP,
+        changes=('CMD ["redis-server"]', "USER redis", "WORKDIR /data", "ENV LANG=C.UTF-8", "EXPOSE 6379"),
     ),
 }
 

@@ -11,6 +11,21 @@ from .settings import Quotas
 
 __all__ = [
     "UNTRUSTED_BEGIN",
+    "Backup",
+    "BackupKind",
+    "BackupList",
+    "BackupStatus",
+    "BackupTarget",
+    "ConnectionInfo",
+    "Database",
+    "DatabaseLink",
+    "DatabaseList",
+    "DatabaseRecord",
+    "DatabaseSpec",
+    "DatabaseStatus",
+    "Engine",
+    "LinkResult",
+    "RestoreInfo",
     "UNTRUSTED_END",
     "NAME_PATTERN",
     "ApiKeyInfo",
@@ -332,3 +347,103 @@ class BuildLogOutput(BaseModel):
     output: str = Field(description="build output inside an untrusted-data boundary")
     next_offset: int = Field(description="pass as offset to get only what came after")
     truncated: bool = Field(description="true when older output was left out to stay within the size bound")
+
+
+# -- databases and backups ------------------------------------------------------------------------
+
+Engine = Literal["postgres", "redis"]
+DatabaseStatus = Literal["creating", "running", "restoring", "failed"]
+BackupKind = Literal["database", "volume"]
+BackupStatus = Literal["running", "complete", "failed"]
+BackupTarget = Literal["local", "s3"]
+
+
+class DatabaseSpec(BaseModel):
+    """How a database runs, stored as JSON with its record."""
+
+    image: str
+    runtime: str
+    memory_mb: int
+    cpus: float
+    volume: str = Field(description="engine-level name of the data volume")
+    port: int
+    username: str
+    db_name: str | None = None
+
+
+class DatabaseRecord(BaseModel):
+    id: str
+    tenant_id: str
+    name: str
+    engine: Engine
+    spec: DatabaseSpec
+    desired_state: Literal["running", "deleted"]
+    status: DatabaseStatus
+    last_error: str | None = None
+    created_at: datetime
+    updated_at: datetime
+
+
+class DatabaseLink(BaseModel):
+    service: str
+    env_var: str
+
+
+class Database(BaseModel):
+    id: str
+    name: str
+    engine: Engine
+    status: DatabaseStatus
+    url: str = Field(
+        description="for your services: host is the database name on your private network; password masked"
+    )
+    external_url: str | None = Field(None, description="via 127.0.0.1 on this host, password masked")
+    memory_mb: int
+    linked_services: list[DatabaseLink] = []
+    last_error: str | None = None
+    created_at: datetime
+
+
+class DatabaseList(BaseModel):
+    databases: list[Database]
+
+
+class ConnectionInfo(BaseModel):
+    url: str = Field(description="for services on your private network (what link_database injects)")
+    external_url: str | None = Field(None, description="for clients on this host, via 127.0.0.1")
+    env_var: str = Field(description="the env var link_database sets by default")
+    revealed: bool
+
+
+class LinkResult(BaseModel):
+    database: str
+    service: str
+    env_var: str
+    linked: bool
+    service_status: ServiceStatus
+
+
+class RestoreInfo(BaseModel):
+    id: str
+    status: BackupStatus
+    into: str = Field(description="the database or volume restored into")
+    created_new: bool = Field(description="true when the restore made a new database or volume")
+    error: str | None = None
+    created_at: datetime
+    finished_at: datetime | None = None
+
+
+class Backup(BaseModel):
+    id: str
+    kind: BackupKind
+    source: str = Field(description="name of the database or volume backed up")
+    target: BackupTarget
+    status: BackupStatus
+    size_bytes: int | None = Field(None, description="bytes read from the source")
+    error: str | None = None
+    created_at: datetime
+    last_restore: RestoreInfo | None = None
+
+
+class BackupList(BaseModel):
+    backups: list[Backup]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import logging
 import shutil
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -11,7 +12,9 @@ from pathlib import Path
 import anyio
 
 from .backends.base import Backend, Builder, NodeInfo
+from .backups import BackupManager
 from .builds import BuildManager
+from .databases import DatabaseManager
 from .errors import AgentHostError, BackendUnavailable, InvalidInput, NotFound
 from .exec import ExecManager
 from .models import ClusterSummary, PlatformStatus, Principal, Usage
@@ -22,10 +25,12 @@ from .secrets import SecretBox, load_master_key
 from .services import ServiceManager
 from .settings import Settings
 from .ssh import SshManager
-from .store import Store, all_service_records
+from .store import Store, all_database_records, all_service_records
 from .tenants import TenantManager
 
 __all__ = ["Platform", "instance_id", "make_backend", "make_builder"]
+
+log = logging.getLogger(__name__)
 
 
 def instance_id(master_key: bytes) -> str:
@@ -70,12 +75,19 @@ class Platform:
         self.builds = BuildManager(settings, store, self.builder)
         self.services.resolve_build = self.builds.image_for_deploy
         self.reconciler = Reconciler(store, self.services, settings.reconcile_interval_s)
+        self.databases = DatabaseManager(settings, store, backend, self.services)
+        self.backups = BackupManager(settings, store, backend, self.services, self.databases)
+        self.services.extra_env.append(self.databases.linked_env)
+        self.services.extra_secrets.append(self.databases.linked_secrets)
+        self.reconciler.known_ids.append(self.databases.known_ids)
+        # Backups first: an abandoned restore hands its stopped database back before databases are checked.
+        self.reconciler.passes += [self.backups.recover, self.databases.reconcile]
         self.pool = WarmPool(settings, store, backend)
         self.sandboxes = SandboxManager(settings, store, backend, self.pool)
-        self.exec = ExecManager(settings, store, backend, self.sandboxes)
+        self.exec = ExecManager(settings, store, backend, self.services, self.sandboxes)
         self.ssh = SshManager(settings, store, backend, self.services)
         self.reconciler.known_ids += [self.pool.known_ids, self.sandboxes.known_ids, self.ssh.known_ids]
-        self.reconciler.repairs.append(self.ssh.reconcile)
+        self.reconciler.passes.append(self.ssh.reconcile)
 
     @classmethod
     @asynccontextmanager
@@ -89,7 +101,9 @@ class Platform:
         try:
             async with anyio.create_task_group() as tg:
                 await tg.start(platform.builds.run)
+                platform.backups.attach(tg)
                 if background:
+                    tg.start_soon(platform._recover_operations)
                     tg.start_soon(platform.reconciler.run)
                     tg.start_soon(platform.pool.run)
                 yield platform
@@ -100,6 +114,13 @@ class Platform:
                     await platform.builder.close()
                 await backend.close()
                 await store.close()
+
+    async def _recover_operations(self) -> None:
+        """Resolve backups and restores a dead process left running (the reconciler repeats it)."""
+        try:
+            await self.backups.recover()
+        except AgentHostError:
+            log.exception("could not resolve backups and restores left by a dead process")
 
     async def list_nodes(self) -> list[NodeInfo]:
         return await self.backend.nodes()
@@ -117,7 +138,14 @@ class Platform:
     async def usage(self, p: Principal) -> Usage:
         ts = self.store.scoped(p.tenant_id)
         count, mem, cpus = await ts.services.usage()
-        return Usage(services=count, memory_mb=mem, cpus=cpus, sandboxes=await ts.sandboxes.count())
+        dbs, db_mem, db_cpus = await ts.databases.usage()
+        return Usage(
+            services=count,
+            memory_mb=mem + db_mem,
+            cpus=cpus + db_cpus,
+            databases=dbs,
+            sandboxes=await ts.sandboxes.count(),
+        )
 
     def disk_state(self, path: Path) -> tuple[float | None, str]:
         try:
@@ -149,9 +177,11 @@ class Platform:
             records = await all_service_records(self.store.db)
             counts = {"tenants": await self.store.tenants.count()}
             names = {t.id: t.name for t in await self.store.tenants.all()}
+            counts["databases"] = len(await all_database_records(self.store.db))
         else:
             records = await self.store.scoped(p.tenant_id).services.all()
             counts, names = {}, {p.tenant_id: p.tenant_name}
+            counts["databases"] = len(await self.store.scoped(p.tenant_id).databases.all())
         counts["services"] = len(records)
         for rec in records:
             counts[f"services_{rec.status}"] = counts.get(f"services_{rec.status}", 0) + 1

@@ -28,10 +28,10 @@ class Reconciler:
         self.store = store
         self.services = services
         self.interval_s = interval_s
-        # Other use-cases register the workload ids they own, so they are not taken for orphans.
+        # Other use-cases register the workload ids they own, so they are not taken for orphans,
+        # and passes of their own (databases, backups), run before orphans are collected.
         self.known_ids: list[Callable[[], Awaitable[set[str]]]] = []
-        # Other use-cases' own repairs (e.g. SSH sidecars following their service), run every pass.
-        self.repairs: list[Callable[[], Awaitable[None]]] = []
+        self.passes: list[Callable[[], Awaitable[dict[str, int]]]] = []
 
     async def run(self) -> None:
         while True:
@@ -68,13 +68,8 @@ class Reconciler:
                 counts["failed"] += 1
             elif rec.status == "deploying" and st.state == "running":
                 await self.services.view(ts, rec)
-        for repair in self.repairs:
-            try:
-                await repair()
-            except BackendUnavailable:
-                raise
-            except AgentHostError:
-                log.exception("repair %s failed", getattr(repair, "__qualname__", repair))
+        for extra in self.passes:
+            counts.update(await extra())
         # List first, then read who owns what: a workload created meanwhile had its record written before
         # its container, so it is known here and never taken for an orphan.
         workloads = await backend.list_workloads({})

@@ -142,6 +142,8 @@ class ServiceManager:
     async def emit(self, ts: TenantStore, rec: ServiceRecord, event: ServiceEvent) -> None:
         for hook in self.on_event:
             await hook(ts, rec, event)
+        # ...and the secrets they hand a service, so its logs mask them too.
+        self.extra_secrets: list[Callable[[TenantStore, ServiceRecord], Awaitable[list[str]]]] = []
         # Builds: a tenant's build id -> (image, port it exposes). Raises NotFound / InvalidInput.
         self.resolve_build: Callable[[TenantStore, str], Awaitable[tuple[str, int | None]]] | None = None
 
@@ -184,10 +186,21 @@ class ServiceManager:
 
     # -- specs and views ------------------------------------------------------------------------
 
-    async def workload_spec(self, ts: TenantStore, rec: ServiceRecord) -> WorkloadSpec:
+    async def _env(self, ts: TenantStore, rec: ServiceRecord) -> dict[str, str]:
         env = await ts.env.get_all(rec.id)
         for hook in self.extra_env:
             env.update(await hook(ts, rec))
+        return env
+
+    async def known_secrets(self, ts: TenantStore, rec: ServiceRecord) -> list[str]:
+        """Values to mask in the service's output: its env and what other use-cases hand it."""
+        secrets = list((await self._env(ts, rec)).values())
+        for hook in self.extra_secrets:
+            secrets += await hook(ts, rec)
+        return secrets
+
+    async def workload_spec(self, ts: TenantStore, rec: ServiceRecord) -> WorkloadSpec:
+        env = await self._env(ts, rec)
         spec = rec.spec
         return WorkloadSpec(
             id=rec.id,
@@ -292,8 +305,7 @@ class ServiceManager:
             got = [ln.text async for ln in self.backend.logs(rec.id, tail=lines)]
         except AgentHostError:
             return ""
-        secrets = list((await ts.env.get_all(rec.id)).values())
-        return mask_secrets("\n".join(got), secrets)[-4000:]
+        return mask_secrets("\n".join(got), await self.known_secrets(ts, rec))[-4000:]
 
     async def _ready(self, rec: ServiceRecord, st: WorkloadStatus, quick: bool = False) -> bool:
         if not rec.spec.port or rec.spec.health_check.type == "none":
@@ -550,7 +562,7 @@ class ServiceManager:
 
             since = datetime.now(UTC) - timedelta(seconds=since_s)
         lines = [ln.text async for ln in self.backend.logs(rec.id, tail=tail, since=since)]
-        text = mask_secrets("\n".join(lines), list((await ts.env.get_all(rec.id)).values()))
+        text = mask_secrets("\n".join(lines), await self.known_secrets(ts, rec))
         truncated = len(text.encode()) > self.settings.log_max_bytes
         if truncated:
             text = text.encode()[-self.settings.log_max_bytes :].decode("utf-8", "ignore")

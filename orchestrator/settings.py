@@ -83,6 +83,18 @@ class Settings(BaseSettings):
     build_base_node: str = "agenthost/node:bookworm"
     build_base_static: str = "agenthost/python:bookworm"
 
+    # Backups: one restic repository per tenant, in a local directory or an S3-compatible bucket.
+    backup_target: Literal["local", "s3"] = "local"
+    backup_local_dir: Path | None = Field(None, description="default: <data_dir>/restic")
+    backup_s3_endpoint: str | None = Field(None, description="e.g. https://s3.example.com or http://127.0.0.1:9000")
+    backup_s3_bucket: str = "agenthost-backups"
+    backup_s3_prefix: str = ""
+    backup_s3_access_key: str | None = None
+    backup_s3_secret_key: str | None = None
+    backup_s3_region: str = "us-east-1"
+    backup_timeout_s: float = 3600.0
+    restic_bin: str = "restic"
+
     # exec: stdout and stderr each keep at most exec_max_output_bytes (head and tail when cut).
     exec_default_timeout_s: float = 60.0
     exec_max_timeout_s: float = 600.0
@@ -132,3 +144,11 @@ class Settings(BaseSettings):
     @property
     def master_key_path(self) -> Path:
         return self.data_dir / "master.key"
+
+    @property
+    def restic_local_dir(self) -> Path:
+        return self.backup_local_dir or self.data_dir / "restic"
+
+    @property
+    def backup_staging_dir(self) -> Path:
+        return self.data_dir / "backup-staging"

@@ -170,13 +170,18 @@ class SshManager:
     async def known_ids(self) -> set[str]:
         return {sidecar_id(r.id) for r in await all_service_records(self.store.db) if r.spec.ssh_public_keys}
 
-    async def reconcile(self) -> None:
+    async def reconcile(self) -> dict[str, int]:
+        """A reconciler pass: every sidecar follows its service (recreated after a restart, gone when stopped)."""
+        running = 0
         for rec in await all_service_records(self.store.db):
             if rec.spec.ssh_public_keys and rec.desired_state != "deleted":
                 try:
-                    await self.sync(self.store.scoped(rec.tenant_id), rec)
+                    running += await self.sync(self.store.scoped(rec.tenant_id), rec)
                 except NotFound:
                     continue  # deleted meanwhile
+                except AgentHostError as exc:
+                    log.warning("ssh sidecar of %s: %s", rec.id, exc)
+        return {"ssh_sidecars": running}
 
     # -- use-cases ------------------------------------------------------------------------------------
 

@@ -2,6 +2,6 @@
 
 from __future__ import annotations
 
-from . import builds, exec, keys, nodes, platform, sandboxes, services, ssh
+from . import backups, builds, databases, exec, keys, nodes, platform, sandboxes, services, ssh
 
-__all__ = ["builds", "exec", "keys", "nodes", "platform", "sandboxes", "services", "ssh"]
+__all__ = ["backups", "builds", "databases", "exec", "keys", "nodes", "platform", "sandboxes", "services", "ssh"]

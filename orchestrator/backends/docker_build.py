@@ -174,7 +174,12 @@ def _prepare(context: Path, dockerfile: str, labels: dict[str, str]) -> tuple[An
     parameter would add one build step, one container, per label); the copy travels in the tar.
     """
     path = Path(dockerfile) if os.path.isabs(dockerfile) else context / dockerfile
-    text = path.read_text(errors="replace").rstrip()
+    try:
+        text = path.read_text(errors="replace").rstrip()
+    except OSError as exc:
+        raise BuildFailed(
+            f"cannot read the Dockerfile {dockerfile!r}: {exc.strerror}", "check the dockerfile path"
+        ) from exc
     if labels and not text.endswith(("\\", "`")):  # a dangling line continuation would swallow the line
         text += "\nLABEL " + " ".join(f"{k}={json.dumps(v)}" for k, v in labels.items()) + "\n"
         labels = {}

@@ -7,7 +7,9 @@ from pathlib import Path
 from ..secrets import SecretBox
 from .api_keys import ApiKeyRepo, KeyLookup
 from .audit import AuditRepo
+from .backups import BackupRepo
 from .builds import BuildRepo, builds_with_leftovers, cancel_requested, touch_builds, unfinished_builds
+from .databases import DatabaseRepo, all_database_records
 from .db import Database, Tx, now_iso
 from .env import EnvRepo
 from .idempotency import IdempotencyRepo
@@ -22,6 +24,7 @@ __all__ = [
     "Store",
     "TenantStore",
     "Tx",
+    "all_database_records",
     "all_sandbox_records",
     "all_service_records",
     "builds_with_leftovers",
@@ -45,6 +48,8 @@ class TenantStore:
         self.sandboxes = SandboxRepo(db, tenant_id)
         self.ssh_host_keys = HostKeyRepo(db, tenant_id, secrets.for_tenant(tenant_id))
         self.builds = BuildRepo(db, tenant_id)
+        self.databases = DatabaseRepo(db, tenant_id, secrets.for_tenant(tenant_id))
+        self.backups = BackupRepo(db, tenant_id, secrets.for_tenant(tenant_id))
 
 
 class Store:

@@ -13,7 +13,7 @@ from .harness import AgentHost, ToolFailed, call, connect
 pytestmark = [pytest.mark.anyio, pytest.mark.e2e]
 
 MUTATING = {"deploy_service", "start_service", "stop_service", "restart_service", "set_env", "unset_env"}
-DESTRUCTIVE = {"delete_service", "revoke_api_key"}
+DESTRUCTIVE = {"delete_service", "revoke_api_key", "delete_database", "restore_backup", "delete_backup"}
 
 
 async def test_tools_are_typed_annotated_and_small(agenthost: AgentHost) -> None:
@@ -25,7 +25,10 @@ async def test_tools_are_typed_annotated_and_small(agenthost: AgentHost) -> None
         assert t.input_schema["type"] == "object", t.name
         assert t.output_schema and t.output_schema.get("type") == "object", t.name
         assert t.annotations is not None, t.name
-        assert t.annotations.read_only_hint is not None and t.annotations.destructive_hint is not None
+        assert t.annotations.read_only_hint is not None
+        if not t.annotations.read_only_hint:
+            assert t.annotations.destructive_hint is not None and t.annotations.idempotent_hint is not None
+        assert t.output_schema["properties"], t.name
     for name in ("whoami", "platform_status", "list_services", "get_service", "service_logs", "list_env"):
         assert by_name[name].annotations.read_only_hint is True, name
     for name in MUTATING:

@@ -4,7 +4,7 @@ import jsonschema
 import pytest
 from pydantic import BaseModel, Field
 
-from mcp_server.schema import compact_schema
+from mcp_server.schema import compact_schema, output_outline
 from orchestrator.errors import RateLimited
 from orchestrator.models import NAME_PATTERN, Service
 from orchestrator.ratelimit import RateLimiter
@@ -98,4 +98,9 @@ def test_compact_output_schema_still_validates_real_output() -> None:
         created_at=datetime.now(UTC),
         updated_at=datetime.now(UTC),
     )
-    jsonschema.validate(svc.model_dump(mode="json"), compact_schema(Service.model_json_schema(), output=True))
+    outline = output_outline(Service.model_json_schema())
+    jsonschema.validate(svc.model_dump(mode="json"), outline)
+    assert outline["properties"]["url"] == {"type": ["string", "null"]}
+    assert outline["properties"]["volumes"] == {"type": "array"}
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate({**svc.model_dump(mode="json"), "restarts": "many"}, outline)

@@ -1,0 +1,131 @@
+"""create_database (wait=true, over MCP stdio) against a raw `docker run` of the same image + the same readiness wait.
+
+Both sides, per engine: the same image, env and command (password from the environment, data on a fresh named
+volume, so Postgres runs initdb), runsc, read-only root with tmpfs, no capabilities, no-new-privileges, the
+engine's own user, memory/CPU/pids limits, the port published on 127.0.0.1; then the same protocol probe
+(Postgres asks for authentication, Redis answers AUTH and PING) every 0.2 s until the database accepts
+connections. agenthost's time also covers its side of the work: validation, quota, the encrypted record, the
+tenant network. Runs alternate, so both see the same machine.
+Usage: .venv/bin/python bench/database.py [ROUNDS]
+"""
+
+from __future__ import annotations
+
+import secrets
+import sys
+import time
+
+import anyio
+import docker
+
+from common import Platform, report, tool
+from orchestrator.db_engines import ENGINES, accepts_connections, command_for, env_for, postgres_name
+from orchestrator.models import DatabaseSpec
+from orchestrator.settings import Settings
+
+
+def _spec(engine: str, name: str, image: str) -> DatabaseSpec:
+    user = postgres_name(name) if engine == "postgres" else "default"
+    return DatabaseSpec(
+        image=image,
+        runtime="runsc",
+        memory_mb=256,
+        cpus=0.5,
+        volume=f"ah-bench-raw-{name}",
+        port=ENGINES[engine].port,
+        username=user,
+        db_name=user if engine == "postgres" else None,
+    )
+
+
+async def _until_ready(engine: str, spec: DatabaseSpec, password: str, port: int) -> None:
+    with anyio.fail_after(120):
+        while not await accepts_connections(engine, spec, password, "127.0.0.1", port):  # type: ignore[arg-type]
+            await anyio.sleep(0.2)
+
+
+async def raw_create(client: docker.DockerClient, engine: str, image: str, name: str) -> float:
+    spec = _spec(engine, name, image)
+    password = secrets.token_urlsafe(24)
+    eng = ENGINES[engine]
+    started = time.monotonic()
+
+    def run() -> int:
+        client.volumes.create(spec.volume)
+        container = client.containers.run(
+            image,
+            command_for(engine, spec),  # type: ignore[arg-type]
+            name=f"ah-bench-raw-{name}",
+            detach=True,
+            environment=env_for(engine, spec, password),  # type: ignore[arg-type]
+            user=eng.user,
+            runtime="runsc",
+            read_only=True,
+            tmpfs={
+                "/tmp": "rw,nosuid,nodev,size=64m",
+                "/run": "rw,nosuid,nodev,size=16m",
+                "/var/tmp": "rw,nosuid,nodev,size=16m",
+            },
+            cap_drop=["ALL"],
+            security_opt=["no-new-privileges"],
+            mem_limit="256m",
+            memswap_limit="256m",
+            nano_cpus=500_000_000,
+            pids_limit=256,
+            mounts=[docker.types.Mount(target=eng.data_path, source=spec.volume, type="volume")],
+            ports={f"{eng.port}/tcp": ("127.0.0.1", None)},
+            restart_policy={"Name": "on-failure", "MaximumRetryCount": 5},
+        )
+        container.reload()
+        return int(container.attrs["NetworkSettings"]["Ports"][f"{eng.port}/tcp"][0]["HostPort"])
+
+    port = await anyio.to_thread.run_sync(run)
+    await _until_ready(engine, spec, password, port)
+    elapsed = time.monotonic() - started
+    client.containers.get(f"ah-bench-raw-{name}").remove(force=True)
+    client.volumes.get(spec.volume).remove(force=True)
+    return elapsed
+
+
+async def ours_create(mcp: object, engine: str, name: str) -> float:
+    started = time.monotonic()
+    db = await tool(mcp, "create_database", {"name": name, "engine": engine})  # type: ignore[arg-type]
+    elapsed = time.monotonic() - started
+    assert db["status"] == "running", db
+    # Check from outside that it does accept connections (not timed: the tool already waited for it).
+    conn = await tool(mcp, "database_connection_string", {"database": name, "reveal": True})  # type: ignore[arg-type]
+    password = conn["url"].split(":")[2].split("@")[0]
+    port = int(conn["external_url"].rsplit(":", 1)[1].split("/")[0])
+    spec = _spec(engine, name, "")
+    assert await accepts_connections(engine, spec, password, "127.0.0.1", port)  # type: ignore[arg-type]
+    await tool(mcp, "delete_database", {"database": name, "confirm": True})  # type: ignore[arg-type]
+    return elapsed
+
+
+async def main(rounds: int) -> None:
+    client = docker.from_env(version="auto")
+    settings = Settings()
+    platform = Platform()
+    results: dict[str, tuple[list[float], list[float]]] = {"postgres": ([], []), "redis": ([], [])}
+    try:
+        async with platform.client() as mcp:
+            for engine, (ours, raw) in results.items():
+                image = str(getattr(settings, ENGINES[engine].image_setting))
+                # One warm-up of each, untimed: first use creates networks and warms caches.
+                await ours_create(mcp, engine, f"warm-{engine}")
+                await raw_create(client, engine, image, f"warm-{engine}")
+                for i in range(rounds):
+                    ours.append(await ours_create(mcp, engine, f"{engine}-{i}"))
+                    raw.append(await raw_create(client, engine, image, f"{engine}-{i}"))
+    finally:
+        for container in client.containers.list(all=True, filters={"name": "ah-bench-raw-"}):
+            container.remove(force=True)
+        for volume in client.volumes.list(filters={"name": "ah-bench-raw-"}):
+            volume.remove(force=True)
+        platform.cleanup(client)
+    for engine, (ours, raw) in results.items():
+        report(f"create {engine} until it accepts connections", ours, raw, "docker run")
+
+
+if __name__ == "__main__":
+    anyio.run(main, int(sys.argv[1]) if len(sys.argv) > 1 else 7)
