@@ -138,14 +138,15 @@ class ServiceManager:
         self.on_event: list[Callable[[TenantStore, ServiceRecord, ServiceEvent], Awaitable[None]]] = []
         # Checks and normalisation of the spec of a new service (e.g. its SSH keys), before it is recorded.
         self.spec_checks: list[Callable[[DeployRequest, ServiceSpec], ServiceSpec]] = []
-
-    async def emit(self, ts: TenantStore, rec: ServiceRecord, event: ServiceEvent) -> None:
-        for hook in self.on_event:
-            await hook(ts, rec, event)
         # ...and the secrets they hand a service, so its logs mask them too.
         self.extra_secrets: list[Callable[[TenantStore, ServiceRecord], Awaitable[list[str]]]] = []
         # Builds: a tenant's build id -> (image, port it exposes). Raises NotFound / InvalidInput.
         self.resolve_build: Callable[[TenantStore, str], Awaitable[tuple[str, int | None]]] | None = None
+
+    async def emit(self, ts: TenantStore, rec: ServiceRecord, event: ServiceEvent) -> None:
+        """Tell the lifecycle hooks what just happened to a service's container."""
+        for hook in self.on_event:
+            await hook(ts, rec, event)
 
     # -- validation -----------------------------------------------------------------------------
 
