@@ -1,7 +1,9 @@
 """The warm pool: pre-started gVisor containers per image and network, ready to become sandboxes.
 
 A background loop keeps ``sandbox_pool_size`` containers per configured (image, network) and reaps
-expired sandboxes. Bookkeeping lives in SQLite (``sandbox_pool``), not in memory, so several
+expired sandboxes. The pool warms on demand: a shape is kept warm once a sandbox of it was asked for,
+and drained after ``sandbox_pool_idle_s`` without a request, so a platform whose agents never use
+sandboxes runs no idle containers. Bookkeeping lives in SQLite (``sandbox_pool``), not in memory, so several
 processes on one data dir share one pool: a slot is reserved (row first, container second) in a
 transaction that counts the pool, and a container is claimed by an atomic ``DELETE ... RETURNING``
 (see store/sandboxes.py). A pooled container is never given back: a deleted sandbox is removed and
@@ -12,7 +14,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import anyio
 
@@ -70,7 +72,7 @@ class WarmPool:
         self._wake = anyio.Event()
         self.chores: list[Callable[[], Awaitable[object]]] = []  # run every pass (the sandbox reaper)
 
-    def shapes(self) -> list[SandboxShape]:
+    def configured(self) -> list[SandboxShape]:
         s = self.settings
         return [
             SandboxShape(i, n, s.sandbox_memory_mb, s.sandbox_cpus)
@@ -81,7 +83,18 @@ class WarmPool:
     def shape_for(self, image: str, network: str, memory_mb: int, cpus: float) -> SandboxShape | None:
         """The pooled shape a request matches, if any."""
         wanted = SandboxShape(image, network, memory_mb, cpus).key
-        return next((s for s in self.shapes() if s.key == wanted), None) if self.settings.sandbox_pool_size else None
+        found = next((s for s in self.configured() if s.key == wanted), None)
+        return found if self.settings.sandbox_pool_size else None
+
+    async def shapes(self) -> list[SandboxShape]:
+        """The configured shapes asked for within sandbox_pool_idle_s: only those are kept warm."""
+        if not self.settings.sandbox_pool_size:
+            return []
+        since = (datetime.now(UTC) - timedelta(seconds=self.settings.sandbox_pool_idle_s)).isoformat(
+            timespec="milliseconds"
+        )
+        wanted = await self.store.pool.demanded_since(since)
+        return [s for s in self.configured() if s.key in wanted]
 
     def wake(self) -> None:
         """Ask the loop to refill now (a container was just claimed)."""
@@ -105,7 +118,7 @@ class WarmPool:
         await self._drop_stale()
         if not await self.backend.runtimes() >= {"runsc"}:
             return 0
-        for shape in self.shapes():
+        for shape in await self.shapes():
             if not await self.backend.image_exists(shape.image):
                 continue
             while (
@@ -131,7 +144,7 @@ class WarmPool:
 
     async def _drop_stale(self) -> None:
         """Slots of shapes no longer configured, and slots whose starter died before the container was ready."""
-        wanted = {s.key for s in self.shapes()} if self.settings.sandbox_pool_size else set()
+        wanted = {s.key for s in await self.shapes()}
         now = datetime.now(UTC)
         rows = await self.store.pool.all()
         running = set()

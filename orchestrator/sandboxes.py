@@ -80,6 +80,8 @@ class SandboxManager:
             req.cpus or s.sandbox_cpus,
         )
         pooled = self.pool.shape_for(shape.image, shape.network, shape.memory_mb, shape.cpus)
+        if pooled is not None:
+            await self.store.pool.record_demand(pooled.key)
         if pooled is None:
             # The checks a pooled container already passed when it was started.
             if "runsc" not in await self.backend.runtimes():
@@ -109,6 +111,8 @@ class SandboxManager:
                     expires_at=expires,
                 )
             if claimed is None:
+                if pooled is not None:
+                    self.pool.wake()  # the first request of a shape warms its pool
                 break
             self.pool.wake()
             if (await self.backend.workload_status(claimed)).state == "running":

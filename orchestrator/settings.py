@@ -106,6 +106,7 @@ class Settings(BaseSettings):
     sandbox_pool_images: list[str] = Field(default_factory=list, description="empty means [the default image]")
     sandbox_pool_networks: list[Literal["none", "egress"]] = Field(default_factory=lambda: ["none"])  # type: ignore[arg-type]
     sandbox_pool_size: int = Field(2, ge=0, le=64, description="warm containers kept per image and network")
+    sandbox_pool_idle_s: float = Field(86400.0, description="a shape's pool drains after this long unasked")
     sandbox_memory_mb: int = 512
     sandbox_cpus: float = 1.0
     sandbox_workspace_mb: int = 256

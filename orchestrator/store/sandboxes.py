@@ -165,6 +165,17 @@ class PoolRepo:
     async def remove(self, workload_id: str) -> bool:
         return await self._db.execute("DELETE FROM sandbox_pool WHERE workload_id = ?", (workload_id,)) > 0
 
+    async def record_demand(self, pool_key: str) -> None:
+        await self._db.execute(
+            "INSERT INTO sandbox_pool_demand (pool_key, last_request_at) VALUES (?, ?)"
+            " ON CONFLICT (pool_key) DO UPDATE SET last_request_at = excluded.last_request_at",
+            (pool_key, now_iso()),
+        )
+
+    async def demanded_since(self, since: str) -> set[str]:
+        rows = await self._db.fetchall("SELECT pool_key FROM sandbox_pool_demand WHERE last_request_at >= ?", (since,))
+        return {str(r["pool_key"]) for r in rows}
+
     async def all(self) -> list[PoolRow]:
         rows = await self._db.fetchall("SELECT * FROM sandbox_pool ORDER BY created_at")
         return [PoolRow(**dict(r)) for r in rows]

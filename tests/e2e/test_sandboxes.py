@@ -25,7 +25,8 @@ def containers_of(client: docker.DockerClient, ids: list[str]) -> list[str]:
 
 
 async def pool_ready(agenthost: AgentHost, client: docker.DockerClient, want: int = 1) -> None:
-    """Wait (bounded) until the platform's warm pool holds ``want`` running containers."""
+    """Wait (bounded) until the platform's warm pool holds ``want`` running containers (it warms once a
+    sandbox of the default shape was asked for)."""
     filters = {"label": [f"agenthost.instance={agenthost.instance}", "agenthost.tenant=pool"], "status": "running"}
     with anyio.fail_after(180):
         while len(client.containers.list(filters=filters)) < want:
@@ -37,6 +38,7 @@ async def test_sandbox_from_pool_exec_list_delete_and_reap(
 ) -> None:
     key = agenthost.tenant("sbx-life")
     async with connect(agenthost, key, "http") as client:
+        first = await call(client, "create_sandbox", {"name": "first"})  # warms the pool if nothing did yet
         await pool_ready(agenthost, docker_client)
         sbx = await call(client, "create_sandbox", {"name": "scratch"})
         assert sbx["from_pool"] is True and sbx["status"] == "running" and sbx["network"] == "none"
@@ -50,8 +52,8 @@ async def test_sandbox_from_pool_exec_list_delete_and_reap(
         assert r["exit_code"] != 0, "the image itself is read-only"
 
         listed = await call(client, "list_sandboxes")
-        assert [s["name"] for s in listed["sandboxes"]] == ["scratch"]
-        assert (await call(client, "whoami"))["usage"]["sandboxes"] == 1
+        assert [s["name"] for s in listed["sandboxes"]] == ["first", "scratch"]
+        assert (await call(client, "whoami"))["usage"]["sandboxes"] == 2
 
         # A shape the pool does not hold is started cold, with its own limits.
         cold = await call(client, "create_sandbox", {"memory_mb": 256, "cpus": 0.5})
@@ -69,9 +71,9 @@ async def test_sandbox_from_pool_exec_list_delete_and_reap(
             await call(client, "delete_sandbox", {"sandbox": "scratch"})
         assert err.value.code == "confirmation_required"
 
-        for ref in ("scratch", cold["id"]):
+        for ref in ("scratch", "first", cold["id"]):
             await call(client, "delete_sandbox", {"sandbox": ref, "confirm": True})
-        assert containers_of(docker_client, [sbx["id"], cold["id"]]) == []
+        assert containers_of(docker_client, [sbx["id"], first["id"], cold["id"]]) == []
         assert (await call(client, "list_sandboxes"))["sandboxes"] == []
         with pytest.raises(ToolFailed) as err:
             await call(client, "exec", {"sandbox": "scratch", "command": ["true"]})
@@ -89,6 +91,8 @@ async def test_twenty_concurrent_sandboxes(agenthost: AgentHost, docker_client: 
     key = agenthost.tenant("sbx-many")
     results: dict[int, tuple[str, bool, str]] = {}
     async with connect(agenthost, key, "http") as client:
+        await call(client, "create_sandbox", {"name": "warm-up"})  # the pool warms on demand
+        await call(client, "delete_sandbox", {"sandbox": "warm-up", "confirm": True})
         await pool_ready(agenthost, docker_client, 2)
 
         async def one(i: int) -> None:

@@ -33,3 +33,9 @@ CREATE TABLE sandbox_pool (
     created_at  TEXT NOT NULL
 );
 CREATE INDEX sandbox_pool_key ON sandbox_pool(pool_key, state, created_at);
+
+-- When each pooled shape was last asked for: the pool warms on demand and drains when idle.
+CREATE TABLE sandbox_pool_demand (
+    pool_key        TEXT PRIMARY KEY,
+    last_request_at TEXT NOT NULL
+);
