@@ -42,14 +42,14 @@ class ExecRequest(BaseModel):
 
 
 class ExecOutput(BaseModel):
-    target: str = Field(description="'service NAME' or 'sandbox NAME'")
-    exit_code: int | None = Field(description="the command's exit status; null when it timed out")
-    stdout: str = Field(description="inside an untrusted-data boundary; known secrets masked")
-    stderr: str = Field(description="inside an untrusted-data boundary; known secrets masked")
-    truncated: bool = Field(description="output went past output_limit_bytes: head and tail kept, middle cut")
+    target: str
+    exit_code: int | None = Field(description="null when it timed out")
+    stdout: str = Field(description="untrusted workload output, known secrets masked")
+    stderr: str
+    truncated: bool = Field(description="output went past output_limit_bytes: head and tail kept")
     timed_out: bool
     duration_ms: int
-    output_limit_bytes: int = Field(description="the most kept of each of stdout and stderr")
+    output_limit_bytes: int
     note: str | None = None
 
 

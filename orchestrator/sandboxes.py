@@ -46,9 +46,7 @@ class Sandbox(BaseModel):
     memory_mb: int
     cpus: float
     status: Literal["creating", "running", "deleting"]
-    from_pool: bool = Field(description="served from the warm pool (started ahead of time)")
-    workdir: str = "/workspace"
-    created_at: datetime
+    from_pool: bool
     expires_at: datetime
 
 
@@ -57,7 +55,7 @@ class SandboxList(BaseModel):
 
 
 def _view(rec: SandboxRecord) -> Sandbox:
-    return Sandbox(**rec.model_dump(exclude={"tenant_id"}))
+    return Sandbox(**rec.model_dump(exclude={"tenant_id", "created_at"}))
 
 
 class SandboxManager:

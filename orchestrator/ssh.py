@@ -56,14 +56,13 @@ class AuthorizedKey(BaseModel):
 
 class SshInfo(BaseModel):
     service: str
-    enabled: bool = Field(description="false once the last key was removed")
     ready: bool = Field(description="sshd answers now")
     host: str | None = None
     port: int | None = None
     user: str = SSH_USER
-    host_key_fingerprint: str | None = Field(None, description="SHA256 fingerprint; check it on first connect")
-    known_hosts_line: str | None = Field(None, description="append to ~/.ssh/known_hosts to pin the host key")
-    command: str | None = Field(None, description="ready-to-run ssh command (add -i for your private key)")
+    host_key_fingerprint: str | None = None
+    known_hosts_line: str | None = None
+    command: str | None = None
     authorized_keys: list[AuthorizedKey] = []
     note: str | None = None
 
@@ -197,9 +196,9 @@ class SshManager:
     async def _info(self, ts: TenantStore, rec: ServiceRecord, wait_s: float = 0.0) -> SshInfo:
         keys = [_authorized(k) for k in rec.spec.ssh_public_keys]
         if not keys:
-            return SshInfo(service=rec.name, enabled=False, ready=False, note="no keys: SSH access is closed")
+            return SshInfo(service=rec.name, ready=False, note="no keys: SSH access is closed")
         _, public, fp = await ts.ssh_host_keys.get_or_create(rec.id, generate_host_key)
-        info = SshInfo(service=rec.name, enabled=True, ready=False, host_key_fingerprint=fp, authorized_keys=keys)
+        info = SshInfo(service=rec.name, ready=False, host_key_fingerprint=fp, authorized_keys=keys)
         if rec.desired_state != "running":
             info.note = f"service {rec.name} is stopped; start_service brings SSH back"
             return info
@@ -231,7 +230,7 @@ class SshManager:
                 return await self._info(ts, rec, self.settings.wait_timeout_s if wait else 0.0)
             if len(keys) >= self.settings.ssh_max_keys:
                 raise QuotaExceeded(
-                    f"service {rec.name} already has {len(keys)} SSH keys", "remove_ssh_key one you no longer use"
+                    f"service {rec.name} already has {len(keys)} SSH keys", "add_ssh_key(remove=true) one you no longer use"
                 )
             self._check_port(rec.spec)
             await ts.services.update(rec.id, spec=rec.spec.model_copy(update={"ssh_public_keys": [*keys, key]}))

@@ -44,9 +44,7 @@ async def deploy_service(
     health_check: HealthCheck = HealthCheck(),  # noqa: B008
     egress: Annotated[Egress, Field(description="outbound traffic: open, web (80/443 only) or none")] = "open",
     user: Annotated[str | None, Field(description="uid[:gid] or name to run as; default: the image's user")] = None,
-    ssh_public_key: Annotated[
-        str | None, Field(max_length=16384, description="an OpenSSH public key line: gives the service SSH access")
-    ] = None,
+    ssh_public_key: Annotated[str | None, Field(max_length=16384, description="enables SSH (see ssh_info)")] = None,
     wait: Wait = True,
     wait_timeout_s: Annotated[float | None, Field(gt=0, le=600, description="default 45")] = None,
 ) -> Service:

@@ -61,7 +61,7 @@ async def test_ssh_access_lifecycle(agenthost: AgentHost, hello_image: str, dock
         )
         assert svc["status"] == "running", svc
         info = await ready_info(client, "box")
-        assert info["host"] == "127.0.0.1" and info["user"] == "app" and info["enabled"]
+        assert info["host"] == "127.0.0.1" and info["user"] == "app" and info["ready"]
         assert info["command"] == f"ssh -p {info['port']} app@127.0.0.1"
         assert info["known_hosts_line"].startswith(f"[127.0.0.1]:{info['port']} ssh-ed25519 ")
         assert [k["comment"] for k in info["authorized_keys"]] == ["alice@laptop"]
@@ -95,7 +95,7 @@ async def test_ssh_access_lifecycle(agenthost: AgentHost, hello_image: str, dock
         assert (await ssh_run(info, bob, "echo bob-in"))[0] == "bob-in\n"
         alice_fp = next(k["fingerprint"] for k in info["authorized_keys"] if k["comment"] == "alice@laptop")
         assert alice_fp == alice.get_fingerprint("sha256")
-        left = await call(client, "remove_ssh_key", {"service": "box", "key": alice_fp})
+        left = await call(client, "add_ssh_key", {"service": "box", "public_key": alice_fp, "remove": True})
         assert [k["fingerprint"] for k in left["authorized_keys"]] == [bob.get_fingerprint("sha256")]
         info = await ready_info(client, "box")
         with pytest.raises(asyncssh.PermissionDenied):
@@ -104,8 +104,9 @@ async def test_ssh_access_lifecycle(agenthost: AgentHost, hello_image: str, dock
         assert info["host_key_fingerprint"] == again["host_key_fingerprint"]
 
         # Removing the last key closes SSH entirely: no sidecar, no published port.
-        closed = await call(client, "remove_ssh_key", {"service": "box", "key": bob.export_public_key().decode()})
-        assert closed["enabled"] is False
+        bob_pub = bob.export_public_key().decode()
+        closed = await call(client, "add_ssh_key", {"service": "box", "public_key": bob_pub, "remove": True})
+        assert closed["authorized_keys"] == [] and closed["port"] is None
         with pytest.raises(ToolFailed) as err:
             await call(client, "ssh_info", {"service": "box"})
         assert err.value.code == "invalid_input"
@@ -162,9 +163,9 @@ async def test_bad_public_keys_are_refused(agenthost: AgentHost, hello_image: st
             await call(client, "add_ssh_key", {"service": "k", "public_key": weak_rsa})
         assert err.value.code == "invalid_input"
         info = await call(client, "add_ssh_key", {"service": "k", "public_key": strong_rsa, "wait": False})
-        assert info["enabled"] and info["authorized_keys"][0]["type"] == "ssh-rsa"
+        assert info["authorized_keys"][0]["type"] == "ssh-rsa"
         with pytest.raises(ToolFailed) as err:
-            await call(client, "remove_ssh_key", {"service": "k", "key": "SHA256:doesnotexist"})
+            await call(client, "add_ssh_key", {"service": "k", "public_key": "SHA256:nope", "remove": True})
         assert err.value.code == "not_found"
         with pytest.raises(ToolFailed) as err:
             await call(client, "add_ssh_key", {"service": "nope", "public_key": ed})
