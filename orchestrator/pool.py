@@ -60,6 +60,7 @@ def sandbox_spec(settings: Settings, workload_id: str, tenant_id: str, shape: Sa
         workdir="/workspace",
         egress="none" if shape.network == "none" else "open",
         restart="never",
+        init=True,  # reaps what timed-out execs leave behind
         labels={"agenthost.pool": shape.key} if tenant_id == POOL_TENANT else {},
     )
 

@@ -155,6 +155,7 @@ class SshManager:
                 user="10001:10001",
                 egress=rec.spec.egress,
                 share_network_with=rec.id,
+                init=True,
                 max_restarts=self.settings.crash_limit,
                 # A new start of the service means a new network namespace: the sidecar must be recreated in it.
                 labels={
@@ -230,7 +231,8 @@ class SshManager:
                 return await self._info(ts, rec, self.settings.wait_timeout_s if wait else 0.0)
             if len(keys) >= self.settings.ssh_max_keys:
                 raise QuotaExceeded(
-                    f"service {rec.name} already has {len(keys)} SSH keys", "add_ssh_key(remove=true) one you no longer use"
+                    f"service {rec.name} already has {len(keys)} SSH keys",
+                    "revoke one you no longer use with add_ssh_key(remove=true)",
                 )
             self._check_port(rec.spec)
             await ts.services.update(rec.id, spec=rec.spec.model_copy(update={"ssh_public_keys": [*keys, key]}))

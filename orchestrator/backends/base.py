@@ -77,7 +77,7 @@ class WorkloadSpec(BaseModel):
     network_aliases: list[str] = []
     share_network_with: str | None = Field(None, description="workload id whose network namespace to join")
     health_check: HealthCheck | None = None
-    init: bool = Field(True, description="a tiny init as pid 1 that reaps zombies (exec'd commands that were killed)")
+    init: bool = Field(False, description="a tiny init as pid 1 that reaps zombies (exec'd commands that were killed)")
     restart: Literal["on-failure", "never"] = "on-failure"
     max_restarts: int = 5
     labels: dict[str, str] = {}
