@@ -147,18 +147,15 @@ def build_mcp(get_state: Callable[[], AppState], *, read_only: bool = False) -> 
         mcp.add_tool(
             _mcp_handler(td),
             name=td.name,
-            title=td.title,
+            # No title: the name says it, and every tools/list would carry both.
             description=td.description,
-            # The other hints mean something only when a tool is not read-only (MCP spec); the title is the tool's own.
+            # Only what differs from the spec's defaults (readOnly false, destructive true, idempotent false,
+            # openWorld true: builds fetch from the internet, deploys run arbitrary images); the other hints
+            # mean something only when a tool is not read-only.
             annotations=(
-                ToolAnnotations(read_only_hint=True, open_world_hint=False)
+                ToolAnnotations(read_only_hint=True)
                 if td.read_only
-                else ToolAnnotations(
-                    read_only_hint=False,
-                    destructive_hint=td.destructive,
-                    idempotent_hint=td.idempotent,
-                    open_world_hint=False,
-                )
+                else ToolAnnotations(destructive_hint=td.destructive, idempotent_hint=td.idempotent or None)
             ),
             structured_output=True,
         )

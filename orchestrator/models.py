@@ -72,7 +72,7 @@ ResourceName = Annotated[
     str,
     Field(
         pattern=NAME_PATTERN,
-        description="1-40 lowercase letters, digits and '-', starting with a letter (e.g. 'web', 'api-2')",
+        description="lowercase, e.g. 'web' or 'api-2'",
     ),
 ]
 
@@ -123,15 +123,16 @@ class WhoAmI(BaseModel):
 
 
 class HealthCheck(BaseModel):
-    """How readiness is judged: an HTTP GET that gets any answer, a TCP connection that stays open, or none."""
+    # How readiness is judged: an HTTP GET that gets any answer, a TCP connection that stays open, or none.
+    # (A comment, not a docstring: a docstring would travel in every tools/list as the schema's description.)
 
     type: Literal["http", "tcp", "none"] = "http"
     path: str = Field("/", pattern=r"^/[^\s]*$", max_length=512)
 
 
 class VolumeMount(BaseModel):
-    name: ResourceName = Field(description="volume name, owned by the tenant; created on first use")
-    path: str = Field(pattern=r"^/[A-Za-z0-9._/-]*$", max_length=256, description="absolute mount path")
+    name: ResourceName = Field(description="the tenant's volume; created on first use")
+    path: str = Field(pattern=r"^/[A-Za-z0-9._/-]*$", max_length=256)
 
 
 class ServiceSpec(BaseModel):

@@ -24,10 +24,9 @@ async def build_from_git(
     wait: Wait = True,
     wait_timeout_s: Annotated[float | None, Field(gt=0, le=600)] = None,
 ) -> Build:
-    """Build an image from git: the repo's Dockerfile, or a detected recipe (Python: requirements.txt or
-    pyproject.toml; Node: package.json; static: index.html). Status queued/running: poll get_build or
-    build_logs(follow=true). Deploy a succeeded build with deploy_service(name, build_id); a failed one has
-    error, hint and log_tail."""
+    """Build an image from git: the repo's Dockerfile, or a detected Python, Node or static-site recipe. While
+    queued/running, poll get_build or build_logs(follow=true); deploy a succeeded build with
+    deploy_service(name, build_id); a failed one has error, hint and log_tail."""
     await call.platform.check_disk()
     req = BuildRequest(
         git_url=git_url,

@@ -15,6 +15,6 @@ async def whoami(call: Call) -> WhoAmI:
 
 @tool(read_only=True, title="Platform status")
 async def platform_status(call: Call) -> PlatformStatus:
-    """Backend reachability, installed runtimes (runsc, sysbox-runc), disk, resource counts, open circuit breakers.
-    Check it first when a tool reports backend_unavailable or runtime_unavailable."""
+    """Engine reachability, runtimes (runsc, sysbox-runc), disk, counts, open circuit breakers. Check it when a
+    tool reports backend_unavailable or runtime_unavailable."""
     return await call.platform.status(call.principal)

@@ -48,10 +48,9 @@ async def deploy_service(
     wait: Wait = True,
     wait_timeout_s: Annotated[float | None, Field(gt=0, le=600, description="default 45")] = None,
 ) -> Service:
-    """Run an image (or a build: build_id) as a service: gVisor sandbox, read-only root fs, no capabilities,
-    memory/CPU/pids limits, port published on 127.0.0.1. With wait=true returns once the port answers (status
-    running) or the container crashed (status failed, last_error holds the log tail); past wait_timeout_s it
-    returns status deploying: poll get_service."""
+    """Run an image (or a build: build_id) as a service under gVisor, read-only, no capabilities, limited, its
+    port on 127.0.0.1. wait=true returns once the port answers (running) or it crashed (failed; last_error has the
+    log tail); past wait_timeout_s: deploying, poll get_service."""
     await call.platform.check_disk()
     req = DeployRequest(
         name=name,
