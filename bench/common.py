@@ -32,6 +32,25 @@ HELLO = textwrap.dedent(
 )
 
 
+# What agenthost applies to a service container, for the raw side of a comparison.
+HARDENED: dict[str, Any] = {
+    "runtime": "runsc",
+    "read_only": True,
+    "tmpfs": {
+        "/tmp": "rw,nosuid,nodev,size=64m",
+        "/run": "rw,nosuid,nodev,size=16m",
+        "/var/tmp": "rw,nosuid,nodev,size=16m",
+    },
+    "cap_drop": ["ALL"],
+    "security_opt": ["no-new-privileges"],
+    "mem_limit": "256m",
+    "memswap_limit": "256m",
+    "nano_cpus": 500_000_000,
+    "pids_limit": 256,
+    "restart_policy": {"Name": "on-failure", "MaximumRetryCount": 5},
+}
+
+
 def median_ms(samples: list[float]) -> float:
     return statistics.median(samples) * 1000
 

@@ -18,7 +18,7 @@ import time
 import anyio
 import docker
 
-from common import Platform, report, tool
+from common import HARDENED, Platform, report, tool
 from orchestrator.db_engines import ENGINES, accepts_connections, command_for, env_for, postgres_name
 from orchestrator.models import DatabaseSpec
 from orchestrator.settings import Settings
@@ -59,22 +59,9 @@ async def raw_create(client: docker.DockerClient, engine: str, image: str, name:
             detach=True,
             environment=env_for(engine, spec, password),  # type: ignore[arg-type]
             user=eng.user,
-            runtime="runsc",
-            read_only=True,
-            tmpfs={
-                "/tmp": "rw,nosuid,nodev,size=64m",
-                "/run": "rw,nosuid,nodev,size=16m",
-                "/var/tmp": "rw,nosuid,nodev,size=16m",
-            },
-            cap_drop=["ALL"],
-            security_opt=["no-new-privileges"],
-            mem_limit="256m",
-            memswap_limit="256m",
-            nano_cpus=500_000_000,
-            pids_limit=256,
             mounts=[docker.types.Mount(target=eng.data_path, source=spec.volume, type="volume")],
             ports={f"{eng.port}/tcp": ("127.0.0.1", None)},
-            restart_policy={"Name": "on-failure", "MaximumRetryCount": 5},
+            **HARDENED,
         )
         container.reload()
         return int(container.attrs["NetworkSettings"]["Ports"][f"{eng.port}/tcp"][0]["HostPort"])

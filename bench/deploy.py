@@ -13,7 +13,7 @@ import time
 import anyio
 import docker
 
-from common import Platform, build_hello, report, tool, wait_http
+from common import HARDENED, Platform, build_hello, report, tool, wait_http
 
 
 def raw_deploy(client: docker.DockerClient, image: str, i: int) -> float:
@@ -22,21 +22,8 @@ def raw_deploy(client: docker.DockerClient, image: str, i: int) -> float:
         image,
         name=f"ah-bench-raw-{i}",
         detach=True,
-        runtime="runsc",
-        read_only=True,
-        tmpfs={
-            "/tmp": "rw,nosuid,nodev,size=64m",
-            "/run": "rw,nosuid,nodev,size=16m",
-            "/var/tmp": "rw,nosuid,nodev,size=16m",
-        },
-        cap_drop=["ALL"],
-        security_opt=["no-new-privileges"],
-        mem_limit="256m",
-        memswap_limit="256m",
-        nano_cpus=500_000_000,
-        pids_limit=256,
         ports={"8000/tcp": ("127.0.0.1", None)},
-        restart_policy={"Name": "on-failure", "MaximumRetryCount": 5},
+        **HARDENED,
     )
     container.reload()
     port = container.attrs["NetworkSettings"]["Ports"]["8000/tcp"][0]["HostPort"]
