@@ -90,6 +90,8 @@ case "$role" in
     render nomad/client.hcl "$out/client.hcl"
     [ -n "$render_only" ] && exit 0
     install_binary
+    # Volumes are made by agenthost's dynamic host volume plugin (see the script).
+    $SUDO install -D -m 0755 nomad/plugins/agenthost-dir /var/lib/nomad/host_volume_plugins/agenthost-dir
     start_agent
     say "client $addr started (runtimes: $runtimes)"
     ;;

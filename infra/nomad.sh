@@ -92,6 +92,8 @@ start() {
   fi
   clean_data
   mkdir -p "$DEV_DIR/data"
+  # The dynamic host volume plugin the backend creates volumes with (nomad/plugins/agenthost-dir).
+  install -D -m 0755 nomad/plugins/agenthost-dir "$DEV_DIR/data/host_volume_plugins/agenthost-dir"
   say "starting nomad agent -dev at $DEV_ADDR (log: $DEV_DIR/agent.log)"
   nohup "$BIN" agent -dev -config "$PWD/nomad/dev.hcl" -data-dir "$DEV_DIR/data" >"$DEV_DIR/agent.log" 2>&1 &
   echo $! >"$DEV_DIR/pid"

@@ -89,12 +89,56 @@ variable "workdir" {
 variable "network_mode" {
   type        = string
   default     = "isolated"
-  description = "isolated: the node's agenthost bridge (meta agenthost.docker-network); none: no network"
+  description = <<-EOT
+  isolated: the node's agenthost bridge (meta agenthost.docker-network); none: no network; the
+  tenant network's name (equal to tenant_network); container:main-<alloc id>: a peer's namespace
+  EOT
 }
 
 variable "hostname" {
   type    = string
   default = ""
+}
+
+variable "network_aliases" {
+  type        = list(string)
+  default     = []
+  description = "names other workloads on the tenant network reach this one by"
+}
+
+variable "tenant_network" {
+  type        = string
+  default     = ""
+  description = "the tenant's Docker bridge on the node, created by the net prestart task when missing"
+}
+
+variable "helper_image" {
+  type        = string
+  default     = ""
+  description = "image of the net prestart task (the platform's python image)"
+}
+
+variable "helper_args" {
+  type        = list(string)
+  default     = []
+  description = "argv of the net prestart task (the backend's own script, never agent input)"
+}
+
+variable "docker_socket" {
+  type    = string
+  default = "/var/run/docker.sock"
+}
+
+variable "node_id" {
+  type        = string
+  default     = ""
+  description = "pin to this node (a sidecar goes where its peer's allocation runs)"
+}
+
+variable "init" {
+  type        = bool
+  default     = false
+  description = "a tiny init as pid 1 that reaps zombies"
 }
 
 variable "volumes" {
@@ -145,6 +189,24 @@ job "workload" {
     content {
       attribute = "$${meta.agenthost.docker-network}"
       operator  = "is_set"
+    }
+  }
+
+  # The net prestart task is platform code run with runc (it talks to the node's Docker socket).
+  dynamic "constraint" {
+    for_each = var.tenant_network != "" ? [1] : []
+    content {
+      attribute = "$${meta.agenthost.runtimes}"
+      operator  = "set_contains"
+      value     = "runc"
+    }
+  }
+
+  dynamic "constraint" {
+    for_each = var.node_id != "" ? [1] : []
+    content {
+      attribute = "$${node.unique.id}"
+      value     = var.node_id
     }
   }
 
@@ -201,10 +263,43 @@ job "workload" {
           for_each = var.check_type == "none" ? [] : [1]
           content {
             type     = var.check_type
-            path     = var.check_type == "http" ? var.check_path : null
+            path     = var.check_type == "http" ? var.check_path : ""
             interval = "10s"
             timeout  = "2s"
           }
+        }
+      }
+    }
+
+    # Creates the tenant's bridge on this node when it is missing, then exits; main starts after it.
+    dynamic "task" {
+      for_each = var.tenant_network != "" ? [1] : []
+      labels   = ["net"]
+      content {
+        driver = "docker"
+        # The socket is root's: root in its container, with no capabilities and no network.
+        user = "root"
+
+        lifecycle {
+          hook    = "prestart"
+          sidecar = false
+        }
+
+        config {
+          image           = var.helper_image
+          runtime         = "runc"
+          args            = var.helper_args
+          network_mode    = "none"
+          readonly_rootfs = true
+          cap_drop        = ["all"]
+          security_opt    = ["no-new-privileges"]
+          pids_limit      = 32
+          volumes         = ["${var.docker_socket}:/var/run/docker.sock"]
+        }
+
+        resources {
+          memory = 48
+          cpu    = 50
         }
       }
     }
@@ -218,6 +313,7 @@ job "workload" {
         image           = var.image
         runtime         = var.runtime
         args            = var.command
+        # Empty, the backend drops it from the parsed job: an empty list resets the image's entrypoint.
         entrypoint      = var.entrypoint
         ports           = [for p in var.ports : "p${p}"]
         readonly_rootfs = var.readonly_rootfs
@@ -228,7 +324,9 @@ job "workload" {
         cpu_hard_limit  = true
         work_dir        = var.workdir
         network_mode    = var.network_mode == "isolated" ? "$${meta.agenthost.docker-network}" : var.network_mode
+        network_aliases = var.network_aliases
         hostname        = var.hostname
+        init            = var.init
         mount = [for t in var.tmpfs : {
           type     = "tmpfs"
           target   = t.path

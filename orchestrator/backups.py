@@ -37,7 +37,7 @@ from .backup_sources import (
 )
 from .databases import CreateDatabaseRequest, DatabaseManager
 from .db_engines import DUMP_DIR
-from .errors import AgentHostError, Conflict, InvalidInput, NotFound, WorkloadFailed
+from .errors import AgentHostError, Conflict, InvalidInput, NotFound, NotSupported, WorkloadFailed
 from .models import Backup, BackupTarget, DatabaseRecord, Deleted, Principal, RestoreInfo
 from .restic import ResticRepo
 from .services import Reporter, ServiceManager, volume_name
@@ -113,6 +113,15 @@ class BackupManager:
             ),
         )
 
+    def _check_backend(self) -> None:
+        """Raises: NotSupported where volumes live on other hosts than the control plane (Nomad nodes)."""
+        if self.backend.name != "docker":
+            raise NotSupported(
+                f"backups read volumes on the control plane's host; on the {self.backend.name} backend they live"
+                " on the cluster's nodes",
+                "dump the data over exec instead (pg_dump, redis-cli --rdb), or run it on a Docker-backend platform",
+            )
+
     # -- reads ------------------------------------------------------------------------------------
 
     async def list_backups(self, p: Principal, database: str | None, volume: str | None) -> list[Backup]:
@@ -136,6 +145,7 @@ class BackupManager:
     ) -> Backup:
         if (database is None) == (volume is None):
             raise InvalidInput("pass exactly one of database or volume", "e.g. create_backup(database='pg')")
+        self._check_backend()
         ts = self.store.scoped(p.tenant_id)
         where: BackupTarget = target or self.settings.backup_target
         meta: dict[str, Any] = {}
@@ -242,6 +252,7 @@ class BackupManager:
     # -- restore ----------------------------------------------------------------------------------
 
     async def describe_restore(self, p: Principal, backup_id: str, name: str | None) -> str:
+        self._check_backend()
         rec = await self.store.scoped(p.tenant_id).backups.get(backup_id)
         if name is not None:
             return f"Restore backup {rec.id} of {rec.source_name!r} into a new {rec.kind} {name!r}?"
@@ -252,6 +263,7 @@ class BackupManager:
         )
 
     async def restore(self, p: Principal, backup_id: str, name: str | None, wait: bool, report: Reporter) -> Backup:
+        self._check_backend()
         ts = self.store.scoped(p.tenant_id)
         rec = await ts.backups.get(backup_id)
         if rec.status != "complete" or not rec.snapshot_id:

@@ -56,6 +56,7 @@ from .builds_recipes import check_dockerfile_path
 from .builds_run import Run, execute
 from .builds_url import check_addresses, default_name, parse_git_url
 from .errors import AgentHostError, BuildFailed, ImageNotFound, InvalidInput, QuotaExceeded
+from .image_registry import in_registry, registry_of
 from .models import Build, BuildLogOutput, BuildRecord, BuildSummary, Principal, ResourceName, untrusted
 from .services import Reporter
 from .settings import Settings
@@ -102,10 +103,14 @@ def _owner_alive(owner: str, heartbeat: datetime) -> bool:
 
 
 class BuildManager:
-    def __init__(self, settings: Settings, store: Store, builder: Builder) -> None:
+    def __init__(
+        self, settings: Settings, store: Store, builder: Builder, *, pulls_from_registry: bool = False
+    ) -> None:
+        """``pulls_from_registry``: workloads run on nodes that pull images (Nomad), not on the builder's engine."""
         self.settings = settings
         self.store = store
         self.builder = builder
+        self.pulls_from_registry = pulls_from_registry
         self.owner = owner_token()
         self._runs: dict[str, Run] = {}
         self._tg: anyio.abc.TaskGroup | None = None
@@ -360,7 +365,10 @@ class BuildManager:
                 else "read build_logs, fix the cause and build again"
             )
             raise InvalidInput(f"build {rec.id} is {rec.status}, not succeeded", hint)
-        if not await self.builder.image_exists(rec.image):
+        if self.pulls_from_registry and registry_of(rec.image):
+            if not await in_registry(rec.image):
+                raise ImageNotFound(f"the image of build {rec.id} is no longer in the registry", "build it again")
+        elif not await self.builder.image_exists(rec.image):
             raise ImageNotFound(f"the image of build {rec.id} is no longer on this host", "build it again")
         return rec.image, rec.port
 

@@ -392,6 +392,8 @@ class DatabaseManager:
         for rec in await all_database_records(self.store.db):
             ts = self.store.scoped(rec.tenant_id)
             if rec.desired_state == "deleted":
+                if now - rec.updated_at.timestamp() < _GRACE_S:
+                    continue  # a delete in progress, maybe in another process: its caller reports what it removed
                 await self.backend.remove_workload(rec.id)
                 await self.backend.remove_volume(rec.spec.volume)
                 await ts.databases.delete(rec.id)

@@ -7,7 +7,8 @@ stable ``code`` (part of the API: tests and clients match on it), an HTTP
     AgentHostError                    internal (500)
     ├── InvalidInput                  invalid_input (400)
     │   ├── ConfirmationRequired      confirmation_required (400)
-    │   └── RuntimeUnavailable        runtime_unavailable (400)
+    │   ├── RuntimeUnavailable        runtime_unavailable (400)
+    │   └── NotSupported              not_supported (400)
     ├── Unauthorized                  unauthorized (401)
     ├── Forbidden                     forbidden (403)
     │   └── ReadOnly                  read_only (403)
@@ -38,6 +39,7 @@ __all__ = [
     "ImageNotFound",
     "InvalidInput",
     "NotFound",
+    "NotSupported",
     "QuotaExceeded",
     "RateLimited",
     "ReadOnly",
@@ -78,6 +80,13 @@ class ConfirmationRequired(InvalidInput):
 class RuntimeUnavailable(InvalidInput):
     code = "runtime_unavailable"
     default_hint = "platform_status lists the runtimes this node has; pick one of them"
+
+
+class NotSupported(InvalidInput):
+    """The request is sound, but the platform's backend cannot do it (e.g. backups on Nomad)."""
+
+    code = "not_supported"
+    default_hint = "platform_status shows the backend; an operator can run this on the Docker backend"
 
 
 class Unauthorized(AgentHostError):

@@ -72,7 +72,8 @@ class Platform:
         self.builder = builder or make_builder(settings, backend, "builder")
         self.tenants = TenantManager(settings, store)
         self.services = ServiceManager(settings, store, backend)
-        self.builds = BuildManager(settings, store, self.builder)
+        remote = self.builder is not backend  # type: ignore[comparison-overlap]
+        self.builds = BuildManager(settings, store, self.builder, pulls_from_registry=remote)
         self.services.resolve_build = self.builds.image_for_deploy
         self.reconciler = Reconciler(store, self.services, settings.reconcile_interval_s)
         self.databases = DatabaseManager(settings, store, backend, self.services)

@@ -51,6 +51,8 @@ class Reconciler:
         for rec in records:
             ts = self.store.scoped(rec.tenant_id)
             if rec.desired_state == "deleted":
+                if (now - rec.updated_at).total_seconds() < _GRACE_S:
+                    continue  # a delete in progress, maybe in another process: its caller reports what it removed
                 # A delete that died half-way: finish it.
                 await backend.remove_workload(rec.id)
                 await ts.services.delete(rec.id)

@@ -42,6 +42,7 @@ from .nomad_jobs import (
     variable_path,
 )
 from .nomad_logs import check_since, follow_logs, read_tail
+from .nomad_net import NET_TASK, Peer, TenantNetworks
 from .nomad_nodes import node_info, placement_error
 
 if TYPE_CHECKING:
@@ -57,6 +58,8 @@ _L_RESTART = "agenthost.nomad-restart"
 _PLACEMENT_WAIT_S = 90.0
 _STOP_WAIT_S = 60.0
 _NODES_TTL_S = 5.0
+# nomad/plugins/agenthost-dir: a directory the workload's own user can write (Nomad's mkdir makes it root's).
+VOLUME_PLUGIN = "agenthost-dir"
 _TERMINAL = ("complete", "failed", "lost")
 
 
@@ -70,10 +73,13 @@ class NomadBackend:
         datacenters: list[str],
         node_pool: str,
         builder_image: str = "agenthost/python:bookworm",
+        tenant_network_pool: str = "10.213.0.0/16",
+        tenant_network_prefix: int = 24,
     ) -> None:
         self.api = api
         self.builder_image = builder_image
         self.instance = instance
+        self.nets = TenantNetworks(builder_image, instance, tenant_network_pool, tenant_network_prefix)
         self.datacenters = datacenters
         self.node_pool = node_pool
         self._own = {L_MANAGED: "true", L_INSTANCE: instance}
@@ -82,7 +88,15 @@ class NomadBackend:
     @classmethod
     def from_settings(cls, settings: Settings, instance: str) -> NomadBackend:
         api = NomadApi(settings.nomad_addr, settings.nomad_token, settings.nomad_namespace, settings.nomad_region)
-        return cls(api, instance, settings.nomad_datacenters, settings.nomad_node_pool, settings.image_python)
+        return cls(
+            api,
+            instance,
+            settings.nomad_datacenters,
+            settings.nomad_node_pool,
+            settings.image_python,
+            settings.tenant_network_pool,
+            settings.tenant_network_prefix,
+        )
 
     async def _run(self, what: str, fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
         def call() -> T:
@@ -111,7 +125,8 @@ class NomadBackend:
                     "region": str(config.get("Region") or ""),
                     "namespace": self.api.namespace,
                     "node_pool": self.node_pool,
-                    "egress_note": "egress 'web' is not enforced on Nomad: services use 'open', sandboxes 'none'",
+                    "egress_note": "egress 'web' is not enforced on Nomad: services use 'open', sandboxes 'none';"
+                    " a tenant's databases share its services' network, which routes out",
                 },
             )
 
@@ -191,6 +206,15 @@ class NomadBackend:
         spec_hash = (var.get("Items") or {}).get(HASH_ITEM)
         return status_from(workload_id, job, self._allocs(jid), spec_hash)
 
+    def _peer_sync(self, workload_id: str) -> Peer | None:
+        """The running allocation of ``workload_id``, whose network namespace a sidecar joins."""
+        job = self._job(job_id(workload_id))
+        if job is None or job.get("Stop") or (job.get("Meta") or {}).get(L_INSTANCE) != self.instance:
+            return None
+        running = [a for a in self._allocs(job_id(workload_id)) if a.get("ClientStatus") == "running"]
+        alloc = latest_alloc(running)
+        return Peer(container=f"{TASK}-{alloc['ID']}", node_id=str(alloc["NodeID"])) if alloc else None
+
     def _register_sync(self, job: dict[str, Any]) -> tuple[str, int]:
         result = self.api.post("jobs", body={"Job": job})
         version = int(self.api.get("job", job["ID"])["Version"])
@@ -226,9 +250,17 @@ class NomadBackend:
                             "push the image to a registry the nodes can reach (build_from_git does), or load it "
                             "onto the nodes",
                         )
+                    if failure.startswith("preparing the tenant network"):
+                        lines = read_tail(self.api, alloc["ID"], "stderr", 5, NET_TASK)
+                        failure += "".join(f"\n{line.text}" for line in lines)
+                        raise AgentHostError(
+                            f"Nomad could not start {jid}: {failure}",
+                            "the node's Docker must let the platform create bridges (see nomad/README.md)",
+                        )
                     raise AgentHostError(f"Nomad could not start {jid}: {failure}", "check the image and command")
+                # The main task, not the allocation: that runs already while a prestart task does.
                 task = (alloc.get("TaskStates") or {}).get(TASK) or {}
-                if alloc.get("ClientStatus") != "pending" or task.get("State") == "running":
+                if task.get("State") in ("running", "dead") or alloc.get("ClientStatus") in _TERMINAL:
                     return
             time.sleep(0.2)
         if alloc is None:
@@ -251,7 +283,12 @@ class NomadBackend:
                 return self._status_sync(spec.id)
             _, mhz = self._nodes_sync()
             variables = job_variables(
-                spec, cpu_mhz_per_core=mhz, datacenters=self.datacenters, node_pool=self.node_pool
+                spec,
+                cpu_mhz_per_core=mhz,
+                datacenters=self.datacenters,
+                node_pool=self.node_pool,
+                nets=self.nets,
+                peer=self._peer_sync(spec.share_network_with) if spec.share_network_with else None,
             )
             path = variable_path(spec.id)
             written = self.api.put(
@@ -261,6 +298,10 @@ class NomadBackend:
                 "jobs", "parse", body={"JobHCL": job_template(), "Variables": json.dumps(variables)}
             )
             parsed.update({"ID": jid, "Name": jid, "Namespace": self.api.namespace})
+            for task in parsed["TaskGroups"][0]["Tasks"]:
+                # Docker takes an empty entrypoint for "none", not for "the image's own".
+                if not (task.get("Config") or {}).get("entrypoint", True):
+                    del task["Config"]["entrypoint"]
             parsed["Meta"] = {
                 **spec.labels,
                 **self._own,
@@ -459,7 +500,7 @@ class NomadBackend:
                         "Volume": {
                             "Name": name,
                             "Namespace": self.api.namespace,
-                            "PluginID": "mkdir",
+                            "PluginID": VOLUME_PLUGIN,
                             "NodePool": self.node_pool,
                             "RequestedCapabilities": [
                                 {"AttachmentMode": "file-system", "AccessMode": "single-node-writer"}
@@ -516,11 +557,11 @@ class NomadBackend:
         return await self._run("list volumes", listing)
 
     async def ensure_network(self, name: str, labels: dict[str, str]) -> None:
-        """No per-tenant network on Nomad: every workload joins its node's agenthost bridge, where
-        inter-container traffic is off, so tenants reach each other only through published ports."""
+        """Tenant networks are made on the node a job lands on, by the job's own prestart task
+        (``nomad_net``): the control plane has no Docker socket of the nodes to make them ahead."""
 
     async def remove_network(self, name: str) -> bool:
-        """See ensure_network: there is never a tenant network to remove."""
+        """See ensure_network: the bridges live on the nodes, which the control plane cannot reach."""
         return False
 
     async def put_secret(self, path: str, values: dict[str, str]) -> None:

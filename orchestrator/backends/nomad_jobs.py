@@ -21,6 +21,7 @@ from typing import Any
 
 from ..errors import InvalidInput
 from .base import LABEL_PREFIX, Endpoint, WorkloadSpec, WorkloadState, WorkloadStatus
+from .nomad_net import NET_TASK, Peer, TenantNetworks, network_variables
 
 __all__ = [
     "HASH_ITEM",
@@ -51,6 +52,7 @@ _IMAGE = re.compile(
     r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*(?:/[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*)*"
     r"(?::[A-Za-z0-9_][A-Za-z0-9_.-]{0,127})?(?:@sha256:[a-f0-9]{64})?$"
 )
+_DEFAULT_NETS = TenantNetworks(helper_image="agenthost/python:bookworm", instance="default")
 # go-envparse (Nomad's env file reader) scans lines of at most 64 KiB.
 _MAX_ENV_LINE = 60 * 1024
 
@@ -98,27 +100,19 @@ def _check_env(env: dict[str, str]) -> None:
             raise InvalidInput(f"env var {key!r} contains a NUL byte", "env values are text")
 
 
-def _network_mode(spec: WorkloadSpec) -> str:
-    if spec.share_network_with:
-        raise InvalidInput(
-            "sharing another workload's network is not available on the Nomad backend",
-            "run the helper in the same image, or use the Docker backend",
-        )
-    if spec.egress == "open":
-        return "isolated"
-    if spec.egress == "none" and not spec.ports:
-        return "none"
-    raise InvalidInput(
-        f"egress policy {spec.egress!r} cannot be enforced by the Nomad backend"
-        + (" for a workload with published ports" if spec.egress == "none" else ""),
-        "use egress='open' (or 'none' without ports) on Nomad",
-    )
-
-
 def job_variables(
-    spec: WorkloadSpec, *, cpu_mhz_per_core: float, datacenters: list[str], node_pool: str
+    spec: WorkloadSpec,
+    *,
+    cpu_mhz_per_core: float,
+    datacenters: list[str],
+    node_pool: str,
+    nets: TenantNetworks = _DEFAULT_NETS,
+    peer: Peer | None = None,
 ) -> dict[str, Any]:
-    """Typed values for the HCL file's variables. Raises: InvalidInput for what Nomad cannot do safely."""
+    """Typed values for the HCL file's variables. Raises: InvalidInput for what Nomad cannot do safely.
+
+    ``peer`` is the running allocation a workload with ``share_network_with`` joins.
+    """
     check_reference(spec.image)
     _no_interpolation("the image", [spec.image])
     _no_interpolation("the command", [*(spec.command or []), *(spec.entrypoint or [])])
@@ -143,8 +137,8 @@ def job_variables(
         "cap_add": spec.cap_add,
         "user": spec.user or "",
         "workdir": spec.workdir or "",
-        "network_mode": _network_mode(spec),
-        "hostname": spec.network_aliases[0] if spec.network_aliases else "",
+        **network_variables(spec, nets, peer),
+        "init": spec.init,
         "volumes": [
             {"name": f"v{i}", "source": v.name, "path": v.path, "read_only": v.read_only}
             for i, v in enumerate(spec.volumes)
@@ -181,11 +175,18 @@ def alloc_endpoints(alloc: dict[str, Any]) -> dict[int, Endpoint]:
 
 
 def task_failure(alloc: dict[str, Any]) -> str | None:
-    """The driver's message when the task could not start at all (e.g. an image pull failed)."""
-    state = (alloc.get("TaskStates") or {}).get(TASK) or {}
-    for event in reversed(state.get("Events") or []):
-        if event.get("Type") in ("Driver Failure", "Failed Validation", "Setup Failure"):
-            return str(event.get("DisplayMessage") or event.get("DriverError") or event.get("Message") or "")
+    """The driver's message when the task could not start at all (e.g. an image pull failed), or
+    why the prestart task that prepares the tenant network failed."""
+    states = alloc.get("TaskStates") or {}
+    for name in (NET_TASK, TASK):
+        for event in reversed((states.get(name) or {}).get("Events") or []):
+            if event.get("Type") in ("Driver Failure", "Failed Validation", "Setup Failure"):
+                message = str(event.get("DisplayMessage") or event.get("DriverError") or event.get("Message") or "")
+                return message if name == TASK else f"preparing the tenant network: {message}"
+            if name == NET_TASK and event.get("Type") == "Terminated":
+                code = str((event.get("Details") or {}).get("exit_code", event.get("ExitCode", 0)))
+                if code not in ("", "0"):
+                    return f"preparing the tenant network: the {NET_TASK} task exited with code {code}"
     return None
 
 

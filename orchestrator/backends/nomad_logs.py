@@ -36,7 +36,7 @@ def check_since(since: datetime | None, alloc_created: datetime) -> None:
         )
 
 
-def read_tail(api: NomadApi, alloc_id: str, stream: Stream, tail: int) -> list[LogLine]:
+def read_tail(api: NomadApi, alloc_id: str, stream: Stream, tail: int, task: str = TASK) -> list[LogLine]:
     """The last ``tail`` lines of one stream (sync; run it in a worker thread)."""
     offset = max(64 * 1024, tail * _BYTES_PER_LINE)
     try:
@@ -45,7 +45,7 @@ def read_tail(api: NomadApi, alloc_id: str, stream: Stream, tail: int) -> list[L
             "fs",
             "logs",
             alloc_id,
-            params={"task": TASK, "type": stream, "origin": "end", "offset": offset, "plain": "true"},
+            params={"task": task, "type": stream, "origin": "end", "offset": offset, "plain": "true"},
         )
     except NotFound:
         return []  # the task has not written this stream yet

@@ -3,17 +3,19 @@
 from __future__ import annotations
 
 import textwrap
-from collections.abc import Iterator
+import uuid
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import docker
 import docker.errors
 import pytest
 
+from orchestrator.backends.base import Backend
 from orchestrator.settings import Settings
 
 from .harness import AgentHost
-from .nomad_agent import NOMAD_ADDR, purge_tenants, start_dev_agent, stop_dev_agent
+from .nomad_agent import NOMAD_ADDR, backend_of, purge_tenants, start_dev_agent, stop_dev_agent
 
 HELLO_APP = textwrap.dedent(
     """
@@ -31,6 +33,17 @@ HELLO_APP = textwrap.dedent(
     """
 )
 HELLO_IMAGE = "ah-test/hello:1"
+# What the session's platforms (Docker and Nomad alike) allow beyond the defaults: the conformance
+# suite builds from local git repositories.
+CONFORMANCE_ENV = {"AGENTHOST_ALLOW_LOCAL_GIT": "true"}
+# Nomad reserves the CPU a workload asks for (Docker only caps it), and the dev node has two cores:
+# smaller default shares so that a test's services, databases and the warm pool fit on it together.
+NOMAD_DEV_SIZES = {
+    "AGENTHOST_DEFAULT_CPUS": "0.25",
+    "AGENTHOST_SANDBOX_CPUS": "0.25",
+    "AGENTHOST_SANDBOX_POOL_SIZE": "1",
+    "AGENTHOST_SSH_CPUS": "0.25",
+}
 
 
 @pytest.fixture(scope="session")
@@ -71,7 +84,7 @@ def hello_image(
 
 @pytest.fixture(scope="session")
 def agenthost(docker_client: docker.DockerClient, tmp_path_factory: pytest.TempPathFactory) -> Iterator[AgentHost]:
-    host = AgentHost(data_dir=Path(tmp_path_factory.mktemp("agenthost-data")))
+    host = AgentHost(data_dir=Path(tmp_path_factory.mktemp("agenthost-data")), env=dict(CONFORMANCE_ENV))
     host.init()
     yield host
     host.stop()
@@ -102,9 +115,32 @@ def nomad_agenthost(
     """agenthost on the Nomad backend, with its own data dir."""
     host = AgentHost(
         data_dir=Path(tmp_path_factory.mktemp("agenthost-nomad")),
-        env={"AGENTHOST_BACKEND": "nomad", "AGENTHOST_NOMAD_ADDR": nomad_agent},
+        env={**CONFORMANCE_ENV, **NOMAD_DEV_SIZES, "AGENTHOST_BACKEND": "nomad", "AGENTHOST_NOMAD_ADDR": nomad_agent},
     )
     host.init()
     yield host
     host.stop()
     purge_tenants(host)
+
+
+@pytest.fixture(params=["docker", "nomad"])
+def host(request: pytest.FixtureRequest) -> AgentHost:
+    """The conformance suite's platform: each test runs once on Docker and once on Nomad."""
+    fixture = "agenthost" if request.param == "docker" else "nomad_agenthost"
+    return request.getfixturevalue(fixture)  # type: ignore[no-any-return]
+
+
+@pytest.fixture
+async def product_backend(host: AgentHost) -> AsyncIterator[Backend]:
+    """The server's own backend (same instance), to look into workloads the tools made."""
+    b = backend_of(host)
+    yield b
+    await b.close()
+
+
+@pytest.fixture
+async def backend(host: AgentHost) -> AsyncIterator[Backend]:
+    """A backend of its own instance, for protocol-level tests (the server would remove their workloads)."""
+    b = backend_of(host, f"conformance-{uuid.uuid4().hex[:8]}")
+    yield b
+    await b.close()

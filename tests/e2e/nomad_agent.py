@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import json
 import subprocess
+import time
 from pathlib import Path
 from typing import Any
 
+import docker
+import docker.errors
 import httpx
 
 from orchestrator.backends.base import Backend
@@ -15,7 +18,15 @@ from orchestrator.secrets import load_master_key
 
 from .harness import AgentHost
 
-__all__ = ["NOMAD_ADDR", "backend_of", "nomad_get", "purge_tenants", "start_dev_agent", "stop_dev_agent"]
+__all__ = [
+    "NOMAD_ADDR",
+    "backend_of",
+    "nomad_get",
+    "purge_tenants",
+    "remove_tenant_networks",
+    "start_dev_agent",
+    "stop_dev_agent",
+]
 
 NOMAD_ADDR = "http://127.0.0.1:14646"
 _SCRIPT = Path(__file__).resolve().parents[2] / "infra" / "nomad.sh"
@@ -55,12 +66,15 @@ def backend_of(host: AgentHost, instance: str | None = None) -> Backend:
 
 
 def purge_tenants(host: AgentHost) -> None:
-    """Remove whatever this session's tenants left in Nomad (a test that failed half-way)."""
+    """Remove whatever this session's platform and tenants left in Nomad (a test that failed half-way,
+    the warm pool) and the tenant networks its jobs made on the node."""
     tenants = set(host.tenant_ids.values())
     for job in nomad_get("jobs", meta="true"):
-        if (job.get("Meta") or {}).get("agenthost.tenant") in tenants:
+        meta = job.get("Meta") or {}
+        if meta.get("agenthost.tenant") in tenants or meta.get("agenthost.instance") == host.instance:
             httpx.delete(f"{NOMAD_ADDR}/v1/job/{job['ID']}", params={"purge": "true"}, timeout=30)
             httpx.delete(f"{NOMAD_ADDR}/v1/var/nomad/jobs/{job['ID']}", timeout=30)
+    remove_tenant_networks(host.instance)
     for stub in nomad_get("vars", prefix="agenthost/"):
         items = nomad_get(f"var/{stub['Path']}").get("Items", {})
         if items.get("agenthost.tenant") in tenants:
@@ -69,6 +83,25 @@ def purge_tenants(host: AgentHost) -> None:
                 if vol["Name"] == name:
                     httpx.delete(f"{NOMAD_ADDR}/v1/volume/host/{vol['ID']}", timeout=30)
             httpx.delete(f"{NOMAD_ADDR}/v1/var/{stub['Path']}", timeout=30)
+
+
+def remove_tenant_networks(instance: str, timeout: float = 60) -> None:
+    """The tenant bridges jobs of ``instance`` made on the (single) dev node, once their containers are gone."""
+    client = docker.from_env(version="auto")
+    try:
+        deadline = time.monotonic() + timeout
+        labels = [f"agenthost.instance={instance}", "agenthost.nomad-network"]
+        for net in client.networks.list(filters={"label": labels}):
+            while True:
+                try:
+                    net.remove()
+                    break
+                except docker.errors.APIError:
+                    if time.monotonic() > deadline:
+                        raise
+                    time.sleep(0.5)
+    finally:
+        client.close()
 
 
 def job_json(job_id: str) -> str:

@@ -7,73 +7,23 @@ from __future__ import annotations
 
 import tempfile
 import uuid
-from collections.abc import AsyncIterator
 from pathlib import Path
 
-import anyio
+import asyncssh
 import httpx
 import pytest
 
-from orchestrator.backends.base import Backend, VolumeSpec, WorkloadSpec, WorkloadStatus
+from orchestrator.backends.base import Backend, VolumeSpec, WorkloadSpec
 
-from .harness import AgentHost, ToolFailed, call, connect
-from .nomad_agent import backend_of
+from .conformance import answers, body, pool_ready, sh, state, tenant
+from .harness import AgentHost, ToolFailed, call, connect, until
+from .test_ssh import HTTP_VIA_LOCALHOST, ssh_run
 
 pytestmark = [pytest.mark.anyio, pytest.mark.e2e]
 
-BACKENDS = ["docker", "nomad"]
-
-
-@pytest.fixture(params=BACKENDS)
-def host(request: pytest.FixtureRequest) -> AgentHost:
-    fixture = "agenthost" if request.param == "docker" else "nomad_agenthost"
-    return request.getfixturevalue(fixture)  # type: ignore[no-any-return]
-
-
-@pytest.fixture
-async def product_backend(host: AgentHost) -> AsyncIterator[Backend]:
-    """The server's own backend (same instance), to look into workloads the tools made."""
-    b = backend_of(host)
-    yield b
-    await b.close()
-
-
-@pytest.fixture
-async def backend(host: AgentHost) -> AsyncIterator[Backend]:
-    """A backend of its own instance, for protocol-level tests (the server would remove their workloads)."""
-    b = backend_of(host, f"conformance-{uuid.uuid4().hex[:8]}")
-    yield b
-    await b.close()
-
-
-def _tenant(host: AgentHost, what: str) -> str:
-    return host.tenant(f"{what}-{host.settings.backend}")
-
-
-async def _answers(url: str, expected: str | None = None, timeout: float = 60) -> str:
-    with anyio.fail_after(timeout):
-        while True:
-            try:
-                async with httpx.AsyncClient(timeout=3) as client:
-                    text = (await client.get(url)).text
-                if expected is None or text == expected:
-                    return text
-            except httpx.HTTPError:
-                pass
-            await anyio.sleep(0.2)
-
-
-async def _state(backend: Backend, workload_id: str, state: str, timeout: float = 90) -> WorkloadStatus:
-    st = await backend.workload_status(workload_id)
-    with anyio.move_on_after(timeout):
-        while (st := await backend.workload_status(workload_id)).state != state:
-            await anyio.sleep(0.2)
-    assert st.state == state, f"{workload_id} did not reach {state} in {timeout} s: {st}"
-    return st
-
 
 async def test_service_lifecycle_env_logs_exec(host: AgentHost, product_backend: Backend, hello_image: str) -> None:
-    key = _tenant(host, "conf-life")
+    key = tenant(host, "conf-life")
     secret = f"s3cr3t-{uuid.uuid4().hex[:8]}"
     async with connect(host, key, "http") as client:
         svc = await call(
@@ -83,7 +33,7 @@ async def test_service_lifecycle_env_logs_exec(host: AgentHost, product_backend:
         )
         assert svc["status"] == "running", svc
         assert svc["url"].startswith("http://127.0.0.1:")
-        assert await _answers(svc["url"]) == "hello conform"
+        assert await answers(svc["url"]) == "hello conform"
         got = await call(client, "get_service", {"service": "web"})
         assert got["status"] == "running" and got["url"] == svc["url"]
         assert sorted(got["env_keys"]) == ["GREETING", "TOKEN"]
@@ -102,7 +52,28 @@ async def test_service_lifecycle_env_logs_exec(host: AgentHost, product_backend:
         slow = await product_backend.exec(svc["id"], ["sleep", "30"], timeout_s=1)
         assert slow.timed_out and slow.exit_code is None
 
-        await _answers(svc["url"])
+        # The same through the exec tool: the secret masked in the output, stdin, env, workdir, deadline.
+        run = await call(client, "exec", {"service": "web", "command": ["printenv", "TOKEN"]})
+        assert (run["exit_code"], body(run["stdout"]), run["target"]) == (0, "****\n", "service web")
+        run = await call(
+            client,
+            "exec",
+            {
+                "service": "web",
+                "command": 'pwd; cat; echo "$EXTRA" >&2; exit 3',
+                "stdin": "from-stdin",
+                "env": {"EXTRA": "x y"},
+                "workdir": "/tmp",
+            },
+        )
+        assert (run["exit_code"], body(run["stdout"]), body(run["stderr"])) == (3, "/tmp\nfrom-stdin", "x y\n")
+        run = await call(client, "exec", {"service": "web", "command": ["sleep", "30"], "timeout_s": 1})
+        assert run["timed_out"] and run["exit_code"] is None and "timed out" in run["note"]
+        with pytest.raises(ToolFailed) as err:
+            await call(client, "exec", {"service": "nope", "command": ["true"]})
+        assert err.value.code == "not_found"
+
+        await answers(svc["url"])
         logs = await call(client, "service_logs", {"service": "web", "tail": 50})
         assert "hello app starting" in logs["output"]
         assert logs["output"].startswith("<<<UNTRUSTED WORKLOAD OUTPUT")
@@ -111,12 +82,15 @@ async def test_service_lifecycle_env_logs_exec(host: AgentHost, product_backend:
         assert stopped["status"] == "stopped" and stopped["url"] is None
         with pytest.raises(httpx.HTTPError):
             httpx.get(svc["url"], timeout=3).raise_for_status()
+        with pytest.raises(ToolFailed) as err:
+            await call(client, "exec", {"service": "web", "command": ["true"]})
+        assert err.value.code == "invalid_input" and "not running" in err.value.message
         started = await call(client, "start_service", {"service": "web"})
         assert started["status"] == "running"
-        assert await _answers(started["url"]) == "hello conform"
+        assert await answers(started["url"]) == "hello conform"
         restarted = await call(client, "restart_service", {"service": "web"})
         assert restarted["status"] == "running"
-        assert await _answers(restarted["url"]) == "hello conform"
+        assert await answers(restarted["url"]) == "hello conform"
 
         rotated = f"rotated-{uuid.uuid4().hex[:8]}"
         env = await call(client, "set_env", {"service": "web", "vars": {"TOKEN": rotated}})
@@ -133,10 +107,110 @@ async def test_service_lifecycle_env_logs_exec(host: AgentHost, product_backend:
         assert (await call(client, "list_services"))["services"] == []
 
 
+NET_PROBE = """
+import os, socket, sys
+print("ifaces", sorted(os.listdir("/sys/class/net")))
+for host, port in [("127.0.0.1", int(sys.argv[1])), ("web", 8000)]:
+    try:
+        socket.create_connection((host, port), timeout=3).close()
+        print("reached", host)
+    except OSError as exc:
+        print("blocked", host, type(exc).__name__)
+"""
+
+
+async def test_sandboxes_from_the_pool_exec_list_delete(
+    host: AgentHost, product_backend: Backend, hello_image: str
+) -> None:
+    key = tenant(host, "conf-sbx")
+    async with connect(host, key, "http") as client:
+        svc = await call(client, "deploy_service", {"name": "web", "image": hello_image, "port": 8000})
+        assert svc["status"] == "running", svc
+        first = await call(client, "create_sandbox", {"name": "first"})  # the first ask warms the pool
+        await pool_ready(host)
+        sbx = await call(client, "create_sandbox", {"name": "scratch"})
+        assert sbx["from_pool"] is True and sbx["status"] == "running" and sbx["network"] == "none", sbx
+        assert (await product_backend.workload_status(sbx["id"])).state == "running"
+
+        code, out, _ = await sh(client, "python3 -c 'print(6 * 7)'; pwd; echo kept > f; cat f", sandbox="scratch")
+        assert (code, out) == (0, "42\n/workspace\nkept\n")
+        run = await call(client, "exec", {"sandbox": "scratch", "command": ["touch", "/etc/x"]})
+        assert run["exit_code"] != 0 and run["target"] == "sandbox scratch", "the image itself is read-only"
+        run = await call(client, "exec", {"sandbox": "scratch", "command": ["sleep", "30"], "timeout_s": 1})
+        assert run["timed_out"] and run["exit_code"] is None
+
+        # Network none: loopback only, so even the tenant's own service is out of reach.
+        port = svc["url"].rsplit(":", 1)[1]
+        run = await call(client, "exec", {"sandbox": "scratch", "command": ["python3", "-c", NET_PROBE, port]})
+        out = body(run["stdout"])
+        assert run["exit_code"] == 0 and "ifaces ['lo']" in out, run
+        assert "reached" not in out and out.count("blocked") == 2, out
+        online = await call(client, "create_sandbox", {"name": "online", "network": "egress"})
+        assert online["network"] == "egress" and online["from_pool"] is False
+        code, out, err = await sh(
+            client, "python3 -c 'import os; print(os.listdir(\"/sys/class/net\"))'", sandbox="online"
+        )
+        assert code == 0 and "eth0" in out, (out, err)  # an egress sandbox has an interface: the probe tells apart
+
+        listed = await call(client, "list_sandboxes")
+        assert sorted(s["name"] for s in listed["sandboxes"]) == ["first", "online", "scratch"]
+        with pytest.raises(ToolFailed) as err:
+            await call(client, "delete_sandbox", {"sandbox": "scratch"})
+        assert err.value.code == "confirmation_required"
+        for ref in ("scratch", "online", first["id"]):
+            await call(client, "delete_sandbox", {"sandbox": ref, "confirm": True})
+        for gone in (sbx, online, first):
+            assert (await product_backend.workload_status(gone["id"])).state == "missing"
+        assert (await call(client, "list_sandboxes"))["sandboxes"] == []
+        with pytest.raises(ToolFailed) as err:
+            await call(client, "exec", {"sandbox": "scratch", "command": ["true"]})
+        assert err.value.code == "not_found"
+        await call(client, "delete_service", {"service": "web", "confirm": True})
+
+
+async def test_ssh_sidecar_shares_the_service_network_and_files(
+    host: AgentHost, product_backend: Backend, hello_image: str
+) -> None:
+    key = tenant(host, "conf-ssh")
+    alice = asyncssh.generate_private_key("ssh-ed25519", comment="alice@laptop")
+    async with connect(host, key, "http") as client:
+        svc = await call(
+            client,
+            "deploy_service",
+            {
+                "name": "box",
+                "image": hello_image,
+                "port": 8000,
+                "command": ["sh", "-c", "echo from-service > /home/app/f.txt && exec python3 /app/app.py"],
+                "volumes": [{"name": "home", "path": "/home/app"}],
+                "ssh_public_key": alice.export_public_key().decode(),
+            },
+        )
+        assert svc["status"] == "running", svc
+        info = await until(client, "ssh_info", {"service": "box"}, lambda i: i["ready"], timeout=120)
+        assert info["host"] == "127.0.0.1" and info["user"] == "app"
+        sidecar = await product_backend.workload_status(f"{svc['id']}-ssh")
+        assert sidecar.state == "running" and sidecar.labels["agenthost.kind"] == "sidecar"
+        out, fp = await ssh_run(info, alice, "cat /home/app/f.txt; id -un; " + HTTP_VIA_LOCALHOST)
+        assert fp == info["host_key_fingerprint"]
+        assert out.startswith("from-service\napp\n") and "hello world" in out, out
+
+        # A restart gives the service a new network namespace: the sidecar follows it there.
+        await call(client, "restart_service", {"service": "box"})
+        again = await until(client, "ssh_info", {"service": "box"}, lambda i: i["ready"], timeout=120)
+        out, fp = await ssh_run(again, alice, HTTP_VIA_LOCALHOST)
+        assert fp == info["host_key_fingerprint"] and "hello world" in out
+
+        await call(client, "delete_service", {"service": "box", "confirm": True})
+        assert (await product_backend.workload_status(f"{svc['id']}-ssh")).state == "missing"
+        with pytest.raises((OSError, asyncssh.Error)):  # refused, or dropped by a port publisher on its way out
+            await ssh_run(again, alice, "true")
+
+
 async def test_crash_on_start_is_failed_with_log_tail(
     host: AgentHost, product_backend: Backend, hello_image: str
 ) -> None:
-    key = _tenant(host, "conf-crash")
+    key = tenant(host, "conf-crash")
     async with connect(host, key, "stdio") as client:
         svc = await call(
             client,
@@ -150,7 +224,7 @@ async def test_crash_on_start_is_failed_with_log_tail(
 
 
 async def test_missing_image_and_runtime_leave_nothing(host: AgentHost, product_backend: Backend) -> None:
-    key = _tenant(host, "conf-refuse")
+    key = tenant(host, "conf-refuse")
     async with connect(host, key, "stdio") as client:
         with pytest.raises(ToolFailed) as err:
             await call(client, "deploy_service", {"name": "ghost", "image": "ah-test/never-built:1", "port": 8000})
@@ -176,7 +250,7 @@ async def test_platform_status_and_nodes(host: AgentHost) -> None:
         assert "runsc" in cluster["runtimes"] and "runsc" in status["runtimes"]
         nodes = (await call(client, "list_nodes"))["nodes"]
         assert nodes and nodes[0]["memory_mb"] > 0 and "runsc" in nodes[0]["runtimes"]
-    async with connect(host, _tenant(host, "conf-member"), "stdio") as client:
+    async with connect(host, tenant(host, "conf-member"), "stdio") as client:
         with pytest.raises(ToolFailed) as err:
             await call(client, "list_nodes")
         assert err.value.code == "forbidden"
@@ -207,14 +281,14 @@ async def test_database_like_workload_keeps_its_volume(
         assert await backend.list_volumes({"agenthost.tenant": tid}) == [volume]
         assert await backend.volume_path_or_mount(volume)
         await backend.ensure_workload(spec)
-        await _state(backend, spec.id, "running")
+        await state(backend, spec.id, "running")
         assert (await backend.exec(spec.id, ["sh", "-c", "echo kept > /data/f"])).exit_code == 0
         await backend.restart_workload(spec.id)
-        await _state(backend, spec.id, "running")
+        await state(backend, spec.id, "running")
         assert (await backend.exec(spec.id, ["cat", "/data/f"])).stdout == "kept\n"
         assert await backend.remove_workload(spec.id)
         await backend.ensure_workload(spec)
-        await _state(backend, spec.id, "running")
+        await state(backend, spec.id, "running")
         assert (await backend.exec(spec.id, ["cat", "/data/f"])).stdout == "kept\n"
     finally:
         await backend.remove_workload(spec.id)
@@ -242,7 +316,7 @@ async def test_sandbox_like_workload_has_no_network(host: AgentHost, backend: Ba
     )
     try:
         await backend.ensure_workload(spec)
-        await _state(backend, spec.id, "running")
+        await state(backend, spec.id, "running")
         listed = await backend.list_workloads({"agenthost.tenant": tid})
         assert [w.id for w in listed] == [spec.id]
         run = await backend.exec(spec.id, ["sh", "-c", "grep -c : /proc/net/dev"])
@@ -283,7 +357,7 @@ async def test_build_image_then_run_it(host: AgentHost, backend: Backend, platfo
         assert ref.tag == tag and ref.digest and ref.digest.startswith("sha256:")
         assert any("built-marker" in line for line in lines), lines
         await backend.ensure_workload(spec)
-        await _state(backend, spec.id, "running")
+        await state(backend, spec.id, "running")
         assert (await backend.exec(spec.id, ["cat", "/built"])).stdout == "built-marker\n"
         with pytest.raises(Exception) as err:
             await backend.build_image(ctx, "Missing.Dockerfile", tag + "x", on_log, 256, 1.0, 120)

@@ -79,8 +79,13 @@ async def test_injection_in_name_env_or_image_is_rejected_or_inert(
         svc = await call(client, "deploy_service", {"name": "web", "image": hello_image, "port": 8000, "env": hostile})
         assert svc["status"] == "running", svc
         job = nomad_get(f"job/ah-{svc['id']}")
-        assert [t["Name"] for g in job["TaskGroups"] for t in g["Tasks"]] == ["main"]
-        assert job["TaskGroups"][0]["Tasks"][0]["Driver"] == "docker"
+        # The agent's workload, and the platform's prestart task that makes the tenant network: nothing else.
+        tasks = {t["Name"]: t for g in job["TaskGroups"] for t in g["Tasks"]}
+        assert sorted(tasks) == ["main", "net"] and {t["Driver"] for t in tasks.values()} == {"docker"}
+        assert tasks["net"]["Lifecycle"]["Hook"] == "prestart" and tasks["net"]["Config"]["network_mode"] == "none"
+        assert tasks["net"]["Config"]["image"] == host.settings.image_python
+        assert tasks["net"]["Config"]["args"][:2] == ["python3", "-c"] and "web" not in tasks["net"]["Config"]["args"]
+        assert tasks["main"]["Config"]["network_aliases"] == ["web"]
         backend = backend_of(host)
         try:
             for key, value in hostile.items():
@@ -141,7 +146,7 @@ async def test_job_carries_the_isolation_defaults(nomad_agenthost: AgentHost, he
     async with connect(host, host.tenant("nomad-defaults"), "stdio") as client:
         svc = await call(client, "deploy_service", {"name": "web", "image": hello_image, "port": 8000, "memory_mb": 96})
         job = nomad_get(f"job/ah-{svc['id']}")
-        task = job["TaskGroups"][0]["Tasks"][0]
+        task = next(t for t in job["TaskGroups"][0]["Tasks"] if t["Name"] == "main")
         config = task["Config"]
         assert config["runtime"] == "runsc" and config["readonly_rootfs"] is True
         assert config["cap_drop"] == ["all"] and config["security_opt"] == ["no-new-privileges"]
@@ -154,7 +159,8 @@ async def test_job_carries_the_isolation_defaults(nomad_agenthost: AgentHost, he
         alloc = [a for a in nomad_get("allocations", resources="true") if a["JobID"] == job["ID"]][-1]
         port = alloc["AllocatedResources"]["Shared"]["Ports"][0]
         assert port["HostIP"] == "127.0.0.1" and svc["url"] == f"http://127.0.0.1:{port['Value']}"
-        assert json.dumps(job).count("agenthost.instance") == 1
+        # The instance is the job's (in Meta); the workload's own task carries no platform label.
+        assert job["Meta"]["agenthost.instance"] == host.instance and "agenthost.instance" not in json.dumps(task)
         await call(client, "delete_service", {"service": "web", "confirm": True})
 
 
@@ -192,3 +198,23 @@ def test_cluster_configs_render_and_validate(nomad_agent: str, tmp_path: Path) -
     client = (tmp_path / "client" / "client.hcl").read_text()
     assert '"agenthost.runtimes"       = "runc,runsc,sysbox-runc"' in client
     assert 'allow_runtimes = ["runc", "runsc", "sysbox-runc"]' in client
+
+
+async def test_backups_are_refused_clearly(nomad_agenthost: AgentHost) -> None:
+    """Backups read volumes on the control plane's host; on Nomad those live on the nodes: refused, nothing made."""
+    host = nomad_agenthost
+    async with connect(host, host.tenant("nomad-backup"), "stdio") as client:
+        db = await call(client, "create_database", {"name": "cache", "engine": "redis", "memory_mb": 64})
+        assert db["status"] == "running", db
+        with pytest.raises(ToolFailed) as err:
+            await call(client, "create_backup", {"database": "cache"})
+        assert err.value.code == "not_supported" and "nodes" in err.value.message, err.value
+        with pytest.raises(ToolFailed) as err:
+            await call(client, "create_backup", {"volume": "data"})
+        assert err.value.code == "not_supported"
+        with pytest.raises(ToolFailed) as err:
+            await call(client, "restore_backup", {"backup_id": "bak_none", "confirm": True})
+        assert err.value.code == "not_supported"
+        assert (await call(client, "list_backups"))["backups"] == []
+        await call(client, "delete_database", {"database": "cache", "confirm": True})
+    assert not (host.data_dir / "restic").exists()

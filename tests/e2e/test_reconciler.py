@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import sqlite3
 import uuid
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import anyio
 import docker
 import docker.errors
 import httpx
@@ -103,3 +106,34 @@ def test_orphan_container_is_removed(
         assert foreign.status == "running"  # another platform's workload is not ours to remove
     finally:
         foreign.remove(force=True)
+
+
+async def test_a_delete_that_died_half_way_is_finished(
+    fast_host: AgentHost, hello_image: str, docker_client: docker.DockerClient
+) -> None:
+    key = fast_host.tenant("half-deleted")
+    async with connect(fast_host, key, "http") as client:
+        svc = await call(client, "deploy_service", {"name": "doomed", "image": hello_image, "port": 8000})
+    db = sqlite3.connect(fast_host.data_dir / "agenthost.db")
+    try:
+        # What delete_service writes first: a delete in progress, which the reconciler leaves to its caller.
+        with db:
+            marked = (_ago(0), svc["id"])
+            db.execute("UPDATE services SET desired_state = 'deleted', updated_at = ? WHERE id = ?", marked)
+        await anyio.sleep(4)  # several passes at a 1 s interval
+        assert docker_client.containers.get(f"ah-{svc['id']}").status == "running"
+        # The same record minutes later: the process that deleted it died half-way; the reconciler finishes.
+        with db:
+            db.execute("UPDATE services SET updated_at = ? WHERE id = ?", (_ago(600), svc["id"]))
+
+        def finished() -> bool:
+            (rows,) = db.execute("SELECT COUNT(*) FROM services WHERE id = ?", (svc["id"],)).fetchone()
+            return rows == 0 and not docker_client.containers.list(all=True, filters={"name": f"ah-{svc['id']}"})
+
+        wait_for(finished, 60, what="the reconciler to finish the delete")
+    finally:
+        db.close()
+
+
+def _ago(seconds: float) -> str:
+    return (datetime.now(UTC) - timedelta(seconds=seconds)).isoformat(timespec="milliseconds")

@@ -1,0 +1,176 @@
+"""The conformance suite, part two: databases and builds, through the tools, unchanged on Docker and Nomad.
+
+A linked service really uses its database over the tenant's private network with the injected
+connection string; the data outlives a restart; another tenant has no way in. A build from git is
+pushed to the local registry and deployed from there (on Nomad, the node pulls it).
+"""
+
+from __future__ import annotations
+
+import uuid
+from pathlib import Path
+
+import docker
+import docker.errors
+import httpx
+import pytest
+
+from orchestrator.backends.base import Backend
+from orchestrator.settings import Settings
+
+from .conformance import answers, container_of, sh, tenant
+from .harness import AgentHost, ToolFailed, call, connect, until
+from .nomad_agent import nomad_get
+from .test_builds import REGISTRY, SERVER_PY, make_repo
+
+pytestmark = [pytest.mark.anyio, pytest.mark.e2e]
+
+CREATE_NOTES = (
+    'psql "$DATABASE_URL" -v ON_ERROR_STOP=1 -qAt'
+    ' -c "CREATE TABLE notes (id int PRIMARY KEY, body text)"'
+    " -c \"INSERT INTO notes SELECT g, 'note ' || g FROM generate_series(1, 50) g\""
+    ' -c "SELECT count(*) FROM notes"'
+)
+COUNT_NOTES = 'psql "$DATABASE_URL" -v ON_ERROR_STOP=1 -qAt -c "SELECT count(*) FROM notes"'
+
+
+async def test_databases_linked_durable_and_private(
+    host: AgentHost, product_backend: Backend, docker_client: docker.DockerClient, platform_images: Settings
+) -> None:
+    key = tenant(host, "conf-db")
+    tid = host.tenant_ids[f"conf-db-{host.settings.backend}"]
+    images = host.settings
+    async with connect(host, key, "http") as client:
+        pg = await call(client, "create_database", {"name": "pg", "engine": "postgres"})
+        cache = await call(client, "create_database", {"name": "cache", "engine": "redis", "memory_mb": 128})
+        assert pg["status"] == "running" and cache["status"] == "running", (pg, cache)
+        assert pg["url"] == "postgresql://pg:****@pg:5432/pg"
+        assert pg["external_url"].startswith("postgresql://pg:****@127.0.0.1:")
+        for name, image in (("pgapp", images.image_postgres), ("cacheapp", images.image_redis)):
+            svc = await call(client, "deploy_service", {"name": name, "image": image, "command": ["sleep", "infinity"]})
+            assert svc["status"] == "running", svc
+        link = await call(client, "link_database", {"database": "pg", "service": "pgapp"})
+        assert (link["env_var"], link["linked"], link["service_status"]) == ("DATABASE_URL", True, "running")
+        link = await call(client, "link_database", {"database": "cache", "service": "cacheapp", "env_var": "CACHE"})
+        assert link["service_status"] == "running"
+
+        # The linked services reach their databases by name with the injected strings; the password
+        # they hold is masked in what the tools return.
+        code, out, err = await sh(client, CREATE_NOTES + '; echo "$DATABASE_URL"', service="pgapp")
+        assert (code, out) == (0, "50\npostgresql://pg:****@pg:5432/pg\n"), err
+        code, out, err = await sh(client, 'redis-cli -u "$CACHE" --no-auth-warning SET greeting hi', service="cacheapp")
+        assert (code, out) == (0, "OK\n"), err
+        _, out, _ = await sh(client, "redis-cli -h cache GET greeting", service="cacheapp")
+        assert "NOAUTH" in out  # no password, no data
+        pg_url = (await call(client, "database_connection_string", {"database": "pg", "reveal": True}))["url"]
+
+        # The engine stops both (a node reboot); the platform brings them back on their volumes.
+        for db in (pg, cache):
+            await product_backend.stop_workload(db["id"])
+            assert (await product_backend.workload_status(db["id"])).state in ("exited", "missing")
+    async with connect(host, key, "stdio") as client:  # a fresh control plane reconciles at once
+        for name in ("pg", "cache"):
+            await until(client, "get_database", {"database": name}, lambda d: d["status"] == "running", timeout=180)
+        code, out, err = await sh(client, COUNT_NOTES, service="pgapp")
+        assert (code, out) == (0, "50\n"), err
+        code, out, err = await sh(client, 'redis-cli -u "$CACHE" --no-auth-warning GET greeting', service="cacheapp")
+        assert (code, out) == (0, "hi\n"), err
+
+    # Another tenant, even with the full connection string, reaches neither the name nor an address.
+    addresses = [
+        n["IPAddress"]
+        for n in container_of(host, docker_client, pg["id"]).attrs["NetworkSettings"]["Networks"].values()
+        if n["IPAddress"]
+    ]
+    assert addresses
+    async with connect(host, tenant(host, "conf-db-other"), "stdio") as client:
+        with pytest.raises(ToolFailed) as err:
+            await call(client, "get_database", {"database": pg["id"]})
+        assert err.value.code == "not_found"
+        spec = {"name": "intruder", "image": images.image_postgres, "command": ["sleep", "infinity"]}
+        intruder = await call(client, "deploy_service", spec)
+        assert intruder["status"] == "running", intruder
+        run = await call(
+            client, "exec", {"service": "intruder", "command": 'psql "$URL" -c "select 1"', "env": {"URL": pg_url}}
+        )
+        assert run["exit_code"] != 0 and "could not translate host name" in run["stderr"], run
+        for address in addresses:
+            url = pg_url.replace("@pg:", f"@{address}:") + "?connect_timeout=3"
+            run = await call(
+                client, "exec", {"service": "intruder", "command": 'psql "$URL" -c "select 1"', "env": {"URL": url}}
+            )
+            assert run["exit_code"] != 0, f"another tenant reached {address}: {run}"
+        await call(client, "delete_service", {"service": "intruder", "confirm": True})
+
+    async with connect(host, key, "http") as client:
+        for name in ("pg", "cache"):
+            deleted = await call(client, "delete_database", {"database": name, "confirm": True})
+            assert any("data volume" in r for r in deleted["removed"]), deleted
+        await until(client, "get_service", {"service": "pgapp"}, lambda s: s["status"] == "running")
+        assert (await sh(client, 'test -z "$DATABASE_URL"', service="pgapp"))[0] == 0
+        assert (await call(client, "list_databases"))["databases"] == []
+        for name in ("pgapp", "cacheapp"):
+            await call(client, "delete_service", {"service": name, "confirm": True})
+    assert await product_backend.list_workloads({"agenthost.tenant": tid}) == []
+    assert await product_backend.list_volumes({"agenthost.tenant": tid}) == []
+
+
+async def test_build_from_git_is_deployed_from_the_registry(
+    host: AgentHost, product_backend: Backend, docker_client: docker.DockerClient, tmp_path: Path
+) -> None:
+    marker = f"built-{uuid.uuid4().hex[:8]}"
+    repo = make_repo(
+        tmp_path / "app",
+        {
+            "app.py": SERVER_PY.replace("{body}", marker),
+            "Dockerfile": (
+                f"FROM {host.settings.image_python}\nCOPY app.py /app/app.py\nEXPOSE 8000\n"
+                'CMD ["python3", "/app/app.py"]\n'
+            ),
+        },
+    )
+    key = tenant(host, "conf-build")
+    tid = host.tenant_ids[f"conf-build-{host.settings.backend}"]
+    try:
+        async with connect(host, key, "http") as client:
+            build = await call(client, "build_from_git", {"git_url": str(repo), "name": "web", "wait_timeout_s": 300})
+            assert build["status"] == "succeeded", build
+            assert build["image"] == f"{REGISTRY}/{tid}/web:{build['id']}" and build["port"] == 8000
+            tags = httpx.get(f"http://{REGISTRY}/v2/{tid}/web/tags/list", timeout=5).json()["tags"]
+            assert build["id"] in tags
+            if host.settings.backend == "nomad":
+                # Nomad nodes get images from the registry: drop the builder's copy so the node must pull.
+                docker_client.images.remove(build["image"])
+
+            svc = await call(client, "deploy_service", {"name": "web", "build_id": build["id"]})
+            assert svc["status"] == "running" and svc["image"] == build["image"], svc
+            assert await answers(svc["url"]) == marker
+            pulled = docker_client.images.get(build["image"]).id
+            assert container_of(host, docker_client, svc["id"]).attrs["Image"] == pulled
+            if host.settings.backend == "nomad":
+                job = nomad_get(f"job/ah-{svc['id']}")
+                assert job["TaskGroups"][0]["Tasks"][-1]["Config"]["image"] == build["image"]
+                alloc = nomad_get("allocations", filter=f'JobID == "ah-{svc["id"]}"')[0]
+                events = nomad_get(f"allocation/{alloc['ID']}")["TaskStates"]["main"]["Events"]
+                assert any(e["DisplayMessage"] == "Downloading image" for e in events), events
+
+                # A build whose image left the registry cannot be deployed: the nodes could not get it.
+                httpx.delete(
+                    f"http://{REGISTRY}/v2/{tid}/web/manifests/"
+                    + httpx.head(
+                        f"http://{REGISTRY}/v2/{tid}/web/manifests/{build['id']}",
+                        headers={"Accept": "application/vnd.docker.distribution.manifest.v2+json"},
+                    ).headers["Docker-Content-Digest"],
+                    timeout=5,
+                ).raise_for_status()
+                with pytest.raises(ToolFailed) as err:
+                    await call(client, "deploy_service", {"name": "again", "build_id": build["id"]})
+                assert err.value.code == "image_not_found" and "registry" in err.value.message
+            await call(client, "delete_service", {"service": "web", "confirm": True})
+            assert (await product_backend.workload_status(svc["id"])).state == "missing"
+    finally:
+        for image in docker_client.images.list(name=f"{REGISTRY}/{tid}/web"):
+            try:
+                docker_client.images.remove(image.id, force=True)
+            except docker.errors.APIError:
+                pass  # gone already, or still in use by a container the fixture's teardown removes
