@@ -2,29 +2,25 @@
 
 from __future__ import annotations
 
-import functools
 import ipaddress
 import subprocess
 import threading
 import time
-from collections.abc import AsyncIterator, Callable, Iterator
-from contextlib import contextmanager
-from datetime import UTC, datetime
+from collections.abc import AsyncIterator, Callable
+from datetime import datetime
 from pathlib import Path
-from typing import Any, ParamSpec, TypeVar
+from typing import ParamSpec, TypeVar
 
 import anyio
 import docker
 import docker.errors
-import requests.exceptions
 from docker.models.containers import Container
 
-from ..errors import AgentHostError, BackendUnavailable, Conflict, ImageNotFound, InvalidInput, NotFound
+from ..errors import AgentHostError, Conflict, InvalidInput, NotFound
 from ..models import Egress
 from .base import (
     LABEL_PREFIX,
     BackendInfo,
-    Endpoint,
     ExecResult,
     ImageRef,
     LogLine,
@@ -36,55 +32,28 @@ from .base import (
     WorkloadStatus,
 )
 from .docker_build import build_image_sync, push_image_sync, remove_layers_sync
+from .docker_containers import (
+    L_HASH,
+    L_ID,
+    L_INSTANCE,
+    L_KIND,
+    L_MANAGED,
+    L_TENANT,
+    container_name,
+    container_status,
+    docker_errors,
+    host_config,
+)
 from .docker_exec import Emit, exec_sync
-from .docker_net import egress_network_name, ensure_egress_rules, iptables_available, tenant_bridge_name
+from .docker_logs import follow_logs, merged_tail, read_stream
+from .docker_net import egress_network_name, ensure_bridge, ensure_egress_rules, iptables_available, tenant_bridge_name
 
 __all__ = ["DockerBackend", "container_name"]
 
 P = ParamSpec("P")
 T = TypeVar("T")
 
-_L_MANAGED = f"{LABEL_PREFIX}.managed"
-_L_INSTANCE = f"{LABEL_PREFIX}.instance"
-_L_ID = f"{LABEL_PREFIX}.id"
-_L_TENANT = f"{LABEL_PREFIX}.tenant"
-_L_KIND = f"{LABEL_PREFIX}.kind"
-_L_HASH = f"{LABEL_PREFIX}.spec-hash"
-
-
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _RUNTIMES_TTL_S = 30.0
-
-
-def container_name(workload_id: str) -> str:
-    return f"ah-{workload_id}"
-
-
-@contextmanager
-def docker_errors(what: str) -> Iterator[None]:
-    """Translate docker-py and transport failures into the agenthost error tree."""
-    try:
-        yield
-    except docker.errors.ImageNotFound as exc:
-        raise ImageNotFound(f"{what}: image not found ({exc.explanation})") from exc
-    except docker.errors.NotFound as exc:
-        raise NotFound(f"{what}: {exc.explanation}") from exc
-    except docker.errors.APIError as exc:
-        if exc.status_code == 409:
-            raise Conflict(f"{what}: {exc.explanation}") from exc
-        if exc.status_code == 400:
-            raise InvalidInput(f"{what}: {exc.explanation}") from exc
-        raise AgentHostError(f"{what}: docker engine error: {exc.explanation}") from exc
-    except (requests.exceptions.ConnectionError, docker.errors.DockerException) as exc:
-        raise BackendUnavailable(f"{what}: docker engine unreachable ({exc})") from exc
-
-
-def _parse_ts(value: str | None) -> datetime | None:
-    if not value or value.startswith("0001-"):
-        return None
-    # Docker gives nanoseconds; Python keeps microseconds.
-    head, _, frac = value.rstrip("Z").partition(".")
-    return datetime.fromisoformat(f"{head}.{(frac + '000000')[:6]}+00:00")
 
 
 class DockerBackend:
@@ -101,7 +70,7 @@ class DockerBackend:
         """``instance`` labels everything this platform creates, so two platforms sharing one engine
         (or a test run beside a development one) never take each other's workloads for orphans."""
         self._base_url = base_url
-        self._own = {_L_MANAGED: "true", _L_INSTANCE: instance}
+        self._own = {L_MANAGED: "true", L_INSTANCE: instance}
         self._subnet_pool = ipaddress.ip_network(tenant_network_pool)
         self._subnet_prefix = tenant_network_prefix
         self._publish_host = publish_host
@@ -134,7 +103,7 @@ class DockerBackend:
         except docker.errors.NotFound:
             pass
         # Not under our naming convention (created by hand or by an older version): find it by its labels.
-        filters = [f"{k}={v}" for k, v in {**self._own, _L_ID: workload_id}.items()]
+        filters = [f"{k}={v}" for k, v in {**self._own, L_ID: workload_id}.items()]
         found = self._docker().containers.list(all=True, filters={"label": filters})
         return found[0] if found else None
 
@@ -202,94 +171,19 @@ class DockerBackend:
     # -- workloads ----------------------------------------------------------------------------
 
     def _status(self, workload_id: str, container: Container | None) -> WorkloadStatus:
-        if container is None:
-            return WorkloadStatus(id=workload_id, state="missing")
-        attrs = container.attrs
-        st = attrs.get("State", {})
-        raw = st.get("Status", "created")
-        state = {"running": "running", "restarting": "restarting", "exited": "exited", "dead": "exited"}.get(
-            raw, "pending"
-        )
-        if raw == "running" and st.get("Restarting"):
-            state = "restarting"
-        endpoints: dict[int, Endpoint] = {}
-        for key, binds in (attrs.get("NetworkSettings", {}).get("Ports") or {}).items():
-            if binds:
-                endpoints[int(key.split("/")[0])] = Endpoint(host=self._publish_host, port=int(binds[0]["HostPort"]))
-        labels = attrs.get("Config", {}).get("Labels") or {}
-        restarts = int(attrs.get("RestartCount", 0))
-        exit_code = st.get("ExitCode") if state in ("exited", "restarting") else None
-        if exit_code is None and restarts:
-            exit_code = self._last_exit_code(container)
-        return WorkloadStatus(
-            id=workload_id,
-            state=state,
-            endpoints=endpoints,
-            restarts=restarts,
-            exit_code=exit_code,
-            error=st.get("Error") or None,
-            oom_killed=bool(st.get("OOMKilled")),
-            started_at=_parse_ts(st.get("StartedAt")),
-            finished_at=_parse_ts(st.get("FinishedAt")),
-            spec_hash=labels.get(_L_HASH),
-            labels=labels,
-        )
-
-    def _last_exit_code(self, container: Container) -> int | None:
-        """Once a restarted container runs again the engine zeroes State.ExitCode; its 'die' events keep it."""
-        created = _parse_ts(container.attrs.get("Created"))
-        events = self._docker().api.events(
-            since=int(created.timestamp()) if created else None,
-            until=int(datetime.now(UTC).timestamp()) + 1,
-            filters={"container": container.id, "event": "die"},
-            decode=True,
-        )
-        codes = [e.get("Actor", {}).get("Attributes", {}).get("exitCode") for e in events]
-        return int(codes[-1]) if codes and codes[-1] is not None else None
+        return container_status(self._docker(), workload_id, container, self._publish_host)
 
     def _ensure_network_sync(self, name: str, labels: dict[str, str], *, internal: bool, bridge: str) -> None:
         # Tenant networks belong to this platform; the shared egress bridges to every platform on the host.
-        client = self._docker()
-        if client.networks.list(names=[name]):
-            return
-        # Docker's default pools hand each network a /16 and run dry after ~30 networks: tenant
-        # networks take small subnets from a pool of their own instead.
-        for attempt in range(5):
-            ipam = self._tenant_ipam(client) if internal else None
-            try:
-                client.networks.create(
-                    name,
-                    driver="bridge",
-                    internal=internal,
-                    ipam=ipam,
-                    labels={**(self._own if internal else {_L_MANAGED: "true"}), **labels},
-                    options={
-                        "com.docker.network.bridge.name": bridge,
-                        # Shared egress bridges carry several tenants: no traffic between their containers.
-                        "com.docker.network.bridge.enable_icc": "true" if internal else "false",
-                    },
-                )
-                return
-            except docker.errors.APIError as exc:
-                if exc.status_code == 409 or client.networks.list(names=[name]):
-                    return  # created concurrently
-                if "overlap" not in str(exc.explanation) or attempt == 4:
-                    raise
-                # Another process took the same free subnet a moment ago: pick again.
-
-    def _tenant_ipam(self, client: docker.DockerClient) -> docker.types.IPAMConfig:
-        used = [
-            ipaddress.ip_network(cfg["Subnet"], strict=False)
-            for net in client.networks.list()
-            for cfg in (net.attrs.get("IPAM") or {}).get("Config") or []
-            if cfg.get("Subnet")
-        ]
-        for subnet in self._subnet_pool.subnets(new_prefix=self._subnet_prefix):
-            if not any(subnet.overlaps(u) for u in used):
-                return docker.types.IPAMConfig(pool_configs=[docker.types.IPAMPool(subnet=str(subnet))])
-        raise AgentHostError(
-            f"the tenant network pool {self._subnet_pool} is exhausted",
-            "an operator must widen AGENTHOST_TENANT_NETWORK_POOL or remove unused tenants",
+        own = self._own if internal else {L_MANAGED: "true"}
+        ensure_bridge(
+            self._docker(),
+            name,
+            {**own, **labels},
+            internal=internal,
+            bridge=bridge,
+            pool=self._subnet_pool,
+            prefix=self._subnet_prefix,
         )
 
     def _ensure_egress_sync(self, policy: str) -> str:
@@ -313,10 +207,10 @@ class DockerBackend:
         labels = {
             **spec.labels,
             **self._own,
-            _L_ID: spec.id,
-            _L_TENANT: spec.tenant_id,
-            _L_KIND: spec.kind,
-            _L_HASH: spec.spec_hash(),
+            L_ID: spec.id,
+            L_TENANT: spec.tenant_id,
+            L_KIND: spec.kind,
+            L_HASH: spec.spec_hash(),
         }
         networks: list[tuple[str, list[str]]] = []
         network_mode: str | None = None
@@ -328,37 +222,15 @@ class DockerBackend:
             networks.append((self._ensure_egress_sync(spec.egress), []))
             if spec.network:
                 self._ensure_network_sync(
-                    spec.network, {_L_TENANT: spec.tenant_id}, internal=True, bridge=tenant_bridge_name(spec.network)
+                    spec.network, {L_TENANT: spec.tenant_id}, internal=True, bridge=tenant_bridge_name(spec.network)
                 )
                 networks.append((spec.network, spec.network_aliases))
-        mounts = [
-            docker.types.Mount(target=v.path, source=v.name, type="volume", read_only=v.read_only) for v in spec.volumes
-        ]
-        host_config: dict[str, Any] = {
-            "runtime": spec.runtime,
-            "init": spec.init,
-            "read_only": spec.read_only_rootfs,
-            "tmpfs": {path: f"rw,nosuid,nodev,size={mb}m" for path, mb in spec.tmpfs.items()},
-            "cap_drop": ["ALL"],
-            "cap_add": spec.cap_add or None,
-            "security_opt": ["no-new-privileges"],
-            "mem_limit": f"{spec.memory_mb}m",
-            "memswap_limit": f"{spec.memory_mb}m",
-            "nano_cpus": int(spec.cpus * 1e9),
-            "pids_limit": spec.pids_limit,
-            "mounts": mounts,
-            "log_config": docker.types.LogConfig(type="json-file", config={"max-size": "10m", "max-file": "2"}),
-            "restart_policy": (
-                {"Name": "on-failure", "MaximumRetryCount": spec.max_restarts}
-                if spec.restart == "on-failure"
-                else {"Name": "no"}
-            ),
-        }
+        config = host_config(spec)
         if network_mode:
-            host_config["network_mode"] = network_mode
+            config["network_mode"] = network_mode
         else:
-            host_config["network"] = networks[0][0]
-            host_config["ports"] = {f"{p}/tcp": (self._publish_host, None) for p in spec.ports}
+            config["network"] = networks[0][0]
+            config["ports"] = {f"{p}/tcp": (self._publish_host, None) for p in spec.ports}
         container = client.containers.create(
             spec.image,
             command=spec.command,
@@ -369,7 +241,7 @@ class DockerBackend:
             labels=labels,
             user=spec.user,
             working_dir=spec.workdir,
-            **host_config,
+            **config,
         )
         try:
             for net, aliases in networks[1:]:
@@ -382,7 +254,7 @@ class DockerBackend:
     async def ensure_workload(self, spec: WorkloadSpec) -> WorkloadStatus:
         def ensure() -> WorkloadStatus:
             container = self._container(spec.id)
-            if container is not None and (container.labels or {}).get(_L_HASH) != spec.spec_hash():
+            if container is not None and (container.labels or {}).get(L_HASH) != spec.spec_hash():
                 container.remove(force=True)
                 container = None
             if container is None:
@@ -454,7 +326,7 @@ class DockerBackend:
         def listing() -> list[WorkloadStatus]:
             filters = [f"{k}={v}" for k, v in {**self._own, **labels}.items()]
             found = self._docker().containers.list(all=True, filters={"label": filters})
-            return [self._status((c.labels or {}).get(_L_ID, c.name), c) for c in found]
+            return [self._status((c.labels or {}).get(L_ID, c.name), c) for c in found]
 
         return await self._run("list workloads", listing)
 
@@ -465,50 +337,14 @@ class DockerBackend:
             container = self._container(workload_id)
             if container is None:
                 raise NotFound(f"workload {workload_id} has no container")
-            raw = container.logs(stdout=stdout, stderr=not stdout, timestamps=True, tail=tail, since=since)
-            lines = []
-            for line in raw.decode("utf-8", "replace").splitlines():
-                ts, _, text = line.partition(" ")
-                lines.append(LogLine(ts=_parse_ts(ts), stream="stdout" if stdout else "stderr", text=text))
-            return lines
+            return read_stream(container, stdout, tail, since)
 
-        merged = await self._run("read logs", read, True) + await self._run("read logs", read, False)
-        merged.sort(key=lambda ln: ln.ts or _EPOCH)
-        for line in merged[-tail:]:
+        lines = merged_tail(await self._run("read logs", read, True), await self._run("read logs", read, False), tail)
+        for line in lines:
             yield line
         if follow:
-            async for line in self._follow(workload_id, merged[-1].ts if merged else since):
+            async for line in follow_logs(lambda: self._container(workload_id), lines[-1].ts if lines else since):
                 yield line
-
-    async def _follow(self, workload_id: str, since: datetime | None) -> AsyncIterator[LogLine]:
-        send, receive = anyio.create_memory_object_stream[LogLine](256)
-        stop = anyio.Event()
-
-        def pump() -> None:
-            container = self._container(workload_id)
-            if container is None:
-                return
-            stream = container.logs(stream=True, follow=True, timestamps=True, since=since)
-            try:
-                for chunk in stream:
-                    if stop.is_set():
-                        break
-                    for line in chunk.decode("utf-8", "replace").splitlines():
-                        ts, _, text = line.partition(" ")
-                        anyio.from_thread.run(send.send, LogLine(ts=_parse_ts(ts), text=text))
-            finally:
-                stream.close()
-                anyio.from_thread.run(send.aclose)
-
-        async with anyio.create_task_group() as tg:
-            tg.start_soon(functools.partial(anyio.to_thread.run_sync, pump, abandon_on_cancel=True))
-            try:
-                async with receive:
-                    async for line in receive:
-                        yield line
-            finally:
-                stop.set()
-                tg.cancel_scope.cancel()
 
     async def exec(
         self,

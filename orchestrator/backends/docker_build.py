@@ -29,6 +29,7 @@ from docker import utils as docker_utils
 from ..errors import AgentHostError, BuildFailed
 from ..models import Egress
 from .base import ImageRef, OnLayer, OnLog
+from .docker_containers import docker_errors
 from .docker_net import ensure_egress_rules, iptables_available
 
 if TYPE_CHECKING:
@@ -255,8 +256,6 @@ async def build_image_sync(
             await drain()
 
     def work() -> None:
-        from .docker import docker_errors
-
         with docker_errors(f"build {tag}"):
             job.run(sink)
 
@@ -368,8 +367,6 @@ async def push_image_sync(backend: DockerBackend, tag: str, on_log: OnLog) -> st
             raise BuildFailed(f"pushing to the registry failed: {exc.explanation}") from exc
 
     def work() -> None:
-        from .docker import docker_errors
-
         with docker_errors(f"push {tag}"):
             push()
 

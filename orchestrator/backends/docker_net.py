@@ -14,12 +14,27 @@ when a container restarts with a new address.
 
 from __future__ import annotations
 
+import hashlib
+import ipaddress
 import shutil
 import subprocess
 
+import docker
+import docker.errors
+
+from ..errors import AgentHostError
 from ..models import Egress
 
-__all__ = ["EGRESS_BRIDGES", "egress_network_name", "ensure_egress_rules", "iptables_available", "tenant_bridge_name"]
+__all__ = [
+    "EGRESS_BRIDGES",
+    "egress_network_name",
+    "ensure_bridge",
+    "ensure_egress_rules",
+    "iptables_available",
+    "tenant_bridge_name",
+]
+
+Subnets = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 EGRESS_BRIDGES: dict[Egress, str] = {"open": "ah-eg-open", "web": "ah-eg-web", "none": "ah-eg-none"}
 _WEB_PORTS = "80,443"
@@ -31,8 +46,6 @@ def egress_network_name(policy: Egress) -> str:
 
 def tenant_bridge_name(network_name: str) -> str:
     """Linux caps interface names at 15 characters; derive a stable one from the network name."""
-    import hashlib
-
     return "ahT" + hashlib.sha256(network_name.encode()).hexdigest()[:12]
 
 
@@ -65,3 +78,59 @@ def ensure_egress_rules() -> None:
     # New connections from any agenthost bridge to the host itself (its daemons, the control plane).
     # Replies to the port publisher (which connects *to* the container) stay allowed.
     _ensure("INPUT", ["-i", "ah+", "-m", "conntrack", "--ctstate", "NEW", "-j", "DROP"])
+
+
+def ensure_bridge(
+    client: docker.DockerClient,
+    name: str,
+    labels: dict[str, str],
+    *,
+    internal: bool,
+    bridge: str,
+    pool: Subnets,
+    prefix: int,
+) -> None:
+    """Create the bridge network ``name`` unless it exists: a tenant's (internal, containers talk,
+    a subnet from ``pool``) or a shared egress bridge (routed out, containers kept apart)."""
+    if client.networks.list(names=[name]):
+        return
+    # Docker's default pools hand each network a /16 and run dry after ~30 networks: tenant
+    # networks take small subnets from a pool of their own instead.
+    for attempt in range(5):
+        ipam = _tenant_ipam(client, pool, prefix) if internal else None
+        try:
+            client.networks.create(
+                name,
+                driver="bridge",
+                internal=internal,
+                ipam=ipam,
+                labels=labels,
+                options={
+                    "com.docker.network.bridge.name": bridge,
+                    # Shared egress bridges carry several tenants: no traffic between their containers.
+                    "com.docker.network.bridge.enable_icc": "true" if internal else "false",
+                },
+            )
+            return
+        except docker.errors.APIError as exc:
+            if exc.status_code == 409 or client.networks.list(names=[name]):
+                return  # created concurrently
+            if "overlap" not in str(exc.explanation) or attempt == 4:
+                raise
+            # Another process took the same free subnet a moment ago: pick again.
+
+
+def _tenant_ipam(client: docker.DockerClient, pool: Subnets, prefix: int) -> docker.types.IPAMConfig:
+    used = [
+        ipaddress.ip_network(cfg["Subnet"], strict=False)
+        for net in client.networks.list()
+        for cfg in (net.attrs.get("IPAM") or {}).get("Config") or []
+        if cfg.get("Subnet")
+    ]
+    for subnet in pool.subnets(new_prefix=prefix):
+        if not any(subnet.overlaps(u) for u in used):
+            return docker.types.IPAMConfig(pool_configs=[docker.types.IPAMPool(subnet=str(subnet))])
+    raise AgentHostError(
+        f"the tenant network pool {pool} is exhausted",
+        "an operator must widen AGENTHOST_TENANT_NETWORK_POOL or remove unused tenants",
+    )
