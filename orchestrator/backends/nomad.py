@@ -20,8 +20,9 @@ from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 
 import anyio
 
-from ..errors import AgentHostError, BackendUnavailable, Conflict, ImageNotFound, InvalidInput, NotFound
+from ..errors import Conflict, InvalidInput, NotFound
 from .base import BackendInfo, ExecResult, ImageRef, LogLine, NodeInfo, OnLog, OnOutput, WorkloadSpec, WorkloadStatus
+from .nomad_allocs import await_placement, await_stopped, job_allocs
 from .nomad_api import NomadApi, nomad_errors
 from .nomad_exec import exec_in_alloc
 from .nomad_jobs import (
@@ -38,29 +39,26 @@ from .nomad_jobs import (
     job_variables,
     latest_alloc,
     status_from,
-    task_failure,
     variable_path,
 )
 from .nomad_logs import check_since, follow_logs, read_tail
-from .nomad_net import NET_TASK, Peer, TenantNetworks
-from .nomad_nodes import node_info, placement_error
+from .nomad_net import Peer, TenantNetworks
+from .nomad_nodes import node_info
+from .nomad_vars import check_variable_path, delete_variable, get_variable, put_variable
+from .nomad_volumes import VOLUME_PLUGIN, ensure_volume, list_volumes, remove_volume, volume_host_path
 
 if TYPE_CHECKING:
     from ..settings import Settings
 
-__all__ = ["NomadBackend"]
+__all__ = ["VOLUME_PLUGIN", "NomadBackend"]
 
 P = ParamSpec("P")
 T = TypeVar("T")
 
 _L_ENV_INDEX = "agenthost.nomad-env-index"
 _L_RESTART = "agenthost.nomad-restart"
-_PLACEMENT_WAIT_S = 90.0
 _STOP_WAIT_S = 60.0
 _NODES_TTL_S = 5.0
-# nomad/plugins/agenthost-dir: a directory the workload's own user can write (Nomad's mkdir makes it root's).
-VOLUME_PLUGIN = "agenthost-dir"
-_TERMINAL = ("complete", "failed", "lost")
 
 
 class NomadBackend:
@@ -184,34 +182,21 @@ class NomadBackend:
             return None
         return job
 
-    def _variable(self, path: str) -> dict[str, Any] | None:
-        try:
-            var: dict[str, Any] = self.api.get("var", path)
-        except NotFound:
-            return None
-        return var
-
-    def _allocs(self, jid: str) -> list[dict[str, Any]]:
-        allocs: list[dict[str, Any]] = self.api.get(
-            "allocations", params={"resources": "true", "filter": f"JobID == {json.dumps(jid)}"}
-        )
-        return allocs
-
     def _status_sync(self, workload_id: str) -> WorkloadStatus:
         jid = job_id(workload_id)
         job = self._job(jid)
         if job is None or (job.get("Meta") or {}).get(L_INSTANCE) != self.instance:
             return WorkloadStatus(id=workload_id, state="missing")
-        var = self._variable(variable_path(workload_id)) or {}
+        var = get_variable(self.api, variable_path(workload_id)) or {}
         spec_hash = (var.get("Items") or {}).get(HASH_ITEM)
-        return status_from(workload_id, job, self._allocs(jid), spec_hash)
+        return status_from(workload_id, job, job_allocs(self.api, jid), spec_hash)
 
     def _peer_sync(self, workload_id: str) -> Peer | None:
         """The running allocation of ``workload_id``, whose network namespace a sidecar joins."""
         job = self._job(job_id(workload_id))
         if job is None or job.get("Stop") or (job.get("Meta") or {}).get(L_INSTANCE) != self.instance:
             return None
-        running = [a for a in self._allocs(job_id(workload_id)) if a.get("ClientStatus") == "running"]
+        running = [a for a in job_allocs(self.api, job_id(workload_id)) if a.get("ClientStatus") == "running"]
         alloc = latest_alloc(running)
         return Peer(container=f"{TASK}-{alloc['ID']}", node_id=str(alloc["NodeID"])) if alloc else None
 
@@ -220,57 +205,6 @@ class NomadBackend:
         version = int(self.api.get("job", job["ID"])["Version"])
         return str(result.get("EvalID") or ""), version
 
-    def _await_placement_sync(self, jid: str, eval_id: str, version: int, spec: WorkloadSpec | None) -> None:
-        """Wait until the evaluation placed the job and its task started or failed to.
-
-        Raises: RuntimeUnavailable / AgentHostError when no node can take it, ImageNotFound when the
-        node cannot get the image, WorkloadFailed-like AgentHostError for other start failures.
-        """
-        deadline = time.monotonic() + _PLACEMENT_WAIT_S
-        evaluation: dict[str, Any] = {}
-        while eval_id and time.monotonic() < deadline:
-            evaluation = self.api.get("evaluation", eval_id)
-            if evaluation.get("FailedTGAllocs"):
-                raise placement_error(evaluation["FailedTGAllocs"], spec.runtime if spec else None)
-            if evaluation.get("Status") in ("complete", "failed", "canceled"):
-                if evaluation.get("Status") != "complete":
-                    raise AgentHostError(f"Nomad could not schedule {jid}: {evaluation.get('StatusDescription')}")
-                break
-            time.sleep(0.2)
-        alloc: dict[str, Any] | None = None
-        while time.monotonic() < deadline:
-            current = [a for a in self._allocs(jid) if int(a.get("JobVersion", -1)) == version]
-            alloc = latest_alloc(current)
-            if alloc is not None:
-                failure = task_failure(alloc)
-                if failure:
-                    if "pull" in failure.lower() or "no such image" in failure.lower():
-                        raise ImageNotFound(
-                            f"image {spec.image if spec else ''!r}: the Nomad node could not get it ({failure})",
-                            "push the image to a registry the nodes can reach (build_from_git does), or load it "
-                            "onto the nodes",
-                        )
-                    if failure.startswith("preparing the tenant network"):
-                        lines = read_tail(self.api, alloc["ID"], "stderr", 5, NET_TASK)
-                        failure += "".join(f"\n{line.text}" for line in lines)
-                        raise AgentHostError(
-                            f"Nomad could not start {jid}: {failure}",
-                            "the node's Docker must let the platform create bridges (see nomad/README.md)",
-                        )
-                    raise AgentHostError(f"Nomad could not start {jid}: {failure}", "check the image and command")
-                # The main task, not the allocation: that runs already while a prestart task does.
-                task = (alloc.get("TaskStates") or {}).get(TASK) or {}
-                if task.get("State") in ("running", "dead") or alloc.get("ClientStatus") in _TERMINAL:
-                    return
-            time.sleep(0.2)
-        if alloc is None:
-            raise BackendUnavailable(
-                f"Nomad placed no allocation for {jid} within {_PLACEMENT_WAIT_S:.0f} s "
-                f"(evaluation {eval_id or '-'}: {evaluation.get('Status', 'unknown')} "
-                f"{evaluation.get('StatusDescription', '')})",
-                "platform_status shows the cluster; retry once its scheduler catches up",
-            )
-
     async def ensure_workload(self, spec: WorkloadSpec) -> WorkloadStatus:
         def ensure() -> WorkloadStatus:
             jid = job_id(spec.id)
@@ -278,7 +212,7 @@ class NomadBackend:
             job = self._job(jid)
             if job is not None and (job.get("Meta") or {}).get(L_INSTANCE) != self.instance:
                 raise Conflict(f"Nomad job {jid} belongs to another agenthost instance")
-            var = self._variable(variable_path(spec.id))
+            var = get_variable(self.api, variable_path(spec.id))
             if job is not None and not job.get("Stop") and var and var["Items"].get(HASH_ITEM) == spec_hash:
                 return self._status_sync(spec.id)
             _, mhz = self._nodes_sync()
@@ -291,9 +225,7 @@ class NomadBackend:
                 peer=self._peer_sync(spec.share_network_with) if spec.share_network_with else None,
             )
             path = variable_path(spec.id)
-            written = self.api.put(
-                "var", path, body={"Namespace": self.api.namespace, "Path": path, "Items": _items(spec, spec_hash)}
-            )
+            written = put_variable(self.api, path, _items(spec, spec_hash))
             parsed: dict[str, Any] = self.api.post(
                 "jobs", "parse", body={"JobHCL": job_template(), "Variables": json.dumps(variables)}
             )
@@ -311,17 +243,10 @@ class NomadBackend:
                 _L_ENV_INDEX: str(written.get("ModifyIndex", "")),
             }
             eval_id, version = self._register_sync(parsed)
-            self._await_placement_sync(jid, eval_id, version, spec)
+            await_placement(self.api, jid, eval_id, version, spec)
             return self._status_sync(spec.id)
 
         return await self._run(f"run workload {spec.id}", ensure)
-
-    def _await_stopped_sync(self, jid: str, timeout_s: float) -> None:
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            if all(a.get("ClientStatus") in _TERMINAL for a in self._allocs(jid)):
-                return
-            time.sleep(0.2)
 
     async def stop_workload(self, workload_id: str, timeout_s: float = 10) -> None:
         def stop() -> None:
@@ -330,7 +255,7 @@ class NomadBackend:
             if job is None or job.get("Stop"):
                 return
             self.api.delete("job", jid)
-            self._await_stopped_sync(jid, timeout_s + _STOP_WAIT_S)
+            await_stopped(self.api, jid, timeout_s + _STOP_WAIT_S)
 
         await self._run(f"stop workload {workload_id}", stop)
 
@@ -343,7 +268,7 @@ class NomadBackend:
         if restart:
             job["Meta"] = {**(job.get("Meta") or {}), _L_RESTART: datetime.now(UTC).isoformat()}
         eval_id, version = self._register_sync(job)
-        self._await_placement_sync(jid, eval_id, version, None)
+        await_placement(self.api, jid, eval_id, version, None)
         return self._status_sync(workload_id)
 
     async def start_workload(self, workload_id: str) -> WorkloadStatus:
@@ -368,11 +293,8 @@ class NomadBackend:
             if job is None or (job.get("Meta") or {}).get(L_INSTANCE) != self.instance:
                 return False
             self.api.delete("job", jid, params={"purge": "true"})
-            try:
-                self.api.delete("var", variable_path(workload_id))
-            except NotFound:
-                pass
-            self._await_stopped_sync(jid, _STOP_WAIT_S)
+            delete_variable(self.api, variable_path(workload_id))
+            await_stopped(self.api, jid, _STOP_WAIT_S)
             return True
 
         return await self._run(f"remove workload {workload_id}", remove)
@@ -402,7 +324,7 @@ class NomadBackend:
         return await self._run("list workloads", listing)
 
     async def _current_alloc(self, workload_id: str) -> dict[str, Any]:
-        allocs = await self._run(f"find allocation of {workload_id}", self._allocs, job_id(workload_id))
+        allocs = await self._run(f"find allocation of {workload_id}", job_allocs, self.api, job_id(workload_id))
         alloc = latest_alloc(allocs)
         if alloc is None:
             raise NotFound(f"workload {workload_id} has no allocation", "deploy or start it first")
@@ -475,86 +397,20 @@ class NomadBackend:
 
     # -- volumes, networks, secrets -----------------------------------------------------------
 
-    def _volume_meta_path(self, name: str) -> str:
-        return f"agenthost/{self.instance}/volumes/{name}"
-
-    def _host_volume(self, name: str) -> dict[str, Any] | None:
-        for stub in self.api.get("volumes", params={"type": "host"}):
-            if stub.get("Name") == name:
-                volume: dict[str, Any] = self.api.get("volume", "host", stub["ID"])
-                return volume
-        return None
-
     async def ensure_volume(self, name: str, labels: dict[str, str]) -> None:
-        def ensure() -> None:
-            meta = self._variable(self._volume_meta_path(name))
-            volume = self._host_volume(name)
-            if volume is not None and meta is None:
-                raise Conflict(f"host volume {name} exists but is not this platform's", "pick another name")
-            if volume is None:
-                created = self.api.put(
-                    "volume",
-                    "host",
-                    "create",
-                    body={
-                        "Volume": {
-                            "Name": name,
-                            "Namespace": self.api.namespace,
-                            "PluginID": VOLUME_PLUGIN,
-                            "NodePool": self.node_pool,
-                            "RequestedCapabilities": [
-                                {"AttachmentMode": "file-system", "AccessMode": "single-node-writer"}
-                            ],
-                        }
-                    },
-                )
-                volume = created["Volume"]
-                deadline = time.monotonic() + 60
-                while volume.get("State") != "ready" and time.monotonic() < deadline:
-                    time.sleep(0.2)
-                    volume = self.api.get("volume", "host", volume["ID"])
-                if volume.get("State") != "ready":
-                    raise AgentHostError(f"host volume {name} did not become ready ({volume.get('State')})")
-            items = {**labels, **self._own, "node": str(volume.get("NodeID", ""))}
-            path = self._volume_meta_path(name)
-            self.api.put("var", path, body={"Namespace": self.api.namespace, "Path": path, "Items": items})
-
-        await self._run(f"create volume {name}", ensure)
+        await self._run(
+            f"create volume {name}", ensure_volume, self.api, self.instance, self.node_pool, self._own, name, labels
+        )
 
     async def remove_volume(self, name: str) -> bool:
-        def remove() -> bool:
-            if self._variable(self._volume_meta_path(name)) is None:
-                return False
-            volume = self._host_volume(name)
-            if volume is not None:
-                self.api.delete("volume", "host", volume["ID"])
-            self.api.delete("var", self._volume_meta_path(name))
-            return volume is not None
-
-        return await self._run(f"remove volume {name}", remove)
+        return await self._run(f"remove volume {name}", remove_volume, self.api, self.instance, name)
 
     async def volume_path_or_mount(self, name: str) -> str:
         """The directory on the node that holds the volume (see list_nodes for which node)."""
-
-        def path() -> str:
-            volume = self._host_volume(name)
-            if volume is None:
-                raise NotFound(f"volume {name} does not exist")
-            return str(volume.get("HostPath", ""))
-
-        return await self._run(f"inspect volume {name}", path)
+        return await self._run(f"inspect volume {name}", volume_host_path, self.api, name)
 
     async def list_volumes(self, labels: dict[str, str]) -> list[str]:
-        def listing() -> list[str]:
-            prefix = f"agenthost/{self.instance}/volumes/"
-            names = []
-            for stub in self.api.get("vars", params={"prefix": prefix}):
-                items = (self._variable(stub["Path"]) or {}).get("Items") or {}
-                if all(items.get(k) == v for k, v in labels.items()):
-                    names.append(stub["Path"][len(prefix) :])
-            return names
-
-        return await self._run("list volumes", listing)
+        return await self._run("list volumes", list_volumes, self.api, self.instance, labels)
 
     async def ensure_network(self, name: str, labels: dict[str, str]) -> None:
         """Tenant networks are made on the node a job lands on, by the job's own prestart task
@@ -566,25 +422,12 @@ class NomadBackend:
 
     async def put_secret(self, path: str, values: dict[str, str]) -> None:
         """Store values as the Nomad Variable ``path`` (``nomad/jobs/<job id>`` is readable by that job's tasks)."""
-        _check_variable_path(path)
-        await self._run(
-            f"write variable {path}",
-            self.api.put,
-            "var",
-            path,
-            body={"Namespace": self.api.namespace, "Path": path, "Items": values},
-        )
+        check_variable_path(path)
+        await self._run(f"write variable {path}", put_variable, self.api, path, values)
 
     async def delete_secret(self, path: str) -> None:
-        _check_variable_path(path)
-
-        def delete() -> None:
-            try:
-                self.api.delete("var", path)
-            except NotFound:
-                pass
-
-        await self._run(f"delete variable {path}", delete)
+        check_variable_path(path)
+        await self._run(f"delete variable {path}", delete_variable, self.api, path)
 
     async def close(self) -> None:
         await anyio.to_thread.run_sync(self.api.close)
@@ -594,10 +437,3 @@ def _items(spec: WorkloadSpec, spec_hash: str) -> dict[str, str]:
     if any(k.startswith("AGENTHOST_") for k in spec.env):
         raise InvalidInput("env var names starting with AGENTHOST_ are reserved", "rename them")
     return {**spec.env, HASH_ITEM: spec_hash}
-
-
-def _check_variable_path(path: str) -> None:
-    import re
-
-    if not re.fullmatch(r"[A-Za-z0-9_~/-]{1,128}", path) or "//" in path or path.startswith("/"):
-        raise InvalidInput(f"invalid Nomad Variable path {path!r}", "letters, digits, '-', '_', '~' and '/' only")

@@ -19,6 +19,7 @@ import anyio
 
 from ..errors import AgentHostError, BuildFailed, InvalidInput
 from .base import ImageRef, OnLog
+from .nomad_allocs import await_placement
 from .nomad_exec import run_in_alloc
 from .nomad_jobs import L_ID, L_INSTANCE, L_KIND, L_MANAGED, NOMAD_DIR, check_reference, job_id
 
@@ -131,7 +132,7 @@ async def build_on_cluster(
 
         def submit() -> None:
             eval_id, version = backend._register_sync(_builder_job(backend, workload_id, int(timeout_s) + 120))
-            backend._await_placement_sync(jid, eval_id, version, None)
+            await_placement(backend.api, jid, eval_id, version, None)
 
         await backend._run(f"start builder for {tag}", submit)
         alloc = await backend._current_alloc(workload_id)
