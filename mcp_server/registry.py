@@ -20,8 +20,8 @@ from pydantic import BaseModel, ConfigDict, ValidationError, create_model
 from orchestrator.errors import AgentHostError, ConfirmationRequired, Forbidden, InvalidInput, ReadOnly
 from orchestrator.models import Principal
 from orchestrator.platform import Platform
+from orchestrator.progress import Reporter
 from orchestrator.ratelimit import RateLimiter
-from orchestrator.services import Reporter
 
 __all__ = ["REGISTRY", "Call", "ToolDef", "invalid_arguments", "run_tool", "tool"]
 

@@ -20,7 +20,8 @@ from anyio.abc import TaskGroup
 
 from .errors import AgentHostError, NotFound
 from .models import Principal
-from .services import Reporter, ServiceManager
+from .progress import Reporter
+from .services import ServiceManager
 from .store import TenantStore
 from .store.backups import Table
 

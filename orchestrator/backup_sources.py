@@ -31,7 +31,7 @@ from .backends.base import Backend, ExecResult
 from .db_engines import DUMP_DIR, ENGINES
 from .errors import AgentHostError, WorkloadFailed
 from .models import DatabaseRecord, untrusted
-from .services import mask_secrets
+from .secrets import mask_secrets
 
 __all__ = [
     "PG_DUMP_FILE",

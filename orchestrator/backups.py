@@ -39,8 +39,9 @@ from .databases import CreateDatabaseRequest, DatabaseManager
 from .db_engines import DUMP_DIR
 from .errors import AgentHostError, Conflict, InvalidInput, NotFound, NotSupported, WorkloadFailed
 from .models import Backup, BackupTarget, DatabaseRecord, Deleted, Principal, RestoreInfo
+from .progress import Reporter
 from .restic import ResticRepo
-from .services import Reporter, ServiceManager, volume_name
+from .services import ServiceManager, volume_name
 from .settings import Settings
 from .store import Store, TenantStore
 from .store.backups import BackupRecord, RestoreRecord, running_operations

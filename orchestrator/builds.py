@@ -58,7 +58,7 @@ from .builds_url import check_addresses, default_name, parse_git_url
 from .errors import AgentHostError, BuildFailed, ImageNotFound, InvalidInput, QuotaExceeded
 from .image_registry import in_registry, registry_of
 from .models import Build, BuildLogOutput, BuildRecord, BuildSummary, Principal, ResourceName, untrusted
-from .services import Reporter
+from .progress import Reporter
 from .settings import Settings
 from .store import Store, TenantStore, builds_with_leftovers, cancel_requested, touch_builds, unfinished_builds
 

@@ -42,7 +42,9 @@ from .models import (
     ServiceRecord,
     untrusted,
 )
-from .services import Reporter, ServiceManager, mask_secrets, tenant_network
+from .progress import Reporter
+from .secrets import mask_secrets
+from .services import ServiceManager, tenant_network
 from .settings import Settings
 from .store import Store, TenantStore, all_database_records
 

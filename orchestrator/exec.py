@@ -17,8 +17,10 @@ from pydantic import BaseModel, Field
 from .backends.base import Backend
 from .errors import InvalidInput, NotFound
 from .models import Principal, untrusted
+from .progress import Reporter
 from .sandboxes import SandboxManager
-from .services import Reporter, ServiceManager, mask_secrets
+from .secrets import mask_secrets
+from .services import ServiceManager
 from .settings import Settings
 from .store import Store
 

@@ -66,7 +66,7 @@ class Reconciler:
                 await backend.ensure_workload(await self.services.workload_spec(ts, rec))
                 counts["redeployed"] += 1
             elif rec.desired_state == "running" and st.state == "exited":
-                await self.services.mark_exited(ts, rec, st)
+                await self.services.health.mark_exited(ts, rec, st)
                 counts["failed"] += 1
             elif rec.status == "deploying" and st.state == "running":
                 await self.services.view(ts, rec)

@@ -3,6 +3,9 @@
 API keys are ``ah_<keyid>.<secret>``; only SHA-256 of the 256-bit secret is stored
 (a slow hash adds nothing for a uniformly random 256-bit secret) and it is
 compared in constant time.
+
+Secrets in output: ``mask_secrets`` hides the values a service or database was handed in text
+shown to a caller (logs, exec output, crash reports, error messages).
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ __all__ = [
     "TenantCipher",
     "hash_key_secret",
     "load_master_key",
+    "mask_secrets",
     "new_api_key",
     "parse_api_key",
     "secret_matches",
@@ -119,3 +123,9 @@ def hash_key_secret(secret: str) -> bytes:
 
 def secret_matches(secret: str, stored_hash: bytes) -> bool:
     return hmac.compare_digest(hash_key_secret(secret), stored_hash)
+
+
+def mask_secrets(text: str, secrets: list[str]) -> str:
+    for value in sorted((s for s in secrets if len(s) >= 4), key=len, reverse=True):
+        text = text.replace(value, "****")
+    return text

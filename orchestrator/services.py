@@ -2,55 +2,23 @@
 
 from __future__ import annotations
 
-import re
-import time
 from collections.abc import Awaitable, Callable
-from typing import Literal, Protocol
+from typing import Literal
 
 import anyio
-from pydantic import BaseModel, Field
 
-from .backends.base import Backend, VolumeSpec, WorkloadSpec, WorkloadStatus
-from .errors import (
-    AgentHostError,
-    BackendUnavailable,
-    ImageNotFound,
-    InvalidInput,
-    QuotaExceeded,
-    RuntimeUnavailable,
-    WorkloadFailed,
-)
-from .models import (
-    Deleted,
-    Egress,
-    EnvList,
-    HealthCheck,
-    LogOutput,
-    Principal,
-    ResourceName,
-    Service,
-    ServiceRecord,
-    ServiceSpec,
-    VolumeMount,
-    untrusted,
-)
-from .readiness import endpoint_answers
+from .backends.base import Backend, VolumeSpec, WorkloadSpec
+from .errors import ImageNotFound, InvalidInput, QuotaExceeded, RuntimeUnavailable, WorkloadFailed
+from .models import Deleted, EnvList, LogOutput, Principal, Service, ServiceRecord, ServiceSpec, untrusted
+from .progress import Reporter
+from .secrets import mask_secrets
+from .service_health import ServiceHealth, service_view
+from .service_requests import DeployRequest, UpdateRequest, check_env
 from .settings import Settings
 from .store import Store, TenantStore
 
-__all__ = [
-    "DeployRequest",
-    "Reporter",
-    "ServiceEvent",
-    "ServiceManager",
-    "UpdateRequest",
-    "mask_secrets",
-    "tenant_network",
-    "volume_name",
-]
+__all__ = ["ServiceEvent", "ServiceManager", "tenant_network", "volume_name"]
 
-_ENV_KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")
-_MAX_ENV_VALUE = 32 * 1024
 _RUNTIME_ALIASES = {"gvisor": "runsc", "sysbox": "sysbox-runc"}
 
 
@@ -58,46 +26,8 @@ _RUNTIME_ALIASES = {"gvisor": "runsc", "sysbox": "sysbox-runc"}
 ServiceEvent = Literal["running", "stopped", "removing"]
 
 
-class Reporter(Protocol):
-    async def __call__(self, message: str, progress: float | None = None, total: float | None = None) -> None: ...
-
-
 async def _silent(message: str, progress: float | None = None, total: float | None = None) -> None:
     return None
-
-
-class DeployRequest(BaseModel):
-    name: ResourceName
-    image: str | None = Field(None, min_length=1, max_length=256)
-    build_id: str | None = Field(None, min_length=1, max_length=64)
-    port: int | None = Field(None, ge=1, le=65535)
-    env: dict[str, str] = {}
-    command: list[str] | None = None
-    memory_mb: int | None = Field(None, ge=16, le=65536)
-    cpus: float | None = Field(None, gt=0, le=64)
-    volumes: list[VolumeMount] = []
-    runtime: str | None = None
-    health_check: HealthCheck = HealthCheck()
-    egress: Egress = "open"
-    user: str | None = Field(None, pattern=r"^[A-Za-z0-9_.-]+(:[A-Za-z0-9_.-]+)?$")
-    ssh_public_key: str | None = Field(None, max_length=16384)
-    wait: bool = True
-    wait_timeout_s: float | None = Field(None, gt=0, le=600)
-
-
-class UpdateRequest(BaseModel):
-    image: str | None = Field(None, min_length=1, max_length=256)
-    build_id: str | None = Field(None, min_length=1, max_length=64)
-    port: int | None = Field(None, ge=1, le=65535)
-    command: list[str] | None = Field(None, min_length=1)
-    memory_mb: int | None = Field(None, ge=16, le=65536)
-    cpus: float | None = Field(None, gt=0, le=64)
-    runtime: str | None = None
-    health_check: HealthCheck | None = None
-    egress: Egress | None = None
-    env: dict[str, str] | None = None
-    unset_env: list[str] | None = None
-    wait: bool = True
 
 
 def tenant_network(tenant_id: str) -> str:
@@ -106,24 +36,6 @@ def tenant_network(tenant_id: str) -> str:
 
 def volume_name(tenant_id: str, name: str) -> str:
     return f"ah-{tenant_id}-{name}"
-
-
-def mask_secrets(text: str, secrets: list[str]) -> str:
-    for value in sorted((s for s in secrets if len(s) >= 4), key=len, reverse=True):
-        text = text.replace(value, "****")
-    return text
-
-
-def _check_env(values: dict[str, str]) -> None:
-    for key, value in values.items():
-        if not _ENV_KEY.match(key):
-            raise InvalidInput(
-                f"invalid env var name {key!r}", "names are letters, digits and '_', not starting with a digit"
-            )
-        if key.startswith("AGENTHOST_"):
-            raise InvalidInput(f"env var {key!r} uses the reserved AGENTHOST_ prefix", "rename it")
-        if len(value.encode()) > _MAX_ENV_VALUE:
-            raise InvalidInput(f"env var {key!r} is larger than 32 KiB", "mount a volume for large data")
 
 
 class ServiceManager:
@@ -142,6 +54,8 @@ class ServiceManager:
         self.extra_secrets: list[Callable[[TenantStore, ServiceRecord], Awaitable[list[str]]]] = []
         # Builds: a tenant's build id -> (image, port it exposes). Raises NotFound / InvalidInput.
         self.resolve_build: Callable[[TenantStore, str], Awaitable[tuple[str, int | None]]] | None = None
+        # Readiness, crash reports and the circuit breaker; its log tails mask what known_secrets names.
+        self.health = ServiceHealth(settings, backend, self.known_secrets)
 
     async def emit(self, ts: TenantStore, rec: ServiceRecord, event: ServiceEvent) -> None:
         """Tell the lifecycle hooks what just happened to a service's container."""
@@ -226,129 +140,15 @@ class ServiceManager:
             labels={"agenthost.name": rec.name},
         )
 
-    def _view(self, rec: ServiceRecord, st: WorkloadStatus | None, env_keys: list[str]) -> Service:
-        url = None
-        if st is not None and st.state == "running" and rec.spec.port and rec.spec.port in st.endpoints:
-            ep = st.endpoints[rec.spec.port]
-            url = f"http://{ep.host}:{ep.port}"
-        return Service(
-            id=rec.id,
-            name=rec.name,
-            status=rec.status,
-            url=url if rec.status == "running" else None,
-            image=rec.spec.image,
-            build_id=rec.spec.build_id,
-            port=rec.spec.port,
-            command=rec.spec.command,
-            runtime=rec.spec.runtime,
-            memory_mb=rec.spec.memory_mb,
-            cpus=rec.spec.cpus,
-            user=rec.spec.user,
-            egress=rec.spec.egress,
-            volumes=rec.spec.volumes,
-            env_keys=env_keys,
-            health_check=rec.spec.health_check,
-            restarts=st.restarts if st is not None else rec.restarts,
-            last_error=rec.last_error,
-            created_at=rec.created_at,
-            updated_at=rec.updated_at,
-        )
-
-    async def _refresh(self, ts: TenantStore, rec: ServiceRecord) -> tuple[ServiceRecord, WorkloadStatus | None]:
-        """Bring the recorded status in line with what the engine reports."""
-        try:
-            st = await self.backend.workload_status(rec.id)
-        except BackendUnavailable:
-            return rec, None
-        status, error = rec.status, rec.last_error
-        if rec.desired_state == "running":
-            if st.state == "running" and rec.status != "running":
-                if await self._ready(rec, st, quick=True):
-                    status, error = "running", None
-            elif st.state == "exited":
-                return await self.mark_exited(ts, rec, st), st
-            elif st.state == "missing":
-                status, error = "deploying", "the container was lost; the reconciler recreates it"
-        elif rec.status != "failed":
-            status = "stopped"
-        if (status, error, st.restarts) != (rec.status, rec.last_error, rec.restarts):
-            await ts.services.update(rec.id, status=status, last_error=error, restarts=st.restarts)
-            rec = await ts.services.get(rec.id)
-        return rec, st
-
-    async def mark_exited(self, ts: TenantStore, rec: ServiceRecord, st: WorkloadStatus) -> ServiceRecord:
-        """A service that should run has exited for good; after crash_limit restarts its breaker opens."""
-        error = await self._crash_report(ts, rec, st)
-        breaker = st.restarts >= self.settings.crash_limit
-        if breaker:
-            error = f"circuit breaker open after {st.restarts + 1} crashes (reset_service once fixed): {error}"
-        await ts.services.update(
-            rec.id,
-            status="failed",
-            desired_state="stopped",
-            breaker_open=breaker,
-            restarts=st.restarts,
-            last_error=error,
-        )
-        return await ts.services.get(rec.id)
-
-    async def _crash_report(self, ts: TenantStore, rec: ServiceRecord, st: WorkloadStatus) -> str:
-        if st.state == "missing":
-            return "the container is gone; start_service recreates it"
-        why = "killed: out of memory (raise memory_mb)" if st.oom_killed else f"exited with code {st.exit_code}"
-        if st.restarts:
-            why += f" after {st.restarts} restarts"
-        tail = await self.log_tail(ts, rec, 20)
-        return f"{why}; last log lines:\n{untrusted(tail)}" if tail else why
-
-    async def log_tail(self, ts: TenantStore, rec: ServiceRecord, lines: int) -> str:
-        try:
-            got = [ln.text async for ln in self.backend.logs(rec.id, tail=lines)]
-        except AgentHostError:
-            return ""
-        return mask_secrets("\n".join(got), await self.known_secrets(ts, rec))[-4000:]
-
-    async def _ready(self, rec: ServiceRecord, st: WorkloadStatus, quick: bool = False) -> bool:
-        if not rec.spec.port or rec.spec.health_check.type == "none":
-            return True
-        ep = st.endpoints.get(rec.spec.port)
-        if ep is None:
-            return False
-        return await endpoint_answers(ep.host, ep.port, rec.spec.health_check, timeout_s=1.0 if quick else 2.0)
-
-    async def _wait_ready(
-        self, ts: TenantStore, rec: ServiceRecord, timeout_s: float | None, report: Reporter
-    ) -> ServiceRecord:
-        budget = min(timeout_s or self.settings.wait_timeout_s, 600.0)
-        started = time.monotonic()
-        await report(f"waiting for {rec.name} to answer", 0, budget)
-        while (elapsed := time.monotonic() - started) < budget:
-            st = await self.backend.workload_status(rec.id)
-            if st.state in ("exited", "missing") or st.restarts > rec.restarts:
-                error = await self._crash_report(ts, rec, st)
-                await self.backend.stop_workload(rec.id, timeout_s=1)
-                await ts.services.update(
-                    rec.id, status="failed", desired_state="stopped", last_error=error, restarts=st.restarts
-                )
-                return await ts.services.get(rec.id)
-            if st.state == "running" and await self._ready(rec, st):
-                await ts.services.update(rec.id, status="running", last_error=None, restarts=st.restarts)
-                await report(f"{rec.name} is running", budget, budget)
-                return await ts.services.get(rec.id)
-            await report(f"{rec.name}: container {st.state}, waiting for port {rec.spec.port}", elapsed, budget)
-            await anyio.sleep(0.1)
-        await report(f"{rec.name} still deploying after {budget:.0f} s; poll get_service", budget, budget)
-        return await ts.services.get(rec.id)
-
     async def view(self, ts: TenantStore, rec: ServiceRecord) -> Service:
-        rec, st = await self._refresh(ts, rec)
-        return self._view(rec, st, await ts.env.keys(rec.id))
+        rec, st = await self.health.refresh(ts, rec)
+        return service_view(rec, st, await ts.env.keys(rec.id))
 
     # -- use-cases ------------------------------------------------------------------------------
 
     async def deploy(self, p: Principal, req: DeployRequest, report: Reporter = _silent) -> Service:
         ts = self.store.scoped(p.tenant_id)
-        _check_env(req.env)
+        check_env(req.env)
         if req.command is not None and not req.command:
             raise InvalidInput("command is an empty list", "omit it to use the image's own command")
         image, port = await self._image_of(ts, req)
@@ -393,7 +193,7 @@ class ServiceManager:
                 await self._undo(ts, rec, created_volumes)
             raise
         if req.wait:
-            rec = await self._wait_ready(ts, rec, req.wait_timeout_s, report)
+            rec = await self.health.wait_ready(ts, rec, req.wait_timeout_s, report)
         await self.emit(ts, rec, "running")
         return await self.view(ts, rec)
 
@@ -438,7 +238,7 @@ class ServiceManager:
         rec = await ts.services.get(rec.id)
         await self.backend.ensure_workload(await self.workload_spec(ts, rec))
         if wait:
-            rec = await self._wait_ready(ts, rec, None, report)
+            rec = await self.health.wait_ready(ts, rec, None, report)
         await self.emit(ts, rec, "running")
         return await self.view(ts, rec)
 
@@ -466,7 +266,7 @@ class ServiceManager:
         await ts.services.update(rec.id, restarts=st.restarts)
         rec = await ts.services.get(rec.id)
         if wait:
-            rec = await self._wait_ready(ts, rec, None, report)
+            rec = await self.health.wait_ready(ts, rec, None, report)
         await self.emit(ts, rec, "running")
         return await self.view(ts, rec)
 
@@ -480,7 +280,7 @@ class ServiceManager:
         rec = await ts.services.get(rec.id)
         await self.backend.ensure_workload(await self.workload_spec(ts, rec))
         if wait:
-            rec = await self._wait_ready(ts, rec, None, report)
+            rec = await self.health.wait_ready(ts, rec, None, report)
         await self.emit(ts, rec, "running")
         return rec
 
@@ -495,7 +295,7 @@ class ServiceManager:
         changes = req.model_dump(exclude_none=True, exclude={"env", "unset_env", "wait", "build_id"})
         if not changes and not req.env and not req.unset_env and req.build_id is None:
             raise InvalidInput("nothing to change", "pass at least one of image, port, command, memory_mb, cpus, env")
-        _check_env(req.env or {})
+        check_env(req.env or {})
         build_id = None if "image" in changes else rec.spec.build_id
         if req.build_id is not None:
             if req.image is not None:
@@ -572,7 +372,7 @@ class ServiceManager:
     async def set_env(self, p: Principal, ref: str, values: dict[str, str], wait: bool, report: Reporter) -> EnvList:
         if not values:
             raise InvalidInput("vars is empty", "pass at least one KEY: value")
-        _check_env(values)
+        check_env(values)
         ts = self.store.scoped(p.tenant_id)
         rec = await ts.services.get(ref)
         await ts.env.set_many(rec.id, values)

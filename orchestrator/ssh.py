@@ -27,7 +27,9 @@ from pydantic import BaseModel, Field
 from .backends.base import Backend, VolumeSpec, WorkloadSpec
 from .errors import AgentHostError, InvalidInput, NotFound, QuotaExceeded
 from .models import Principal, ServiceRecord, ServiceSpec
-from .services import DeployRequest, Reporter, ServiceEvent, ServiceManager, volume_name
+from .progress import Reporter
+from .service_requests import DeployRequest
+from .services import ServiceEvent, ServiceManager, volume_name
 from .settings import Settings
 from .ssh_keys import fingerprint, generate_host_key, normalize_public_key
 from .store import Store, TenantStore, all_service_records

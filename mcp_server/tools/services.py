@@ -18,7 +18,7 @@ from orchestrator.models import (
     ServiceSummary,
     VolumeMount,
 )
-from orchestrator.services import DeployRequest, UpdateRequest
+from orchestrator.service_requests import DeployRequest, UpdateRequest
 
 from ..registry import Call, tool
 from .args import Confirm, ServiceRef, Wait

@@ -8,7 +8,7 @@ from mcp_server.schema import compact_schema, output_outline
 from orchestrator.errors import RateLimited
 from orchestrator.models import NAME_PATTERN, Service
 from orchestrator.ratelimit import RateLimiter
-from orchestrator.services import mask_secrets
+from orchestrator.secrets import mask_secrets
 
 
 def test_rate_limiter_refills() -> None:
