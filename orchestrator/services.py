@@ -8,7 +8,7 @@ from typing import Literal
 import anyio
 
 from .backends.base import Backend, VolumeSpec, WorkloadSpec
-from .errors import ImageNotFound, InvalidInput, QuotaExceeded, RuntimeUnavailable, WorkloadFailed
+from .errors import Conflict, ImageNotFound, InvalidInput, QuotaExceeded, RuntimeUnavailable, WorkloadFailed
 from .models import Deleted, EnvList, LogOutput, Principal, Service, ServiceRecord, ServiceSpec, untrusted
 from .progress import Reporter
 from .secrets import mask_secrets
@@ -151,6 +151,11 @@ class ServiceManager:
         check_env(req.env)
         if req.command is not None and not req.command:
             raise InvalidInput("command is an empty list", "omit it to use the image's own command")
+        if await ts.databases.find(req.name) is not None:
+            raise Conflict(
+                f"a database named {req.name!r} exists, and both would answer to that name on your private network",
+                "pick another name for the service",
+            )
         image, port = await self._image_of(ts, req)
         runtime = await self.resolve_runtime(req.runtime)
         if not await self.backend.image_exists(image):

@@ -240,7 +240,7 @@ async def test_data_survives_engine_stop_container_loss_and_control_plane_restar
 
 
 async def test_bad_input_is_refused_and_leaves_nothing_behind(
-    agenthost: AgentHost, docker_client: docker.DockerClient
+    agenthost: AgentHost, docker_client: docker.DockerClient, hello_image: str
 ) -> None:
     agenthost.env["AGENTHOST_QUOTAS"] = json.dumps({"max_databases": 1})
     try:
@@ -262,6 +262,9 @@ async def test_bad_input_is_refused_and_leaves_nothing_behind(
         with pytest.raises(ToolFailed) as err:
             await call(client, "create_database", {"name": "only", "engine": "postgres"})
         assert err.value.code == "conflict"
+        with pytest.raises(ToolFailed) as err:  # one name on the private network, one workload
+            await call(client, "deploy_service", {"name": "only", "image": hello_image, "port": 8000})
+        assert err.value.code == "conflict" and "database" in err.value.message
         with pytest.raises(ToolFailed) as err:
             await call(client, "create_database", {"name": "second", "engine": "redis", "memory_mb": 64})
         assert err.value.code == "quota_exceeded" and "1 of 1" in err.value.message
