@@ -136,6 +136,11 @@ class ExecManager:
         notes = []
         if result.timed_out:
             notes.append(f"timed out after {timeout:g} s: the command and every process it started were killed")
+        elif result.exit_code is None:
+            notes.append(
+                f"the command ended without an exit status: the session was lost (the {target} stopped or restarted"
+                " meanwhile, or the engine dropped it); get_service shows its state"
+            )
         if result.exit_code == 127 and result.stderr.startswith("agenthost: command not found"):
             notes.append("command not found in the container's PATH")
         if result.truncated:

@@ -176,7 +176,10 @@ async def exec_in_alloc(
         max_output_bytes=max_output_bytes,
         on_output=_throttled(on_output),
     )
-    cleanup = [_KILLER if result.timed_out else 'rm -f "/tmp/.ah-exec-$1"']
+    # No exit status and no deadline: the session was lost (the task restarted, or Nomad dropped the
+    # stream) and the command may still run: kill it as on a timeout.
+    lost = result.timed_out or result.exit_code is None
+    cleanup = [_KILLER if lost else 'rm -f "/tmp/.ah-exec-$1"']
     with anyio.CancelScope(shield=True), anyio.move_on_after(30):
         await run_in_alloc(url_for, token, ["/bin/sh", "-c", *cleanup, "ah-kill", key], timeout_s=20)
     return result
