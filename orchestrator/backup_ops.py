@@ -1,54 +1,29 @@
 """What every backup and restore needs besides the data: who runs it, how it runs past a tool's
 bounded wait, and how the services of a volume are paused for a consistent copy.
 
-An operation row names its process as ``host:pid:start-time`` (``owner_token``): the start time
-tells a live process from a dead one whose pid was reused, and the host a row that came with a
-data dir copied from another machine. Services are recorded as paused *before* they are stopped,
+An operation row names its process (``owners.owner_token``). Services are recorded as paused *before* they are stopped,
 so whichever process finishes the operation — or recovers it after a crash — starts them again.
 """
 
 from __future__ import annotations
 
 import logging
-import os
-import socket
 from collections.abc import Awaitable, Callable
-from pathlib import Path
 
 import anyio
 from anyio.abc import TaskGroup
 
 from .errors import AgentHostError, NotFound
 from .models import Principal
+from .owners import owner_token
 from .progress import Reporter
 from .services import ServiceManager
 from .store import TenantStore
 from .store.backups import Table
 
-__all__ = ["Operations", "owner_alive", "owner_token"]
+__all__ = ["Operations"]
 
 log = logging.getLogger(__name__)
-
-
-def _proc_start(pid: int) -> str | None:
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return None
-    return stat.rsplit(")", 1)[1].split()[19]  # field 22: start time in clock ticks since boot
-
-
-def owner_token() -> str:
-    """This process, in a form that survives pid reuse: host:pid:start-time."""
-    return f"{socket.gethostname()}:{os.getpid()}:{_proc_start(os.getpid())}"
-
-
-def owner_alive(owner: str | None) -> bool:
-    if not owner:
-        return False
-    host, _, rest = owner.partition(":")
-    pid, _, started = rest.partition(":")
-    return host == socket.gethostname() and pid.isdigit() and _proc_start(int(pid)) == started
 
 
 def _system(tenant_id: str) -> Principal:

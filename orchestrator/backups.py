@@ -22,7 +22,7 @@ import anyio
 from anyio.abc import TaskGroup
 
 from .backends.base import Backend
-from .backup_ops import Operations, owner_alive
+from .backup_ops import Operations
 from .backup_sources import (
     PG_DUMP_FILE,
     REDIS_FILE,
@@ -39,6 +39,7 @@ from .databases import CreateDatabaseRequest, DatabaseManager
 from .db_engines import DUMP_DIR
 from .errors import AgentHostError, Conflict, InvalidInput, NotFound, NotSupported, WorkloadFailed
 from .models import Backup, BackupTarget, DatabaseRecord, Deleted, Principal, RestoreInfo
+from .owners import owner_alive
 from .progress import Reporter
 from .restic import ResticRepo
 from .services import ServiceManager, volume_name

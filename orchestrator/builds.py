@@ -38,7 +38,6 @@ Isolation, and why it is this way:
 from __future__ import annotations
 
 import logging
-import os
 import shutil
 import socket
 import tempfile
@@ -58,11 +57,12 @@ from .builds_url import check_addresses, default_name, parse_git_url
 from .errors import AgentHostError, BuildFailed, ImageNotFound, InvalidInput, QuotaExceeded
 from .image_registry import in_registry, registry_of
 from .models import Build, BuildLogOutput, BuildRecord, BuildSummary, Principal, ResourceName, untrusted
+from .owners import on_this_host, owner_alive, owner_token
 from .progress import Reporter
 from .settings import Settings
 from .store import Store, TenantStore, builds_with_leftovers, cancel_requested, touch_builds, unfinished_builds
 
-__all__ = ["BuildManager", "BuildRequest", "owner_token"]
+__all__ = ["BuildManager", "BuildRequest"]
 
 log = logging.getLogger(__name__)
 _TICK_S = 1.0
@@ -81,24 +81,9 @@ class BuildRequest(BaseModel):
     wait_timeout_s: float | None = Field(None, gt=0, le=600)
 
 
-def _proc_start(pid: int) -> str | None:
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return None
-    return stat.rsplit(")", 1)[1].split()[19]  # field 22: start time in clock ticks since boot
-
-
-def owner_token() -> str:
-    """This process, told apart from a later one that reuses its pid."""
-    return f"{socket.gethostname()}:{os.getpid()}:{_proc_start(os.getpid())}"
-
-
 def _owner_alive(owner: str, heartbeat: datetime) -> bool:
-    host, _, rest = owner.partition(":")
-    pid, _, start = rest.partition(":")
-    if host == socket.gethostname() and pid.isdigit():
-        return _proc_start(int(pid)) == start
+    if on_this_host(owner):
+        return owner_alive(owner)
     return (datetime.now(UTC) - heartbeat).total_seconds() < _STALE_S
 
 

@@ -9,8 +9,8 @@ from typing import Any, cast
 
 import pytest
 
-from orchestrator.backup_ops import owner_alive, owner_token
 from orchestrator.backups import BackupManager
+from orchestrator.owners import owner_alive, owner_token
 from orchestrator.restic import ResticRepo
 from orchestrator.secrets import SecretBox
 from orchestrator.settings import Quotas, Settings
