@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-import functools
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Generator
 from datetime import UTC, datetime
 
-import anyio
 from docker.models.containers import Container
 
 from .base import LogLine
 from .docker_containers import parse_ts
+from .threaded import merged_from_threads
 
 __all__ = ["follow_logs", "merged_tail", "read_stream"]
 
@@ -33,33 +32,20 @@ def merged_tail(stdout: list[LogLine], stderr: list[LogLine], tail: int) -> list
     return merged[-tail:]
 
 
-async def follow_logs(get_container: Callable[[], Container | None], since: datetime | None) -> AsyncIterator[LogLine]:
+def follow_logs(get_container: Callable[[], Container | None], since: datetime | None) -> AsyncIterator[LogLine]:
     """New lines as the container writes them, until the caller stops iterating or the container ends."""
-    send, receive = anyio.create_memory_object_stream[LogLine](256)
-    stop = anyio.Event()
 
-    def pump() -> None:
+    def lines() -> Generator[LogLine, None, None]:
         container = get_container()
         if container is None:
             return
         stream = container.logs(stream=True, follow=True, timestamps=True, since=since)
         try:
             for chunk in stream:
-                if stop.is_set():
-                    break
                 for line in chunk.decode("utf-8", "replace").splitlines():
                     ts, _, text = line.partition(" ")
-                    anyio.from_thread.run(send.send, LogLine(ts=parse_ts(ts), text=text))
+                    yield LogLine(ts=parse_ts(ts), text=text)
         finally:
             stream.close()
-            anyio.from_thread.run(send.aclose)
 
-    async with anyio.create_task_group() as tg:
-        tg.start_soon(functools.partial(anyio.to_thread.run_sync, pump, abandon_on_cancel=True))
-        try:
-            async with receive:
-                async for line in receive:
-                    yield line
-        finally:
-            stop.set()
-            tg.cancel_scope.cancel()
+    return merged_from_threads([lines])

@@ -8,16 +8,14 @@ and stdout comes before stderr; ``since`` is honoured exactly when it predates t
 from __future__ import annotations
 
 import functools
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Generator
 from datetime import datetime
 from typing import TYPE_CHECKING, Literal
-
-import anyio
-import anyio.from_thread
 
 from ..errors import InvalidInput, NotFound
 from .base import LogLine
 from .nomad_jobs import TASK
+from .threaded import merged_from_threads
 
 if TYPE_CHECKING:
     from .nomad_api import NomadApi
@@ -55,12 +53,10 @@ def read_tail(api: NomadApi, alloc_id: str, stream: Stream, tail: int, task: str
     return [LogLine(stream=stream, text=text) for text in lines[-tail:]]
 
 
-async def follow_logs(api: NomadApi, alloc_id: str) -> AsyncIterator[LogLine]:
-    """New output of both streams as it arrives, until the caller stops iterating."""
-    send, receive = anyio.create_memory_object_stream[LogLine](256)
-    stop = anyio.Event()
+def follow_logs(api: NomadApi, alloc_id: str) -> AsyncIterator[LogLine]:
+    """New output of both streams as it arrives, until the caller stops iterating or both streams end."""
 
-    def pump(stream: Stream) -> None:
+    def lines(stream: Stream) -> Generator[LogLine, None, None]:
         response = api.stream(
             "client",
             "fs",
@@ -71,22 +67,11 @@ async def follow_logs(api: NomadApi, alloc_id: str) -> AsyncIterator[LogLine]:
         buffer = b""
         try:
             for chunk in response.iter_content(chunk_size=None):
-                if stop.is_set():
-                    break
                 buffer += chunk
                 *complete, buffer = buffer.split(b"\n")
                 for line in complete:
-                    anyio.from_thread.run(send.send, LogLine(stream=stream, text=line.decode("utf-8", "replace")))
+                    yield LogLine(stream=stream, text=line.decode("utf-8", "replace"))
         finally:
             response.close()
 
-    async with anyio.create_task_group() as tg:
-        for stream in ("stdout", "stderr"):
-            tg.start_soon(functools.partial(anyio.to_thread.run_sync, pump, stream, abandon_on_cancel=True))
-        try:
-            async with receive:
-                async for line in receive:
-                    yield line
-        finally:
-            stop.set()
-            tg.cancel_scope.cancel()
+    return merged_from_threads([functools.partial(lines, "stdout"), functools.partial(lines, "stderr")])

@@ -9,6 +9,7 @@ import tempfile
 import uuid
 from pathlib import Path
 
+import anyio
 import asyncssh
 import httpx
 import pytest
@@ -329,6 +330,39 @@ async def test_sandbox_like_workload_has_no_network(host: AgentHost, backend: Ba
     finally:
         await backend.remove_workload(spec.id)
     assert await backend.list_workloads({"agenthost.tenant": tid}) == []
+
+
+async def test_logs_follow_both_streams(host: AgentHost, backend: Backend, platform_images: object) -> None:
+    """logs(follow=True): the tail first, then lines of stdout and stderr as the workload writes them."""
+    tid = f"t_conf{uuid.uuid4().hex[:8]}"
+    script = 'i=0; while :; do i=$((i+1)); echo "out $i"; echo "err $i" >&2; sleep 0.2; done'
+    spec = WorkloadSpec(
+        id=f"sbx_{uuid.uuid4().hex[:10]}",
+        kind="sandbox",
+        tenant_id=tid,
+        image=host.settings.image_base,
+        command=["sh", "-c", script],
+        memory_mb=64,
+        cpus=0.25,
+        runtime="runsc",
+        egress="none",
+        restart="never",
+        health_check=None,
+        labels={"agenthost.tenant": tid},
+    )
+    seen: list[str] = []
+    try:
+        await backend.ensure_workload(spec)
+        await state(backend, spec.id, "running")
+        with anyio.fail_after(60):
+            async for line in backend.logs(spec.id, tail=1, follow=True):
+                seen.append(line.text)
+                if sum(t.startswith("out ") for t in seen) >= 5 and sum(t.startswith("err ") for t in seen) >= 5:
+                    break
+    finally:
+        await backend.remove_workload(spec.id)
+    counts = [int(t.split()[1]) for t in seen if t.startswith("out ")]
+    assert counts == sorted(counts) and len(set(counts)) == len(counts), seen  # in order, nothing twice
 
 
 async def test_build_image_then_run_it(host: AgentHost, backend: Backend, platform_images: object) -> None:
