@@ -52,7 +52,6 @@ _IMAGE = re.compile(
     r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*(?:/[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*)*"
     r"(?::[A-Za-z0-9_][A-Za-z0-9_.-]{0,127})?(?:@sha256:[a-f0-9]{64})?$"
 )
-_DEFAULT_NETS = TenantNetworks(helper_image="agenthost/python:bookworm", instance="default")
 # go-envparse (Nomad's env file reader) scans lines of at most 64 KiB.
 _MAX_ENV_LINE = 60 * 1024
 
@@ -106,7 +105,7 @@ def job_variables(
     cpu_mhz_per_core: float,
     datacenters: list[str],
     node_pool: str,
-    nets: TenantNetworks = _DEFAULT_NETS,
+    nets: TenantNetworks,
     peer: Peer | None = None,
 ) -> dict[str, Any]:
     """Typed values for the HCL file's variables. Raises: InvalidInput for what Nomad cannot do safely.

@@ -6,6 +6,7 @@ import pytest
 
 from orchestrator.backends.base import VolumeSpec, WorkloadSpec
 from orchestrator.backends.nomad_jobs import HASH_ITEM, check_reference, job_variables, status_from
+from orchestrator.backends.nomad_net import TenantNetworks
 from orchestrator.backends.nomad_nodes import node_info, placement_error
 from orchestrator.errors import InvalidInput, RuntimeUnavailable
 
@@ -26,7 +27,8 @@ def _spec(**kw: object) -> WorkloadSpec:
 
 
 def _vars(spec: WorkloadSpec) -> dict[str, object]:
-    return job_variables(spec, cpu_mhz_per_core=2000, datacenters=["dc1"], node_pool="default")
+    nets = TenantNetworks(helper_image="agenthost/python:bookworm", instance="test")
+    return job_variables(spec, cpu_mhz_per_core=2000, datacenters=["dc1"], node_pool="default", nets=nets)
 
 
 def test_env_never_reaches_the_job_variables() -> None:
