@@ -19,7 +19,7 @@ import anyio
 import docker
 
 from common import HARDENED, Platform, report, tool
-from orchestrator.db_engines import ENGINES, accepts_connections, command_for, env_for, postgres_name
+from orchestrator.databases.engines import ENGINES, accepts_connections, command_for, env_for, postgres_name
 from orchestrator.models import DatabaseSpec
 from orchestrator.settings import Settings
 
@@ -57,7 +57,7 @@ async def raw_create(client: docker.DockerClient, engine: str, image: str, name:
             command_for(engine, spec),  # type: ignore[arg-type]
             name=f"ah-bench-raw-{name}",
             detach=True,
-            environment=env_for(engine, spec, password),  # type: ignore[arg-type]
+            environment=env_for(engine, spec, password, None),  # type: ignore[arg-type]
             user=eng.user,
             mounts=[docker.types.Mount(target=eng.data_path, source=spec.volume, type="volume")],
             ports={f"{eng.port}/tcp": ("127.0.0.1", None)},
@@ -81,9 +81,9 @@ async def ours_create(mcp: object, engine: str, name: str) -> float:
     assert db["status"] == "running", db
     # Check from outside that it does accept connections (not timed: the tool already waited for it).
     conn = await tool(mcp, "database_connection_string", {"database": name, "reveal": True})  # type: ignore[arg-type]
-    password = conn["url"].split(":")[2].split("@")[0]
+    user, password = conn["url"].split("//")[1].split("@")[0].split(":")
     port = int(conn["external_url"].rsplit(":", 1)[1].split("/")[0])
-    spec = _spec(engine, name, "")
+    spec = _spec(engine, name, "").model_copy(update={"username": user})
     assert await accepts_connections(engine, spec, password, "127.0.0.1", port)  # type: ignore[arg-type]
     await tool(mcp, "delete_database", {"database": name, "confirm": True})  # type: ignore[arg-type]
     return elapsed

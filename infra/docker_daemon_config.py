@@ -1,6 +1,11 @@
 #!/usr/bin/env python3
 """Merge agenthost's runtimes into dockerd's daemon.json, keeping whatever else is there.
 
+runsc becomes the default runtime, so that the RUN steps of builds (Docker's build API cannot name a
+runtime) run under gVisor; agenthost's own containers always name theirs. A default the operator
+set in daemon.json (runc included) is kept. dockerd takes both on a reload (SIGHUP); running containers
+keep the runtime they started with.
+
 Exit status: 0 unchanged, 10 changed (dockerd must reload), 1 error.
 """
 
@@ -12,10 +17,11 @@ import sys
 from pathlib import Path
 
 RUNTIMES = {
-    # Debian's runsc needs the host network stack of the container's own namespace (DESIGN.md section 3).
+    # Debian's runsc needs the host network stack of the container's own namespace (docs/operations.md).
     "runsc": {"path": "/usr/bin/runsc", "runtimeArgs": ["--network=host"]},
 }
 OPTIONAL = {"sysbox-runc": {"path": "/usr/bin/sysbox-runc"}}
+DEFAULT_RUNTIME = "runsc"
 
 
 def main(path: Path) -> int:
@@ -23,6 +29,9 @@ def main(path: Path) -> int:
     runtimes = config.setdefault("runtimes", {})
     before = json.dumps(config, sort_keys=True)
     runtimes.update(RUNTIMES)
+    config.setdefault("default-runtime", DEFAULT_RUNTIME)
+    if config["default-runtime"] != DEFAULT_RUNTIME:
+        sys.stderr.write(f"keeping default-runtime {config['default-runtime']!r}: build RUN steps run without gVisor\n")
     for name, spec in OPTIONAL.items():
         if shutil.which(name):
             runtimes[name] = spec

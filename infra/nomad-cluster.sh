@@ -50,6 +50,23 @@ install_binary() {
   $SUDO install -m 0755 "$bin" /usr/local/bin/nomad
 }
 
+egress_rules() {  # the node's egress rules (nomad/README.md), before Nomad places any task
+  local bin; bin="$(command -v agenthost || true)"
+  if [ -z "$bin" ]; then
+    echo "warning: agenthost is not installed on this node, so neither are its egress rules: tasks reach" \
+      "the node, its LAN and cloud metadata. Install it (pip install .) and run this again." >&2
+    return 0
+  fi
+  if [ -d /run/systemd/system ]; then
+    sed "s#@AGENTHOST@#$bin#" infra/systemd/agenthost-egress.service |
+      $SUDO tee /etc/systemd/system/agenthost-egress.service >/dev/null
+    $SUDO systemctl daemon-reload
+    $SUDO systemctl enable --now agenthost-egress
+  else
+    $SUDO "$bin" egress apply
+  fi
+}
+
 start_agent() {
   if [ -d /run/systemd/system ]; then
     $SUDO install -m 0644 infra/systemd/nomad.service /etc/systemd/system/nomad.service
@@ -90,8 +107,7 @@ case "$role" in
     render nomad/client.hcl "$out/client.hcl"
     [ -n "$render_only" ] && exit 0
     install_binary
-    # Volumes are made by agenthost's dynamic host volume plugin (see the script).
-    $SUDO install -D -m 0755 nomad/plugins/agenthost-dir /var/lib/nomad/host_volume_plugins/agenthost-dir
+    egress_rules
     start_agent
     say "client $addr started (runtimes: $runtimes)"
     ;;

@@ -12,10 +12,12 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 say() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
 
-NOMAD_VERSION=1.10.5
-NOMAD_COMMIT=a3b86c697f38ab032e1acaae8503ed10815bc4a2
+# 1.6.1 is the last release under the MPL-2.0 that the module proxy serves; 1.7.0 and later are under
+# the Business Source License, which we may not use. build() checks the LICENSE it compiles.
+NOMAD_VERSION=1.6.1
+NOMAD_COMMIT=515895c7690cdc72278018dc5dc58aca41204ccc
 # The api module lives in the same repository; the proxy serves it at this pseudo-version of that commit.
-NOMAD_API_VERSION=v0.0.0-20250909143645-a3b86c697f38
+NOMAD_API_VERSION=v0.0.0-20230721134942-515895c7690c
 CACHE="${AGENTHOST_CACHE_DIR:-$HOME/.cache/agenthost}"
 BIN="$CACHE/nomad-$NOMAD_VERSION"
 DEV_DIR="${AGENTHOST_NOMAD_DEV_DIR:-$CACHE/nomad-dev}"
@@ -39,7 +41,7 @@ sys.exit(d.get("Error") or print(v or ""))' "$2"
 
 build() {
   [ -x "$BIN" ] && return 0
-  local go src api origin work
+  local go src api origin work rc=0
   go="$(go_bin)"
   say "building Nomad $NOMAD_VERSION from source (cached at $BIN)"
   src="$(module_field "github.com/hashicorp/nomad@v$NOMAD_VERSION" Dir)"
@@ -48,19 +50,29 @@ build() {
     echo "nomad v$NOMAD_VERSION resolved to commit $origin, expected $NOMAD_COMMIT" >&2
     exit 1
   fi
+  check_license "$src/LICENSE"
   api="$(module_field "github.com/hashicorp/nomad/api@$NOMAD_API_VERSION" Dir)"
-  work="$(mktemp -d)"
-  trap 'chmod -R u+w "$work" 2>/dev/null; rm -rf "$work"' RETURN
-  cp -r "$src" "$work/nomad"
-  chmod -R u+w "$work/nomad"
   mkdir -p "$CACHE"
-  (
+  # No RETURN trap: it would stay set and fire again, with `work` out of scope, when a later
+  # function returns (set -u: "work: unbound variable").
+  work="$(mktemp -d)"
+  cp -r "$src" "$work/nomad" && chmod -R u+w "$work/nomad" && (
     cd "$work/nomad"
     "$go" mod edit -replace "github.com/hashicorp/nomad/api=$api"
     GOFLAGS=-mod=mod "$go" build -o "$BIN.tmp" .
-  )
+  ) || rc=$?
+  chmod -R u+w "$work" 2>/dev/null || true
+  rm -rf "$work"
+  [ "$rc" = 0 ] || { echo "building Nomad $NOMAD_VERSION failed (rc=$rc)" >&2; exit "$rc"; }
   mv "$BIN.tmp" "$BIN"
   "$BIN" version >&2
+}
+
+check_license() {  # refuse to build anything that is not under the Mozilla Public License 2.0
+  if ! grep -q "Mozilla Public License, version 2.0" "$1" 2>/dev/null || grep -qi "Business Source License" "$1"; then
+    echo "$1 is not the MPL-2.0: refusing to build Nomad $NOMAD_VERSION" >&2
+    exit 1
+  fi
 }
 
 answers() { curl -sf -m 2 "$DEV_ADDR/v1/agent/self" >/dev/null 2>&1; }
@@ -92,8 +104,6 @@ start() {
   fi
   clean_data
   mkdir -p "$DEV_DIR/data"
-  # The dynamic host volume plugin the backend creates volumes with (nomad/plugins/agenthost-dir).
-  install -D -m 0755 nomad/plugins/agenthost-dir "$DEV_DIR/data/host_volume_plugins/agenthost-dir"
   say "starting nomad agent -dev at $DEV_ADDR (log: $DEV_DIR/agent.log)"
   nohup "$BIN" agent -dev -config "$PWD/nomad/dev.hcl" -data-dir "$DEV_DIR/data" >"$DEV_DIR/agent.log" 2>&1 &
   echo $! >"$DEV_DIR/pid"
@@ -146,6 +156,9 @@ print(sum(a["ClientStatus"] in ("running", "pending") for a in json.load(sys.std
   for alloc in $allocs; do
     docker ps -aq --filter "label=com.hashicorp.nomad.alloc_id=$alloc" | xargs -r docker rm -f >/dev/null
   done
+  # The records of the volumes and tenant bridges its jobs made on this engine go with its data dir.
+  docker volume ls -q --filter label=agenthost.nomad-volume | xargs -r docker volume rm >/dev/null || true
+  docker network ls -q --filter label=agenthost.nomad-network | xargs -r docker network rm >/dev/null || true
   rm -f "$DEV_DIR/pid"
   clean_data
 }

@@ -31,6 +31,8 @@ elif [ "$rc" = 10 ]; then
   for _ in $(seq 20); do docker info 2>/dev/null | grep runsc >/dev/null && break; sleep 0.5; done
 fi
 docker info 2>/dev/null | grep "runsc" >/dev/null || { echo "dockerd does not list the runsc runtime" >&2; exit 1; }
+[ "$(docker info --format '{{.DefaultRuntime}}' 2>/dev/null)" = runsc ] \
+  || echo "warning: dockerd's default runtime is not runsc: build RUN steps run without gVisor" >&2
 
 bash infra/registry.sh
 

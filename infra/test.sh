@@ -8,7 +8,11 @@ export AGENTHOST_REQUIRE_E2E=1
 .venv/bin/ruff check .
 .venv/bin/ruff format --check .
 .venv/bin/mypy orchestrator mcp_server
+# The unit suite alone first (in-memory engines, about a minute), with the line coverage of orchestrator/ and
+# mcp_server/ it reaches: printed per module, and the run fails under the floor.
+.venv/bin/pytest tests/unit -q --cov=orchestrator --cov=mcp_server --cov-report=term --cov-fail-under=80
 # The Nomad backend's tests run against a real dev agent (built from source once, then cached).
 bash infra/nomad.sh start
 trap 'bash infra/nomad.sh stop' EXIT
-.venv/bin/pytest "$@"
+# Then the e2e suite (or what the arguments name).
+.venv/bin/pytest "${@:-tests/e2e}"

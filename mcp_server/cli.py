@@ -3,24 +3,28 @@
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import os
 import shutil
 import sys
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
 import anyio
+import pydantic
 
-from orchestrator.controlplane_backup import backup_control_plane
 from orchestrator.errors import AgentHostError
 from orchestrator.images import RECIPES, build_images
-from orchestrator.platform import Platform
+from orchestrator.platform import Platform, host_egress
 from orchestrator.ratelimit import RateLimiter
-from orchestrator.secrets import write_master_key
+from orchestrator.secrets import SecretBox, load_master_key, write_master_key
 from orchestrator.settings import Settings
 from orchestrator.store import Store
+from orchestrator.store.snapshot import backup_control_plane
+from orchestrator.tenants import TenantManager
 
 __all__ = ["main"]
 
@@ -29,6 +33,8 @@ def _settings(args: argparse.Namespace) -> Settings:
     overrides: dict[str, Any] = {}
     if args.data_dir:
         overrides["data_dir"] = Path(args.data_dir)
+    if getattr(args, "toolsets", None):
+        overrides["toolsets"] = args.toolsets
     return Settings(**overrides)
 
 
@@ -37,21 +43,42 @@ def _out(text: str = "") -> None:
     sys.stdout.flush()
 
 
+def _json(value: object) -> None:
+    _out(json.dumps(value, indent=2, default=str))
+
+
+@asynccontextmanager
+async def _tenants(settings: Settings) -> AsyncIterator[TenantManager]:
+    """Tenants and keys live in the control-plane database only: these commands never reach the engine."""
+    store = await Store.open(settings.db_path, SecretBox(load_master_key(settings.master_key_path)))
+    try:
+        yield TenantManager(settings, store)
+    finally:
+        await store.close()
+
+
 def cmd_init(settings: Settings, args: argparse.Namespace) -> int:
+    data_dir = str(settings.data_dir.resolve())
     if settings.master_key_path.exists():
-        _out(f"{settings.data_dir} is already initialised; nothing to do")
+        if args.json:
+            _json({"data_dir": data_dir, "already_initialised": True})
+        else:
+            _out(f"{settings.data_dir} is already initialised; nothing to do")
         return 0
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     os.chmod(settings.data_dir, 0o700)
     write_master_key(settings.master_key_path)
 
     async def bootstrap() -> str | None:
-        async with Platform.open(settings) as platform:
-            key = await platform.tenants.bootstrap()
+        async with _tenants(settings) as tenants:
+            key = await tenants.bootstrap()
             return key.key if key else None
 
     key = anyio.run(bootstrap)
-    _out(f"initialised {settings.data_dir.resolve()}")
+    if args.json:
+        _json({"data_dir": data_dir, "admin_key": key})
+        return 0
+    _out(f"initialised {data_dir}")
     if key:
         _out("\nadmin API key (shown once, store it now):\n")
         _out(f"  {key}\n")
@@ -63,46 +90,56 @@ def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
 
     from .app import build_http_app
 
-    app = build_http_app(settings)
     url = f"http://{args.host}:{args.port}"
+    app = build_http_app(settings, public_url=url)
     logging.getLogger(__name__).info("agenthost serving MCP at %s/mcp and REST at %s/v1", url, url)
     uvicorn.run(app, host=args.host, port=args.port, log_level="info", lifespan="on")
     return 0
 
 
 def cmd_mcp(settings: Settings, args: argparse.Namespace) -> int:
-    from .app import AppState, build_mcp
+    from .app import build_mcp
+    from .state import AppState
 
     key = os.environ.get("AGENTHOST_API_KEY", "")
+    refused: list[AgentHostError] = []
 
     async def serve() -> None:
         async with Platform.open(settings, background=True) as platform:
             try:
-                principal = await platform.tenants.authenticate(key)
+                await platform.tenants.authenticate(key)
             except AgentHostError as exc:
-                raise AgentHostError(
-                    f"agenthost mcp: {exc.message}",
-                    "set AGENTHOST_API_KEY to a key from `agenthost init` or `tenant create`",
-                ) from exc
-            state = AppState(
-                platform=platform, limiter=RateLimiter(settings.rate_limit_per_minute), stdio_principal=principal
-            )
+                refused.append(exc)  # raised out of here it would arrive wrapped in the platform's task group
+                return
+            state = AppState(platform=platform, limiter=RateLimiter(settings.rate_limit_per_minute), stdio_key=key)
             await build_mcp(lambda: state, read_only=settings.read_only).run_stdio_async()
 
     anyio.run(serve)
+    for exc in refused:
+        # One line: an MCP client shows a server's stderr as it is.
+        hint = "set AGENTHOST_API_KEY to a key from `agenthost init` or `agenthost tenant create`"
+        sys.stderr.write(f"agenthost mcp: [{exc.code}] {exc.message} (hint: {hint})\n")
+        return 2
     return 0
 
 
 def cmd_tenant(settings: Settings, args: argparse.Namespace) -> int:
     async def run() -> None:
-        async with Platform.open(settings) as platform:
+        async with _tenants(settings) as tenants:
             if args.tenant_cmd == "create":
-                tenant, key = await platform.tenants.create_tenant(None, args.name)
+                tenant, key = await tenants.create_tenant(None, args.name)
+                if args.json:
+                    _json({"tenant": tenant.model_dump(mode="json"), "key": key.key})
+                    return
                 _out(f"created tenant {tenant.name} ({tenant.id})")
                 _out(f"\nAPI key for {tenant.name} (shown once, store it now):\n\n  {key.key}\n")
-            else:
-                for t in await platform.store.tenants.all():
-                    _out(f"{t.name}\t{t.id}\t{t.created_at:%Y-%m-%d}")
+                return
+            everyone = await tenants.store.tenants.all()
+            if args.json:
+                _json([t.model_dump(mode="json") for t in everyone])
+                return
+            for t in everyone:
+                _out(f"{t.name}\t{t.id}\t{t.created_at:%Y-%m-%d}")
 
     anyio.run(run)
     return 0
@@ -116,7 +153,6 @@ def cmd_images(settings: Settings, args: argparse.Namespace) -> int:
 
 def cmd_doctor(settings: Settings, args: argparse.Namespace) -> int:
     from orchestrator.platform import instance_id, make_backend
-    from orchestrator.secrets import load_master_key
 
     problems = 0
 
@@ -128,8 +164,9 @@ def cmd_doctor(settings: Settings, args: argparse.Namespace) -> int:
     check(settings.master_key_path.exists(), f"data dir {settings.data_dir}", "run `agenthost init`")
     if settings.master_key_path.exists():
         check(settings.master_key_path.stat().st_mode & 0o077 == 0, "master key is private", "chmod 600 it")
-    for tool in ("debootstrap", "restic", "iptables", "git"):
-        check(shutil.which(tool) is not None, f"{tool} installed", f"apt-get install {tool}")
+    tools = {"debootstrap": "debootstrap", "restic": "restic", "iptables": "iptables", "git": "git"}
+    for tool, package in {**tools, "iptables-restore": "iptables"}.items():
+        check(shutil.which(tool) is not None, f"{tool} installed", f"apt-get install {package}")
     if settings.registry:
         import httpx
 
@@ -151,7 +188,7 @@ def cmd_doctor(settings: Settings, args: argparse.Namespace) -> int:
             check(
                 settings.default_runtime in runtimes,
                 f"default runtime {settings.default_runtime} present",
-                "install it and register it with the engine (DESIGN.md section 3)",
+                "install it and register it with the engine (docs/operations.md, section 'The runsc runtime')",
             )
             check("sysbox-runc" in runtimes, "sysbox-runc present (only needed for Docker-in-Docker)")
             for name, recipe in RECIPES.items():
@@ -166,9 +203,17 @@ def cmd_doctor(settings: Settings, args: argparse.Namespace) -> int:
     return 1 if problems else 0
 
 
-def cmd_backup(settings: Settings, args: argparse.Namespace) -> int:
-    from orchestrator.secrets import SecretBox, load_master_key
+def cmd_egress(settings: Settings, args: argparse.Namespace) -> int:
+    egress = host_egress(settings)
+    if args.egress_cmd == "show":
+        _out(egress.describe())
+        return 0
+    changed = egress.apply()
+    _out("egress rules installed" if changed else "egress rules already in place")
+    return 0
 
+
+def cmd_backup(settings: Settings, args: argparse.Namespace) -> int:
     async def run() -> Path:
         store = await Store.open(settings.db_path, SecretBox(load_master_key(settings.master_key_path)))
         try:
@@ -188,6 +233,7 @@ COMMANDS: dict[str, Callable[[Settings, argparse.Namespace], int]] = {
     "images": cmd_images,
     "doctor": cmd_doctor,
     "backup": cmd_backup,
+    "egress": cmd_egress,
 }
 
 
@@ -195,17 +241,22 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="agenthost", description="A self-hosted platform that AI agents operate.")
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--data-dir", help="default ./agenthost-data (env AGENTHOST_DATA_DIR)")
+    as_json = argparse.ArgumentParser(add_help=False)
+    as_json.add_argument("--json", action="store_true", help="print JSON for scripts instead of prose")
     sub = parser.add_subparsers(dest="command", required=True)
-    sub.add_parser("init", parents=[common], help="create the data dir, master key and first admin key")
+    sub.add_parser("init", parents=[common, as_json], help="create the data dir, master key and first admin key")
     serve = sub.add_parser("serve", parents=[common], help="serve MCP (/mcp) and REST (/v1) over HTTP")
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=8080)
-    sub.add_parser("mcp", parents=[common], help="serve MCP over stdio (key from AGENTHOST_API_KEY)")
+    toolsets_help = "toolsets offered when a request names none, e.g. services,builds or all (env AGENTHOST_TOOLSETS)"
+    serve.add_argument("--toolsets", help=toolsets_help)
+    mcp = sub.add_parser("mcp", parents=[common], help="serve MCP over stdio (key from AGENTHOST_API_KEY)")
+    mcp.add_argument("--toolsets", help=toolsets_help.replace("when a request names none", "to this session"))
     tenant = sub.add_parser("tenant", parents=[common], help="manage tenants")
     tsub = tenant.add_subparsers(dest="tenant_cmd", required=True)
-    tcreate = tsub.add_parser("create", parents=[common], help="create a tenant and print its first key")
+    tcreate = tsub.add_parser("create", parents=[common, as_json], help="create a tenant and print its first key")
     tcreate.add_argument("name")
-    tsub.add_parser("list", parents=[common])
+    tsub.add_parser("list", parents=[common, as_json], help="list tenants: name, id, creation date")
     images = sub.add_parser("images", parents=[common], help="the platform's local images")
     isub = images.add_subparsers(dest="images_cmd", required=True)
     ibuild = isub.add_parser("build", parents=[common], help="build them from Debian packages (debootstrap)")
@@ -214,6 +265,12 @@ def _parser() -> argparse.ArgumentParser:
     sub.add_parser("doctor", parents=[common], help="check the host")
     backup = sub.add_parser("backup", parents=[common], help="consistent copy of the control-plane database")
     backup.add_argument("--keep", type=int, default=7, help="how many copies to keep")
+    egress = sub.add_parser("egress", parents=[common], help="the host's egress rules (iptables)")
+    esub = egress.add_subparsers(dest="egress_cmd", required=True)
+    esub.add_parser(
+        "apply", parents=[common], help="install or update them now (a Nomad client node needs this at every boot)"
+    )
+    esub.add_parser("show", parents=[common], help="print the rules this host would get, as iptables-restore input")
     return parser
 
 
@@ -222,7 +279,15 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("httpx").setLevel(logging.WARNING)  # readiness probes would flood the log
     try:
-        return COMMANDS[args.command](_settings(args), args)
+        settings = _settings(args)
+    except pydantic.ValidationError as exc:
+        for err in exc.errors():
+            name = "AGENTHOST_" + str(err["loc"][0]).upper() if err["loc"] else "a setting"
+            sys.stderr.write(f"error: {name}: {err['msg'].removeprefix('Value error, ')}\n")
+        sys.stderr.write("hint: fix the setting (environment variable) and run the command again\n")
+        return 2
+    try:
+        return COMMANDS[args.command](settings, args)
     except AgentHostError as exc:
         sys.stderr.write(f"error: {exc.message}\nhint: {exc.hint}\n")
         return 2

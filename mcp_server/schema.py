@@ -1,17 +1,21 @@
-"""Smaller JSON schemas for tools/list: the same validation (inputs) or a looser one (outputs) in fewer tokens.
+"""JSON schemas for tools/list: inputs with the same validation in fewer tokens, outputs in full.
 
-Inputs drop ``title`` (pydantic repeats the field name), empty defaults (what an omitted optional
-argument means anyway) and string length limits (the server enforces them with a clear error).
+Inputs drop ``title`` (pydantic repeats the field name), empty and false defaults (what an omitted
+optional argument or flag means anyway) and string length limits (the server enforces them with a clear
+error). A tool's input says ``additionalProperties: false`` (``input_schema``): the server refuses
+unknown arguments, and a client that honours the schema need not send them to learn it.
 ``anyOf: [{type: T, ...}, {type: null}]`` becomes ``{type: [T, null], ...}``, which accepts exactly
 the same values because every other keyword of the branch only constrains values of type T.
-Outputs are cut to their top-level shape.
+Outputs keep their nested properties, enums and required fields (``output_schema``).
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["compact_schema", "output_outline"]
+from pydantic import BaseModel
+
+__all__ = ["compact_schema", "input_schema", "output_schema"]
 
 
 # Limits the server enforces anyway (with a clear error); listing them costs every agent tokens.
@@ -34,7 +38,8 @@ def compact_schema(schema: Any, *, _in_properties: bool = False) -> Any:
         return schema
     result: dict[str, Any] = {}
     for key, value in schema.items():
-        if not _in_properties and (key in _ADVISORY or (key == "default" and value in (None, [], {}))):
+        empty_default = key == "default" and (value in (None, [], {}) or value is False)
+        if not _in_properties and (key in _ADVISORY or empty_default):
             continue
         # Under "properties" and "$defs" the keys are names, not keywords.
         result[key] = compact_schema(value, _in_properties=key in ("properties", "$defs"))
@@ -46,27 +51,34 @@ def compact_schema(schema: Any, *, _in_properties: bool = False) -> Any:
     return result
 
 
-def _json_types(schema: dict[str, Any]) -> list[str]:
-    if "$ref" in schema:
-        return ["object"]
-    if "anyOf" in schema:
-        return [t for option in schema["anyOf"] for t in _json_types(option)]
-    kind = schema.get("type")
-    if isinstance(kind, list):
-        return [str(k) for k in kind]
-    if isinstance(kind, str):
-        return [kind]
-    return []
+def input_schema(schema: dict[str, Any]) -> dict[str, Any]:
+    """A tool's input schema as tools/list shows it: compact, closed to unknown arguments (no empty
+    ``properties`` for a tool without arguments: ``additionalProperties: false`` says it)."""
+    result = {**compact_schema(schema), "additionalProperties": False}
+    if result.get("properties") == {}:
+        del result["properties"]
+    return result
 
 
-def output_outline(schema: dict[str, Any]) -> dict[str, Any]:
-    """An output schema cut to its top-level shape: each property's JSON type, nothing nested.
+def _always_present(schema: Any, *, _in_properties: bool = False) -> Any:
+    if isinstance(schema, list):
+        return [_always_present(s) for s in schema]
+    if not isinstance(schema, dict):
+        return schema
+    result = {
+        key: _always_present(value, _in_properties=key in ("properties", "$defs"))
+        for key, value in schema.items()
+        if _in_properties or key != "default"
+    }
+    if not _in_properties and isinstance(result.get("properties"), dict) and result["properties"]:
+        result["required"] = list(result["properties"])
+    return result
 
-    It accepts everything the full schema accepts (it only drops constraints), and it is what an
-    agent needs to read the answer; the full models stay the server's contract (REST's openapi.json).
+
+def output_schema(model: type[BaseModel]) -> dict[str, Any]:
+    """The full schema of a tool's answer, nested models, enums and all, as an agent reads it.
+
+    Every field of an answer is always sent (the SDK dumps the whole model), so every property is
+    required and defaults, which only matter for input, are left out.
     """
-    properties: dict[str, Any] = {}
-    for name, prop in (schema.get("properties") or {}).items():
-        types = list(dict.fromkeys(_json_types(prop)))
-        properties[name] = {"type": types[0] if len(types) == 1 else types} if types else {}
-    return {"type": "object", "properties": properties}
+    return dict(_always_present(compact_schema(model.model_json_schema(mode="serialization"))))

@@ -3,8 +3,7 @@
 #   nomad acl token create -name agenthost -policy agenthost
 namespace "default" {
   policy       = "write"
-  capabilities = ["parse-job", "submit-job", "read-job", "alloc-exec", "read-logs", "host-volume-create",
-                  "host-volume-delete", "host-volume-write"]
+  capabilities = ["parse-job", "submit-job", "read-job", "alloc-exec", "read-logs"]
 
   variables {
     path "nomad/jobs/ah-*" {
@@ -27,8 +26,4 @@ agent {
 
 operator {
   policy = "read"
-}
-
-host_volume "*" {
-  policy = "write"
 }

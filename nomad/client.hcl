@@ -36,6 +36,7 @@ plugin "docker" {
   config {
     allow_runtimes = [__RUNTIMES_LIST__]
 
+    # Workload volumes are Docker named volumes; the platform's own tasks mount the Docker socket.
     volumes {
       enabled = true
     }

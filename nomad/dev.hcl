@@ -42,6 +42,7 @@ plugin "docker" {
   config {
     allow_runtimes = ["runc", "runsc"]
 
+    # Workload volumes are Docker named volumes; the platform's own tasks mount the Docker socket.
     volumes {
       enabled = true
     }

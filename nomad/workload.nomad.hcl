@@ -1,4 +1,4 @@
-# One agenthost workload as a Nomad job: a service, a database (a service with host volumes),
+# One agenthost workload as a Nomad job: a service, a database (a service with a Docker volume),
 # a sandbox or a build step (batch). The backend submits this file unchanged to /v1/jobs/parse
 # with typed variable values, so nothing an agent sends is ever spliced into HCL text. Job id,
 # name, namespace and meta are set on the parsed JSON.
@@ -132,7 +132,7 @@ variable "docker_socket" {
 variable "node_id" {
   type        = string
   default     = ""
-  description = "pin to this node (a sidecar goes where its peer's allocation runs)"
+  description = "pin to this node: where a sidecar's peer runs, or where the volumes are"
 }
 
 variable "init" {
@@ -142,8 +142,9 @@ variable "init" {
 }
 
 variable "volumes" {
-  type    = list(object({ name = string, source = string, path = string, read_only = bool }))
-  default = []
+  type        = list(object({ source = string, path = string, read_only = bool, labels = map(string) }))
+  default     = []
+  description = "Docker named volumes of the node; labels mark one the node's dockerd makes on first use"
 }
 
 variable "service_name" {
@@ -240,18 +241,6 @@ job "workload" {
       }
     }
 
-    dynamic "volume" {
-      for_each = var.volumes
-      labels   = [volume.value.name]
-      content {
-        type            = "host"
-        source          = volume.value.source
-        read_only       = volume.value.read_only
-        access_mode     = "single-node-writer"
-        attachment_mode = "file-system"
-      }
-    }
-
     dynamic "service" {
       for_each = var.service_name != "" && length(var.ports) > 0 ? [1] : []
       content {
@@ -327,23 +316,28 @@ job "workload" {
         network_aliases = var.network_aliases
         hostname        = var.hostname
         init            = var.init
-        mount = [for t in var.tmpfs : {
-          type     = "tmpfs"
-          target   = t.path
-          readonly = false
-          tmpfs_options = {
-            size = t.size_bytes
-          }
-        }]
-      }
-
-      dynamic "volume_mount" {
-        for_each = var.volumes
-        content {
-          volume      = volume_mount.value.name
-          destination = volume_mount.value.path
-          read_only   = volume_mount.value.read_only
-        }
+        mount = concat(
+          [for t in var.tmpfs : {
+            type     = "tmpfs"
+            target   = t.path
+            readonly = false
+            tmpfs_options = {
+              size = t.size_bytes
+            }
+          }],
+          # Made by the node's dockerd on first use and then copied from the image's directory at
+          # that path, owner included (a database's data dir is its engine user's), as on Docker.
+          [for v in var.volumes : {
+            type     = "volume"
+            source   = v.source
+            target   = v.path
+            readonly = v.read_only
+            volume_options = {
+              no_copy = false
+              labels  = [v.labels]
+            }
+          }],
+        )
       }
 
       # Env from the job's Nomad Variable, one JSON-quoted value per line (the env file format

@@ -2,21 +2,27 @@
 
 Every failure an agent or operator can act on is an ``AgentHostError`` with a
 stable ``code`` (part of the API: tests and clients match on it), an HTTP
-``status`` for REST, a ``message`` and a ``hint`` saying what to do next::
+``status`` for REST, a ``message`` and a ``hint`` saying what to do next, and,
+when waiting helps, ``retry_after_s``::
 
     AgentHostError                    internal (500)
     ├── InvalidInput                  invalid_input (400)
-    │   ├── ConfirmationRequired      confirmation_required (400)
+    │   ├── ConfirmationRequired      confirmation_required (409)
     │   ├── RuntimeUnavailable        runtime_unavailable (400)
-    │   └── NotSupported              not_supported (400)
+    │   ├── NotSupported              not_supported (400)
+    │   ├── TooLarge                  too_large (413)
+    │   └── UnsafePath                unsafe_path (400)
     ├── Unauthorized                  unauthorized (401)
     ├── Forbidden                     forbidden (403)
-    │   └── ReadOnly                  read_only (403)
+    │   ├── ReadOnly                  read_only (403)
+    │   └── ImageNotAllowed           image_not_allowed (403)
     ├── NotFound                      not_found (404)
     │   └── ImageNotFound             image_not_found (404)
     ├── Conflict                      conflict (409)
-    ├── QuotaExceeded                 quota_exceeded (429)
+    │   └── InProgress                in_progress (409)
+    ├── QuotaExceeded                 quota_exceeded (403)
     ├── RateLimited                   rate_limited (429)
+    ├── Busy                          busy (429)
     ├── WorkloadFailed                workload_failed (502)
     │   └── BuildFailed               build_failed (502)
     └── BackendUnavailable            backend_unavailable (503)
@@ -33,10 +39,13 @@ __all__ = [
     "BackendUnavailable",
     "BackupTargetUnavailable",
     "BuildFailed",
+    "Busy",
     "Conflict",
     "ConfirmationRequired",
     "Forbidden",
+    "ImageNotAllowed",
     "ImageNotFound",
+    "InProgress",
     "InvalidInput",
     "NotFound",
     "NotSupported",
@@ -44,7 +53,9 @@ __all__ = [
     "RateLimited",
     "ReadOnly",
     "RuntimeUnavailable",
+    "TooLarge",
     "Unauthorized",
+    "UnsafePath",
     "WorkloadFailed",
 ]
 
@@ -53,14 +64,18 @@ class AgentHostError(Exception):
     code = "internal"
     status = 500
     default_hint = "this is a platform fault: check `agenthost doctor` and the server log"
+    retry_after_s: float | None = None
 
     def __init__(self, message: str, hint: str | None = None) -> None:
         super().__init__(message)
         self.message = message
         self.hint = hint if hint is not None else self.default_hint
 
-    def to_dict(self) -> dict[str, str]:
-        return {"code": self.code, "message": self.message, "hint": self.hint}
+    def to_dict(self) -> dict[str, str | float]:
+        out: dict[str, str | float] = {"code": self.code, "message": self.message, "hint": self.hint}
+        if self.retry_after_s is not None:
+            out["retry_after_s"] = self.retry_after_s
+        return out
 
     def __str__(self) -> str:
         return f"[{self.code}] {self.message} (hint: {self.hint})"
@@ -73,8 +88,11 @@ class InvalidInput(AgentHostError):
 
 
 class ConfirmationRequired(InvalidInput):
+    """409, not 400: the request is well formed, and the same request succeeds once the user agrees."""
+
     code = "confirmation_required"
-    default_hint = "this is destructive: call again with confirm=true once the user agrees"
+    status = 409
+    default_hint = "ask the user the question in this message; call again with confirm=true only once they agree"
 
 
 class RuntimeUnavailable(InvalidInput):
@@ -87,6 +105,22 @@ class NotSupported(InvalidInput):
 
     code = "not_supported"
     default_hint = "platform_status shows the backend; an operator can run this on the Docker backend"
+
+
+class TooLarge(InvalidInput):
+    """A request bigger (or more deeply nested) than the server accepts, refused before it is parsed."""
+
+    code = "too_large"
+    status = 413
+    default_hint = "send less: big inputs belong on a volume, not in a request"
+
+
+class UnsafePath(InvalidInput):
+    """A tenant's tree holds a link or a special file where the platform expects a plain file or directory;
+    the platform (root) never follows it."""
+
+    code = "unsafe_path"
+    default_hint = "remove the link or special file from the volume, then try again"
 
 
 class Unauthorized(AgentHostError):
@@ -106,6 +140,14 @@ class ReadOnly(Forbidden):
     default_hint = "this key or server is read-only; use a key with full scope"
 
 
+class ImageNotAllowed(Forbidden):
+    """An image the caller may not run or build from: not the platform's, not allowed by the operator, not
+    the caller's own build (or no longer the image that build made), or named by id."""
+
+    code = "image_not_allowed"
+    default_hint = "use the platform's images or your own builds (deploy them by build_id)"
+
+
 class NotFound(AgentHostError):
     code = "not_found"
     status = 404
@@ -123,9 +165,18 @@ class Conflict(AgentHostError):
     default_hint = "pick another name, or act on the existing resource"
 
 
+class InProgress(Conflict):
+    """The same request (one Idempotency-Key) is running now; it runs once, so this one waits its turn."""
+
+    code = "in_progress"
+    default_hint = "a request with this Idempotency-Key is still running: retry in a few seconds for its answer"
+
+
 class QuotaExceeded(AgentHostError):
+    """403, not 429 like the rate limit: waiting does not help, freeing something up or a larger quota does."""
+
     code = "quota_exceeded"
-    status = 429
+    status = 403
     default_hint = "whoami shows your quotas and usage; free something up or ask an admin to raise the quota"
 
 
@@ -133,6 +184,21 @@ class RateLimited(AgentHostError):
     code = "rate_limited"
     status = 429
     default_hint = "slow down and retry in a few seconds"
+
+    def __init__(self, message: str, retry_after_s: float, hint: str | None = None) -> None:
+        super().__init__(message, hint if hint is not None else f"retry in {retry_after_s:.1f} s")
+        self.retry_after_s = retry_after_s
+
+
+class Busy(AgentHostError):
+    """A per-tenant concurrency cap is reached: the call is refused at once, never queued."""
+
+    code = "busy"
+    status = 429
+
+    def __init__(self, message: str, retry_after_s: float, hint: str | None = None) -> None:
+        super().__init__(message, hint if hint is not None else f"retry in {retry_after_s:g} s")
+        self.retry_after_s = retry_after_s
 
 
 class WorkloadFailed(AgentHostError):

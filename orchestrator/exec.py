@@ -9,28 +9,23 @@ command and every process it started are killed inside the container; the result
 
 from __future__ import annotations
 
-import re
 import time
 
 from pydantic import BaseModel, Field
 
-from .backends.base import Backend
+from .backends.base import Backend, ExecSpec
 from .errors import InvalidInput, NotFound
+from .fairness import TenantSlots
 from .models import Principal, untrusted
-from .progress import Reporter
+from .progress import Reporter, silent
 from .sandboxes import SandboxManager
 from .secrets import mask_secrets
 from .services import ServiceManager
+from .services.requests import check_env
 from .settings import Settings
 from .store import Store
 
 __all__ = ["ExecManager", "ExecOutput", "ExecRequest"]
-
-_ENV_KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")
-
-
-async def _silent(message: str, progress: float | None = None, total: float | None = None) -> None:
-    return None
 
 
 class ExecRequest(BaseModel):
@@ -77,14 +72,13 @@ def _check(req: ExecRequest, settings: Settings) -> tuple[list[str], float, byte
             f"timeout_s {timeout:g} is above the maximum of {settings.exec_max_timeout_s:g}",
             "run long jobs in the background (nohup ... &) and poll them with short execs",
         )
-    stdin = req.stdin.encode() if req.stdin is not None else None
+    try:
+        stdin = req.stdin.encode() if req.stdin is not None else None
+    except UnicodeEncodeError as exc:
+        raise InvalidInput("stdin holds a lone surrogate, which is no text", "send UTF-8 text") from exc
     if stdin is not None and len(stdin) > settings.exec_max_stdin_bytes:
         raise InvalidInput(f"stdin is larger than {settings.exec_max_stdin_bytes} bytes", "copy big inputs to a volume")
-    for key, value in req.env.items():
-        if not _ENV_KEY.match(key) or key.startswith("AGENTHOST_"):
-            raise InvalidInput(f"invalid env var name {key!r}", "letters, digits and '_'; AGENTHOST_ is reserved")
-        if "\x00" in value or len(value) > 32 * 1024:
-            raise InvalidInput(f"env var {key!r} holds a NUL byte or is larger than 32 KiB")
+    check_env(req.env)
     if req.workdir is not None and (not req.workdir.startswith("/") or "\x00" in req.workdir):
         raise InvalidInput(f"workdir {req.workdir!r} is not an absolute path", "e.g. /app or /workspace")
     return argv, timeout, stdin
@@ -99,17 +93,31 @@ class ExecManager:
         self.backend = backend
         self.services = services
         self.sandboxes = sandboxes
+        self.running = TenantSlots(
+            "execs",
+            "tenant_max_concurrent_execs",
+            settings.tenant_max_concurrent_execs,
+            "; run long jobs in the background (nohup ... &) and poll them with short execs",
+        )
 
-    async def run(self, p: Principal, req: ExecRequest, report: Reporter = _silent) -> ExecOutput:
+    async def run(self, p: Principal, req: ExecRequest, report: Reporter = silent) -> ExecOutput:
+        """Raises: InvalidInput, NotFound, Busy when the tenant runs tenant_max_concurrent_execs already."""
         argv, timeout, stdin = _check(req, self.settings)
+        with self.running.hold(p.tenant_id):
+            return await self._run(p, req, argv, timeout, stdin, report)
+
+    async def _run(
+        self, p: Principal, req: ExecRequest, argv: list[str], timeout: float, stdin: bytes | None, report: Reporter
+    ) -> ExecOutput:
         ts = self.store.scoped(p.tenant_id)
         secrets: list[str] = []
         if req.service is not None:
             svc = await ts.services.get(req.service)
+            # While a backup or restore holds one of its volumes, nothing of the tenant may run on it.
+            await ts.backups.check_free("volume", [v.name for v in svc.spec.volumes])
             workload, target, hint = svc.id, f"service {svc.name}", "start_service first"
             secrets += list((await ts.env.get_all(svc.id)).values())
-            for hook in self.services.extra_secrets:  # e.g. linked database passwords
-                secrets += await hook(ts, svc)
+            secrets += await self.services.linked_secrets(ts, svc)
         else:
             sbx = await ts.sandboxes.get(req.sandbox or "")
             if sbx.status != "running":
@@ -122,9 +130,8 @@ class ExecManager:
 
         limit = self.settings.exec_max_output_bytes
         try:
-            result = await self.backend.exec(
-                workload, argv, timeout, stdin, req.env or None, req.workdir, limit, on_output=stream
-            )
+            spec = ExecSpec(argv, timeout, stdin, req.env or None, req.workdir, limit, on_output=stream)
+            result = await self.backend.exec(workload, spec)
         except (InvalidInput, NotFound) as exc:
             if (await self.backend.workload_status(workload)).state != "running":
                 raise InvalidInput(f"{target} is not running", hint) from exc
@@ -140,6 +147,12 @@ class ExecManager:
             notes.append(
                 f"the command ended without an exit status: the session was lost (the {target} stopped or restarted"
                 " meanwhile, or the engine dropped it); get_service shows its state"
+            )
+        elif result.exit_code == 137:
+            # What the engine reports instead of a lost session when it saw the command die with its workload.
+            notes.append(
+                f"exit 137: the command was killed with SIGKILL (out of memory, or the {target} stopped or restarted"
+                " meanwhile); get_service shows its state"
             )
         if result.exit_code == 127 and result.stderr.startswith("agenthost: command not found"):
             notes.append("command not found in the container's PATH")

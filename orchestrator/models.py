@@ -1,59 +1,60 @@
-"""Domain models: what the orchestrator returns and what tools show to agents."""
+"""The models every layer shares, so that the store and every capability can use them without importing
+each other.
+
+Where a model lives (one rule):
+
+- here: what more than one package needs. The caller (Principal, Tenant, Usage, WhoAmI, API keys),
+  names (ResourceName), the untrusted-output boundary, what the store records (the specs and records
+  of services, databases and builds, with their status literals, and the backup literals), and Deleted,
+  the answer every delete tool gives;
+- in a capability's subpackage, re-exported by its ``__init__``: what that capability alone takes or
+  returns, its tool arguments and its answers (``services/models.py`` and ``services/requests.py``,
+  ``builds/models.py``, ``databases/models.py``, ``backups/models.py``; a capability with one or two
+  keeps them beside its manager, e.g. ``BuildRequest``, ``SandboxRequest``, ``SshInfo``); the same for
+  a flat module (``exec.ExecRequest``, ``status.PlatformStatus``);
+- in ``backends/base.py``: what crosses the backend protocol (WorkloadSpec, WorkloadStatus, ...);
+- in ``settings.py``: the settings and the quotas they define.
+
+Models at these edges are pydantic. Parameter objects that stay in the process and carry callbacks
+(``BuildSpec``, ``ExecSpec``) are frozen dataclasses beside the protocol that takes them.
+"""
 
 from __future__ import annotations
 
 from datetime import datetime
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, field_validator
 
 from .settings import Quotas
 
 __all__ = [
     "UNTRUSTED_BEGIN",
-    "Backup",
     "BackupKind",
-    "BackupList",
     "BackupStatus",
     "BackupTarget",
-    "ConnectionInfo",
-    "Database",
-    "DatabaseLink",
-    "DatabaseList",
     "DatabaseRecord",
     "DatabaseSpec",
     "DatabaseStatus",
     "Engine",
-    "LinkResult",
-    "RestoreInfo",
     "UNTRUSTED_END",
     "NAME_PATTERN",
     "ApiKeyInfo",
     "ApiKeyList",
-    "Build",
-    "BuildList",
-    "BuildLogOutput",
     "BuildRecord",
     "BuildStatus",
-    "BuildSummary",
-    "ClusterSummary",
     "Deleted",
-    "EnvList",
     "Egress",
     "HealthCheck",
-    "LogOutput",
     "NewApiKey",
-    "PlatformStatus",
     "Principal",
     "ResourceName",
     "Role",
     "Scope",
-    "Service",
-    "ServiceList",
+    "ServiceConfig",
     "ServiceRecord",
     "ServiceSpec",
     "ServiceStatus",
-    "ServiceSummary",
     "Tenant",
     "Usage",
     "VolumeMount",
@@ -105,11 +106,17 @@ class Tenant(BaseModel):
 
 
 class Usage(BaseModel):
+    """What a tenant holds, against its quotas: memory and CPUs of services, databases and sandboxes together."""
+
     services: int = 0
     memory_mb: int = 0
     cpus: float = 0.0
     databases: int = 0
     sandboxes: int = 0
+    volumes: int | None = Field(None, description="None when the engine did not answer")
+    backups: int = 0
+    backup_bytes: int = 0
+    build_log_bytes: int = 0
 
 
 class WhoAmI(BaseModel):
@@ -127,16 +134,31 @@ class HealthCheck(BaseModel):
     # (A comment, not a docstring: a docstring would travel in every tools/list as the schema's description.)
 
     type: Literal["http", "tcp", "none"] = "http"
-    path: str = Field("/", pattern=r"^/[^\s]*$", max_length=512)
+    path: str = Field("/", pattern=r"^/[^\s\x00-\x1f\x7f]*$", max_length=512)  # no control character: not a URL
 
 
 class VolumeMount(BaseModel):
     name: ResourceName = Field(description="the tenant's volume; created on first use")
     path: str = Field(pattern=r"^/[A-Za-z0-9._/-]*$", max_length=256)
 
+    @field_validator("path")
+    @classmethod
+    def _clean(cls, path: str) -> str:
+        # The engine cleans a mount target (/a//b, /a/./b and /a/x/../b are /a/b) and refuses /: cleaned here,
+        # two volumes on one directory compare equal, and / is refused before anything is made for it.
+        parts: list[str] = []
+        for part in path.split("/"):
+            if part == "..":
+                parts = parts[:-1]
+            elif part not in ("", "."):
+                parts.append(part)
+        if not parts:
+            raise ValueError(f"a volume cannot be mounted at {path!r}, the container's root: pick a directory")
+        return "/" + "/".join(parts)
 
-class ServiceSpec(BaseModel):
-    """The desired state of a service, stored as JSON with its record."""
+
+class ServiceConfig(BaseModel):
+    """What a service runs and with what: stored in its spec, and shown by get_service."""
 
     image: str
     build_id: str | None = None
@@ -149,6 +171,11 @@ class ServiceSpec(BaseModel):
     egress: Egress = "open"
     volumes: list[VolumeMount] = []
     health_check: HealthCheck = HealthCheck()
+
+
+class ServiceSpec(ServiceConfig):
+    """The desired state of a service, stored as JSON with its record."""
+
     ssh_public_keys: list[str] = []
 
 
@@ -165,61 +192,6 @@ class ServiceRecord(BaseModel):
     breaker_open: bool = False
     created_at: datetime
     updated_at: datetime
-
-
-class Service(BaseModel):
-    id: str
-    name: str
-    status: ServiceStatus
-    url: str | None = Field(None, description="where the service answers, when running and it has a port")
-    image: str
-    build_id: str | None = None
-    port: int | None = None
-    command: list[str] | None = None
-    runtime: str
-    memory_mb: int
-    cpus: float
-    user: str | None = None
-    egress: Egress = "open"
-    volumes: list[VolumeMount] = []
-    env_keys: list[str] = []
-    health_check: HealthCheck = HealthCheck()
-    restarts: int = 0
-    last_error: str | None = None
-    created_at: datetime
-    updated_at: datetime
-
-
-class ServiceSummary(BaseModel):
-    """What lifecycle tools and listings return; get_service has the full picture."""
-
-    name: str
-    status: ServiceStatus
-    url: str | None = None
-    image: str
-    restarts: int = 0
-    last_error: str | None = None
-
-    @classmethod
-    def of(cls, service: Service) -> ServiceSummary:
-        return cls.model_validate(service.model_dump(include=set(cls.model_fields)))
-
-
-class ServiceList(BaseModel):
-    services: list[ServiceSummary]
-
-
-class EnvList(BaseModel):
-    service: str
-    vars: dict[str, str] = Field(description="values masked as '****' unless reveal=true")
-    revealed: bool
-
-
-class LogOutput(BaseModel):
-    service: str
-    lines: int
-    truncated: bool = Field(description="true when older output was cut to stay within the size bound")
-    output: str = Field(description="workload output inside an untrusted-data boundary; known secrets masked")
 
 
 class ApiKeyInfo(BaseModel):
@@ -247,34 +219,6 @@ class Deleted(BaseModel):
     name: str
     id: str
     removed: list[str] = Field(description="what was deleted")
-
-
-class ClusterSummary(BaseModel):
-    """The engine's nodes at a glance (one node on Docker; the Nomad cluster's client nodes on Nomad)."""
-
-    leader: str | None = Field(None, description="the Nomad server leading the cluster")
-    region: str | None = None
-    nodes: int = 0
-    nodes_ready: int = 0
-    nodes_eligible: int = Field(0, description="ready nodes that accept new work")
-    drivers: list[str] = []
-    runtimes: list[str] = Field(default_factory=list, description="runtimes offered by at least one eligible node")
-
-
-class PlatformStatus(BaseModel):
-    backend: str
-    reachable: bool
-    error: str | None = None
-    engine_version: str | None = None
-    runtimes: list[str] = []
-    default_runtime: str
-    notes: list[str] = Field(default_factory=list, description="missing features and why (e.g. sysbox absent)")
-    disk_used_percent: float | None = None
-    disk_state: Literal["ok", "warn", "refuse"] = "ok"
-    counts: dict[str, int] = {}
-    open_circuit_breakers: list[str] = []
-    read_only: bool = False
-    cluster: ClusterSummary | None = None
 
 
 class BuildRecord(BaseModel):
@@ -308,48 +252,6 @@ class BuildRecord(BaseModel):
         return self.status in ("succeeded", "failed", "cancelled")
 
 
-class Build(BaseModel):
-    id: str
-    name: str
-    status: BuildStatus
-    git_url: str
-    ref: str | None = None
-    commit: str | None = None
-    recipe: str | None = Field(None, description="dockerfile, python, node or static")
-    recipe_detail: str | None = None
-    image: str | None = None
-    port: int | None = Field(None, description="what the image listens on (EXPOSE): the deploy default")
-    queue_position: int | None = None
-    error: str | None = None
-    hint: str | None = None
-    log_tail: str | None = Field(None, description="last output lines when it failed (untrusted data)")
-    created_at: datetime
-    started_at: datetime | None = None
-    finished_at: datetime | None = None
-
-
-class BuildSummary(BaseModel):
-    id: str
-    name: str
-    status: BuildStatus
-    commit: str | None = None
-    image: str | None = None
-    error: str | None = None
-    created_at: datetime
-
-
-class BuildList(BaseModel):
-    builds: list[BuildSummary]
-
-
-class BuildLogOutput(BaseModel):
-    build_id: str
-    status: BuildStatus
-    output: str = Field(description="build output inside an untrusted-data boundary")
-    next_offset: int = Field(description="pass as offset to get only what came after")
-    truncated: bool = Field(description="true when older output was left out to stay within the size bound")
-
-
 # -- databases and backups ------------------------------------------------------------------------
 
 Engine = Literal["postgres", "redis"]
@@ -368,8 +270,13 @@ class DatabaseSpec(BaseModel):
     cpus: float
     volume: str = Field(description="engine-level name of the data volume")
     port: int
-    username: str
+    username: str = Field(description="the tenant's user in the engine")
     db_name: str | None = None
+    admin_user: str | None = Field(
+        None,
+        description="the engine's superuser, the platform's and not the tenant's; None in records made"
+        " before tenants had users of their own, where `username` is the superuser",
+    )
 
 
 class DatabaseRecord(BaseModel):
@@ -383,68 +290,3 @@ class DatabaseRecord(BaseModel):
     last_error: str | None = None
     created_at: datetime
     updated_at: datetime
-
-
-class DatabaseLink(BaseModel):
-    service: str
-    env_var: str
-
-
-class Database(BaseModel):
-    id: str
-    name: str
-    engine: Engine
-    status: DatabaseStatus
-    url: str = Field(
-        description="for your services: host is the database name on your private network; password masked"
-    )
-    external_url: str | None = Field(None, description="via 127.0.0.1 on this host, password masked")
-    memory_mb: int
-    linked_services: list[DatabaseLink] = []
-    last_error: str | None = None
-    created_at: datetime
-
-
-class DatabaseList(BaseModel):
-    databases: list[Database]
-
-
-class ConnectionInfo(BaseModel):
-    url: str = Field(description="for services on your private network (what link_database injects)")
-    external_url: str | None = Field(None, description="for clients on this host, via 127.0.0.1")
-    env_var: str = Field(description="the env var link_database sets by default")
-    revealed: bool
-
-
-class LinkResult(BaseModel):
-    database: str
-    service: str
-    env_var: str
-    linked: bool
-    service_status: ServiceStatus
-
-
-class RestoreInfo(BaseModel):
-    id: str
-    status: BackupStatus
-    into: str = Field(description="the database or volume restored into")
-    created_new: bool = Field(description="true when the restore made a new database or volume")
-    error: str | None = None
-    created_at: datetime
-    finished_at: datetime | None = None
-
-
-class Backup(BaseModel):
-    id: str
-    kind: BackupKind
-    source: str = Field(description="name of the database or volume backed up")
-    target: BackupTarget
-    status: BackupStatus
-    size_bytes: int | None = Field(None, description="bytes read from the source")
-    error: str | None = None
-    created_at: datetime
-    last_restore: RestoreInfo | None = None
-
-
-class BackupList(BaseModel):
-    backups: list[Backup]

@@ -26,5 +26,5 @@ class RateLimiter:
         if tokens < 1.0:
             self._buckets[tenant_id] = (tokens, now)
             wait = (1.0 - tokens) * 60.0 / self.per_minute
-            raise RateLimited(f"more than {self.per_minute} calls a minute", f"retry in {wait:.1f} s")
+            raise RateLimited(f"more than {self.per_minute} calls a minute", round(wait, 1) or 0.1)
         self._buckets[tenant_id] = (tokens - 1.0, now)

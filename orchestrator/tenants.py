@@ -6,6 +6,7 @@ import time
 
 from .errors import Forbidden, InvalidInput, NotFound, Unauthorized
 from .models import ApiKeyInfo, NewApiKey, Principal, Role, Scope, Tenant, Usage, WhoAmI
+from .quotas import check_count
 from .secrets import new_api_key, parse_api_key, secret_matches
 from .settings import Settings
 from .store import Store
@@ -79,10 +80,31 @@ class TenantManager:
         )
         if role == "admin" and tenant.name != ADMIN_TENANT:
             raise InvalidInput("admin keys belong to the admin tenant", "create a member key for this tenant")
-        return await self._issue(tenant, name, role, scope)
+        async with self.store.db.transaction() as tx:
+            active = await self.store.scoped(tenant.id).api_keys.count_active(tx)
+            check_count(active, tenant.quotas.max_api_keys, "API keys", "revoke_api_key keys no longer in use")
+            return await self._issue(tenant, name, role, scope, tx)
 
     async def list_keys(self, p: Principal) -> list[ApiKeyInfo]:
         return await self.store.scoped(p.tenant_id).api_keys.all()
+
+    async def describe_revoke(self, p: Principal, key_id: str) -> str | None:
+        """The question before revoking a key; None when it is revoked already. Raises: NotFound."""
+        info = await self.store.scoped(p.tenant_id).api_keys.get(key_id)
+        if info is None:
+            raise NotFound(f"no API key {key_id!r} in your tenant", "list_api_keys shows your keys")
+        if info.revoked:
+            return None
+        await self._check_not_last_admin(p, info)
+        yours = " This is the key you are calling with: this session stops working." if key_id == p.key_id else ""
+        return (
+            f"Revoke API key {info.id} ({info.name!r}, {info.role}, {info.scope} scope)? Every agent, script and"
+            f" client that uses it is refused from then on, and it cannot be turned back on.{yours}"
+        )
+
+    async def _check_not_last_admin(self, p: Principal, info: ApiKeyInfo) -> None:
+        if info.role == "admin" and await self.store.scoped(p.tenant_id).api_keys.count_active_admins() <= 1:
+            raise InvalidInput("this is the last admin key", "create another admin key first")
 
     async def revoke_key(self, p: Principal, key_id: str) -> ApiKeyInfo:
         repo = self.store.scoped(p.tenant_id).api_keys
@@ -91,9 +113,10 @@ class TenantManager:
             raise NotFound(f"no API key {key_id!r} in your tenant", "list_api_keys shows your keys")
         if info.revoked:
             return info
-        if info.role == "admin" and await repo.count_active_admins() <= 1:
-            raise InvalidInput("this is the last admin key", "create another admin key first")
+        await self._check_not_last_admin(p, info)
         await repo.revoke(key_id)
+        # Its OAuth tokens die with it (authentication also refuses them, should this step not have run).
+        await self.store.oauth.forget_key(key_id)
         revoked = await repo.get(key_id)
         assert revoked is not None
         return revoked

@@ -1,8 +1,13 @@
-"""Suite-wide rules: with AGENTHOST_REQUIRE_E2E=1 (set by infra/test.sh) a skipped e2e test fails the run."""
+"""Suite-wide rules: every run ends with how many e2e tests it skipped and why, in red; with
+AGENTHOST_REQUIRE_E2E=1 (set by infra/test.sh) a skipped e2e test fails the run."""
 
 from __future__ import annotations
 
 import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -12,26 +17,51 @@ def anyio_backend() -> str:
     return "asyncio"
 
 
+@pytest.fixture
+def repo_dir() -> Iterator[Path]:
+    """A fresh directory other uids may enter, for git repositories and build dirs: builds run git as an
+    unprivileged uid, which cannot enter pytest's tmp_path (private to its user)."""
+    path = Path(tempfile.mkdtemp(prefix="ah-repos-"))
+    path.chmod(0o755)
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
+def _e2e_skips(reporter: pytest.TerminalReporter) -> dict[str, list[str]]:
+    """The e2e tests this run skipped, grouped by reason: {reason: [node ids]}."""
+    grouped: dict[str, list[str]] = {}
+    for report in reporter.stats.get("skipped", []):
+        if "e2e" not in report.keywords and "/e2e/" not in f"/{report.nodeid}":
+            continue
+        reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else str(report.longrepr)
+        grouped.setdefault(reason.removeprefix("Skipped: "), []).append(report.nodeid)
+    return grouped
+
+
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter, exitstatus: int) -> None:
-    if os.environ.get("AGENTHOST_REQUIRE_E2E") != "1":
+    """Skipped e2e tests are never quiet: the count and each reason, in red, at the end of every run."""
+    grouped = _e2e_skips(terminalreporter)
+    if not grouped:
         return
-    skipped = [
-        r for r in terminalreporter.stats.get("skipped", []) if "/e2e/" in str(r.nodeid) or "e2e" in str(r.nodeid)
-    ]
-    if skipped:
-        terminalreporter.write_line(
-            f"FAILED: {len(skipped)} e2e test(s) were skipped, and CI must run them all:", red=True
-        )
-        for report in skipped:
-            reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else report.longrepr
-            terminalreporter.write_line(f"  {report.nodeid}: {reason}", red=True)
+    count = sum(len(ids) for ids in grouped.values())
+    required = os.environ.get("AGENTHOST_REQUIRE_E2E") == "1"
+    terminalreporter.section("e2e tests skipped", sep="=", red=True, bold=True)
+    headline = f"{count} e2e test{'s were' if count != 1 else ' was'} skipped"
+    if required:
+        headline = f"FAILED: {headline}, and CI must run them all (AGENTHOST_REQUIRE_E2E=1)"
+    else:
+        headline += ": this run did not check the product against a real engine"
+    terminalreporter.write_line(headline, red=True, bold=True)
+    for reason, ids in sorted(grouped.items(), key=lambda item: -len(item[1])):
+        terminalreporter.write_line(f"  {len(ids)} x {reason}", red=True)
+        if required:
+            for nodeid in ids:
+                terminalreporter.write_line(f"      {nodeid}", red=True)
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     if os.environ.get("AGENTHOST_REQUIRE_E2E") != "1":
         return
     reporter = session.config.pluginmanager.get_plugin("terminalreporter")
-    if reporter is None:
-        return
-    if any("e2e" in str(r.nodeid) for r in reporter.stats.get("skipped", [])):
+    if reporter is not None and _e2e_skips(reporter):
         session.exitstatus = pytest.ExitCode.TESTS_FAILED

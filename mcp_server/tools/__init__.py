@@ -2,6 +2,18 @@
 
 from __future__ import annotations
 
-from . import backups, builds, databases, exec, keys, nodes, platform, sandboxes, services, ssh
+from . import backups, builds, databases, exec, keys, nodes, platform, sandboxes, services, ssh, volumes
 
-__all__ = ["backups", "builds", "databases", "exec", "keys", "nodes", "platform", "sandboxes", "services", "ssh"]
+__all__ = [
+    "backups",
+    "builds",
+    "databases",
+    "exec",
+    "keys",
+    "nodes",
+    "platform",
+    "sandboxes",
+    "services",
+    "ssh",
+    "volumes",
+]

@@ -10,7 +10,8 @@ __all__ = ["BackupRef", "BuildRef", "Confirm", "DatabaseRef", "SandboxRef", "Ser
 
 ServiceRef = Annotated[str, Field(min_length=1, max_length=64, description="service name or id")]
 SandboxRef = Annotated[str, Field(min_length=1, max_length=64, description="sandbox name or id")]
-Confirm = Annotated[bool, Field(description="true once the user agreed to this destructive action")]
+# Short: it is in six tools' schemas. A client that can ask its user (elicitation) is asked instead.
+Confirm = Annotated[bool, Field(description="true once the user agreed")]
 Wait = Annotated[bool, Field(description="wait (bounded) until it answers; false returns at once")]
 BuildRef = Annotated[str, Field(min_length=1, max_length=64, description="build id")]
 DatabaseRef = Annotated[str, Field(min_length=1, max_length=64, description="database name or id")]

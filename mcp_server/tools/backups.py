@@ -2,17 +2,18 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 from pydantic import Field
 
-from orchestrator.models import Backup, BackupList, BackupTarget, Deleted, ResourceName
+from orchestrator.backups import Backup, BackupList
+from orchestrator.models import BackupTarget, Deleted, ResourceName
 
 from ..registry import Call, tool
 from .args import BackupRef, Confirm, DatabaseRef, VolumeRef, Wait
 
 
-@tool(title="Create backup")
+@tool(open_world=True, title="Create backup")
 async def create_backup(
     call: Call,
     database: DatabaseRef | None = None,
@@ -22,7 +23,7 @@ async def create_backup(
 ) -> Backup:
     """Back up a database (live, consistent) or a volume (its services stop briefly). Past the wait,
     poll list_backups."""
-    await call.platform.check_disk()
+    await call.platform.status.check_disk()
     return await call.platform.backups.create(call.principal, database, volume, target, wait, call.report)
 
 
@@ -32,7 +33,11 @@ async def list_backups(call: Call, database: DatabaseRef | None = None, volume: 
     return BackupList(backups=await call.platform.backups.list_backups(call.principal, database, volume))
 
 
-@tool(destructive=True, title="Restore backup")
+async def _ask_restore(call: Call, backup_id: str, name: str | None = None, **_: Any) -> str | None:
+    return await call.platform.backups.describe_restore(call.principal, backup_id, name)
+
+
+@tool(destructive=True, open_world=True, title="Restore backup", ask=_ask_restore)
 async def restore_backup(
     call: Call,
     backup_id: BackupRef,
@@ -41,17 +46,16 @@ async def restore_backup(
     wait: Wait = True,
 ) -> Backup:
     """Replace a database's or volume's data with a backup (or fill a new one: name). Outcome in last_restore."""
-    backups = call.platform.backups
-    if name is None:
-        await call.confirm(confirm, await backups.describe_restore(call.principal, backup_id, name))
-    else:
-        await call.platform.check_disk()
-    return await backups.restore(call.principal, backup_id, name, wait, call.report)
+    if name is not None:
+        await call.platform.status.check_disk()
+    return await call.platform.backups.restore(call.principal, backup_id, name, wait, call.report)
 
 
-@tool(destructive=True, title="Delete backup")
+async def _ask_delete(call: Call, backup_id: str, **_: Any) -> str:
+    return await call.platform.backups.describe_delete(call.principal, backup_id)
+
+
+@tool(destructive=True, idempotent=True, open_world=True, title="Delete backup", ask=_ask_delete)
 async def delete_backup(call: Call, backup_id: BackupRef, confirm: Confirm = False) -> Deleted:
     """Delete a backup and its snapshot."""
-    backups = call.platform.backups
-    await call.confirm(confirm, await backups.describe_delete(call.principal, backup_id))
-    return await backups.delete(call.principal, backup_id)
+    return await call.platform.backups.delete(call.principal, backup_id)

@@ -6,14 +6,14 @@ from typing import Annotated
 
 from pydantic import Field
 
-from orchestrator.builds import BuildRequest
-from orchestrator.models import Build, BuildList, BuildLogOutput, BuildSummary, ResourceName
+from orchestrator.builds import Build, BuildList, BuildLogOutput, BuildRequest, BuildSummary
+from orchestrator.models import ResourceName
 
 from ..registry import Call, tool
 from .args import BuildRef, Wait
 
 
-@tool(title="Build from git")
+@tool(open_world=True, title="Build from git")
 async def build_from_git(
     call: Call,
     git_url: Annotated[str, Field(min_length=1, max_length=1024, description="https URL, no credentials")],
@@ -24,10 +24,10 @@ async def build_from_git(
     wait: Wait = True,
     wait_timeout_s: Annotated[float | None, Field(gt=0, le=600)] = None,
 ) -> Build:
-    """Build an image from git: the repo's Dockerfile, or a detected Python, Node or static-site recipe. While
-    queued/running, poll get_build or build_logs(follow=true); deploy a succeeded build with
-    deploy_service(name, build_id); a failed one has error, hint and log_tail."""
-    await call.platform.check_disk()
+    """Build an image from git: the repo's Dockerfile or a detected Python, Node or static recipe. Poll get_build
+    or build_logs(follow=true) while it runs; deploy a succeeded one with deploy_service(build_id); a failed one
+    has error, hint and log_tail."""
+    await call.platform.status.check_disk()
     req = BuildRequest(
         git_url=git_url,
         ref=ref,

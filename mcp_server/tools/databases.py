@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 from pydantic import Field
 
-from orchestrator.databases import CreateDatabaseRequest
-from orchestrator.models import ConnectionInfo, Database, DatabaseList, Deleted, LinkResult, ResourceName
+from orchestrator.databases import ConnectionInfo, CreateDatabaseRequest, Database, DatabaseList, LinkResult
+from orchestrator.models import Deleted, ResourceName
 
 from ..registry import Call, tool
 from .args import Confirm, DatabaseRef, ServiceRef, Wait
@@ -23,7 +23,7 @@ async def create_database(
 ) -> Database:
     """Postgres or Redis with generated credentials (password required) and its data on a volume.
     wait=true returns once it accepts connections; past the bounded wait, poll get_database."""
-    await call.platform.check_disk()
+    await call.platform.status.check_disk()
     req = CreateDatabaseRequest(name=name, engine=engine, memory_mb=memory_mb, wait=wait)
     return await call.platform.databases.create(call.principal, req, call.report)
 
@@ -46,7 +46,7 @@ async def database_connection_string(call: Call, database: DatabaseRef, reveal: 
     return await call.platform.databases.connection(call.principal, database, reveal)
 
 
-@tool(title="Link database")
+@tool(destructive=True, title="Link database")
 async def link_database(
     call: Call,
     database: DatabaseRef,
@@ -62,10 +62,12 @@ async def link_database(
     return await databases.link(call.principal, database, service, env_var, wait, call.report)
 
 
-@tool(destructive=True, title="Delete database")
+async def _ask_delete(call: Call, database: str, **_: Any) -> str:
+    return await call.platform.databases.describe_delete(call.principal, database)
+
+
+@tool(destructive=True, idempotent=True, title="Delete database", ask=_ask_delete)
 async def delete_database(call: Call, database: DatabaseRef, confirm: Confirm = False) -> Deleted:
     """Delete a database with all its data and credentials; linked services are redeployed without it.
     Backups are kept."""
-    databases = call.platform.databases
-    await call.confirm(confirm, await databases.describe_delete(call.principal, database))
-    return await databases.delete(call.principal, database)
+    return await call.platform.databases.delete(call.principal, database)

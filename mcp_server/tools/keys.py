@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 from pydantic import BaseModel, Field
 
 from orchestrator.models import NAME_PATTERN, ApiKeyInfo, ApiKeyList, NewApiKey, Role, Scope, Tenant
 
 from ..registry import Call, tool
+from .args import Confirm
 
 
 class NewTenant(BaseModel):
@@ -16,7 +17,7 @@ class NewTenant(BaseModel):
     key: NewApiKey
 
 
-@tool(title="Create API key")
+@tool(title="Create API key", secret_answer=True)
 async def create_api_key(
     call: Call,
     name: Annotated[str, Field(min_length=1, max_length=64, description="a label for the key")],
@@ -34,15 +35,21 @@ async def list_api_keys(call: Call) -> ApiKeyList:
     return ApiKeyList(keys=await call.platform.tenants.list_keys(call.principal))
 
 
-@tool(destructive=True, idempotent=True, title="Revoke API key")
+async def _ask_revoke(call: Call, key_id: str, **_: Any) -> str | None:
+    return await call.platform.tenants.describe_revoke(call.principal, key_id.removeprefix("ah_"))
+
+
+@tool(destructive=True, idempotent=True, title="Revoke API key", ask=_ask_revoke)
 async def revoke_api_key(
-    call: Call, key_id: Annotated[str, Field(min_length=1, max_length=32, description="id from list_api_keys")]
+    call: Call,
+    key_id: Annotated[str, Field(min_length=1, max_length=32, description="id from list_api_keys")],
+    confirm: Confirm = False,
 ) -> ApiKeyInfo:
     """Revoke a key of your tenant at once; requests with it fail from then on."""
     return await call.platform.tenants.revoke_key(call.principal, key_id.removeprefix("ah_"))
 
 
-@tool(admin_only=True, title="Create tenant")
+@tool(admin_only=True, title="Create tenant", secret_answer=True)
 async def create_tenant(
     call: Call, name: Annotated[str, Field(pattern=NAME_PATTERN, description="tenant name")]
 ) -> NewTenant:

@@ -17,9 +17,9 @@ class NodeList(BaseModel):
 
 @tool(read_only=True, admin_only=True, title="List nodes")
 async def list_nodes(call: Call) -> NodeList:
-    """Admin: the engine's nodes (one on Docker, the cluster's clients on Nomad) with status, eligibility,
-    CPU, memory, drivers and runtimes."""
-    return NodeList(nodes=await call.platform.list_nodes())
+    """Admin: the engine's nodes (Docker: one; Nomad: the clients) with status, eligibility, CPU, memory,
+    drivers, runtimes."""
+    return NodeList(nodes=await call.platform.nodes.list())
 
 
 @tool(admin_only=True, idempotent=True, title="Set node eligibility")
@@ -29,4 +29,4 @@ async def set_node_eligibility(
     eligible: Annotated[bool, Field(description="false: no new work is placed there; running work stays")],
 ) -> NodeInfo:
     """Admin (Nomad): mark a node eligible or ineligible for new workloads, e.g. before maintenance."""
-    return await call.platform.set_node_eligibility(node, eligible)
+    return await call.platform.nodes.set_eligibility(node, eligible)

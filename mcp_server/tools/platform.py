@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from orchestrator.models import PlatformStatus, WhoAmI
+from orchestrator.models import WhoAmI
+from orchestrator.status import PlatformStatus
 
 from ..registry import Call, tool
 
@@ -10,11 +11,11 @@ from ..registry import Call, tool
 @tool(read_only=True, title="Who am I")
 async def whoami(call: Call) -> WhoAmI:
     """Your tenant, role, key scope, quotas and current usage."""
-    return await call.platform.tenants.whoami(call.principal, await call.platform.usage(call.principal))
+    return await call.platform.tenants.whoami(call.principal, await call.platform.status.usage(call.principal))
 
 
 @tool(read_only=True, title="Platform status")
 async def platform_status(call: Call) -> PlatformStatus:
-    """Engine reachability, runtimes (runsc, sysbox-runc), disk, counts, open circuit breakers. Check it when a
-    tool reports backend_unavailable or runtime_unavailable."""
-    return await call.platform.status(call.principal)
+    """Engine reachability, runtimes, disk, counts, open circuit breakers: check it after backend_unavailable
+    or runtime_unavailable."""
+    return await call.platform.status.report(call.principal)

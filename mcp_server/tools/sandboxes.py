@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 from pydantic import Field
 
@@ -24,7 +24,7 @@ async def create_sandbox(
     ttl_s: Annotated[int | None, Field(ge=10, le=86400, description="default 3600")] = None,
 ) -> Sandbox:
     """A gVisor container to exec in: read-only image, writable /workspace; network none (loopback only) or
-    egress. Default shape (512 MB, 1 CPU) comes from a warm pool. Deleted after ttl_s."""
+    egress (the internet, not the LAN). Default shape (512 MB, 1 CPU) comes from a warm pool. Deleted after ttl_s."""
     req = SandboxRequest(name=name, image=image, memory_mb=memory_mb, cpus=cpus, network=network, ttl_s=ttl_s)
     return await call.platform.sandboxes.create(call.principal, req)
 
@@ -35,9 +35,26 @@ async def list_sandboxes(call: Call) -> SandboxList:
     return SandboxList(sandboxes=await call.platform.sandboxes.list(call.principal))
 
 
-@tool(destructive=True, idempotent=True, title="Delete sandbox")
+@tool(read_only=True, title="Get sandbox")
+async def get_sandbox(call: Call, sandbox: SandboxRef) -> Sandbox:
+    """One sandbox: status, image, limits and expires_at."""
+    return await call.platform.sandboxes.view(call.principal, sandbox)
+
+
+@tool(title="Extend sandbox")
+async def extend_sandbox(
+    call: Call, sandbox: SandboxRef, ttl_s: Annotated[int, Field(ge=10, description="from now")]
+) -> Sandbox:
+    """Keep a sandbox until ttl_s from now (up to the operator's maximum)."""
+    return await call.platform.sandboxes.extend(call.principal, sandbox, ttl_s)
+
+
+async def _ask_delete(call: Call, sandbox: str, **_: Any) -> str:
+    rec = await call.platform.sandboxes.get(call.principal, sandbox)
+    return f"Delete sandbox {rec.name!r} and ALL the files in its /workspace? This cannot be undone."
+
+
+@tool(destructive=True, idempotent=True, title="Delete sandbox", ask=_ask_delete)
 async def delete_sandbox(call: Call, sandbox: SandboxRef, confirm: Confirm = False) -> Deleted:
     """Delete a sandbox and its /workspace."""
-    rec = await call.platform.sandboxes.get(call.principal, sandbox)
-    await call.confirm(confirm, f"Delete sandbox {rec.name!r} and the files in its /workspace?")
     return await call.platform.sandboxes.delete(call.principal, sandbox)

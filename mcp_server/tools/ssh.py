@@ -18,7 +18,7 @@ async def ssh_info(call: Call, service: ServiceRef) -> SshInfo:
     return await call.platform.ssh.info(call.principal, service)
 
 
-@tool(idempotent=True, title="Add SSH key")
+@tool(destructive=True, idempotent=True, title="Add SSH key")
 async def add_ssh_key(
     call: Call,
     service: ServiceRef,
@@ -26,8 +26,8 @@ async def add_ssh_key(
     remove: bool = False,
     wait: Wait = True,
 ) -> SshInfo:
-    """Authorize a key (ed25519, ECDSA, RSA>=3072) to SSH in as 'app' (no root), or revoke it with remove=true.
-    The first key and the last removal recreate the service's container (SSH port)."""
+    """Authorize a key (ed25519, ECDSA, RSA>=3072) to SSH in as 'app' (no root), or revoke it (remove=true).
+    The first key and the last removal recreate the container."""
     ssh = call.platform.ssh
     if remove:
         return await ssh.remove_key(call.principal, service, public_key, wait, call.report)

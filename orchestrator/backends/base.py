@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Literal, Protocol, runtime_checkable
@@ -21,8 +22,12 @@ __all__ = [
     "Backend",
     "Builder",
     "BackendInfo",
+    "BuildIsolation",
+    "BuildSpec",
     "Endpoint",
     "ExecResult",
+    "ExecSpec",
+    "ImageInfo",
     "ImageRef",
     "LogLine",
     "NodeInfo",
@@ -34,10 +39,8 @@ __all__ = [
     "WorkloadSpec",
     "WorkloadState",
     "WorkloadStatus",
-    "LABEL_PREFIX",
 ]
 
-LABEL_PREFIX = "agenthost"
 WorkloadKind = Literal["service", "database", "sandbox", "build", "sidecar", "job"]
 WorkloadState = Literal["pending", "running", "restarting", "exited", "missing"]
 OnLog = Callable[[str], Awaitable[None]]
@@ -120,11 +123,57 @@ class ExecResult(BaseModel):
     duration_ms: int
 
 
+@dataclass(frozen=True)
+class ExecSpec:
+    """One command to run in a workload."""
+
+    argv: list[str]
+    timeout_s: float = 60
+    stdin: bytes | None = None
+    env: dict[str, str] | None = None
+    workdir: str | None = None
+    # Each of stdout and stderr keeps at most this much (head and tail).
+    max_output_bytes: int = 1024 * 1024
+    # Gets new output while the command runs.
+    on_output: OnOutput | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class BuildSpec:
+    """One image build: what to build, within which limits, and whom to tell as it goes."""
+
+    context: Path
+    dockerfile: str  # relative to context, or an absolute path outside it that the platform wrote
+    tag: str
+    memory_mb: int
+    cpus: float
+    timeout_s: float
+    network: Egress = "open"
+    labels: dict[str, str] = field(default_factory=dict)
+    pids_limit: int | None = None  # the processes of its RUN steps, where the engine allows (build_isolation)
+    disk_mb: int | None = None  # what the build writes: its layers and the running step's
+    on_log: OnLog
+    on_layer: OnLayer | None = None
+
+
 class ImageRef(BaseModel):
     tag: str
     digest: str | None = None
     size_bytes: int | None = None
     ports: list[int] = Field(default_factory=list, description="TCP ports the image exposes")
+
+
+class BuildIsolation(BaseModel):
+    runtime: str = Field(description="the engine's default runtime, which RUN steps run under")
+    pids_limit: bool = Field(description="whether a build's processes are limited on this engine")
+    notes: list[str] = Field(default_factory=list, description="what is not isolated, for build logs and status")
+
+
+class ImageInfo(BaseModel):
+    """What the engine holds under a reference: the image id and the registry digests it was pushed as."""
+
+    id: str
+    repo_digests: list[str] = Field(default_factory=list, description="'<repository>@sha256:...' entries")
 
 
 class NodeInfo(BaseModel):
@@ -179,29 +228,10 @@ class Backend(Protocol):
         self, workload_id: str, tail: int = 200, since: datetime | None = None, follow: bool = False
     ) -> AsyncIterator[LogLine]: ...
 
-    async def exec(
-        self,
-        workload_id: str,
-        argv: list[str],
-        timeout_s: float = 60,
-        stdin: bytes | None = None,
-        env: dict[str, str] | None = None,
-        workdir: str | None = None,
-        max_output_bytes: int = 1024 * 1024,
-        on_output: OnOutput | None = None,
-    ) -> ExecResult:
-        """Run argv in a running workload, killing it and its children inside the workload at the deadline.
-
-        Each of stdout and stderr keeps at most ``max_output_bytes`` (head and tail); ``on_output`` gets
-        new output while the command runs. Raises: InvalidInput when the workload is not running.
-        """
+    async def exec(self, workload_id: str, spec: ExecSpec) -> ExecResult:
+        """Run ``spec.argv`` in a running workload, killing it and its children inside the workload at the
+        deadline. Raises: InvalidInput when the workload is not running."""
         ...
-
-    async def build_image(
-        self, context: Path, dockerfile: str, tag: str, on_log: OnLog, memory_mb: int, cpus: float, timeout_s: float
-    ) -> ImageRef: ...
-
-    async def remove_image(self, tag: str) -> None: ...
 
     async def ensure_volume(self, name: str, labels: dict[str, str]) -> None: ...
     async def remove_volume(self, name: str) -> bool: ...
@@ -209,7 +239,13 @@ class Backend(Protocol):
     async def list_volumes(self, labels: dict[str, str]) -> list[str]: ...
 
     async def ensure_network(self, name: str, labels: dict[str, str]) -> None: ...
-    async def remove_network(self, name: str) -> bool: ...
+    async def remove_network(self, name: str) -> bool:
+        """Remove a tenant network; False when it does not exist or a running workload is still on it."""
+        ...
+
+    async def list_networks(self, labels: dict[str, str]) -> list[str]:
+        """Names of the tenant networks of this platform the control plane can remove (with ``labels``)."""
+        ...
 
     async def put_secret(self, path: str, values: dict[str, str]) -> None: ...
     async def delete_secret(self, path: str) -> None: ...
@@ -219,29 +255,25 @@ class Backend(Protocol):
 
 @runtime_checkable
 class Builder(Protocol):
-    """Builds images from a context and pushes them to a registry. The Docker backend is one; on a
-    Nomad cluster the control-plane host's Docker engine builds, and clients pull from the registry."""
+    """Builds images from a context and pushes them to a registry: the control-plane host's Docker engine,
+    whichever backend runs the workloads (on a Nomad cluster, clients pull the images from the registry)."""
 
     async def image_exists(self, image: str) -> bool: ...
 
-    async def build_image(
-        self,
-        context: Path,
-        dockerfile: str,
-        tag: str,
-        on_log: OnLog,
-        memory_mb: int,
-        cpus: float,
-        timeout_s: float,
-        network: Egress = "open",
-        labels: dict[str, str] | None = None,
-        on_layer: OnLayer | None = None,
-    ) -> ImageRef:
-        """Build ``tag``; ``dockerfile`` is relative to ``context`` or an absolute path outside it.
+    async def image_info(self, image: str) -> ImageInfo | None:
+        """The image the engine has under the reference ``image`` (never an id), or None."""
+        ...
 
-        Layers are reported to ``on_layer`` as they are committed, and removed again when the build
-        fails or is cancelled. Raises: BuildFailed (with the engine's message, or past ``timeout_s``).
+    async def build_image(self, spec: BuildSpec) -> ImageRef:
+        """Build ``spec.tag``. Layers are reported to ``spec.on_layer`` as they are committed, and removed
+        again when the build fails or is cancelled.
+
+        Raises: BuildFailed (with the engine's message, past ``timeout_s``, over ``disk_mb``).
         """
+        ...
+
+    async def build_isolation(self) -> BuildIsolation:
+        """How RUN steps are confined on this engine, and what is not (notes)."""
         ...
 
     async def push_image(self, tag: str, on_log: OnLog) -> str | None:
@@ -251,7 +283,8 @@ class Builder(Protocol):
     async def remove_image(self, tag: str) -> None: ...
 
     async def remove_layers(self, layers: list[str]) -> list[str]:
-        """Remove untagged build layers (those a build that died left behind); returns those removed."""
+        """Remove untagged build layers (those a build that died left behind); returns those done with
+        (removed, gone, or tagged): the others are still in use, to be removed later."""
         ...
 
     async def close(self) -> None: ...

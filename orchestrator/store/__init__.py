@@ -6,13 +6,14 @@ from pathlib import Path
 
 from ..secrets import SecretBox
 from .api_keys import ApiKeyRepo, KeyLookup
-from .audit import AuditRepo
+from .audit import AuditRepo, expire_audit
 from .backups import BackupRepo
 from .builds import BuildRepo, builds_with_leftovers, cancel_requested, touch_builds, unfinished_builds
-from .databases import DatabaseRepo, all_database_records
+from .databases import DatabaseRepo, DatabaseSecrets, all_database_records
 from .db import Database, Tx, now_iso
 from .env import EnvRepo
-from .idempotency import IdempotencyRepo
+from .idempotency import Earlier, IdempotencyRepo, expire_idempotency
+from .oauth import OAuthRepo
 from .sandboxes import PoolRepo, SandboxRecord, SandboxRepo, all_sandbox_records
 from .services import ServiceRepo, all_service_records
 from .ssh import HostKeyRepo
@@ -20,6 +21,8 @@ from .tenants import TenantRepo
 
 __all__ = [
     "Database",
+    "DatabaseSecrets",
+    "Earlier",
     "SandboxRecord",
     "Store",
     "TenantStore",
@@ -29,6 +32,8 @@ __all__ = [
     "all_service_records",
     "builds_with_leftovers",
     "cancel_requested",
+    "expire_audit",
+    "expire_idempotency",
     "now_iso",
     "touch_builds",
     "unfinished_builds",
@@ -59,6 +64,7 @@ class Store:
         self.tenants = TenantRepo(db)
         self.keys = KeyLookup(db)
         self.pool = PoolRepo(db)
+        self.oauth = OAuthRepo(db, secrets.for_tenant("oauth:clients"))
 
     @classmethod
     async def open(cls, path: Path, secrets: SecretBox) -> Store:

@@ -81,6 +81,12 @@ class ApiKeyRepo:
         )
         return changed > 0
 
+    async def count_active(self, tx: Executor | None = None) -> int:
+        row = await (tx or self._db).fetchone(
+            "SELECT COUNT(*) FROM api_keys WHERE tenant_id = ? AND revoked_at IS NULL", (self._tenant,)
+        )
+        return int(row[0]) if row else 0
+
     async def count_active_admins(self) -> int:
         row = await self._db.fetchone(
             "SELECT COUNT(*) FROM api_keys WHERE tenant_id = ? AND role = 'admin' AND revoked_at IS NULL",

@@ -4,7 +4,12 @@ from __future__ import annotations
 
 from .db import Database, now_iso
 
-__all__ = ["AuditRepo"]
+__all__ = ["AuditRepo", "expire_audit"]
+
+
+async def expire_audit(db: Database, before: str) -> int:
+    """Delete every tenant's audit rows older than ``before`` (an ISO timestamp); returns how many went."""
+    return await db.execute("DELETE FROM audit_log WHERE ts < ?", (before,))
 
 
 class AuditRepo:

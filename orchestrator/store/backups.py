@@ -3,6 +3,10 @@
 Backups and restores are operations that outlive nothing: each row names the process that
 does the work (``owner``), so after a crash the platform can tell a live operation from an
 abandoned one and finish it (``claim_abandoned``).
+
+A running row is also the lock on its volume or database, shared by every process on the data
+dir: ``check_free`` refuses what would touch it, and an operation's row is inserted in the same
+transaction as its own check (as a service's record is, for deploy_service).
 """
 
 from __future__ import annotations
@@ -10,17 +14,21 @@ from __future__ import annotations
 import json
 import secrets as _stdlib_secrets
 import uuid
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime
 from typing import Any, Literal
 
 from pydantic import BaseModel
 
-from ..errors import NotFound
+from ..errors import Conflict, NotFound
 from ..models import BackupKind, BackupStatus, BackupTarget, Engine
 from ..secrets import TenantCipher
-from .db import Database, Row, now_iso
+from .db import Database, Executor, Row, Tx, now_iso
 
-__all__ = ["BackupRecord", "BackupRepo", "RestoreRecord", "running_operations"]
+__all__ = ["BackupRecord", "BackupRepo", "Check", "RestoreRecord", "running_operations"]
+
+# A check that must hold when an operation is recorded (a quota), run inside the transaction that records it.
+Check = Callable[[Tx], Awaitable[None]]
 
 
 class BackupRecord(BaseModel):
@@ -120,13 +128,22 @@ class BackupRepo:
         target: BackupTarget,
         owner: str,
         meta: dict[str, Any],
+        check: Check | None = None,
     ) -> BackupRecord:
+        """Record a running backup; ``check`` runs in the same transaction first (a quota).
+
+        Raises: Conflict while another operation holds the source; what ``check`` raises."""
         backup_id = "bk_" + uuid.uuid4().hex[:12]
-        await self._db.execute(
-            "INSERT INTO backups (id, tenant_id, kind, source_name, source_id, engine, target, status, owner,"
-            " meta, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, 'running', ?, ?, ?)",
-            (backup_id, self._tenant, kind, source_name, source_id, engine, target, owner, json.dumps(meta), now_iso()),
-        )
+        row = (backup_id, self._tenant, kind, source_name, source_id, engine, target, owner, json.dumps(meta))
+        async with self._db.transaction() as tx:
+            await self.check_free(kind, [source_name], tx)
+            if check is not None:
+                await check(tx)
+            await tx.execute(
+                "INSERT INTO backups (id, tenant_id, kind, source_name, source_id, engine, target, status, owner,"
+                " meta, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, 'running', ?, ?, ?)",
+                (*row, now_iso()),
+            )
         return await self.get(backup_id)
 
     async def get(self, backup_id: str) -> BackupRecord:
@@ -147,6 +164,44 @@ class BackupRepo:
             params.append(source_name)
         rows = await self._db.fetchall(sql + " ORDER BY created_at DESC", params)
         return [_backup(r) for r in rows]
+
+    async def totals(self, tx: Executor | None = None) -> tuple[int, int]:
+        """(backups of any status, bytes of the complete ones)."""
+        row = await (tx or self._db).fetchone(
+            "SELECT COUNT(*), COALESCE(SUM(CASE WHEN status = 'complete' THEN size_bytes END), 0)"
+            " FROM backups WHERE tenant_id = ?",
+            (self._tenant,),
+        )
+        return (int(row[0]), int(row[1])) if row else (0, 0)
+
+    async def running_on(
+        self, kind: BackupKind, names: Sequence[str], tx: Executor | None = None, but: str | None = None
+    ) -> tuple[str, str] | None:
+        """(name, operation id) of a running backup of, or restore into, one of these volumes or databases;
+        the operation ``but`` does not count."""
+        if not names:
+            return None
+        marks = ", ".join("?" * len(names))
+        row = await (tx or self._db).fetchone(
+            "SELECT source_name AS name, id FROM backups WHERE tenant_id = ? AND kind = ? AND status = 'running'"
+            f" AND source_name IN ({marks}) AND id IS NOT ?"
+            " UNION ALL SELECT r.into_name AS name, r.id FROM restores r JOIN backups b ON b.id = r.backup_id"
+            " WHERE r.tenant_id = ? AND b.kind = ? AND r.status = 'running'"
+            f" AND r.into_name IN ({marks}) AND r.id IS NOT ? LIMIT 1",
+            (self._tenant, kind, *names, but, self._tenant, kind, *names, but),
+        )
+        return (row["name"], row["id"]) if row is not None else None
+
+    async def check_free(
+        self, kind: BackupKind, names: Sequence[str], tx: Executor | None = None, but: str | None = None
+    ) -> None:
+        """Raises: Conflict while a backup or restore of one of these volumes or databases runs."""
+        busy = await self.running_on(kind, names, tx, but)
+        if busy is not None:
+            raise Conflict(
+                f"a backup/restore of {kind} {busy[0]} is running ({busy[1]})",
+                "poll list_backups until it ends, then call again",
+            )
 
     async def running_for(self, source_name: str, kind: BackupKind) -> list[BackupRecord]:
         rows = await self._db.fetchall(
@@ -187,14 +242,27 @@ class BackupRepo:
     # -- restores ---------------------------------------------------------------------------------
 
     async def insert_restore(
-        self, backup_id: str, into_name: str, into_id: str | None, created_new: bool, owner: str
+        self,
+        backup: BackupRecord,
+        into_name: str,
+        into_id: str | None,
+        created_new: bool,
+        owner: str,
+        check: Check | None = None,
     ) -> RestoreRecord:
+        """Record a running restore; ``check`` runs in the same transaction first (a quota).
+
+        Raises: Conflict while another operation holds the target; what ``check`` raises."""
         restore_id = "rs_" + uuid.uuid4().hex[:12]
-        await self._db.execute(
-            "INSERT INTO restores (id, tenant_id, backup_id, into_name, into_id, created_new, status, owner,"
-            " created_at) VALUES (?, ?, ?, ?, ?, ?, 'running', ?, ?)",
-            (restore_id, self._tenant, backup_id, into_name, into_id, int(created_new), owner, now_iso()),
-        )
+        async with self._db.transaction() as tx:
+            await self.check_free(backup.kind, [into_name], tx)
+            if check is not None:
+                await check(tx)
+            await tx.execute(
+                "INSERT INTO restores (id, tenant_id, backup_id, into_name, into_id, created_new, status, owner,"
+                " created_at) VALUES (?, ?, ?, ?, ?, ?, 'running', ?, ?)",
+                (restore_id, self._tenant, backup.id, into_name, into_id, int(created_new), owner, now_iso()),
+            )
         return await self.get_restore(restore_id)
 
     async def get_restore(self, restore_id: str) -> RestoreRecord:
@@ -216,6 +284,15 @@ class BackupRepo:
             (self._tenant, backup_id),
         )
         return _restore(row) if row is not None else None
+
+    async def volumes_being_restored(self, tx: Executor | None = None) -> set[str]:
+        """Names of the new volumes running restores are making (not in the engine's list yet, maybe)."""
+        rows = await (tx or self._db).fetchall(
+            "SELECT r.into_name FROM restores r JOIN backups b ON b.id = r.backup_id AND b.tenant_id = r.tenant_id"
+            " WHERE r.tenant_id = ? AND r.status = 'running' AND r.created_new = 1 AND b.kind = 'volume'",
+            (self._tenant,),
+        )
+        return {str(r[0]) for r in rows}
 
     async def running_restores_into(self, into_name: str) -> list[RestoreRecord]:
         rows = await self._db.fetchall(

@@ -8,7 +8,7 @@ from typing import Any
 
 from ..errors import NotFound
 from ..models import BuildRecord, BuildStatus
-from .db import Database, Row, now_iso
+from .db import Database, Executor, Row, now_iso
 
 __all__ = ["BuildRepo", "builds_with_leftovers", "cancel_requested", "touch_builds", "unfinished_builds"]
 
@@ -92,20 +92,29 @@ class BuildRepo:
         self._tenant = tenant_id
 
     async def insert(
-        self, name: str, git_url: str, ref: str | None, dockerfile: str | None, timeout_s: float, owner: str
+        self,
+        name: str,
+        git_url: str,
+        ref: str | None,
+        dockerfile: str | None,
+        timeout_s: float,
+        owner: str,
+        tx: Executor | None = None,
     ) -> BuildRecord:
         build_id = "b_" + uuid.uuid4().hex[:12]
         now = now_iso()
-        await self._db.execute(
+        await (tx or self._db).execute(
             "INSERT INTO builds (id, tenant_id, name, git_url, ref, dockerfile, timeout_s, status, owner,"
             " heartbeat_at, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, 'queued', ?, ?, ?)",
             (build_id, self._tenant, name, git_url, ref, dockerfile, timeout_s, owner, now, now),
         )
-        return await self.get(build_id)
+        return await self.get(build_id, tx)
 
-    async def get(self, build_id: str) -> BuildRecord:
+    async def get(self, build_id: str, tx: Executor | None = None) -> BuildRecord:
         """Raises: NotFound."""
-        row = await self._db.fetchone("SELECT * FROM builds WHERE tenant_id = ? AND id = ?", (self._tenant, build_id))
+        row = await (tx or self._db).fetchone(
+            "SELECT * FROM builds WHERE tenant_id = ? AND id = ?", (self._tenant, build_id)
+        )
         if row is None:
             raise NotFound(f"no build {build_id!r}", "list_builds shows your builds and their ids")
         return _record(row)
@@ -122,11 +131,28 @@ class BuildRepo:
         rows = await self._db.fetchall(sql + " ORDER BY created_at DESC, id DESC LIMIT ?", [*params, limit])
         return [_record(r) for r in rows]
 
-    async def active_count(self) -> int:
+    async def succeeded_with_image(self, image: str) -> BuildRecord | None:
+        """The succeeded build that made ``image`` (a registry host's case does not matter)."""
         row = await self._db.fetchone(
+            "SELECT * FROM builds WHERE tenant_id = ? AND status = 'succeeded' AND LOWER(image) = LOWER(?)"
+            " ORDER BY created_at DESC LIMIT 1",
+            (self._tenant, image),
+        )
+        return _record(row) if row is not None else None
+
+    async def active_count(self, tx: Executor | None = None) -> int:
+        row = await (tx or self._db).fetchone(
             "SELECT COUNT(*) FROM builds WHERE tenant_id = ? AND status IN ('queued', 'running')", (self._tenant,)
         )
         return int(row[0]) if row else 0
+
+    async def finished_oldest_first(self) -> list[str]:
+        """Ids of the tenant's finished builds, oldest first (whose logs go first past the log cap)."""
+        rows = await self._db.fetchall(
+            "SELECT id FROM builds WHERE tenant_id = ? AND status NOT IN ('queued', 'running') ORDER BY created_at, id",
+            (self._tenant,),
+        )
+        return [str(r[0]) for r in rows]
 
     async def queue_position(self, build_id: str) -> int:
         """Queued builds of this tenant that are ahead of ``build_id``."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from dataclasses import dataclass
 from typing import Literal
 
 from ..errors import Conflict, NotFound
@@ -11,7 +12,7 @@ from ..secrets import TenantCipher
 from .db import Database, Executor, Row, now_iso
 from .services import Keep
 
-__all__ = ["DatabaseRepo", "StoredLink", "all_database_records"]
+__all__ = ["DatabaseRepo", "DatabaseSecrets", "StoredLink", "all_database_records"]
 
 
 def _record(row: Row) -> DatabaseRecord:
@@ -34,6 +35,22 @@ async def all_database_records(db: Database) -> list[DatabaseRecord]:
     return [_record(r) for r in await db.fetchall("SELECT * FROM databases ORDER BY created_at")]
 
 
+@dataclass(frozen=True)
+class DatabaseSecrets:
+    password: str  # the tenant's
+    admin_password: str | None  # the superuser's; None in records made before tenants had users of their own
+
+    @property
+    def superuser(self) -> str:
+        """The password the control plane signs in with (in an old record, the tenant's user is the superuser)."""
+        return self.admin_password or self.password
+
+    @property
+    def all(self) -> list[str]:
+        """Every password, for masking."""
+        return [self.password] + ([self.admin_password] if self.admin_password else [])
+
+
 class StoredLink:
     def __init__(self, row: Row) -> None:
         self.database_id: str = row["database_id"]
@@ -47,19 +64,28 @@ class DatabaseRepo:
         self._tenant = tenant_id
         self._cipher = cipher
 
-    def _aad(self, database_id: str) -> str:
-        return f"db:{self._tenant}:{database_id}:password"
+    def _aad(self, database_id: str, field: str = "password") -> str:
+        return f"db:{self._tenant}:{database_id}:{field}"
 
     async def insert(
-        self, name: str, engine: Engine, spec: DatabaseSpec, password: str, database_id: str, tx: Executor
+        self,
+        name: str,
+        engine: Engine,
+        spec: DatabaseSpec,
+        passwords: tuple[str, str],
+        database_id: str,
+        tx: Executor,
     ) -> DatabaseRecord:
-        """Record the intent to run a database. Raises: Conflict when the name is taken."""
+        """Record the intent to run a database; ``passwords`` are the tenant's and the superuser's.
+
+        Raises: Conflict when the name is taken."""
         if await tx.fetchone("SELECT 1 FROM databases WHERE tenant_id = ? AND name = ?", (self._tenant, name)):
             raise Conflict(f"a database named {name!r} already exists", "pick another name or use that database")
         now = now_iso()
+        password, admin_password = passwords
         await tx.execute(
-            "INSERT INTO databases (id, tenant_id, name, engine, spec, password, desired_state, status,"
-            " created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, 'running', 'creating', ?, ?)",
+            "INSERT INTO databases (id, tenant_id, name, engine, spec, password, admin_password, desired_state,"
+            " status, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, 'running', 'creating', ?, ?)",
             (
                 database_id,
                 self._tenant,
@@ -67,6 +93,7 @@ class DatabaseRepo:
                 engine,
                 spec.model_dump_json(),
                 self._cipher.encrypt_str(password, self._aad(database_id)),
+                self._cipher.encrypt_str(admin_password, self._aad(database_id, "admin_password")),
                 now,
                 now,
             ),
@@ -98,12 +125,27 @@ class DatabaseRepo:
         return [_record(r) for r in rows]
 
     async def password(self, database_id: str) -> str:
+        """The tenant's password."""
         row = await self._db.fetchone(
             "SELECT password FROM databases WHERE tenant_id = ? AND id = ?", (self._tenant, database_id)
         )
         if row is None:
             raise NotFound(f"no database {database_id!r}")
         return self._cipher.decrypt_str(row["password"], self._aad(database_id))
+
+    async def secrets(self, database_id: str) -> DatabaseSecrets:
+        """The tenant's password and the superuser's. Raises: NotFound."""
+        row = await self._db.fetchone(
+            "SELECT password, admin_password FROM databases WHERE tenant_id = ? AND id = ?",
+            (self._tenant, database_id),
+        )
+        if row is None:
+            raise NotFound(f"no database {database_id!r}")
+        admin = row["admin_password"]
+        return DatabaseSecrets(
+            self._cipher.decrypt_str(row["password"], self._aad(database_id)),
+            None if admin is None else self._cipher.decrypt_str(admin, self._aad(database_id, "admin_password")),
+        )
 
     async def update(
         self,
@@ -130,9 +172,14 @@ class DatabaseRepo:
     async def delete(self, database_id: str) -> None:
         await self._db.execute("DELETE FROM databases WHERE id = ? AND tenant_id = ?", (database_id, self._tenant))
 
-    async def usage(self) -> tuple[int, int, float]:
+    async def any(self) -> bool:
+        """Has the tenant a database, in any state (one being created or deleted too)?"""
+        row = await self._db.fetchone("SELECT 1 FROM databases WHERE tenant_id = ? LIMIT 1", (self._tenant,))
+        return row is not None
+
+    async def usage(self, tx: Executor | None = None) -> tuple[int, int, float]:
         """(count, memory_mb, cpus) of databases not being deleted."""
-        rows = await self._db.fetchall(
+        rows = await (tx or self._db).fetchall(
             "SELECT spec FROM databases WHERE tenant_id = ? AND desired_state != 'deleted'", (self._tenant,)
         )
         specs = [DatabaseSpec.model_validate_json(r["spec"]) for r in rows]

@@ -65,6 +65,14 @@ class SandboxRepo:
         row = await (tx or self._db).fetchone("SELECT COUNT(*) FROM sandboxes WHERE tenant_id = ?", (self._tenant,))
         return int(row[0]) if row else 0
 
+    async def usage(self, tx: Executor | None = None) -> tuple[int, int, float]:
+        """(count, memory_mb, cpus) of the tenant's sandboxes, those being created or deleted too."""
+        row = await (tx or self._db).fetchone(
+            "SELECT COUNT(*), COALESCE(SUM(memory_mb), 0), COALESCE(SUM(cpus), 0) FROM sandboxes WHERE tenant_id = ?",
+            (self._tenant,),
+        )
+        return (int(row[0]), int(row[1]), float(row[2])) if row else (0, 0, 0.0)
+
     async def insert(
         self,
         tx: Executor,
@@ -120,6 +128,16 @@ class SandboxRepo:
         await self._db.execute(
             "UPDATE sandboxes SET status = ? WHERE id = ? AND tenant_id = ?", (status, sandbox_id, self._tenant)
         )
+
+    async def extend(self, sandbox_id: str, expires_at: str) -> bool:
+        """Move a running sandbox's deadline; False when it is not running or its deadline already passed (the
+        reaper may be removing it)."""
+        changed = await self._db.execute(
+            "UPDATE sandboxes SET expires_at = ? WHERE id = ? AND tenant_id = ? AND status = 'running'"
+            " AND expires_at > ?",
+            (expires_at, sandbox_id, self._tenant, now_iso()),
+        )
+        return changed > 0
 
     async def delete(self, sandbox_id: str) -> bool:
         changed = await self._db.execute(

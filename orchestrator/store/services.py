@@ -89,6 +89,7 @@ class ServiceRepo:
         spec: ServiceSpec | None = None,
         crash_times: list[float] | None = None,
         breaker_open: bool | None = None,
+        tx: Executor | None = None,
     ) -> None:
         sets: list[str] = ["updated_at = ?"]
         params: list[object] = [now_iso()]
@@ -107,15 +108,35 @@ class ServiceRepo:
             sets.append("last_error = ?")
             params.append(last_error)
         params += [service_id, self._tenant]
-        await self._db.execute(f"UPDATE services SET {', '.join(sets)} WHERE id = ? AND tenant_id = ?", params)
+        await (tx or self._db).execute(f"UPDATE services SET {', '.join(sets)} WHERE id = ? AND tenant_id = ?", params)
 
     async def delete(self, service_id: str) -> None:
         await self._db.execute("DELETE FROM services WHERE id = ? AND tenant_id = ?", (service_id, self._tenant))
 
-    async def usage(self) -> tuple[int, int, float]:
+    async def usage(self, tx: Executor | None = None) -> tuple[int, int, float]:
         """(count, memory_mb, cpus) of services not being deleted."""
-        rows = await self._db.fetchall(
+        rows = await (tx or self._db).fetchall(
             "SELECT spec FROM services WHERE tenant_id = ? AND desired_state != 'deleted'", (self._tenant,)
         )
         specs = [ServiceSpec.model_validate_json(r["spec"]) for r in rows]
         return len(specs), sum(s.memory_mb for s in specs), sum(s.cpus for s in specs)
+
+    async def any(self) -> bool:
+        """Has the tenant a service, in any state (one being deployed or deleted too)?"""
+        row = await self._db.fetchone("SELECT 1 FROM services WHERE tenant_id = ? LIMIT 1", (self._tenant,))
+        return row is not None
+
+    async def volume_names(self, tx: Executor | None = None) -> set[str]:
+        """The volumes the tenant's services mount (those being deleted too: theirs may not be gone yet)."""
+        return set(await self.volume_users(tx))
+
+    async def volume_users(self, tx: Executor | None = None) -> dict[str, list[str]]:
+        """Each volume the tenant's services mount (those being deleted too) -> the names of those services."""
+        rows = await (tx or self._db).fetchall(
+            "SELECT name, spec FROM services WHERE tenant_id = ? ORDER BY name", (self._tenant,)
+        )
+        users: dict[str, list[str]] = {}
+        for r in rows:
+            for v in ServiceSpec.model_validate_json(r["spec"]).volumes:
+                users.setdefault(v.name, []).append(r["name"])
+        return users

@@ -37,8 +37,8 @@ class TenantRepo:
         assert row is not None
         return _tenant(row)
 
-    async def get(self, tenant_id: str) -> Tenant:
-        row = await self._db.fetchone("SELECT * FROM tenants WHERE id = ?", (tenant_id,))
+    async def get(self, tenant_id: str, tx: Executor | None = None) -> Tenant:
+        row = await (tx or self._db).fetchone("SELECT * FROM tenants WHERE id = ?", (tenant_id,))
         if row is None:
             raise NotFound(f"tenant {tenant_id!r} not found")
         return _tenant(row)

@@ -1,4 +1,5 @@
-"""Helpers of the conformance suite (test_backend_conformance*.py): the same calls on Docker and Nomad.
+"""Helpers of the conformance suite (test_backend_conformance*.py), the same calls on Docker and Nomad, and
+of the test modules that share them (builds, SSH, sandboxes): one definition each.
 
 The ``host``, ``product_backend`` and ``backend`` fixtures live in conftest.py.
 """
@@ -9,6 +10,7 @@ import sqlite3
 from typing import Any
 
 import anyio
+import asyncssh
 import docker
 import httpx
 from docker.models.containers import Container
@@ -16,20 +18,44 @@ from mcp import Client
 
 from orchestrator.backends.base import Backend, WorkloadStatus
 
-from .harness import AgentHost, call
+from .harness import AgentHost, call, untrusted_body
 from .nomad_agent import nomad_get
 
-__all__ = ["answers", "body", "container_of", "pool_ready", "sh", "state", "tenant"]
+__all__ = [
+    "HTTP_VIA_LOCALHOST",
+    "REGISTRY",
+    "SERVER_PY",
+    "answers",
+    "body",
+    "container_of",
+    "pool_ready",
+    "sh",
+    "ssh_run",
+    "state",
+    "tenant",
+]
+
+REGISTRY = "127.0.0.1:5000"  # builds push here (infra/registry.sh)
+# A service built from git: answers GET with $BODY (default: the text put in place of {body}).
+SERVER_PY = """
+import os, http.server
+class H(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):
+        body = os.environ.get("BODY", "{body}").encode()
+        self.send_response(200)
+        self.end_headers()
+        self.wfile.write(body)
+http.server.ThreadingHTTPServer(("0.0.0.0", int(os.environ.get("PORT", "8000"))), H).serve_forever()
+"""
+# Run in a workload (over exec or SSH): GET / of the service on its own port 8000, with no curl in the image.
+HTTP_VIA_LOCALHOST = "exec 3<>/dev/tcp/127.0.0.1/8000; printf 'GET / HTTP/1.0\\r\\n\\r\\n' >&3; cat <&3"
+# The conformance suite's short name for harness.untrusted_body.
+body = untrusted_body
 
 
 def tenant(host: AgentHost, what: str) -> str:
     """A fresh tenant per test and backend (both hosts of a session share nothing but the engine)."""
     return host.tenant(f"{what}-{host.settings.backend}")
-
-
-def body(text: str) -> str:
-    """What a workload wrote, without the untrusted-data boundary around it."""
-    return text.split("\n", 1)[1].rsplit("\n", 1)[0] if text else ""
 
 
 async def sh(client: Client, script: str, **target: Any) -> tuple[int | None, str, str]:
@@ -81,3 +107,20 @@ def container_of(host: AgentHost, client: docker.DockerClient, workload_id: str)
     allocs = nomad_get("allocations", filter=f'JobID == "ah-{workload_id}" and ClientStatus == "running"')
     assert len(allocs) == 1, allocs
     return client.containers.get(f"main-{allocs[0]['ID']}")
+
+
+async def ssh_run(info: dict[str, Any], key: asyncssh.SSHKey, command: str, user: str = "app") -> tuple[str, str]:
+    """Run a command over SSH (``info`` from ssh_info); returns (stdout, server host key fingerprint)."""
+    async with asyncssh.connect(
+        info["host"],
+        port=info["port"],
+        username=user,
+        client_keys=[key],
+        known_hosts=None,
+        agent_path=None,
+        preferred_auth="publickey",
+        connect_timeout=20,
+    ) as conn:
+        fp = conn.get_server_host_key().get_fingerprint("sha256")
+        result = await conn.run(command, check=True, timeout=30)
+        return str(result.stdout), fp

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import shutil
+import subprocess
 import textwrap
 import uuid
 from collections.abc import AsyncIterator, Iterator
@@ -9,12 +11,13 @@ from pathlib import Path
 
 import docker
 import docker.errors
+import httpx
 import pytest
 
 from orchestrator.backends.base import Backend
 from orchestrator.settings import Settings
 
-from .harness import AgentHost
+from .harness import TEST_IMAGES_ENV, AgentHost, TestHost, wait_for
 from .nomad_agent import NOMAD_ADDR, backend_of, purge_tenants, start_dev_agent, stop_dev_agent
 
 HELLO_APP = textwrap.dedent(
@@ -34,8 +37,8 @@ HELLO_APP = textwrap.dedent(
 )
 HELLO_IMAGE = "ah-test/hello:1"
 # What the session's platforms (Docker and Nomad alike) allow beyond the defaults: the conformance
-# suite builds from local git repositories.
-CONFORMANCE_ENV = {"AGENTHOST_ALLOW_LOCAL_GIT": "true"}
+# suite builds from local git repositories, and tenants run the test images (ah-test/*).
+CONFORMANCE_ENV = {"AGENTHOST_ALLOW_LOCAL_GIT": "true", **TEST_IMAGES_ENV}
 # Nomad reserves the CPU a workload asks for (Docker only caps it), and the dev node has two cores:
 # smaller default shares so that a test's services, databases and the warm pool fit on it together.
 NOMAD_DEV_SIZES = {
@@ -144,3 +147,95 @@ async def backend(host: AgentHost) -> AsyncIterator[Backend]:
     b = backend_of(host, f"conformance-{uuid.uuid4().hex[:8]}")
     yield b
     await b.close()
+
+
+# The test host: a network namespace of our own behind a veth pair, standing in for everything a
+# workload must never reach (cloud metadata, the LAN, CGNAT) and, at a TEST-NET-3 address, for the
+# internet a workload with egress may reach. Nothing leaves this machine. None of these addresses is in
+# agenthost's own tenant pool (10.213.0.0/16).
+TEST_HOST_NS, TEST_HOST_IF, TEST_HOST_PEER = "ah-test-lan", "tlan-host", "tlan-ns"
+TEST_HOST_LINK = ("10.77.0.1", "10.77.0.2")  # host side, namespace side (/24)
+TEST_HOST_SERVER = """
+import http.server, sys
+class H(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):
+        ip, port = self.connection.getsockname()[:2]
+        body = f"agenthost-test-host {ip}:{port}\\n".encode()
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+    def log_message(self, *args):
+        pass
+http.server.ThreadingHTTPServer(("0.0.0.0", int(sys.argv[1])), H).serve_forever()
+"""
+
+
+def _ip(*argv: str) -> None:
+    subprocess.run(["ip", *argv], check=True, capture_output=True)
+
+
+def _remove_test_host() -> None:
+    subprocess.run(["ip", "link", "del", TEST_HOST_IF], capture_output=True)  # its routes go with it
+    subprocess.run(["ip", "netns", "del", TEST_HOST_NS], capture_output=True)
+
+
+@pytest.fixture(scope="session")
+def test_host() -> Iterator[TestHost]:
+    """The test host, proved reachable from the host itself (so a refusal later is the rules' doing),
+    and removed at the end (servers, routes, veth, namespace), also when the setup failed half-way."""
+    if shutil.which("ip") is None:
+        pytest.skip("iproute2 is not installed (apt-get install iproute2)")
+    host = TestHost(
+        internet="203.0.113.7",
+        forbidden={
+            "metadata": "169.254.169.254",
+            "rfc1918-10": TEST_HOST_LINK[1],
+            "rfc1918-192": "192.168.77.2",
+            "cgnat": "100.64.77.2",
+        },
+    )
+    _remove_test_host()  # what a killed earlier run left
+    servers: list[subprocess.Popen[bytes]] = []
+    try:
+        _ip("netns", "add", TEST_HOST_NS)
+        _ip("link", "add", TEST_HOST_IF, "type", "veth", "peer", "name", TEST_HOST_PEER)
+        _ip("link", "set", TEST_HOST_PEER, "netns", TEST_HOST_NS)
+        _ip("addr", "add", f"{TEST_HOST_LINK[0]}/24", "dev", TEST_HOST_IF)
+        _ip("link", "set", TEST_HOST_IF, "up")
+        inside = ["netns", "exec", TEST_HOST_NS, "ip"]
+        _ip(*inside, "addr", "add", f"{TEST_HOST_LINK[1]}/24", "dev", TEST_HOST_PEER)
+        for address in [host.internet, *host.forbidden.values()]:
+            if address != TEST_HOST_LINK[1]:
+                _ip(*inside, "addr", "add", f"{address}/32", "dev", TEST_HOST_PEER)
+                _ip("route", "add", f"{address}/32", "via", TEST_HOST_LINK[1], "dev", TEST_HOST_IF)
+        _ip(*inside, "link", "set", TEST_HOST_PEER, "up")
+        _ip(*inside, "link", "set", "lo", "up")
+        _ip(*inside, "route", "add", "default", "via", TEST_HOST_LINK[0])
+        servers += [
+            subprocess.Popen(
+                ["ip", "netns", "exec", TEST_HOST_NS, "python3", "-c", TEST_HOST_SERVER, str(port)],
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+                cwd="/",
+            )
+            for port in host.ports
+        ]
+        for address in [host.internet, *host.forbidden.values()]:
+            for port in host.ports:
+                url, want = f"http://{address}:{port}/", f"agenthost-test-host {address}:{port}"
+
+                def answers(url: str = url, want: str = want) -> bool:
+                    try:
+                        return httpx.get(url, timeout=3).text.strip() == want
+                    except httpx.HTTPError:
+                        return False
+
+                wait_for(answers, 20, what=f"the test host to answer at {url} from the host")
+        yield host
+    finally:
+        for server in servers:
+            server.terminate()
+        for server in servers:
+            server.wait(10)
+        _remove_test_host()

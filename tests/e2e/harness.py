@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import socket
@@ -16,6 +17,7 @@ from typing import Any
 
 import anyio
 import docker
+import docker.errors
 import httpx
 import httpx2
 from mcp import Client
@@ -26,23 +28,106 @@ from mcp_types import CallToolResult
 from orchestrator.platform import instance_id
 from orchestrator.settings import Settings
 
-__all__ = ["AgentHost", "ToolFailed", "call", "connect", "free_port", "until", "wait_for"]
+from ..gitrepos import git, make_repo
+
+__all__ = [
+    "EGRESS_PROBE",
+    "INITIALIZE",
+    "TEST_IMAGES_ENV",
+    "AgentHost",
+    "TestHost",
+    "ToolFailed",
+    "build_leftovers",
+    "call",
+    "connect",
+    "free_port",
+    "git",
+    "make_repo",
+    "mcp_post",
+    "probe_results",
+    "sse_messages",
+    "until",
+    "untrusted_body",
+    "wait_for",
+]
 
 VENV_BIN = Path(sys.executable).parent
-_ERROR = re.compile(r"\[([a-z_]+)\] (.*)", re.DOTALL)
+# The operator setting that lets tenants run the images tests build locally (conftest's hello_image).
+TEST_IMAGES_ENV = {"AGENTHOST_IMAGE_ALLOW": '["ah-test/*"]'}
+
+# Run inside a workload (python3 EGRESS_PROBE LABEL=HOST:PORT ...): one TCP connection per target, 3 s
+# at most each; HOST 'gateway' is the workload's default gateway, i.e. the host itself. Prints one
+# line per target: "probe LABEL reached LAST-LINE-OF-ANSWER" or "probe LABEL blocked ERROR".
+EGRESS_PROBE = """
+import socket, sys
+def gateway():
+    for line in open("/proc/net/route").read().splitlines()[1:]:
+        fields = line.split()
+        if fields[1] == "00000000":
+            return socket.inet_ntoa(bytes.fromhex(fields[2])[::-1])
+    return "no-default-route"
+for target in sys.argv[1:]:
+    label, _, address = target.partition("=")
+    host, _, port = address.rpartition(":")
+    host = gateway() if host == "gateway" else host
+    try:
+        with socket.create_connection((host, int(port)), timeout=3) as conn:
+            conn.settimeout(3)
+            conn.sendall(b"GET / HTTP/1.0\\r\\n\\r\\n")
+            data = b""
+            try:
+                while len(data) < 65536 and (chunk := conn.recv(4096)):
+                    data += chunk
+            except OSError:
+                pass
+        answer = data.decode(errors="replace").strip().splitlines()[-1:]
+        print("probe", label, "reached", " ".join(answer) or "(connected)", flush=True)
+    except OSError as exc:
+        print("probe", label, "blocked", type(exc).__name__, flush=True)
+"""
+_PROBE_LINE = re.compile(r"^probe (\S+) (reached|blocked)\b(.*)$", re.MULTILINE)
 
 
 class ToolFailed(Exception):
-    def __init__(self, tool: str, code: str, message: str) -> None:
-        super().__init__(f"{tool}: [{code}] {message}")
-        self.code = code
-        self.message = message
+    """A tool error, read from the result's structuredContent: ``code``, ``hint``, ``retry_after_s``, the
+    whole object as ``error``, and ``message`` as the text shows it (the message, then ``(hint: ...)``)."""
+
+    def __init__(self, tool: str, error: dict[str, Any]) -> None:
+        self.code: str = error["code"]
+        self.hint: str = error["hint"]
+        self.retry_after_s: float | None = error.get("retry_after_s")
+        self.error = error
+        self.message = f"{error['message']} (hint: {self.hint})"
+        super().__init__(f"{tool}: [{self.code}] {self.message}")
 
 
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+def build_leftovers(client: docker.DockerClient, marker: str) -> list[str]:
+    """Containers and images (intermediate ones too) whose env carries ``marker``: what a build left behind.
+
+    Other tests' containers and images come and go meanwhile: one gone between listing and inspecting is skipped.
+    """
+    found = []
+    for summary in client.api.containers(all=True):
+        try:
+            env = client.api.inspect_container(summary["Id"])["Config"].get("Env")
+        except docker.errors.NotFound:
+            continue
+        if marker in json.dumps(env):
+            found.append(summary["Id"][:12])
+    for image in client.api.images(all=True, quiet=True):
+        try:
+            env = client.api.inspect_image(image)["Config"].get("Env")
+        except docker.errors.NotFound:
+            continue
+        if marker in json.dumps(env):
+            found.append(image)
+    return found
 
 
 def wait_for(
@@ -59,6 +144,28 @@ def wait_for(
         time.sleep(interval)
 
 
+@dataclass(frozen=True)
+class TestHost:
+    """The test host (the ``test_host`` fixture): addresses in a network namespace the tests made, each
+    serving 'agenthost-test-host IP:PORT' on every port in ``ports``."""
+
+    internet: str  # stands in for the internet: egress open and web reach it
+    forbidden: dict[str, str]  # label -> an address no workload may reach, whatever its policy
+    ports: tuple[int, ...] = (80, 8080)
+
+    __test__ = False  # not a test class, despite its name
+
+
+def probe_results(output: str) -> dict[str, str]:
+    """EGRESS_PROBE's lines in ``output`` as {label: "reached ..." or "blocked ..."}."""
+    return {m.group(1): f"{m.group(2)}{m.group(3)}" for m in _PROBE_LINE.finditer(output)}
+
+
+def untrusted_body(text: str) -> str:
+    """What a workload wrote, without the untrusted-data boundary around it."""
+    return text.split("\n", 1)[1].rsplit("\n", 1)[0] if text else ""
+
+
 @dataclass
 class AgentHost:
     """One data dir for the session, an admin key, tenants made on demand, and a lazily started HTTP server."""
@@ -73,10 +180,14 @@ class AgentHost:
 
     @property
     def settings(self) -> Settings:
-        return Settings(data_dir=self.data_dir, **{k[10:].lower(): v for k, v in self.env.items()})
+        """The settings its processes run with. From the environment, pydantic-settings reads complex values
+        (lists, objects) as JSON; given as arguments they must be decoded first."""
+        values = {k[10:].lower(): json.loads(v) if v[:1] in "[{" else v for k, v in self.env.items()}
+        return Settings(data_dir=self.data_dir, **values)
 
     def process_env(self, key: str | None = None) -> dict[str, str]:
-        env = {**os.environ, **self.env, "AGENTHOST_DATA_DIR": str(self.data_dir)}
+        # Every toolset, unless a test chooses: tests of a feature call its tools whatever the default offers.
+        env = {**os.environ, "AGENTHOST_TOOLSETS": "all", **self.env, "AGENTHOST_DATA_DIR": str(self.data_dir)}
         if key:
             env["AGENTHOST_API_KEY"] = key
         return env
@@ -91,17 +202,17 @@ class AgentHost:
         return proc.stdout
 
     def init(self) -> None:
-        out = self.cli("init")
-        self.admin_key = re.search(r"ah_[0-9a-f]{16}\.\S+", out).group(0)  # type: ignore[union-attr]
-        listing = self.cli("tenant", "list")
-        self.tenant_ids["admin"] = listing.split()[1]
+        out = json.loads(self.cli("init", "--json"))
+        self.admin_key = out["admin_key"]
+        (admin,) = json.loads(self.cli("tenant", "list", "--json"))
+        self.tenant_ids["admin"] = admin["id"]
 
     def tenant(self, name: str) -> str:
         """The key of tenant ``name``, created on first use with `agenthost tenant create`."""
         if name not in self.tenants:
-            out = self.cli("tenant", "create", name)
-            self.tenant_ids[name] = re.search(r"\((t_[0-9a-f]+)\)", out).group(1)  # type: ignore[union-attr]
-            self.tenants[name] = re.search(r"ah_[0-9a-f]{16}\.\S+", out).group(0)  # type: ignore[union-attr]
+            out = json.loads(self.cli("tenant", "create", name, "--json"))
+            self.tenant_ids[name] = out["tenant"]["id"]
+            self.tenants[name] = out["key"]
         return self.tenants[name]
 
     @property
@@ -128,6 +239,19 @@ class AgentHost:
             wait_for(up, 30, what="agenthost serve")
             self._url = url
         return self._url
+
+    @property
+    def server_pid(self) -> int:
+        """The pid of `agenthost serve` (started on first use)."""
+        assert self.url and self._server is not None
+        return self._server.pid
+
+    def kill_server(self) -> None:
+        """SIGKILL `agenthost serve` (a crash: no chance to clean up); the next use of ``url`` starts a new one."""
+        assert self._server is not None, "no server is running"
+        self._server.kill()
+        self._server.wait(10)
+        self._server, self._url = None, None
 
     def stop(self) -> None:
         if self._server is not None:
@@ -158,14 +282,38 @@ class AgentHost:
 
 
 @asynccontextmanager
-async def connect(host: AgentHost, key: str, transport: str, **client_kwargs: Any) -> AsyncIterator[Client]:
-    """An MCP client session as `key`, over 'stdio' (spawning `agenthost mcp`) or 'http' (`agenthost serve`)."""
+async def connect(
+    host: AgentHost,
+    key: str,
+    transport: str,
+    session_ids: list[str] | None = None,
+    toolsets: str | None = None,
+    **client_kwargs: Any,
+) -> AsyncIterator[Client]:
+    """An MCP client session as `key`, over 'stdio' (spawning `agenthost mcp`) or 'http' (`agenthost serve`).
+
+    Over http, ``session_ids`` collects the Mcp-Session-Id headers the server answers with (a client in
+    ``mode="legacy"`` opens a session; the default mode speaks the sessionless 2026 protocol). ``toolsets``
+    is what the session asks for: the X-AgentHost-Toolsets header over http, AGENTHOST_TOOLSETS over stdio."""
     if transport == "stdio":
-        params = StdioServerParameters(command=str(VENV_BIN / "agenthost"), args=["mcp"], env=host.process_env(key))
+        env = host.process_env(key)
+        if toolsets is not None:
+            env["AGENTHOST_TOOLSETS"] = toolsets
+        params = StdioServerParameters(command=str(VENV_BIN / "agenthost"), args=["mcp"], env=env)
         async with Client(params, **client_kwargs) as client:
             yield client
     elif transport == "http":
-        async with httpx2.AsyncClient(headers={"Authorization": f"Bearer {key}"}, timeout=120) as http:
+
+        async def remember(response: httpx2.Response) -> None:
+            sid = response.headers.get("mcp-session-id")
+            if session_ids is not None and sid and sid not in session_ids:
+                session_ids.append(sid)
+
+        hooks = {"response": [remember]}
+        headers = {"Authorization": f"Bearer {key}"}
+        if toolsets is not None:
+            headers["X-AgentHost-Toolsets"] = toolsets
+        async with httpx2.AsyncClient(headers=headers, timeout=120, event_hooks=hooks) as http:
             async with Client(streamable_http_client(f"{host.url}/mcp", http_client=http), **client_kwargs) as client:
                 yield client
     else:
@@ -173,9 +321,13 @@ async def connect(host: AgentHost, key: str, transport: str, **client_kwargs: An
 
 
 def parse_error(tool: str, result: CallToolResult) -> ToolFailed:
+    """The error of a failed call, from its structuredContent; the text and _meta must agree with it."""
+    error = result.structured_content
     text = " ".join(getattr(c, "text", "") for c in result.content)
-    match = _ERROR.search(text)
-    return ToolFailed(tool, match.group(1), match.group(2)) if match else ToolFailed(tool, "unknown", text)
+    assert isinstance(error, dict) and {"code", "message", "hint"} <= set(error), f"{tool}: unstructured error {text}"
+    assert text.startswith(f"[{error['code']}] "), f"{tool}: the text does not start with the code: {text}"
+    assert result.meta is not None and result.meta.get("agenthost/code") == error["code"], result.meta
+    return ToolFailed(tool, error)
 
 
 async def until(
@@ -204,3 +356,43 @@ async def call(client: Client, tool: str, args: dict[str, Any] | None = None, **
         raise parse_error(tool, result)
     assert result.structured_content is not None, f"{tool} returned no structured content"
     return result.structured_content
+
+
+INITIALIZE: dict[str, Any] = {
+    "jsonrpc": "2.0",
+    "id": 1,
+    "method": "initialize",
+    "params": {"protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": {"name": "raw", "version": "0"}},
+}
+
+
+def mcp_post(
+    host: AgentHost,
+    key: str,
+    message: dict[str, Any] | bytes,
+    session: str | None = None,
+    method: str = "POST",
+    extra: dict[str, str] | None = None,
+) -> httpx.Response:
+    """One raw streamable-HTTP request to /mcp (handshake era unless ``extra`` says otherwise), as a hostile
+    client would send it."""
+    headers = {
+        "Authorization": f"Bearer {key}",
+        "Accept": "application/json, text/event-stream",
+        "Content-Type": "application/json",
+    }
+    if session is not None:
+        headers |= {"Mcp-Session-Id": session, "Mcp-Protocol-Version": "2025-11-25"}
+    headers |= extra or {}
+    content = message if isinstance(message, bytes) else json.dumps(message).encode()
+    body = content if method == "POST" else None
+    return httpx.request(method, f"{host.url}/mcp", content=body, headers=headers, timeout=30)
+
+
+def sse_messages(response: httpx.Response) -> list[dict[str, Any]]:
+    """The JSON-RPC messages of a streamable-HTTP answer (an SSE stream or one JSON body)."""
+    if response.headers.get("content-type", "").startswith("application/json"):
+        return [response.json()]
+    return [
+        json.loads(line[5:]) for line in response.text.splitlines() if line.startswith("data:") and line[5:].strip()
+    ]

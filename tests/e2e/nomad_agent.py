@@ -21,8 +21,10 @@ from .harness import AgentHost
 __all__ = [
     "NOMAD_ADDR",
     "backend_of",
+    "node_volumes",
     "nomad_get",
     "purge_tenants",
+    "remove_node_volumes",
     "remove_tenant_networks",
     "start_dev_agent",
     "stop_dev_agent",
@@ -75,31 +77,51 @@ def purge_tenants(host: AgentHost) -> None:
             httpx.delete(f"{NOMAD_ADDR}/v1/job/{job['ID']}", params={"purge": "true"}, timeout=30)
             httpx.delete(f"{NOMAD_ADDR}/v1/var/nomad/jobs/{job['ID']}", timeout=30)
     remove_tenant_networks(host.instance)
-    for stub in nomad_get("vars", prefix="agenthost/"):
-        items = nomad_get(f"var/{stub['Path']}").get("Items", {})
-        if items.get("agenthost.tenant") in tenants:
-            name = stub["Path"].rsplit("/", 1)[1]
-            for vol in nomad_get("volumes", type="host"):
-                if vol["Name"] == name:
-                    httpx.delete(f"{NOMAD_ADDR}/v1/volume/host/{vol['ID']}", timeout=30)
-            httpx.delete(f"{NOMAD_ADDR}/v1/var/{stub['Path']}", timeout=30)
+    for stub in nomad_get("vars", prefix=f"agenthost/{host.instance}/volumes/"):
+        httpx.delete(f"{NOMAD_ADDR}/v1/var/{stub['Path']}", timeout=30)
+    remove_node_volumes(host.instance)
+
+
+def _remove_all(items: list[Any], timeout: float) -> None:
+    """Remove each Docker object, waiting (bounded) for the containers that still use it to go."""
+    deadline = time.monotonic() + timeout
+    for item in items:
+        while True:
+            try:
+                item.remove()
+                break
+            except docker.errors.NotFound:
+                break
+            except docker.errors.APIError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.5)
 
 
 def remove_tenant_networks(instance: str, timeout: float = 60) -> None:
     """The tenant bridges jobs of ``instance`` made on the (single) dev node, once their containers are gone."""
     client = docker.from_env(version="auto")
     try:
-        deadline = time.monotonic() + timeout
         labels = [f"agenthost.instance={instance}", "agenthost.nomad-network"]
-        for net in client.networks.list(filters={"label": labels}):
-            while True:
-                try:
-                    net.remove()
-                    break
-                except docker.errors.APIError:
-                    if time.monotonic() > deadline:
-                        raise
-                    time.sleep(0.5)
+        _remove_all(client.networks.list(filters={"label": labels}), timeout)
+    finally:
+        client.close()
+
+
+def node_volumes(instance: str) -> list[str]:
+    """Names of the Docker volumes the Nomad backend of ``instance`` has on the (single) dev node."""
+    client = docker.from_env(version="auto")
+    try:
+        return sorted(v.name for v in client.volumes.list(filters={"label": f"agenthost.instance={instance}"}))
+    finally:
+        client.close()
+
+
+def remove_node_volumes(instance: str, timeout: float = 60) -> None:
+    """The Docker volumes jobs of ``instance`` made on the (single) dev node, once their containers are gone."""
+    client = docker.from_env(version="auto")
+    try:
+        _remove_all(client.volumes.list(filters={"label": f"agenthost.instance={instance}"}), timeout)
     finally:
         client.close()
 

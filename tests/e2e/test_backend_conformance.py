@@ -5,20 +5,17 @@ Each test runs once on Docker and once on Nomad (a real `nomad agent -dev` with 
 
 from __future__ import annotations
 
-import tempfile
 import uuid
-from pathlib import Path
 
 import anyio
 import asyncssh
 import httpx
 import pytest
 
-from orchestrator.backends.base import Backend, VolumeSpec, WorkloadSpec
+from orchestrator.backends.base import Backend, ExecSpec, VolumeSpec, WorkloadSpec
 
-from .conformance import answers, body, pool_ready, sh, state, tenant
+from .conformance import HTTP_VIA_LOCALHOST, answers, body, pool_ready, sh, ssh_run, state, tenant
 from .harness import AgentHost, ToolFailed, call, connect, until
-from .test_ssh import HTTP_VIA_LOCALHOST, ssh_run
 
 pytestmark = [pytest.mark.anyio, pytest.mark.e2e]
 
@@ -39,18 +36,20 @@ async def test_service_lifecycle_env_logs_exec(host: AgentHost, product_backend:
         assert got["status"] == "running" and got["url"] == svc["url"]
         assert sorted(got["env_keys"]) == ["GREETING", "TOKEN"]
 
-        run = await product_backend.exec(svc["id"], ["printenv", "TOKEN"], timeout_s=30)
+        run = await product_backend.exec(svc["id"], ExecSpec(["printenv", "TOKEN"], timeout_s=30))
         assert (run.exit_code, run.stdout.strip()) == (0, secret)
         run = await product_backend.exec(
             svc["id"],
-            ["sh", "-c", 'pwd; echo "$EXTRA"; cat; echo oops >&2; exit 7'],
-            stdin=b"from-stdin",
-            env={"EXTRA": "x y"},
-            workdir="/tmp",
-            timeout_s=30,
+            ExecSpec(
+                ["sh", "-c", 'pwd; echo "$EXTRA"; cat; echo oops >&2; exit 7'],
+                stdin=b"from-stdin",
+                env={"EXTRA": "x y"},
+                workdir="/tmp",
+                timeout_s=30,
+            ),
         )
         assert run.exit_code == 7 and run.stdout == "/tmp\nx y\nfrom-stdin" and run.stderr == "oops\n"
-        slow = await product_backend.exec(svc["id"], ["sleep", "30"], timeout_s=1)
+        slow = await product_backend.exec(svc["id"], ExecSpec(["sleep", "30"], timeout_s=1))
         assert slow.timed_out and slow.exit_code is None
 
         # The same through the exec tool: the secret masked in the output, stdin, env, workdir, deadline.
@@ -70,10 +69,6 @@ async def test_service_lifecycle_env_logs_exec(host: AgentHost, product_backend:
         assert (run["exit_code"], body(run["stdout"]), body(run["stderr"])) == (3, "/tmp\nfrom-stdin", "x y\n")
         sleeper = {"service": "web", "command": ["sleep", "30"], "timeout_s": 1}
         run = await call(client, "exec", sleeper)
-        if "session was lost" in (run["note"] or ""):
-            # Said so, not hidden: once in a dozen full runs on Nomad the exec stream ends early (engine side).
-            await answers(svc["url"])
-            run = await call(client, "exec", sleeper)
         assert run["timed_out"] and run["exit_code"] is None and "timed out" in run["note"], run
         with pytest.raises(ToolFailed) as err:
             await call(client, "exec", {"service": "nope", "command": ["true"]})
@@ -101,10 +96,10 @@ async def test_service_lifecycle_env_logs_exec(host: AgentHost, product_backend:
         rotated = f"rotated-{uuid.uuid4().hex[:8]}"
         env = await call(client, "set_env", {"service": "web", "vars": {"TOKEN": rotated}})
         assert env["vars"] == {"GREETING": "****", "TOKEN": "****"}
-        run = await product_backend.exec(svc["id"], ["printenv", "TOKEN"], timeout_s=30)
+        run = await product_backend.exec(svc["id"], ExecSpec(["printenv", "TOKEN"], timeout_s=30))
         assert run.stdout.strip() == rotated
         await call(client, "unset_env", {"service": "web", "keys": ["TOKEN"]})
-        run = await product_backend.exec(svc["id"], ["printenv", "TOKEN"], timeout_s=30)
+        run = await product_backend.exec(svc["id"], ExecSpec(["printenv", "TOKEN"], timeout_s=30))
         assert run.exit_code != 0 and run.stdout == ""
 
         deleted = await call(client, "delete_service", {"service": "web", "confirm": True})
@@ -288,14 +283,14 @@ async def test_database_like_workload_keeps_its_volume(
         assert await backend.volume_path_or_mount(volume)
         await backend.ensure_workload(spec)
         await state(backend, spec.id, "running")
-        assert (await backend.exec(spec.id, ["sh", "-c", "echo kept > /data/f"])).exit_code == 0
+        assert (await backend.exec(spec.id, ExecSpec(["sh", "-c", "echo kept > /data/f"]))).exit_code == 0
         await backend.restart_workload(spec.id)
         await state(backend, spec.id, "running")
-        assert (await backend.exec(spec.id, ["cat", "/data/f"])).stdout == "kept\n"
+        assert (await backend.exec(spec.id, ExecSpec(["cat", "/data/f"]))).stdout == "kept\n"
         assert await backend.remove_workload(spec.id)
         await backend.ensure_workload(spec)
         await state(backend, spec.id, "running")
-        assert (await backend.exec(spec.id, ["cat", "/data/f"])).stdout == "kept\n"
+        assert (await backend.exec(spec.id, ExecSpec(["cat", "/data/f"]))).stdout == "kept\n"
     finally:
         await backend.remove_workload(spec.id)
         await backend.remove_volume(volume)
@@ -325,7 +320,7 @@ async def test_sandbox_like_workload_has_no_network(host: AgentHost, backend: Ba
         await state(backend, spec.id, "running")
         listed = await backend.list_workloads({"agenthost.tenant": tid})
         assert [w.id for w in listed] == [spec.id]
-        run = await backend.exec(spec.id, ["sh", "-c", "grep -c : /proc/net/dev"])
+        run = await backend.exec(spec.id, ExecSpec(["sh", "-c", "grep -c : /proc/net/dev"]))
         assert run.stdout.strip() == "1", run  # loopback only
     finally:
         await backend.remove_workload(spec.id)
@@ -363,53 +358,3 @@ async def test_logs_follow_both_streams(host: AgentHost, backend: Backend, platf
         await backend.remove_workload(spec.id)
     counts = [int(t.split()[1]) for t in seen if t.startswith("out ")]
     assert counts == sorted(counts) and len(set(counts)) == len(counts), seen  # in order, nothing twice
-
-
-async def test_build_image_then_run_it(host: AgentHost, backend: Backend, platform_images: object) -> None:
-    """build_image on the engine (a batch job on Nomad), its log streamed, the image runnable; failures are clear."""
-    tag = f"ah-test/conf-built:{uuid.uuid4().hex[:8]}"
-    ctx = Path(tempfile.mkdtemp())
-    (ctx / "Dockerfile").write_text(
-        f'FROM {host.settings.image_base}\nUSER root\nRUN echo built-marker > /built\nCMD ["cat", "/built"]\n'
-    )
-    lines: list[str] = []
-
-    async def on_log(line: str) -> None:
-        lines.append(line)
-
-    tid = f"t_conf{uuid.uuid4().hex[:8]}"
-    spec = WorkloadSpec(
-        id=f"job_{uuid.uuid4().hex[:10]}",
-        kind="sandbox",
-        tenant_id=tid,
-        image=tag,
-        command=["sleep", "3600"],
-        memory_mb=64,
-        cpus=0.25,
-        runtime="runsc",
-        egress="none",
-        restart="never",
-        health_check=None,
-    )
-    try:
-        ref = await backend.build_image(ctx, "Dockerfile", tag, on_log, 512, 1.0, 300)
-        assert ref.tag == tag and ref.digest and ref.digest.startswith("sha256:")
-        assert any("built-marker" in line for line in lines), lines
-        await backend.ensure_workload(spec)
-        await state(backend, spec.id, "running")
-        assert (await backend.exec(spec.id, ["cat", "/built"])).stdout == "built-marker\n"
-        with pytest.raises(Exception) as err:
-            await backend.build_image(ctx, "Missing.Dockerfile", tag + "x", on_log, 256, 1.0, 120)
-        assert getattr(err.value, "code", None) == "build_failed"
-    finally:
-        await backend.remove_workload(spec.id)
-        await backend.remove_image(tag)
-        import docker
-
-        client = docker.from_env(version="auto")
-        for t in (tag, tag + "x"):
-            try:
-                client.images.remove(t, force=True)
-            except docker.errors.ImageNotFound:
-                pass
-        client.close()

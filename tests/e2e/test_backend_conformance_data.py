@@ -18,10 +18,9 @@ import pytest
 from orchestrator.backends.base import Backend
 from orchestrator.settings import Settings
 
-from .conformance import answers, container_of, sh, tenant
-from .harness import AgentHost, ToolFailed, call, connect, until
+from .conformance import REGISTRY, SERVER_PY, answers, container_of, sh, tenant
+from .harness import AgentHost, ToolFailed, call, connect, make_repo, until
 from .nomad_agent import nomad_get
-from .test_builds import REGISTRY, SERVER_PY, make_repo
 
 pytestmark = [pytest.mark.anyio, pytest.mark.e2e]
 
@@ -116,11 +115,11 @@ async def test_databases_linked_durable_and_private(
 
 
 async def test_build_from_git_is_deployed_from_the_registry(
-    host: AgentHost, product_backend: Backend, docker_client: docker.DockerClient, tmp_path: Path
+    host: AgentHost, product_backend: Backend, docker_client: docker.DockerClient, repo_dir: Path
 ) -> None:
     marker = f"built-{uuid.uuid4().hex[:8]}"
     repo = make_repo(
-        tmp_path / "app",
+        repo_dir / "app",
         {
             "app.py": SERVER_PY.replace("{body}", marker),
             "Dockerfile": (

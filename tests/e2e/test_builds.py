@@ -9,8 +9,10 @@ from __future__ import annotations
 import functools
 import http.server
 import json
+import shutil
 import socket
 import subprocess
+import tempfile
 import threading
 import uuid
 from collections.abc import Iterator
@@ -23,67 +25,19 @@ import pytest
 
 from orchestrator.settings import Settings
 
-from .harness import AgentHost, ToolFailed, call, connect, free_port, wait_for
+from .conformance import REGISTRY, SERVER_PY
+from .engine import engine_images
+from .harness import AgentHost, ToolFailed, build_leftovers, call, connect, free_port, git, make_repo, wait_for
 
 pytestmark = [pytest.mark.anyio, pytest.mark.e2e]
-
-REGISTRY = "127.0.0.1:5000"
-
-SERVER_PY = """
-import os, http.server
-class H(http.server.BaseHTTPRequestHandler):
-    def do_GET(self):
-        body = os.environ.get("BODY", "{body}").encode()
-        self.send_response(200)
-        self.end_headers()
-        self.wfile.write(body)
-http.server.ThreadingHTTPServer(("0.0.0.0", int(os.environ.get("PORT", "8000"))), H).serve_forever()
-"""
-
-
-def git(repo: Path, *args: str) -> str:
-    out = subprocess.run(
-        ["git", "-c", "user.name=test", "-c", "user.email=test@example.invalid", *args],
-        cwd=repo,
-        check=True,
-        capture_output=True,
-        text=True,
-    )
-    return out.stdout.strip()
-
-
-def make_repo(path: Path, files: dict[str, str]) -> Path:
-    path.mkdir(parents=True)
-    for name, content in files.items():
-        (path / name).parent.mkdir(parents=True, exist_ok=True)
-        (path / name).write_text(content)
-    git(path, "init", "-q", "-b", "main")
-    git(path, "add", "-A")
-    git(path, "commit", "-q", "-m", "first")
-    return path
-
-
-def _images_of(client: docker.DockerClient, tenant_id: str) -> list[str]:
-    return [i.id for i in client.images.list(filters={"label": f"agenthost.tenant={tenant_id}"})]
-
-
-def _marked(client: docker.DockerClient, marker: str) -> list[str]:
-    """Containers and images (intermediate ones too) whose env carries ``marker``: what a build left behind."""
-    found = [c.name for c in client.containers.list(all=True) if marker in json.dumps(c.attrs["Config"].get("Env"))]
-    for image in client.images.list(all=True):
-        try:
-            env = client.api.inspect_image(image.id)["Config"].get("Env")
-        except docker.errors.NotFound:
-            continue
-        if marker in json.dumps(env):
-            found.append(image.id)
-    return found
 
 
 @pytest.fixture(scope="module")
 def builds_host(
     docker_client: docker.DockerClient, platform_images: Settings, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[AgentHost]:
+    # Outside pytest's tmp_path, which the unprivileged git could not pass through.
+    build_dir = Path(tempfile.mkdtemp(prefix="ah-builds-"))
     host = AgentHost(
         data_dir=Path(tmp_path_factory.mktemp("agenthost-builds")),
         env={
@@ -91,14 +45,16 @@ def builds_host(
             "AGENTHOST_REGISTRY": REGISTRY,
             "AGENTHOST_QUOTAS": json.dumps({"max_concurrent_builds": 1}),
             "AGENTHOST_BUILD_MEMORY_MB": "384",
+            "AGENTHOST_BUILD_DIR": str(build_dir),
         },
     )
     host.init()
     yield host
     host.stop()
     host.cleanup_engine()
+    shutil.rmtree(build_dir, ignore_errors=True)
     for tid in host.tenant_ids.values():
-        for image in _images_of(docker_client, tid):
+        for image in engine_images(docker_client, tid):
             docker_client.images.remove(image, force=True)
 
 
@@ -119,25 +75,21 @@ def _registry_tags(tenant_id: str, name: str) -> list[str]:
     return list(resp.json().get("tags") or []) if resp.status_code == 200 else []
 
 
-def _get(url: str) -> str:
-    return httpx.get(url, timeout=5).text
-
-
 async def _deploy_and_get(client: object, build: dict[str, object], service: str) -> str:
     svc = await call(client, "deploy_service", {"name": service, "build_id": build["id"]})  # type: ignore[arg-type]
     assert svc["status"] == "running", svc
     assert svc["build_id"] == build["id"]
     assert svc["image"] == build["image"]
-    body = _get(svc["url"])
+    body = httpx.get(svc["url"], timeout=5).text
     await call(client, "delete_service", {"service": service, "confirm": True})  # type: ignore[arg-type]
     return body
 
 
 async def test_dockerfile_app_builds_deploys_and_answers(
-    builds_host: AgentHost, tmp_path: Path, docker_client: docker.DockerClient
+    builds_host: AgentHost, repo_dir: Path, docker_client: docker.DockerClient
 ) -> None:
     repo = make_repo(
-        tmp_path / "dockerapp",
+        repo_dir / "dockerapp",
         {
             "app.py": SERVER_PY.replace("{body}", "built from a Dockerfile"),
             "Dockerfile": (
@@ -195,9 +147,9 @@ async def test_dockerfile_app_builds_deploys_and_answers(
         assert err.value.code == "not_found"
 
 
-async def test_python_app_without_dockerfile(builds_host: AgentHost, tmp_path: Path) -> None:
+async def test_python_app_without_dockerfile(builds_host: AgentHost, repo_dir: Path) -> None:
     repo = make_repo(
-        tmp_path / "pyapp",
+        repo_dir / "pyapp",
         {"app.py": SERVER_PY.replace("{body}", "python recipe"), "requirements.txt": "# no dependencies\n"},
     )
     key = builds_host.tenant("bld-python")
@@ -211,8 +163,8 @@ async def test_python_app_without_dockerfile(builds_host: AgentHost, tmp_path: P
         assert await _deploy_and_get(client, build, "py") == "python recipe"
 
 
-async def test_static_site_over_http(builds_host: AgentHost, tmp_path: Path, dumb_http: tuple[Path, str]) -> None:
-    repo = make_repo(tmp_path / "site", {"index.html": "<h1>static site works</h1>\n", "about.html": "about"})
+async def test_static_site_over_http(builds_host: AgentHost, repo_dir: Path, dumb_http: tuple[Path, str]) -> None:
+    repo = make_repo(repo_dir / "site", {"index.html": "<h1>static site works</h1>\n", "about.html": "about"})
     root, base_url = dumb_http
     bare = root / "site.git"
     subprocess.run(["git", "clone", "-q", "--bare", str(repo), str(bare)], check=True)
@@ -226,12 +178,12 @@ async def test_static_site_over_http(builds_host: AgentHost, tmp_path: Path, dum
         assert await _deploy_and_get(client, build, "site") == "<h1>static site works</h1>\n"
 
 
-async def test_node_app_without_dockerfile(builds_host: AgentHost, tmp_path: Path) -> None:
+async def test_node_app_without_dockerfile(builds_host: AgentHost, repo_dir: Path) -> None:
     server = (
         "require('http').createServer((q, r) => r.end('node recipe')).listen(process.env.PORT || 3000, '0.0.0.0');\n"
     )
     package = {"name": "nodeapp", "version": "1.0.0", "scripts": {"start": "node server.js"}, "dependencies": {}}
-    repo = make_repo(tmp_path / "nodeapp", {"server.js": server, "package.json": json.dumps(package)})
+    repo = make_repo(repo_dir / "nodeapp", {"server.js": server, "package.json": json.dumps(package)})
     key = builds_host.tenant("bld-node")
     async with connect(builds_host, key, "http") as client:
         build = await call(client, "build_from_git", {"git_url": str(repo), "wait_timeout_s": 300})
@@ -240,8 +192,8 @@ async def test_node_app_without_dockerfile(builds_host: AgentHost, tmp_path: Pat
         assert await _deploy_and_get(client, build, "node") == "node recipe"
 
 
-async def test_branch_tag_and_commit_refs(builds_host: AgentHost, tmp_path: Path) -> None:
-    repo = make_repo(tmp_path / "refs", {"index.html": "v1"})
+async def test_branch_tag_and_commit_refs(builds_host: AgentHost, repo_dir: Path) -> None:
+    repo = make_repo(repo_dir / "refs", {"index.html": "v1"})
     first = git(repo, "rev-parse", "HEAD")
     git(repo, "tag", "-a", "v1", "-m", "v1")
     (repo / "index.html").write_text("v2")
@@ -256,19 +208,19 @@ async def test_branch_tag_and_commit_refs(builds_host: AgentHost, tmp_path: Path
             assert build["commit"] == expected, (ref, build)
             builds.append(build)
         svc = await call(client, "deploy_service", {"name": "site", "build_id": builds[0]["id"]})
-        assert _get(svc["url"]) == "v1"
+        assert httpx.get(svc["url"], timeout=5).text == "v1"
         svc = await call(client, "update_service", {"service": "site", "build_id": builds[2]["id"]})
         assert svc["build_id"] == builds[2]["id"] and svc["image"] == builds[2]["image"]
-        assert _get(svc["url"]) == "v2"
+        assert httpx.get(svc["url"], timeout=5).text == "v2"
         await call(client, "delete_service", {"service": "site", "confirm": True})
 
 
 async def test_broken_dockerfile_fails_with_log_tail(
-    builds_host: AgentHost, tmp_path: Path, docker_client: docker.DockerClient
+    builds_host: AgentHost, repo_dir: Path, docker_client: docker.DockerClient
 ) -> None:
     marker = uuid.uuid4().hex
     repo = make_repo(
-        tmp_path / "broken",
+        repo_dir / "broken",
         {"Dockerfile": f"FROM agenthost/base:bookworm\nENV AH_MARK={marker}\nRUN echo broken-{marker} && exit 3\n"},
     )
     key = builds_host.tenant("bld-broken")
@@ -283,16 +235,16 @@ async def test_broken_dockerfile_fails_with_log_tail(
         with pytest.raises(ToolFailed) as err:
             await call(client, "deploy_service", {"name": "nope", "build_id": build["id"]})
         assert err.value.code == "invalid_input"
-    assert _marked(docker_client, marker) == []
-    assert _images_of(docker_client, builds_host.tenant_ids["bld-broken"]) == []
+    assert build_leftovers(docker_client, marker) == []
+    assert engine_images(docker_client, builds_host.tenant_ids["bld-broken"]) == []
 
 
 async def test_cancel_mid_build_leaves_nothing_behind(
-    builds_host: AgentHost, tmp_path: Path, docker_client: docker.DockerClient
+    builds_host: AgentHost, repo_dir: Path, docker_client: docker.DockerClient
 ) -> None:
     marker = uuid.uuid4().hex
     repo = make_repo(
-        tmp_path / "slow",
+        repo_dir / "slow",
         {
             "Dockerfile": (
                 f"FROM agenthost/base:bookworm\nENV AH_MARK={marker}\nCOPY Dockerfile /d\n"
@@ -314,7 +266,11 @@ async def test_cancel_mid_build_leaves_nothing_behind(
             followed = await call(client, "build_logs", {"build_id": build["id"], "offset": offset, "follow": True})
             offset = followed["next_offset"]
         assert f"started-{marker}" in followed["output"]
-        assert _marked(docker_client, marker), "the build should have a step container and a layer now"
+        assert build_leftovers(docker_client, marker), "the build should have a step container and a layer now"
+        build_dir = builds_host.settings.build_dir
+        assert build_dir is not None
+        workdir = build_dir / build["id"]
+        assert workdir.is_dir(), "the build should have its working directory now"
 
         queued = await call(client, "cancel_build", {"build_id": second["id"]})
         assert queued["status"] == "cancelled"
@@ -325,26 +281,26 @@ async def test_cancel_mid_build_leaves_nothing_behind(
         assert cancelled["error"] == "cancelled by cancel_build"
         again = await call(client, "cancel_build", {"build_id": build["id"]})
         assert again["status"] == "cancelled"
-    assert wait_for(lambda: _marked(docker_client, marker) == [], 60, what="build leftovers to go")
-    assert _images_of(docker_client, builds_host.tenant_ids["bld-cancel"]) == []
-    assert not (Path("/tmp/agenthost-builds") / build["id"]).exists()
+    assert wait_for(lambda: build_leftovers(docker_client, marker) == [], 60, what="build leftovers to go")
+    assert engine_images(docker_client, builds_host.tenant_ids["bld-cancel"]) == []
+    assert not workdir.exists()
 
 
 async def test_bad_input_ends_failed_with_reason(
-    builds_host: AgentHost, tmp_path: Path, docker_client: docker.DockerClient
+    builds_host: AgentHost, repo_dir: Path, docker_client: docker.DockerClient
 ) -> None:
-    good = make_repo(tmp_path / "good", {"index.html": "hi"})
-    empty = make_repo(tmp_path / "norecipe", {"README.md": "nothing to build"})
-    unparsable = make_repo(tmp_path / "unparsable", {"Dockerfile": "FROM agenthost/base:bookworm\nBOGUS thing\n"})
+    good = make_repo(repo_dir / "good", {"index.html": "hi"})
+    empty = make_repo(repo_dir / "norecipe", {"README.md": "nothing to build"})
+    unparsable = make_repo(repo_dir / "unparsable", {"Dockerfile": "FROM agenthost/base:bookworm\nBOGUS thing\n"})
     marker = uuid.uuid4().hex
     slow = make_repo(
-        tmp_path / "slow",
+        repo_dir / "slow",
         {"Dockerfile": f"FROM agenthost/base:bookworm\nENV AH_MARK={marker}\nRUN sleep 120\n"},
     )
     key = builds_host.tenant("bld-bad")
     cases = [
         ({"git_url": f"http://127.0.0.1:{free_port()}/nothing.git"}, "repository unreachable"),
-        ({"git_url": str(tmp_path / "missing")}, "repository unreachable"),
+        ({"git_url": str(repo_dir / "missing")}, "repository unreachable"),
         ({"git_url": str(good), "ref": "no-such-branch"}, "unknown ref 'no-such-branch'"),
         ({"git_url": str(good), "dockerfile": "docker/Dockerfile"}, "no Dockerfile at 'docker/Dockerfile'"),
         ({"git_url": str(empty)}, "no recipe detected"),
@@ -375,33 +331,141 @@ async def test_bad_input_ends_failed_with_reason(
         with pytest.raises(ToolFailed) as err:
             await call(client, "build_from_git", {"git_url": str(good), "dockerfile": "../etc/passwd"})
         assert err.value.code == "invalid_input"
-    assert wait_for(lambda: _marked(docker_client, marker) == [], 60, what="timed-out build leftovers to go")
-    assert _images_of(docker_client, builds_host.tenant_ids["bld-bad"]) == []
+    assert wait_for(lambda: build_leftovers(docker_client, marker) == [], 60, what="timed-out build leftovers to go")
+    assert engine_images(docker_client, builds_host.tenant_ids["bld-bad"]) == []
 
 
-async def test_other_tenants_images_are_refused(builds_host: AgentHost, tmp_path: Path) -> None:
-    victim = builds_host.tenant("bld-victim")
-    vid = builds_host.tenant_ids["bld-victim"]
-    repo = make_repo(tmp_path / "victim", {"index.html": "secret"})
-    async with connect(builds_host, victim, "http") as client:
-        build = await call(client, "build_from_git", {"git_url": str(repo), "name": "v", "wait_timeout_s": 300})
-        assert build["status"] == "succeeded"
-    thief = make_repo(
-        tmp_path / "thief",
-        {"Dockerfile": f"ARG BASE=localhost:5000/{vid}/v:{build['id']}\nFROM ${{BASE}}\nRUN cat /srv/www/index.html\n"},
+async def _built(host: AgentHost, tenant: str, repo: Path, name: str) -> dict[str, object]:
+    async with connect(host, host.tenant(tenant), "http") as client:
+        build = await call(client, "build_from_git", {"git_url": str(repo), "name": name, "wait_timeout_s": 300})
+    assert build["status"] == "succeeded", build
+    return build
+
+
+async def test_attack_another_tenants_build_private_images_and_ids_are_refused(
+    builds_host: AgentHost, repo_dir: Path, docker_client: docker.DockerClient
+) -> None:
+    """Tenant B names tenant A's build (by reference, through a loopback alias of the registry, by id or
+    digest) or an operator's private image: deploy_service, update_service and create_sandbox refuse each
+    with image_not_allowed, before anything is made. A still runs its own build, by build_id and reference."""
+    repo = make_repo(repo_dir / "victim", {"index.html": "victim secret"})
+    build = await _built(builds_host, "img-victim", repo, "v")
+    vid = builds_host.tenant_ids["img-victim"]
+    image = str(build["image"])
+    hex_id = docker_client.images.get(image).id.removeprefix("sha256:")
+    docker_client.images.get(image).tag("ah-private/secret", "1")
+    refused = [
+        image,
+        image.replace("127.0.0.1:", "127.1:"),
+        image.replace("127.0.0.1:", "localhost:"),
+        f"{REGISTRY}/{vid}/v",
+        hex_id[:12],
+        hex_id[:3],
+        hex_id,
+        f"sha256:{hex_id}",
+        f"sha256:{hex_id[:12]}",
+        f"{REGISTRY}/{vid}/v@{docker_client.images.get(image).attrs['RepoDigests'][0].split('@')[1]}",
+        "ah-private/secret:1",
+    ]
+    thief = builds_host.tenant("img-thief")
+    try:
+        async with connect(builds_host, thief, "http") as client:
+            for ref in refused:
+                with pytest.raises(ToolFailed) as err:
+                    await call(client, "deploy_service", {"name": "stolen", "image": ref, "wait": False})
+                assert err.value.code == "image_not_allowed", (ref, err.value)
+                assert "your own builds" in err.value.message, err.value.message  # the hint says what is allowed
+                with pytest.raises(ToolFailed) as err:
+                    await call(client, "create_sandbox", {"image": ref})
+                assert err.value.code == "image_not_allowed", (ref, err.value)
+            with pytest.raises(ToolFailed) as err:
+                await call(client, "deploy_service", {"name": "stolen", "build_id": build["id"]})
+            assert err.value.code == "not_found"
+            assert (await call(client, "list_services"))["services"] == []
+            assert (await call(client, "list_sandboxes"))["sandboxes"] == []
+    finally:
+        docker_client.images.remove("ah-private/secret:1")
+    assert (
+        docker_client.containers.list(
+            all=True, filters={"label": f"agenthost.tenant={builds_host.tenant_ids['img-thief']}"}
+        )
+        == []
     )
-    async with connect(builds_host, builds_host.tenant("bld-thief"), "http") as client:
-        stolen = await call(client, "build_from_git", {"git_url": str(thief), "wait_timeout_s": 300})
-        assert stolen["status"] == "failed"
-        assert "not yours" in stolen["error"]
+    async with connect(builds_host, builds_host.tenant("img-victim"), "stdio") as client:
+        assert await _deploy_and_get(client, build, "by-id") == "victim secret"
+        svc = await call(client, "deploy_service", {"name": "by-ref", "image": image, "port": build["port"]})
+        assert svc["status"] == "running" and svc["image"] == image
+        assert httpx.get(svc["url"], timeout=5).text == "victim secret"
+        await call(client, "delete_service", {"service": "by-ref", "confirm": True})
+
+
+async def test_attack_dockerfile_names_an_image_it_may_not_use(
+    builds_host: AgentHost, repo_dir: Path, docker_client: docker.DockerClient
+) -> None:
+    """FROM and COPY --from in a tenant's Dockerfile pass the same policy, whatever the spelling; a refused
+    build fails before the engine runs a step, saying image_not_allowed and what is allowed."""
+    build = await _built(builds_host, "df-victim", make_repo(repo_dir / "victim", {"index.html": "secret"}), "v")
+    vid = builds_host.tenant_ids["df-victim"]
+    image = str(build["image"])
+    path = f"{vid}/v:{build['id']}"
+    hex_id = docker_client.images.get(image).id.removeprefix("sha256:")
+    dockerfiles = [
+        f"FROM 127.1:5000/{path}\n",
+        f"FROM 127.0.0.2:5000/{path}\n",
+        f"FROM [::1]:5000/{path}\n",
+        f"FROM [::ffff:127.0.0.1]:5000/{path}\n",
+        f"FROM 2130706433:5000/{path}\n",
+        f"FROM 0177.0.0.1:5000/{path}\n",
+        f"FROM localhost:5000/{path} AS stolen\n",
+        f"ARG X=127.1:5000/{path}\nFROM ${{X}}\n",
+        f"FROM {hex_id[:12]}\n",
+        f"FROM sha256:{hex_id}\n",
+        f"FROM agenthost/base:bookworm\nCOPY --from={image} /srv /x\n",
+        f"FROM agenthost/base:bookworm\nCOPY --from={hex_id[:12]} /srv /x\n",
+        f"# escape=`\nFROM agenthost/base:bookworm\nRUN echo \\\nFROM 127.1:5000/{path}\n",
+        "FROM ah-private/secret:1\n",
+        # Found by fuzzing the Dockerfile reader: each hides a FROM the engine's builder sees.
+        f"\ufeff# escape=`\nFROM agenthost/base:bookworm\nRUN echo \\\nFROM localhost:5000/{path}\n",
+        f"#\fescape=`\nFROM agenthost/base:bookworm\nRUN echo \\\nFROM localhost:5000/{path}\n",
+        f"FROM agenthost/base:bookworm\nLABEL a=\\\r\r\nFROM localhost:5000/{path}\n",
+    ]
+    key = builds_host.tenant("df-thief")
+    async with connect(builds_host, key, "http") as client:
+        for dockerfile in dockerfiles:
+            repo = make_repo(repo_dir / f"thief-{uuid.uuid4().hex[:8]}", {"Dockerfile": dockerfile})
+            stolen = await call(client, "build_from_git", {"git_url": str(repo), "wait_timeout_s": 300})
+            assert stolen["status"] == "failed", (dockerfile, stolen)
+            assert "image_not_allowed" in stolen["error"], (dockerfile, stolen["error"])
+            assert "your own builds" in stolen["hint"], stolen["hint"]
+            logs = (await call(client, "build_logs", {"build_id": stolen["id"]}))["output"]
+            assert "image_not_allowed" in logs and "Step 1/" not in logs, (dockerfile, logs)
+    assert engine_images(docker_client, builds_host.tenant_ids["df-thief"]) == []
+
+
+async def test_deploy_refuses_a_retagged_build_image(
+    builds_host: AgentHost, repo_dir: Path, docker_client: docker.DockerClient
+) -> None:
+    """A build runs exactly the image it made: the same tag on another image is refused, by id and reference."""
+    build = await _built(builds_host, "retag", make_repo(repo_dir / "retag", {"index.html": "mine"}), "r")
+    image = str(build["image"])
+    repository, tag = image.rsplit(":", 1)
+    docker_client.images.get("agenthost/base:bookworm").tag(repository, tag)
+    async with connect(builds_host, builds_host.tenant("retag"), "http") as client:
+        for args in ({"build_id": build["id"]}, {"image": image}):
+            with pytest.raises(ToolFailed) as err:
+                await call(client, "deploy_service", {"name": "swapped", **args})
+            assert err.value.code == "image_not_allowed", (args, err.value)
+            assert "not the image build" in err.value.message, err.value.message
+        assert (await call(client, "list_services"))["services"] == []
+    docker_client.images.remove(image)
 
 
 async def test_restart_fails_an_interrupted_build_and_keeps_logs(
-    builds_host: AgentHost, tmp_path: Path, docker_client: docker.DockerClient
+    builds_host: AgentHost, repo_dir: Path, docker_client: docker.DockerClient
 ) -> None:
     marker = uuid.uuid4().hex
     repo = make_repo(
-        tmp_path / "crash",
+        repo_dir / "crash",
         {"Dockerfile": f"FROM agenthost/base:bookworm\nENV AH_MARK={marker}\nRUN echo crash-{marker} && sleep 300\n"},
     )
     key = builds_host.tenant("bld-restart")
@@ -412,10 +476,7 @@ async def test_restart_fails_an_interrupted_build_and_keeps_logs(
             if f"crash-{marker}" in logs["output"]:
                 break
         assert f"crash-{marker}" in logs["output"]
-    assert builds_host._server is not None
-    builds_host._server.kill()  # a crash: no chance to clean up
-    builds_host._server.wait(10)
-    builds_host._server, builds_host._url = None, None
+    builds_host.kill_server()  # a crash: no chance to clean up
     async with connect(builds_host, key, "http") as client:
         got = await call(client, "get_build", {"build_id": build["id"]})
         assert got["status"] == "failed"
@@ -423,7 +484,7 @@ async def test_restart_fails_an_interrupted_build_and_keeps_logs(
         assert f"crash-{marker}" in got["log_tail"]
         logs = await call(client, "build_logs", {"build_id": build["id"]})
         assert f"crash-{marker}" in logs["output"]
-    assert wait_for(lambda: _marked(docker_client, marker) == [], 60, what="interrupted build leftovers to go")
+    assert wait_for(lambda: build_leftovers(docker_client, marker) == [], 60, what="interrupted build leftovers to go")
 
 
 PROBE = """
@@ -441,7 +502,7 @@ except OSError as exc:
 """
 
 
-async def test_build_isolation(builds_host: AgentHost, tmp_path: Path, docker_client: docker.DockerClient) -> None:
+async def test_build_isolation(builds_host: AgentHost, repo_dir: Path, docker_client: docker.DockerClient) -> None:
     """RUN steps cannot reach the host (control plane, registry); the context is the repository only;
     the memory limit holds."""
     listener = socket.create_server(("0.0.0.0", 0))
@@ -449,20 +510,21 @@ async def test_build_isolation(builds_host: AgentHost, tmp_path: Path, docker_cl
     listener.settimeout(0.1)
     # Control: from Docker's default bridge the probe does reach the host, so a pass below means isolation.
     control = docker_client.containers.run(
-        "agenthost/python:bookworm", ["python3", "-c", PROBE, str(port)], network="bridge", remove=True
+        "agenthost/python:bookworm", ["python3", "-c", PROBE, str(port)], network="bridge", remove=True, runtime="runc"
     )
     assert b"probe: reached the host" in control
     repo = make_repo(
-        tmp_path / "isolated",
+        repo_dir / "isolated",
         {
             "probe.py": PROBE,
             "Dockerfile": (
-                f"FROM agenthost/python:bookworm\nCOPY . /ctx\nRUN ls -A /ctx && python3 /ctx/probe.py {port}\n"
+                "FROM agenthost/python:bookworm\nCOPY . /ctx\n"
+                f"RUN find /ctx -mindepth 1 -maxdepth 1 | sort && python3 /ctx/probe.py {port}\n"
             ),
         },
     )
     hog = make_repo(
-        tmp_path / "hog",
+        repo_dir / "hog",
         {"Dockerfile": "FROM agenthost/python:bookworm\nRUN python3 -c 'b = bytearray(700 << 20); print(len(b))'\n"},
     )
     key = builds_host.tenant("bld-isolated")
@@ -472,8 +534,8 @@ async def test_build_isolation(builds_host: AgentHost, tmp_path: Path, docker_cl
             assert build["status"] == "succeeded", build
             logs = (await call(client, "build_logs", {"build_id": build["id"]}))["output"]
             assert "probe: host unreachable" in logs, logs
-            listing = logs[logs.index("RUN ls -A /ctx") :].splitlines()[2:4]
-            assert listing == ["Dockerfile", "probe.py"], logs
+            listing = logs[logs.index("RUN find /ctx") :].splitlines()[2:4]
+            assert listing == ["/ctx/Dockerfile", "/ctx/probe.py"], logs
             hogged = await call(client, "build_from_git", {"git_url": str(hog), "wait_timeout_s": 300})
             assert hogged["status"] == "failed", hogged
             assert "returned a non-zero code: 137" in hogged["error"], hogged

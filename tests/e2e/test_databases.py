@@ -4,45 +4,21 @@ from __future__ import annotations
 
 import json
 import sqlite3
-import subprocess
+from typing import Any
 
-import anyio
 import docker
 import pytest
 
-from orchestrator.db_engines import postgres_accepts, redis_accepts
+from orchestrator.databases.engines import postgres_accepts, redis_accepts
 
-from .harness import AgentHost, ToolFailed, call, connect
+from .engine import NOTHING, engine_objects, engine_sh
+from .harness import AgentHost, ToolFailed, call, connect, until
 
 pytestmark = [pytest.mark.anyio, pytest.mark.e2e]
 
 
-def sh(client: docker.DockerClient, workload_id: str, script: str, **env: str) -> tuple[int, str]:
-    """Run a shell script inside a running workload (as its own user) and return (exit code, output)."""
-    flags = [arg for key, value in env.items() for arg in ("-e", f"{key}={value}")]
-    proc = subprocess.run(
-        ["docker", "exec", *flags, f"ah-{workload_id}", "sh", "-c", script],
-        capture_output=True,
-        text=True,
-        timeout=180,
-    )
-    return proc.returncode, proc.stdout + proc.stderr
-
-
-def tenant_objects(client: docker.DockerClient, tenant_id: str) -> tuple[list[str], list[str]]:
-    label = f"agenthost.tenant={tenant_id}"
-    containers = sorted(c.name for c in client.containers.list(all=True, filters={"label": label}))
-    volumes = sorted(v.name for v in client.volumes.list(filters={"label": label}))
-    return containers, volumes
-
-
-async def wait_running(client: object, tool: str, args: dict[str, str], timeout: float = 120) -> dict[str, object]:
-    with anyio.fail_after(timeout):
-        while True:
-            got = await call(client, tool, args)  # type: ignore[arg-type]
-            if got["status"] == "running":
-                return got
-            await anyio.sleep(0.5)
+def is_running(got: dict[str, Any]) -> bool:
+    return bool(got["status"] == "running")
 
 
 async def test_postgres_is_hardened_linked_and_used_from_a_service(
@@ -68,7 +44,7 @@ async def test_postgres_is_hardened_linked_and_used_from_a_service(
         assert host["ReadonlyRootfs"] is True
         assert host["CapDrop"] == ["ALL"] and not host["CapAdd"]
         assert "no-new-privileges" in host["SecurityOpt"]
-        assert host["Memory"] == 256 * 1024 * 1024 and host["PidsLimit"] == 256
+        assert host["Memory"] == 256 * 1024 * 1024 and host["PidsLimit"] == agenthost.settings.database_pids_limit
         assert attrs["Config"]["User"] == "postgres"
         mounts = [m for m in attrs["Mounts"] if m["Type"] == "volume"]
         assert [(m["Destination"], m["Name"]) for m in mounts] == [("/var/lib/postgresql/data", f"ah-{db['id']}-data")]
@@ -106,8 +82,7 @@ async def test_postgres_is_hardened_linked_and_used_from_a_service(
             "service_status": "running",
         }
         svc = await call(client, "get_service", {"service": "app"})
-        code, out = sh(
-            docker_client,
+        code, out = engine_sh(
             svc["id"],
             'psql "$DATABASE_URL" -v ON_ERROR_STOP=1 -qAt'
             ' -c "CREATE TABLE notes (id int PRIMARY KEY, body text)"'
@@ -115,7 +90,7 @@ async def test_postgres_is_hardened_linked_and_used_from_a_service(
             ' -c "SELECT count(*) FROM notes"',
         )
         assert (code, out.strip()) == (0, "50"), out
-        code, out = sh(docker_client, svc["id"], 'psql "${DATABASE_URL%@*}:wrong@pg:5432/pg" -c "select 1"')
+        code, out = engine_sh(svc["id"], 'psql "${DATABASE_URL%@*}:wrong@pg:5432/pg" -c "select 1"')
         assert code != 0  # a wrong password is refused from inside the network too
 
         # The linked password never shows in the service's logs.
@@ -132,10 +107,10 @@ async def test_postgres_is_hardened_linked_and_used_from_a_service(
         assert "ALL its data" in err.value.message and "app (DATABASE_URL)" in err.value.message
         deleted = await call(client, "delete_database", {"database": "pg", "confirm": True})
         assert any("data volume" in r for r in deleted["removed"])
-        svc = await wait_running(client, "get_service", {"service": "app"})
-        assert sh(docker_client, svc["id"], 'test -z "$DATABASE_URL"')[0] == 0
+        svc = await until(client, "get_service", {"service": "app"}, is_running, 120)
+        assert engine_sh(svc["id"], 'test -z "$DATABASE_URL"')[0] == 0
         await call(client, "delete_service", {"service": "app", "confirm": True})
-    assert tenant_objects(docker_client, agenthost.tenant_ids["db-pg"]) == ([], [])
+    assert engine_objects(docker_client, agenthost.tenant_ids["db-pg"]) == NOTHING
 
 
 async def test_redis_requires_its_password_and_a_linked_service_uses_it(
@@ -144,15 +119,15 @@ async def test_redis_requires_its_password_and_a_linked_service_uses_it(
     key = agenthost.tenant("db-redis")
     async with connect(agenthost, key, "http") as client:
         db = await call(client, "create_database", {"name": "cache", "engine": "redis", "memory_mb": 128})
-        assert db["status"] == "running" and db["url"] == "redis://default:****@cache:6379/0"
+        assert db["status"] == "running" and db["url"] == "redis://cache:****@cache:6379/0"
         attrs = docker_client.containers.get(f"ah-{db['id']}").attrs
         assert attrs["HostConfig"]["Runtime"] == "runsc" and attrs["Config"]["User"] == "redis"
         assert attrs["HostConfig"]["ReadonlyRootfs"] is True and attrs["HostConfig"]["CapDrop"] == ["ALL"]
         secret = await call(client, "database_connection_string", {"database": "cache", "reveal": True})
         password = secret["url"].split(":")[2].split("@")[0]
         port = int(secret["external_url"].rsplit(":", 1)[1].split("/")[0])
-        assert await redis_accepts("127.0.0.1", port, "default", password)
-        assert not await redis_accepts("127.0.0.1", port, "default", "not-the-password")
+        assert await redis_accepts("127.0.0.1", port, "cache", password)
+        assert not await redis_accepts("127.0.0.1", port, "cache", "not-the-password")
 
         await call(
             client,
@@ -162,18 +137,18 @@ async def test_redis_requires_its_password_and_a_linked_service_uses_it(
         link = await call(client, "link_database", {"database": "cache", "service": "worker", "env_var": "CACHE"})
         assert link["env_var"] == "CACHE" and link["service_status"] == "running"
         svc = await call(client, "get_service", {"service": "worker"})
-        code, out = sh(docker_client, svc["id"], 'redis-cli -u "$CACHE" --no-auth-warning SET greeting hi')
+        code, out = engine_sh(svc["id"], 'redis-cli -u "$CACHE" --no-auth-warning SET greeting hi')
         assert (code, out.strip()) == (0, "OK"), out
-        code, out = sh(docker_client, svc["id"], "redis-cli -h cache GET greeting")
+        code, out = engine_sh(svc["id"], "redis-cli -h cache GET greeting")
         assert "NOAUTH" in out  # no password, no data
 
         unlinked = await call(client, "link_database", {"database": "cache", "service": "worker", "unlink": True})
         assert unlinked["linked"] is False
         svc = await call(client, "get_service", {"service": "worker"})
-        assert sh(docker_client, svc["id"], 'test -z "$CACHE"')[0] == 0
+        assert engine_sh(svc["id"], 'test -z "$CACHE"')[0] == 0
         await call(client, "delete_service", {"service": "worker", "confirm": True})
         await call(client, "delete_database", {"database": "cache", "confirm": True})
-    assert tenant_objects(docker_client, agenthost.tenant_ids["db-redis"]) == ([], [])
+    assert engine_objects(docker_client, agenthost.tenant_ids["db-redis"]) == NOTHING
 
 
 async def test_another_tenant_cannot_reach_the_database(
@@ -200,11 +175,11 @@ async def test_another_tenant_cannot_reach_the_database(
         )
         assert intruder["status"] == "running"
         # Even with the full connection string, neither the name nor any address of the database answers.
-        code, out = sh(docker_client, intruder["id"], 'psql "$URL" -c "select 1"', URL=secret["url"])
+        code, out = engine_sh(intruder["id"], 'psql "$URL" -c "select 1"', URL=secret["url"])
         assert code != 0 and ("could not translate host name" in out or "timeout" in out), out
         for address in addresses:
             url = secret["url"].replace("@private:", f"@{address}:") + "?connect_timeout=3"
-            code, out = sh(docker_client, intruder["id"], 'psql "$URL" -c "select 1"', URL=url)
+            code, out = engine_sh(intruder["id"], 'psql "$URL" -c "select 1"', URL=url)
             assert code != 0, f"tenant db-other reached {address}: {out}"
         await call(client, "delete_service", {"service": "intruder", "confirm": True})
     async with connect(agenthost, owner, "stdio") as client:
@@ -220,22 +195,20 @@ async def test_data_survives_engine_stop_container_loss_and_control_plane_restar
         url = (await call(client, "database_connection_string", {"database": "keep", "reveal": True}))["url"]
     pw = url.split(":")[2].split("@")[0]
     psql = "psql -h 127.0.0.1 -U keep -d keep -qAt -v ON_ERROR_STOP=1 -c"
-    code, out = sh(
-        docker_client, db["id"], f"{psql} \"CREATE TABLE t (v text); INSERT INTO t VALUES ('kept')\"", PGPASSWORD=pw
-    )
+    code, out = engine_sh(db["id"], f"{psql} \"CREATE TABLE t (v text); INSERT INTO t VALUES ('kept')\"", PGPASSWORD=pw)
     assert code == 0, out
 
     # The engine stops it (as on a host reboot); a new control-plane process starts it again.
     docker_client.containers.get(f"ah-{db['id']}").stop()
     async with connect(agenthost, key, "stdio") as client:
-        await wait_running(client, "get_database", {"database": "keep"})
-    assert sh(docker_client, db["id"], f'{psql} "SELECT v FROM t"', PGPASSWORD=pw)[1].strip() == "kept"
+        await until(client, "get_database", {"database": "keep"}, is_running, 120)
+    assert engine_sh(db["id"], f'{psql} "SELECT v FROM t"', PGPASSWORD=pw)[1].strip() == "kept"
 
     # The container is lost entirely: it is recreated from the data volume.
     docker_client.containers.get(f"ah-{db['id']}").remove(force=True)
     async with connect(agenthost, key, "stdio") as client:
-        await wait_running(client, "get_database", {"database": "keep"})
-        assert sh(docker_client, db["id"], f'{psql} "SELECT v FROM t"', PGPASSWORD=pw)[1].strip() == "kept"
+        await until(client, "get_database", {"database": "keep"}, is_running, 120)
+        assert engine_sh(db["id"], f'{psql} "SELECT v FROM t"', PGPASSWORD=pw)[1].strip() == "kept"
         await call(client, "delete_database", {"database": "keep", "confirm": True})
 
 
@@ -255,10 +228,10 @@ async def test_bad_input_is_refused_and_leaves_nothing_behind(
         with pytest.raises(ToolFailed) as err:
             await call(client, "create_database", {"name": "big", "engine": "redis", "memory_mb": 8000})
         assert err.value.code == "quota_exceeded"
-        assert tenant_objects(docker_client, tenant_id) == ([], [])
+        assert engine_objects(docker_client, tenant_id) == NOTHING
 
         await call(client, "create_database", {"name": "only", "engine": "redis", "memory_mb": 64})
-        before = tenant_objects(docker_client, tenant_id)
+        before = engine_objects(docker_client, tenant_id)
         with pytest.raises(ToolFailed) as err:
             await call(client, "create_database", {"name": "only", "engine": "postgres"})
         assert err.value.code == "conflict"
@@ -271,10 +244,10 @@ async def test_bad_input_is_refused_and_leaves_nothing_behind(
         with pytest.raises(ToolFailed) as err:
             await call(client, "link_database", {"database": "only", "service": "nope"})
         assert err.value.code == "not_found"
-        assert tenant_objects(docker_client, tenant_id) == before
+        assert engine_objects(docker_client, tenant_id) == before
         listed = await call(client, "list_databases")
         assert [d["name"] for d in listed["databases"]] == ["only"]
         who = await call(client, "whoami")
         assert who["usage"]["databases"] == 1
         await call(client, "delete_database", {"database": "only", "confirm": True})
-    assert tenant_objects(docker_client, tenant_id) == ([], [])
+    assert engine_objects(docker_client, tenant_id) == NOTHING

@@ -7,23 +7,18 @@ from typing import Any
 import docker
 import pytest
 
+from .engine import NOTHING, engine_objects
 from .harness import AgentHost, ToolFailed, call, connect
 
 pytestmark = [pytest.mark.anyio, pytest.mark.e2e]
-
-
-def _leftovers(client: docker.DockerClient, tenant_id: str) -> list[str]:
-    label = {"label": f"agenthost.tenant={tenant_id}"}
-    return [c.name for c in client.containers.list(all=True, filters=label)] + [
-        v.name for v in client.volumes.list(filters=label)
-    ]
 
 
 BAD_DEPLOYS: list[tuple[dict[str, Any], str, str]] = [
     ({"name": "Bad_Name"}, "invalid_input", "name"),
     ({"name": "-x"}, "invalid_input", "name"),
     ({"name": "a" * 41}, "invalid_input", "name"),
-    ({"image": "no-such-image:never"}, "image_not_found", "no-such-image"),
+    ({"image": "ah-test/no-such-image:never"}, "image_not_found", "no-such-image"),
+    ({"image": "ah-private/secret:1"}, "image_not_allowed", "ah-private/secret:1"),
     ({"port": 0}, "invalid_input", "port"),
     ({"port": 70000}, "invalid_input", "port"),
     ({"memory_mb": 8000}, "quota_exceeded", "memory_mb"),
@@ -55,7 +50,7 @@ async def test_bad_deploys_get_codes_and_leave_nothing(
             assert mention in err.value.message, (override, err.value.message)
             assert "(hint: " in err.value.message, err.value.message
         assert (await call(client, "list_services"))["services"] == []
-    assert _leftovers(docker_client, agenthost.tenant_ids[tenant]) == []
+    assert engine_objects(docker_client, agenthost.tenant_ids[tenant]) == NOTHING
 
 
 async def test_duplicate_name_and_unknown_service(agenthost: AgentHost, hello_image: str) -> None:
@@ -84,7 +79,17 @@ async def test_service_quota_counts_existing_services(agenthost: AgentHost, hell
             await call(client, "deploy_service", {**first, "name": "big3", "memory_mb": 64})
         assert err.value.code == "quota_exceeded"
         usage = (await call(client, "whoami"))["usage"]
-        assert usage == {"services": 2, "memory_mb": 8192, "cpus": 1.0, "databases": 0, "sandboxes": 0}
+        assert usage == {
+            "services": 2,
+            "memory_mb": 8192,
+            "cpus": 1.0,
+            "databases": 0,
+            "sandboxes": 0,
+            "volumes": 0,
+            "backups": 0,
+            "backup_bytes": 0,
+            "build_log_bytes": 0,
+        }
         for name in ("big", "big2"):
             await call(client, "delete_service", {"service": name, "confirm": True})
 
@@ -98,6 +103,6 @@ async def test_docker_unreachable(agenthost: AgentHost, tmp_path_factory: pytest
         assert status["reachable"] is False
         assert "unreachable" in status["error"]
         with pytest.raises(ToolFailed) as err:
-            await call(client, "deploy_service", {"name": "x", "image": "anything:1"})
+            await call(client, "deploy_service", {"name": "x", "image": "agenthost/python:bookworm"})
         assert err.value.code == "backend_unavailable"
         assert (await call(client, "list_services"))["services"] == []

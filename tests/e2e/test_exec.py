@@ -60,9 +60,6 @@ async def test_exec_in_service(
         r = await ex(command=["no-such-binary", "--flag"])
         assert r["exit_code"] == 127 and "command not found: no-such-binary" in r["stderr"]
         assert "not found" in r["note"]
-        with pytest.raises(ToolFailed) as err:
-            await ex(command=["ls"], workdir="/does/not/exist")
-        assert err.value.code == "invalid_input" and "workdir" in err.value.message
 
         # 10 MB of output: bounded, head and tail kept, nothing blocks.
         r = await ex(command="head -c 10485760 /dev/zero | tr '\\0' x; echo; echo TAIL-MARK", timeout_s=120)
@@ -132,25 +129,3 @@ async def test_exec_in_service(
 
     async with connect(agenthost, key, transport) as client:
         await call(client, "delete_service", {"service": "app", "confirm": True})
-
-
-async def test_exec_deadline_kills_the_whole_tree(agenthost: AgentHost, docker_client: docker.DockerClient) -> None:
-    """Children, grandchildren and a double-forked daemon all die at the deadline; a stdin the command never
-    reads does not stall it. Each in a fresh sandbox: Debian's runsc 20221219 crashes a sandbox, now and then,
-    after several such kills in it (reproduced with the platform's original exec too), see docker_exec."""
-    key = agenthost.tenant("exec-tree")
-    async with connect(agenthost, key, "http") as client:
-        cases = [
-            ({"command": "sleep 3001 & (setsid sleep 3002 &); sh -c 'sleep 3003 & wait'", "timeout_s": 3}, "tree"),
-            ({"command": ["sleep", "3004"], "stdin": "z" * 1_000_000, "timeout_s": 3}, "stdin"),
-        ]
-        for args, name in cases:
-            sbx = await call(client, "create_sandbox", {"name": name})
-            container = docker_client.containers.get(f"ah-{sbx['id']}")
-            began = time.monotonic()
-            r = await call(client, "exec", {"sandbox": name, **args})
-            assert r["timed_out"] and r["exit_code"] is None and "killed" in r["note"], r
-            assert time.monotonic() - began < 30
-            left = live_processes(container)
-            assert not [p for p in left if "sleep 300" in p or "ah-kill" in p or "ah-exec" in p], left
-            await call(client, "delete_sandbox", {"sandbox": name, "confirm": True})

@@ -28,7 +28,7 @@ async def test_keys_scopes_and_revocation(agenthost: AgentHost, hello_image: str
         assert err.value.code == "read_only"
 
     async with connect(agenthost, key, "http") as client:
-        revoked = await call(client, "revoke_api_key", {"key_id": reader["info"]["id"]})
+        revoked = await call(client, "revoke_api_key", {"key_id": reader["info"]["id"], "confirm": True})
         assert revoked["revoked"] is True
     response = httpx.post(
         f"{agenthost.url}/v1/tools/whoami", json={}, headers={"Authorization": f"Bearer {reader['key']}"}

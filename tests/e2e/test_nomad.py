@@ -8,14 +8,22 @@ import json
 import subprocess
 import uuid
 from pathlib import Path
+from typing import Any
 
+import anyio
 import httpx
 import pytest
 
+from orchestrator.backends.base import ExecSpec, WorkloadSpec
 from orchestrator.backends.nomad import NomadBackend
-from orchestrator.backends.nomad_api import NomadApi
+from orchestrator.backends.nomad.allocs import register_job
+from orchestrator.backends.nomad.api import NomadApi
+from orchestrator.backends.nomad.jobs import job_template, job_variables, parse_job
+from orchestrator.backends.nomad.net import TenantNetworks
+from orchestrator.backends.nomad.vars import delete_variable, put_variable
+from orchestrator.errors import AgentHostError
 
-from .harness import AgentHost, ToolFailed, call, connect
+from .harness import AgentHost, ToolFailed, call, connect, free_port, until, wait_for
 from .nomad_agent import NOMAD_ADDR, backend_of, job_json, nomad_get
 
 pytestmark = [pytest.mark.anyio, pytest.mark.e2e]
@@ -38,7 +46,7 @@ async def test_submitted_job_holds_no_secret(nomad_agenthost: AgentHost, hello_i
         assert nomad_get(f"var/nomad/jobs/{job_id}")["Items"]["DB_PASSWORD"] == secret
         backend = backend_of(host)
         try:
-            run = await backend.exec(svc["id"], ["printenv", "DB_PASSWORD"])
+            run = await backend.exec(svc["id"], ExecSpec(["printenv", "DB_PASSWORD"]))
         finally:
             await backend.close()
         assert run.stdout.strip() == secret
@@ -89,12 +97,51 @@ async def test_injection_in_name_env_or_image_is_rejected_or_inert(
         backend = backend_of(host)
         try:
             for key, value in hostile.items():
-                run = await backend.exec(svc["id"], ["printenv", key])
+                run = await backend.exec(svc["id"], ExecSpec(["printenv", key]))
                 assert run.stdout == value + "\n", (key, run)
-            assert (await backend.exec(svc["id"], ["printenv", "INJECTED"])).exit_code != 0
+            assert (await backend.exec(svc["id"], ExecSpec(["printenv", "INJECTED"]))).exit_code != 0
         finally:
             await backend.close()
         assert (await call(client, "list_services"))["services"][0]["name"] == "web"
+        await call(client, "delete_service", {"service": "web", "confirm": True})
+
+
+async def test_exec_whose_task_goes_away_says_the_session_was_lost(
+    nomad_agenthost: AgentHost, hello_image: str
+) -> None:
+    """When the task under an exec goes away (a restart here; a crashed gVisor sandbox in the wild) Nomad ends
+    the exec's stream without an exit status (by a close frame or by dropping the connection), or with the
+    137 of the killed command: the exec tool says which, never that the engine is unreachable, and the
+    service runs again."""
+    host = nomad_agenthost
+    key = host.tenant("nomad-lost")
+    started = f"/tmp/exec-started-{uuid.uuid4().hex[:8]}"
+    result: dict[str, dict[str, Any]] = {}
+    async with connect(host, key, "http") as client:
+        svc = await call(client, "deploy_service", {"name": "web", "image": hello_image, "port": 8000})
+        assert svc["status"] == "running", svc
+
+        async def silent_exec() -> None:  # no output: nothing tells a lost session from a dead engine but the note
+            args = {"service": "web", "command": f"touch {started}; exec sleep 300", "timeout_s": 240}
+            result["exec"] = await call(client, "exec", args)
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(silent_exec)
+            running = {"service": "web", "command": ["test", "-e", started]}
+            await until(client, "exec", running, lambda r: r["exit_code"] == 0)
+            restarted = await call(client, "restart_service", {"service": "web"})
+        run = result["exec"]
+        assert not run["timed_out"] and run["stdout"] == "", run
+        # Whether Nomad delivers the exit status of a command killed with its task or drops the stream first
+        # is the engine's race; either way the tool says what happened.
+        if run["exit_code"] is None:
+            assert "the session was lost (the service web stopped or restarted" in run["note"], run
+        else:
+            assert run["exit_code"] == 137 and "killed with SIGKILL" in run["note"], run
+            assert "the service web stopped or restarted" in run["note"], run
+        assert restarted["status"] == "running", restarted
+        again = await call(client, "exec", {"service": "web", "command": ["test", "-e", started]})
+        assert again["exit_code"] == 1 and again["note"] is None, again  # a new task, a fresh /tmp
         await call(client, "delete_service", {"service": "web", "confirm": True})
 
 
@@ -198,6 +245,70 @@ def test_cluster_configs_render_and_validate(nomad_agent: str, tmp_path: Path) -
     client = (tmp_path / "client" / "client.hcl").read_text()
     assert '"agenthost.runtimes"       = "runc,runsc,sysbox-runc"' in client
     assert 'allow_runtimes = ["runc", "runsc", "sysbox-runc"]' in client
+
+
+def test_acl_policy_grants_what_the_backend_uses(nomad_agent: str, tmp_path: Path) -> None:
+    """nomad/agenthost-policy.hcl is valid on the Nomad we build, and a token with only that policy does what
+    the backend does: parse and submit jobs, its Variables, nodes, agent info (on a server with ACLs on)."""
+    repo = Path(__file__).resolve().parents[2]
+    binary = subprocess.run(
+        ["bash", "infra/nomad.sh", "binary"], cwd=repo, capture_output=True, text=True, check=True
+    ).stdout.strip()
+    http, rpc, serf = free_port(), free_port(), free_port()
+    (tmp_path / "acl.hcl").write_text(
+        f'data_dir = "{tmp_path / "data"}"\nbind_addr = "127.0.0.1"\ndisable_update_check = true\n'
+        f"ports {{\n  http = {http}\n  rpc = {rpc}\n  serf = {serf}\n}}\n"
+        'advertise {\n  http = "127.0.0.1"\n  rpc = "127.0.0.1"\n  serf = "127.0.0.1"\n}\n'
+        "server {\n  enabled = true\n  bootstrap_expect = 1\n}\nacl {\n  enabled = true\n}\n"
+    )
+    addr = f"http://127.0.0.1:{http}"
+    with (tmp_path / "agent.log").open("wb") as log:
+        agent = subprocess.Popen([binary, "agent", "-config", str(tmp_path / "acl.hcl")], stdout=log, stderr=log)
+    try:
+        wait_for(lambda: _leader(addr, agent, tmp_path / "agent.log"), timeout=60, what="the ACL server's leader")
+        boot = httpx.post(f"{addr}/v1/acl/bootstrap", timeout=30).raise_for_status().json()
+        admin = {"X-Nomad-Token": boot["SecretID"]}
+        rules = (repo / "nomad" / "agenthost-policy.hcl").read_text()
+        policy = {"Name": "agenthost", "Rules": rules}
+        applied = httpx.post(f"{addr}/v1/acl/policy/agenthost", json=policy, headers=admin, timeout=30)
+        assert applied.status_code == 200, applied.text
+        wanted = {"Name": "agenthost", "Type": "client", "Policies": ["agenthost"]}
+        made = httpx.post(f"{addr}/v1/acl/token", json=wanted, headers=admin, timeout=30).raise_for_status()
+        token = made.json()["SecretID"]
+
+        api = NomadApi(addr, token, "default", None)
+        try:
+            assert api.get("agent", "self")["config"]["Version"]["Version"] == "1.6.1"
+            assert api.get("nodes") == []
+            for path in ("agenthost/acl/volumes/ah-t_1-data", "nomad/jobs/ah-svc_acl"):
+                put_variable(api, path, {"k": "v"})
+                assert [v["Path"] for v in api.get("vars", params={"prefix": path})] == [path]
+                delete_variable(api, path)
+            nets = TenantNetworks(helper_image="agenthost/python:bookworm", instance="acl")
+            spec = WorkloadSpec(
+                id="svc_acl", kind="service", tenant_id="t_1", image="app:1", memory_mb=64, cpus=0.25, runtime="runsc"
+            )
+            values = job_variables(spec, cpu_mhz_per_core=2000, datacenters=["*"], node_pool="default", nets=nets)
+            job = parse_job(api, job_template(), values, "ah-svc_acl", {"agenthost.instance": "acl"})
+            eval_id, version = register_job(api, job)
+            assert eval_id and version == 0 and api.get("job", "ah-svc_acl")["Meta"] == {"agenthost.instance": "acl"}
+            api.delete("job", "ah-svc_acl", params={"purge": "true"})
+            with pytest.raises(AgentHostError) as err:  # the token is no management token
+                put_variable(api, "elsewhere/x", {"k": "v"})
+            assert "denied" in err.value.message
+        finally:
+            api.close()
+    finally:
+        agent.terminate()
+        agent.wait(timeout=60)
+
+
+def _leader(addr: str, agent: subprocess.Popen[bytes], log: Path) -> bool:
+    assert agent.poll() is None, f"the Nomad agent exited: {log.read_text()[-2000:]}"
+    try:
+        return bool(httpx.get(f"{addr}/v1/status/leader", timeout=2).json())
+    except (httpx.HTTPError, ValueError):
+        return False
 
 
 async def test_backups_are_refused_clearly(nomad_agenthost: AgentHost) -> None:

@@ -7,7 +7,6 @@ import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-import anyio
 import docker
 import docker.errors
 import httpx
@@ -15,7 +14,7 @@ import pytest
 
 from orchestrator.platform import instance_id
 
-from .harness import AgentHost, call, connect, until, wait_for
+from .harness import TEST_IMAGES_ENV, AgentHost, call, connect, until, wait_for
 
 pytestmark = [pytest.mark.anyio, pytest.mark.e2e]
 
@@ -23,7 +22,7 @@ pytestmark = [pytest.mark.anyio, pytest.mark.e2e]
 @pytest.fixture(scope="module")
 def fast_host(docker_client: docker.DockerClient, tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
     host = AgentHost(data_dir=Path(tmp_path_factory.mktemp("reconcile")))
-    host.env = {"AGENTHOST_RECONCILE_INTERVAL_S": "1"}
+    host.env = {"AGENTHOST_RECONCILE_INTERVAL_S": "1", **TEST_IMAGES_ENV}
     host.init()
     _ = host.url  # the HTTP server runs the reconciler
     yield host
@@ -51,6 +50,15 @@ async def test_lost_container_is_recreated(
         await call(client, "delete_service", {"service": "keeper", "confirm": True})
 
 
+async def test_platform_status_counts_finished_passes_for_admins_only(fast_host: AgentHost) -> None:
+    async with connect(fast_host, fast_host.admin_key, "http") as admin:
+        first = (await call(admin, "platform_status"))["reconcile_passes"]
+        assert isinstance(first, int)
+        await until(admin, "platform_status", {}, lambda s: s["reconcile_passes"] > first)
+    async with connect(fast_host, fast_host.tenant("counts"), "http") as client:
+        assert (await call(client, "platform_status"))["reconcile_passes"] is None
+
+
 async def test_crash_loop_opens_the_breaker(fast_host: AgentHost, hello_image: str) -> None:
     key = fast_host.tenant("loop")
     async with connect(fast_host, key, "http") as client:
@@ -64,7 +72,11 @@ async def test_crash_loop_opens_the_breaker(fast_host: AgentHost, hello_image: s
         assert "crash-loop-marker" in svc["last_error"]
         status = await call(client, "platform_status")
         assert any(b.endswith("/flaky") for b in status["open_circuit_breakers"])
-        reset = await call(client, "reset_service", {"service": "flaky"})
+        why = await call(client, "diagnose_service", {"service": "flaky"})
+        assert why["status"] == "failed" and why["breaker_open"] and why["restarts"] >= 1, why
+        assert "exited with code 4" in why["likely_cause"] and "start_service" in why["hint"], why
+        assert "crash-loop-marker" in why["log_tail"] and "crash-loop-marker" not in why["likely_cause"], why
+        reset = await call(client, "start_service", {"service": "flaky"})
         assert reset["status"] == "running"
         status = await call(client, "platform_status")
         assert not any(b.endswith("/flaky") for b in status["open_circuit_breakers"])
@@ -117,10 +129,13 @@ async def test_a_delete_that_died_half_way_is_finished(
     db = sqlite3.connect(fast_host.data_dir / "agenthost.db")
     try:
         # What delete_service writes first: a delete in progress, which the reconciler leaves to its caller.
-        with db:
-            marked = (_ago(0), svc["id"])
-            db.execute("UPDATE services SET desired_state = 'deleted', updated_at = ? WHERE id = ?", marked)
-        await anyio.sleep(4)  # several passes at a 1 s interval
+        async with connect(fast_host, fast_host.admin_key, "http") as admin:
+            with db:
+                marked = (_ago(0), svc["id"])
+                db.execute("UPDATE services SET desired_state = 'deleted', updated_at = ? WHERE id = ?", marked)
+            before = (await call(admin, "platform_status"))["reconcile_passes"]
+            # The pass running now may have read the record before the change: two more have surely seen it.
+            await until(admin, "platform_status", {}, lambda s: s["reconcile_passes"] >= before + 2)
         assert docker_client.containers.get(f"ah-{svc['id']}").status == "running"
         # The same record minutes later: the process that deleted it died half-way; the reconciler finishes.
         with db:
@@ -131,9 +146,80 @@ async def test_a_delete_that_died_half_way_is_finished(
             return rows == 0 and not docker_client.containers.list(all=True, filters={"name": f"ah-{svc['id']}"})
 
         wait_for(finished, 60, what="the reconciler to finish the delete")
+        # It was the tenant's last workload: the network pass gives its private network back.
+        tenant_net = {"label": f"agenthost.tenant={fast_host.tenant_ids['half-deleted']}"}
+        wait_for(lambda: not docker_client.networks.list(filters=tenant_net), 30, what="the network to go")
     finally:
         db.close()
 
 
+def test_a_tenant_network_nothing_uses_is_removed(fast_host: AgentHost, docker_client: docker.DockerClient) -> None:
+    """A tenant network whose tenant has no service or database (one an earlier version left behind) goes,
+    and its subnet with it; another platform's stays."""
+    suffix = uuid.uuid4().hex[:8]
+    ours = {"agenthost.managed": "true", "agenthost.instance": fast_host.instance, "agenthost.tenant": f"t_{suffix}"}
+    left = docker_client.networks.create(f"ah-net-t_{suffix}", driver="bridge", internal=True, labels=ours)
+    foreign = docker_client.networks.create(
+        f"ah-net-t_x{suffix}", driver="bridge", internal=True, labels={**ours, "agenthost.instance": "someone-else"}
+    )
+    try:
+        wait_for(lambda: not docker_client.networks.list(names=[left.name]), 30, what="the unused network to go")
+        assert [n.id for n in docker_client.networks.list(names=[foreign.name])] == [foreign.id]
+    finally:
+        foreign.remove()
+
+
 def _ago(seconds: float) -> str:
     return (datetime.now(UTC) - timedelta(seconds=seconds)).isoformat(timespec="milliseconds")
+
+
+async def test_attack_a_record_whose_repair_raises_does_not_stop_the_pass(
+    fast_host: AgentHost, hello_image: str, docker_client: docker.DockerClient
+) -> None:
+    key = fast_host.tenant("bad-record")
+    async with connect(fast_host, key, "http") as client:
+        # Created first, so every pass reaches it before the others.
+        bad = await call(
+            client, "deploy_service", {"name": "bad", "image": hello_image, "port": 8000, "env": {"TOKEN": "t0k"}}
+        )
+        good = await call(client, "deploy_service", {"name": "good", "image": hello_image, "port": 8000})
+    db = sqlite3.connect(fast_host.data_dir / "agenthost.db")
+    try:
+        # A record whose repair raises on every pass: its env cannot be decrypted (a damaged row), and its
+        # container exited, so the reconciler reads its env to write the crash report.
+        with db:
+            db.execute("UPDATE env_vars SET value = ? WHERE service_id = ?", (b"\0" * 40, bad["id"]))
+    finally:
+        db.close()
+    docker_client.containers.get(f"ah-{bad['id']}").kill()
+    docker_client.containers.get(f"ah-{good['id']}").remove(force=True)
+    suffix = uuid.uuid4().hex[:8]
+    orphan = docker_client.containers.run(
+        hello_image,
+        name=f"ah-orphan-{suffix}",
+        labels={
+            "agenthost.managed": "true",
+            "agenthost.instance": fast_host.instance,
+            "agenthost.id": f"svc_orphan{suffix}",
+            "agenthost.kind": "service",
+        },
+        detach=True,
+        runtime="runsc",
+    )
+
+    def repaired() -> bool:
+        try:
+            running = docker_client.containers.get(f"ah-{good['id']}").status == "running"
+        except docker.errors.NotFound:
+            return False
+        return running and not docker_client.containers.list(all=True, filters={"id": orphan.id})
+
+    wait_for(repaired, 60, what="the pass to recreate the other service and remove the orphan")
+    log = fast_host.data_dir / "serve.log"
+    logged = f"service {bad['id']} skipped, its repair failed"
+    wait_for(lambda: logged in log.read_text(), 30, what="the failed repair to be logged with the record's id")
+    async with connect(fast_host, key, "http") as client:
+        now = await until(client, "get_service", {"service": "good"}, lambda s: s["status"] == "running")
+        assert httpx.get(now["url"], timeout=5).text == "hello world"
+        await call(client, "delete_service", {"service": "good", "confirm": True})
+        await call(client, "delete_service", {"service": "bad", "confirm": True})

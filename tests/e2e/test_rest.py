@@ -39,6 +39,9 @@ def test_rest_service_flow(agenthost: AgentHost, hello_image: str, docker_client
     assert httpx.get(started["url"]).text == "hello rest"
     assert post("restart_service", {"service": "api"}).json()["status"] == "running"
     assert "hello app starting" in post("service_logs", {"service": "api"}).json()["output"]
+    assert post("diagnose_service", {"service": "api"}).json()["likely_cause"] is None
+    assert post("list_volumes").json()["volumes"] == []
+    assert post("delete_volume", {"volume": "nope", "confirm": True}).json()["error"]["code"] == "not_found"
 
     post("set_env", {"service": "api", "vars": {"GREETING": "changed"}}).raise_for_status()
     svc = post("get_service", {"service": "api"}).json()
@@ -51,10 +54,12 @@ def test_rest_service_flow(agenthost: AgentHost, hello_image: str, docker_client
     invalid = post("deploy_service", {"name": "x", "image": hello_image, "port": 99999})
     assert invalid.status_code == 400 and invalid.json()["error"]["code"] == "invalid_input"
     assert post("deploy_service", {"name": "x"}).status_code == 400
+    not_allowed = post("deploy_service", {"name": "x", "image": "ah-private/secret:1"})
+    assert not_allowed.status_code == 403 and not_allowed.json()["error"]["code"] == "image_not_allowed"
     assert api.post("/v1/tools/get_service", content=b"not json").status_code == 400
     assert post("no_such_tool").status_code == 404
     needs_confirm = post("delete_service", {"service": "api"})
-    assert needs_confirm.status_code == 400
+    assert needs_confirm.status_code == 409
     assert needs_confirm.json()["error"]["code"] == "confirmation_required"
 
     # Idempotency-Key: the retry gets the first answer and does not run again.

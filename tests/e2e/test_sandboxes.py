@@ -4,33 +4,23 @@ from __future__ import annotations
 
 import socket
 import time
+from contextlib import AsyncExitStack
+from datetime import datetime
 
 import anyio
 import docker
 import httpx
 import pytest
 
-from .harness import AgentHost, ToolFailed, call, connect
+from .conformance import pool_ready
+from .harness import AgentHost, ToolFailed, call, connect, untrusted_body
 
 pytestmark = [pytest.mark.anyio, pytest.mark.e2e]
-
-
-def body(text: str) -> str:
-    return text.split("\n", 1)[1].rsplit("\n", 1)[0] if text else ""
 
 
 def containers_of(client: docker.DockerClient, ids: list[str]) -> list[str]:
     names = {f"ah-{i}" for i in ids}
     return [c.name for c in client.containers.list(all=True) if c.name in names]
-
-
-async def pool_ready(agenthost: AgentHost, client: docker.DockerClient, want: int = 1) -> None:
-    """Wait (bounded) until the platform's warm pool holds ``want`` running containers (it warms once a
-    sandbox of the default shape was asked for)."""
-    filters = {"label": [f"agenthost.instance={agenthost.instance}", "agenthost.tenant=pool"], "status": "running"}
-    with anyio.fail_after(180):
-        while len(client.containers.list(filters=filters)) < want:
-            await anyio.sleep(0.5)
 
 
 async def test_sandbox_from_pool_exec_list_delete_and_reap(
@@ -39,15 +29,15 @@ async def test_sandbox_from_pool_exec_list_delete_and_reap(
     key = agenthost.tenant("sbx-life")
     async with connect(agenthost, key, "http") as client:
         first = await call(client, "create_sandbox", {"name": "first"})  # warms the pool if nothing did yet
-        await pool_ready(agenthost, docker_client)
+        await pool_ready(agenthost)
         sbx = await call(client, "create_sandbox", {"name": "scratch"})
         assert sbx["from_pool"] is True and sbx["status"] == "running" and sbx["network"] == "none"
         assert docker_client.containers.get(f"ah-{sbx['id']}").status == "running"
 
         r = await call(client, "exec", {"sandbox": "scratch", "command": "python3 -c 'print(6 * 7)'; pwd"})
-        assert (r["exit_code"], body(r["stdout"])) == (0, "42\n/workspace\n")
+        assert (r["exit_code"], untrusted_body(r["stdout"])) == (0, "42\n/workspace\n")
         r = await call(client, "exec", {"sandbox": "scratch", "command": "echo kept > notes.txt && cat notes.txt"})
-        assert body(r["stdout"]) == "kept\n"
+        assert untrusted_body(r["stdout"]) == "kept\n"
         r = await call(client, "exec", {"sandbox": "scratch", "command": ["touch", "/etc/x"]})
         assert r["exit_code"] != 0, "the image itself is read-only"
 
@@ -88,18 +78,22 @@ async def test_sandbox_from_pool_exec_list_delete_and_reap(
 
 
 async def test_twenty_concurrent_sandboxes(agenthost: AgentHost, docker_client: docker.DockerClient) -> None:
-    key = agenthost.tenant("sbx-many")
+    # Five tenants, four at a time each: one tenant's calls in flight are capped (tenant_max_inflight), and
+    # the warm pool is shared by every tenant, so that is where a container must never be handed out twice.
+    keys = [agenthost.tenant(f"sbx-many-{t}") for t in range(5)]
     results: dict[int, tuple[str, bool, str]] = {}
-    async with connect(agenthost, key, "http") as client:
-        await call(client, "create_sandbox", {"name": "warm-up"})  # the pool warms on demand
-        await call(client, "delete_sandbox", {"sandbox": "warm-up", "confirm": True})
-        await pool_ready(agenthost, docker_client, 2)
+    async with AsyncExitStack() as stack:
+        clients = [await stack.enter_async_context(connect(agenthost, key, "http")) for key in keys]
+        await call(clients[0], "create_sandbox", {"name": "warm-up"})  # the pool warms on demand
+        await call(clients[0], "delete_sandbox", {"sandbox": "warm-up", "confirm": True})
+        await pool_ready(agenthost, 2)
 
         async def one(i: int) -> None:
+            client = clients[i % len(clients)]
             sbx = await call(client, "create_sandbox", {"name": f"par-{i}"})
             r = await call(client, "exec", {"sandbox": f"par-{i}", "command": f"echo n-{i} > f && cat f && hostname"})
             assert r["exit_code"] == 0, r
-            results[i] = (sbx["id"], sbx["from_pool"], body(r["stdout"]))
+            results[i] = (sbx["id"], sbx["from_pool"], untrusted_body(r["stdout"]))
             await call(client, "delete_sandbox", {"sandbox": f"par-{i}", "confirm": True})
 
         began = time.monotonic()
@@ -116,7 +110,8 @@ async def test_twenty_concurrent_sandboxes(agenthost: AgentHost, docker_client: 
         assert len(set(hostnames)) == 20, "two sandboxes shared a container"
         assert all(results[i][2].startswith(f"n-{i}\n") for i in results)
         assert containers_of(docker_client, ids) == []
-        assert (await call(client, "list_sandboxes"))["sandboxes"] == []
+        for client in clients:
+            assert (await call(client, "list_sandboxes"))["sandboxes"] == []
 
 
 async def test_network_none_cannot_reach_a_service_on_the_host(
@@ -143,15 +138,80 @@ async def test_network_none_cannot_reach_a_service_on_the_host(
         )
         await call(client, "create_sandbox", {"name": "offline", "network": "none"})
         r = await call(client, "exec", {"sandbox": "offline", "command": ["python3", "-c", probe], "timeout_s": 60})
-        out = body(r["stdout"])
+        out = untrusted_body(r["stdout"])
         assert r["exit_code"] == 0, r
         assert "ifaces ['lo']" in out, out
         assert "reached" not in out and out.count("blocked") == 2, out
 
         await call(client, "create_sandbox", {"name": "online", "network": "egress"})
         r = await call(client, "exec", {"sandbox": "online", "command": ["python3", "-c", probe.split("\nfor")[0]]})
-        assert "eth0" in body(r["stdout"]), "an egress sandbox has an interface: the probe can tell them apart"
+        assert "eth0" in untrusted_body(r["stdout"]), (
+            "an egress sandbox has an interface: the probe can tell them apart"
+        )
 
         for name in ("offline", "online"):
             await call(client, "delete_sandbox", {"sandbox": name, "confirm": True})
         await call(client, "delete_service", {"service": "web", "confirm": True})
+
+
+async def test_attack_sandbox_from_id_digest_or_private_image_is_refused(
+    agenthost: AgentHost, hello_image: str, docker_client: docker.DockerClient
+) -> None:
+    """create_sandbox takes the same images as deploy_service: by id, id prefix, digest or an operator's
+    private tag it is image_not_allowed, with nothing made; an image the operator allows runs."""
+    image = docker_client.images.get(hello_image)
+    hex_id = image.id.removeprefix("sha256:")
+    image.tag("ah-private/secret", "2")
+    key = agenthost.tenant("sbx-ids")
+    try:
+        async with connect(agenthost, key, "http") as client:
+            for ref in (hex_id[:12], hex_id[:2], image.id, f"sha256:{hex_id[:6]}", "ah-private/secret:2"):
+                with pytest.raises(ToolFailed) as err:
+                    await call(client, "create_sandbox", {"image": ref})
+                assert err.value.code == "image_not_allowed", (ref, err.value)
+                assert "ah-test/*" in err.value.message, err.value.message
+            assert (await call(client, "list_sandboxes"))["sandboxes"] == []
+            allowed = await call(client, "create_sandbox", {"image": hello_image, "memory_mb": 128})
+            assert allowed["image"] == hello_image and allowed["status"] == "running"
+            await call(client, "delete_sandbox", {"sandbox": allowed["id"], "confirm": True})
+    finally:
+        docker_client.images.remove("ah-private/secret:2")
+    filters = {"label": f"agenthost.tenant={agenthost.tenant_ids['sbx-ids']}"}
+    assert docker_client.containers.list(all=True, filters=filters) == []
+
+
+async def test_get_sandbox_and_extend_it_up_to_the_maximum(
+    agenthost: AgentHost, platform_images: object, transport: str
+) -> None:
+    key = agenthost.tenant(f"sbx-extend-{transport}")
+    async with connect(agenthost, key, transport) as client:
+        made = await call(client, "create_sandbox", {"name": "lease", "ttl_s": 60, "memory_mb": 128})
+        got = await call(client, "get_sandbox", {"sandbox": "lease"})
+        assert got == made, (got, made)
+        assert got["status"] == "running" and got["memory_mb"] == 128 and got["cpus"] > 0, got
+        extended = await call(client, "extend_sandbox", {"sandbox": made["id"], "ttl_s": 7200})
+        assert datetime.fromisoformat(extended["expires_at"]) > datetime.fromisoformat(made["expires_at"]), extended
+        assert (await call(client, "get_sandbox", {"sandbox": "lease"}))["expires_at"] == extended["expires_at"]
+        with pytest.raises(ToolFailed) as err:
+            await call(client, "extend_sandbox", {"sandbox": "lease", "ttl_s": 86401})
+        assert err.value.code == "invalid_input" and "maximum of 86400" in err.value.message, err.value
+        assert (await call(client, "get_sandbox", {"sandbox": "lease"}))["expires_at"] == extended["expires_at"]
+        await call(client, "delete_sandbox", {"sandbox": "lease", "confirm": True})
+        with pytest.raises(ToolFailed) as err:
+            await call(client, "get_sandbox", {"sandbox": "lease"})
+        assert err.value.code == "not_found", err.value
+
+
+async def test_attack_another_tenants_sandbox_cannot_be_read_or_kept_alive(
+    agenthost: AgentHost, platform_images: object
+) -> None:
+    owner_key, other_key = agenthost.tenant("sbx-lease-owner"), agenthost.tenant("sbx-lease-other")
+    async with connect(agenthost, owner_key, "http") as owner, connect(agenthost, other_key, "stdio") as other:
+        made = await call(owner, "create_sandbox", {"name": "private", "ttl_s": 60, "memory_mb": 128})
+        for ref in ("private", made["id"]):
+            for tool, args in (("get_sandbox", {}), ("extend_sandbox", {"ttl_s": 86400})):
+                with pytest.raises(ToolFailed) as err:
+                    await call(other, tool, {"sandbox": ref, **args})
+                assert err.value.code == "not_found", (tool, ref, err.value)
+        assert (await call(owner, "get_sandbox", {"sandbox": "private"}))["expires_at"] == made["expires_at"]
+        await call(owner, "delete_sandbox", {"sandbox": "private", "confirm": True})

@@ -9,29 +9,12 @@ import asyncssh
 import docker
 import pytest
 
+from .conformance import HTTP_VIA_LOCALHOST, ssh_run
 from .harness import AgentHost, ToolFailed, call, connect
 
 pytestmark = [pytest.mark.anyio, pytest.mark.e2e]
 
 SERVICE_CMD = "echo written-by-service > /home/app/from-service.txt && exec python3 /app/app.py"
-HTTP_VIA_LOCALHOST = "exec 3<>/dev/tcp/127.0.0.1/8000; printf 'GET / HTTP/1.0\\r\\n\\r\\n' >&3; cat <&3"
-
-
-async def ssh_run(info: dict, key: asyncssh.SSHKey, command: str, user: str = "app") -> tuple[str, str]:
-    """Run a command over SSH; returns (stdout, server host key fingerprint)."""
-    async with asyncssh.connect(
-        info["host"],
-        port=info["port"],
-        username=user,
-        client_keys=[key],
-        known_hosts=None,
-        agent_path=None,
-        preferred_auth="publickey",
-        connect_timeout=20,
-    ) as conn:
-        fp = conn.get_server_host_key().get_fingerprint("sha256")
-        result = await conn.run(command, check=True, timeout=30)
-        return str(result.stdout), fp
 
 
 async def ready_info(client: object, service: str) -> dict:

@@ -2,28 +2,18 @@
 
 from __future__ import annotations
 
-import os
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any, cast
 
 import pytest
 
 from orchestrator.backups import BackupManager
+from orchestrator.backups.restic import ResticRepo
 from orchestrator.owners import owner_alive, owner_token
-from orchestrator.restic import ResticRepo
-from orchestrator.secrets import SecretBox
 from orchestrator.settings import Quotas, Settings
 from orchestrator.store import Store
 
 pytestmark = pytest.mark.anyio
-
-
-@pytest.fixture
-async def store(tmp_path: Path) -> AsyncIterator[Store]:
-    opened = await Store.open(tmp_path / "agenthost.db", SecretBox(os.urandom(32)))
-    yield opened
-    await opened.close()
 
 
 def test_owner_tokens_tell_live_processes_from_dead_ones() -> None:
@@ -43,9 +33,10 @@ async def test_recovery_completes_found_snapshots_fails_the_rest_and_spares_live
     tenant = await store.tenants.create("t", Quotas())
     ts = store.scoped(tenant.id)
     dead = f"{owner_token().split(':')[0]}:999999999:1"
-    done = await ts.backups.insert("volume", "data", None, None, "local", dead, {})
-    lost = await ts.backups.insert("volume", "data", None, None, "local", dead, {})
-    live = await ts.backups.insert("volume", "data", None, None, "local", owner_token(), {})
+    # One running operation per volume: its row is the volume's lock.
+    done = await ts.backups.insert("volume", "done", None, None, "local", dead, {})
+    lost = await ts.backups.insert("volume", "lost", None, None, "local", dead, {})
+    live = await ts.backups.insert("volume", "live", None, None, "local", owner_token(), {})
     # The dead process got as far as the snapshot for `done`, not for `lost`.
     repo = ResticRepo(settings, tenant.id, "local", await ts.backups.repo_password("local"))
     await repo.ensure()

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
-import subprocess
+import os
+import shutil
 from pathlib import Path
 
 import pytest
 
-from orchestrator.builds_git import fetch_source, resolve_ref
-from orchestrator.builds_url import parse_git_url
+from orchestrator.builds.git import Caps, fetch_source, resolve_ref
+from orchestrator.builds.sources import parse_git_url
 from orchestrator.errors import BuildFailed
+
+from ..gitrepos import git, make_repo
 
 pytestmark = pytest.mark.anyio
 
@@ -43,25 +46,18 @@ def test_empty_repository() -> None:
         resolve_ref("", None)
 
 
-def _git(repo: Path, *args: str) -> str:
-    cmd = ["git", "-c", "user.name=t", "-c", "user.email=t@t.invalid", *args]
-    return subprocess.run(cmd, cwd=repo, check=True, capture_output=True, text=True).stdout.strip()
-
-
 @pytest.fixture
 def source(tmp_path: Path) -> Path:
-    repo = tmp_path / "repo"
-    repo.mkdir()
-    (repo / "a.txt").write_text("one")
-    _git(repo, "init", "-q", "-b", "main")
-    _git(repo, "add", "-A")
-    _git(repo, "commit", "-q", "-m", "1")
+    repo = make_repo(tmp_path / "repo", {"a.txt": "one"})
     (repo / "a.txt").write_text("two")
-    _git(repo, "commit", "-q", "-am", "2")
+    git(repo, "commit", "-q", "-am", "2")
     return repo
 
 
-async def _fetch(source: Path, ref: str | None, dest: Path, max_bytes: int = 1 << 30) -> tuple[str, list[str]]:
+_CAPS = Caps(1 << 30, 10_000)
+
+
+async def _fetch(source: Path, ref: str | None, dest: Path, caps: Caps = _CAPS) -> tuple[str, list[str]]:
     lines: list[str] = []
 
     async def log(line: str) -> None:
@@ -70,16 +66,16 @@ async def _fetch(source: Path, ref: str | None, dest: Path, max_bytes: int = 1 <
     src = parse_git_url(str(source), allow_local=True)
     home = dest.parent / "home"
     home.mkdir(exist_ok=True)
-    got = await fetch_source(src, ref, dest, home, log, allow_local=True, allow_private=False, max_bytes=max_bytes)
+    got = await fetch_source(src, ref, dest, home, log, allow_local=True, allow_private=False, caps=caps)
     return got.commit, lines
 
 
 async def test_fetch_default_branch_and_an_old_commit(source: Path, tmp_path: Path) -> None:
     commit, _ = await _fetch(source, None, tmp_path / "out1")
-    assert commit == _git(source, "rev-parse", "HEAD")
+    assert commit == git(source, "rev-parse", "HEAD")
     assert (tmp_path / "out1" / "a.txt").read_text() == "two"
     assert not (tmp_path / "out1" / ".git").exists()
-    old = _git(source, "rev-parse", "HEAD~1")
+    old = git(source, "rev-parse", "HEAD~1")
     commit, _ = await _fetch(source, old[:9], tmp_path / "out2")
     assert commit == old
     assert (tmp_path / "out2" / "a.txt").read_text() == "one"
@@ -101,12 +97,38 @@ async def test_the_operators_git_config_is_not_used(
     config.write_text('[url "file:///nowhere/"]\n\tinsteadOf = file://\n')
     monkeypatch.setenv("GIT_CONFIG_GLOBAL", str(config))
     commit, _ = await _fetch(source, None, tmp_path / "out")
-    assert commit == _git(source, "rev-parse", "HEAD")
+    assert commit == git(source, "rev-parse", "HEAD")
 
 
 async def test_size_limit(source: Path, tmp_path: Path) -> None:
     (source / "big.bin").write_bytes(b"x" * 300_000)
-    _git(source, "add", "-A")
-    _git(source, "commit", "-q", "-m", "big")
+    git(source, "add", "-A")
+    git(source, "commit", "-q", "-m", "big")
     with pytest.raises(BuildFailed, match="larger than the limit"):
-        await _fetch(source, None, tmp_path / "out", max_bytes=100_000)
+        await _fetch(source, None, tmp_path / "out", Caps(100_000, 10_000))
+
+
+async def test_file_count_limit(source: Path, tmp_path: Path) -> None:
+    for i in range(40):
+        (source / f"f{i}.txt").write_text(str(i))
+    git(source, "add", "-A")
+    git(source, "commit", "-q", "-m", "many")
+    with pytest.raises(BuildFailed, match="more than the limit of 30 files"):
+        await _fetch(source, None, tmp_path / "out", Caps(1 << 30, 30))
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="switching git to another uid needs root")
+async def test_git_runs_as_the_given_uid_and_cannot_read_what_it_may_not(repo_dir: Path) -> None:
+    repo = make_repo(repo_dir / "repo", {"a.txt": "one"})
+    work = repo_dir / "work"
+    work.mkdir(mode=0o700)
+    os.chown(work, 65534, 65534)
+    (work / "home").mkdir()
+    os.chown(work / "home", 65534, 65534)
+    await _fetch(repo, None, work / "src", Caps(1 << 30, 10_000, (65534, 65534)))
+    assert {p.lstat().st_uid for p in [work / "src", *(work / "src").rglob("*")]} == {65534}
+    private = repo_dir / "private"
+    private.mkdir(mode=0o700)
+    shutil.copytree(repo, private / "repo")
+    with pytest.raises(BuildFailed, match="repository unreachable"):
+        await _fetch(private / "repo", None, work / "src2", Caps(1 << 30, 10_000, (65534, 65534)))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from orchestrator.builds_logs import BuildLog, read_log
+from orchestrator.builds.logs import BuildLog, read_log
 
 
 def test_tail_and_offsets(tmp_path: Path) -> None:

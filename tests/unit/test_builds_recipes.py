@@ -1,4 +1,4 @@
-"""Recipe detection and the Dockerfiles it generates; the guard against other tenants' images."""
+"""Recipe detection and the Dockerfiles it generates; the images a Dockerfile names; ADD sources."""
 
 from __future__ import annotations
 
@@ -8,8 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator.builds_recipes import check_base_images, plan_build
+from orchestrator.builds.recipes import check_add_sources, plan_build
 from orchestrator.errors import BuildFailed
+from orchestrator.images.dockerfile import add_sources, image_uses
 from orchestrator.settings import Settings
 
 SETTINGS = Settings(build_base_python="py:base", build_base_node="node:base", build_base_static="static:base")
@@ -143,34 +144,138 @@ def test_nothing_detectable(tmp_path: Path) -> None:
     assert "requirements.txt" in (err.value.hint or "")
 
 
+# -- the images a Dockerfile names, read as the engine's builder reads it ---------------------------------
+
+
+def _refs(text: str) -> list[str]:
+    return [u.ref for u in image_uses(text)]
+
+
 @pytest.mark.parametrize(
-    "dockerfile",
+    ("dockerfile", "refs"),
     [
-        "FROM 127.0.0.1:5000/t_other/app:b_1\n",
-        "FROM localhost:5000/t_other/app:b_1\n",
-        "FROM --platform=linux/amd64 ah-build/t_other/app:b_1 AS x\n",
-        "FROM agenthost/base:bookworm\nCOPY --from=127.0.0.1:5000/t_other/app:b_1 /x /x\n",
-        "ARG BASE=127.0.0.1:5000/t_other/app:b_1\nFROM ${BASE}\n",
-        "ARG B=127.0.0.1:5000/t_other\nFROM $B/app\n",
-        "FROM \\\n  127.0.0.1:5000/t_other/app\n",
-        "FROM 13ec7d127fea\n",
-        "FROM sha256:13ec7d127fea8821ec18c5cbd8ef99c2e435a6b6850ca5195cf3f761ca99916e\n",
+        ("FROM a:1\nRUN x\n", ["a:1"]),
+        ("FROM --platform=linux/amd64 a:1 AS build\nFROM b:1\nCOPY --from=build /x /x\n", ["a:1", "b:1"]),
+        ("FROM a:1 AS one\nFROM one\nFROM scratch\n", ["a:1"]),  # an earlier stage, and no image at all
+        ("FROM a:1\nFROM b:1\nCOPY --from=0 / /\nCOPY --from=+0 / /\n", ["a:1", "b:1"]),
+        # The stage being built is not one it can copy from: the engine takes these for images (ids!).
+        ("FROM a:1 AS f77\nCOPY --from=f77 / /\n", ["a:1", "f77"]),
+        ("FROM a:1\nCOPY --from=1 / /\n", ["a:1", "1"]),
+        ("FROM a:1\nCOPY --from=B:1 / /\nADD --from=c:2 / /\n", ["a:1", "B:1", "c:2"]),
+        ("FROM a:1\nCOPY --chown=1 --from=b:1 --chmod=7 / /\n", ["a:1", "b:1"]),
+        ("FROM \\\n  b:1\n", ["b:1"]),
+        ("\ufeffFROM\tb:1\r\n", ["b:1"]),
+        ("# FROM not:me\nFROM a:1\n   # FROM nor:me\n", ["a:1"]),
+        # Comment and empty lines inside a continuation are skipped: the FROM is a word of the RUN.
+        ("FROM a:1\nRUN echo \\\n# c\n\nFROM b:1\n", ["a:1"]),
+        # Flags are tokenised like the engine does it: quotes, escapes, and bytes 0x85/0xa0 as spaces.
+        ('FROM a:1\nCOPY --fr"om"=b:1 / /\n', ["a:1", "b:1"]),
+        ("FROM a:1\nCOPY --f\\rom=b:1 / /\n", ["a:1", "b:1"]),
+        ("FROM a:1\nCOPY --chown=1\u00c5--from=b:1 / /\n", ["a:1", "b:1"]),  # U+00C5 is C3 85
+        ("FROM a:1\nCOPY --chown=1\udc85--from=b:1 / /\n", ["a:1", "b:1"]),  # a lone 0x85 byte
+        ("FROM a:1\nCOPY -- --from=b:1 / /\n", ["a:1"]),  # after "--" it is a source path
+        ("FROM a:1\nRUN --mount=type=bind,from=b:1,target=/x true\n", ["a:1", "b:1"]),
+        ("FROM a:1\nONBUILD COPY --from=b:1 / /\nONBUILD COPY --from=0 / /\n", ["a:1", "b:1", "0"]),
+        # escape=` makes the backslash a plain character: read both ways, every image counts.
+        ("# escape=`\nFROM a:1\nRUN echo \\\nFROM b:1\n", ["a:1", "b:1"]),
+        ("# syntax=x\n#ESCAPE = `\nFROM a:1\nRUN echo `\nFROM b:1\n", ["a:1", "b:1"]),
+        ("ARG X=a:1\nFROM ${X}\nFROM $X\n", ["${X}", "$X"]),
     ],
 )
-def test_other_tenants_images_are_refused(dockerfile: str) -> None:
-    with pytest.raises(BuildFailed):
-        check_base_images(dockerfile, "t_me", "127.0.0.1:5000")
+def test_image_uses(dockerfile: str, refs: list[str]) -> None:
+    assert _refs(dockerfile) == refs
+
+
+def test_dockerfile_is_read_byte_for_byte(tmp_path: Path) -> None:
+    (tmp_path / "Dockerfile").write_bytes(b"FROM a:1\nCOPY --chown=1\x85--from=b:1 / /\n")
+    plan = plan_build(tmp_path, None, SETTINGS)
+    assert _refs(plan.text) == ["a:1", "b:1"]
+
+
+def test_carriage_returns_reach_the_reader_as_the_builder_sees_them(tmp_path: Path) -> None:
+    # Universal newlines would turn "\r\r\n" into two line breaks and join the FROM into the LABEL.
+    (tmp_path / "Dockerfile").write_bytes(b"FROM a:1\nLABEL x=\\\r\r\nFROM b:1\n")
+    plan = plan_build(tmp_path, None, SETTINGS)
+    assert "\r\r" in plan.text
+    assert "b:1" in _refs(plan.text)
+
+
+# -- ADD sources: what the engine would download itself, from the host's network ---------------------------
+
+
+@pytest.mark.parametrize(
+    ("dockerfile", "sources"),
+    [
+        ("FROM a:1\nADD x.tar.gz /srv/\n", [("ADD", "x.tar.gz")]),
+        ("FROM a:1\nADD a b /dest/\nCOPY c /c\n", [("ADD", "a"), ("ADD", "b")]),
+        ("FROM a:1\nadd --chown=1:1 http://h/x /x\n", [("ADD", "http://h/x")]),
+        ('FROM a:1\nADD ["http://h/j", "/j"]\n', [("ADD", "http://h/j")]),
+        # The builder's JSON reader takes the first value and ignores what follows; escapes are decoded.
+        ('FROM a:1\nADD --chown=1 ["\\u0068ttp://h/u", "/u"] junk\n', [("ADD", "http://h/u")]),
+        # Not a JSON array of strings: split on blanks, quotes and all.
+        ('FROM a:1\nADD [1, "http://h/n"] /n\n', [("ADD", "[1,"), ("ADD", '"http://h/n"]')]),
+        ("FROM a:1\nADD \\\n  http://h/c \\\n# a comment\n\n  /c\n", [("ADD", "http://h/c")]),
+        ("FROM a:1\nADD http://h\\\n/split /s\n", [("ADD", "http://h/split")]),
+        ("FROM a:1\nONBUILD ADD --chown=1 http://h/o /o\n", [("ONBUILD ADD", "http://h/o")]),
+        ("FROM a:1\nonbuild  add ${U} /o\n", [("ONBUILD ADD", "${U}")]),
+        ("# ADD http://h/comment /c\nFROM a:1\nRUN curl http://h/run\n", []),
+        # escape=` makes ` the continuation: read both ways, every source counts.
+        ("# escape=`\nFROM a:1\nADD http://h/`\nb /b\n", [("ADD", "http://h/`"), ("ADD", "http://h/b")]),
+    ],
+)
+def test_add_sources(dockerfile: str, sources: list[tuple[str, str]]) -> None:
+    assert [(a.where, a.source) for a in add_sources(dockerfile)] == sources
 
 
 @pytest.mark.parametrize(
     "dockerfile",
     [
-        "FROM agenthost/python:bookworm\n",
-        "FROM 127.0.0.1:5000/t_me/app:b_1 AS build\nFROM agenthost/base:bookworm\nCOPY --from=build /a /a\n",
-        "FROM ah-build/t_me/app:b_2\n",
-        "FROM debian:bookworm\n# FROM 127.0.0.1:5000/t_other/app\n",
-        "FROM scratch\n",
+        "FROM a:1\nADD http://127.0.0.1:5000/v2/_catalog /c\n",
+        "FROM a:1\nADD https://169.254.169.254/latest/meta-data/ /m\n",
+        "FROM a:1\nADD HTTP://h/x /x\n",
+        "FROM a:1\nADD ftp://h/x /x\n",
+        "FROM a:1\nADD git@h:org/repo.git /r\n",
+        "FROM a:1\nADD local.txt http://h/second /d/\n",
+        "FROM a:1\nADD --chown=65534:65534 http://h/x /x\n",
+        'FROM a:1\nADD ["http://h/x", "/x"]\n',
+        'FROM a:1\nADD [" http://h/x", "/x"]\n',
+        "FROM a:1\nONBUILD ADD http://h/x /x\n",
     ],
 )
-def test_own_platform_and_public_images_pass(dockerfile: str) -> None:
-    check_base_images(dockerfile, "t_me", "127.0.0.1:5000")
+def test_add_of_a_url_is_refused(dockerfile: str) -> None:
+    with pytest.raises(BuildFailed, match="of a URL is refused") as err:
+        check_add_sources(dockerfile)
+    assert "download in a RUN step" in (err.value.hint or "")
+
+
+@pytest.mark.parametrize(
+    "dockerfile",
+    [
+        "FROM a:1\nARG U=http://h/x\nADD $U /x\n",
+        "ARG U=http://h/x\nFROM a:1\nARG U\nADD ${U} /x\n",
+        'FROM a:1\nENV U=http://h/x\nADD ["$U", "/x"]\n',
+        'FROM a:1\nADD "http:"//h/x /x\n',
+        "FROM a:1\nADD 'h'ttp:/\\/h/x /x\n",
+        "FROM a:1\nADD h\\ttp:/\\/h/x /x\n",
+        "# escape=`\nFROM a:1\nADD h`ttp:/`/h/x /x\n",
+        "FROM a:1\nONBUILD ADD $U /x\n",
+    ],
+)
+def test_add_of_an_expanded_source_is_refused(dockerfile: str) -> None:
+    with pytest.raises(BuildFailed, match="variable, quotes or escapes in its source is refused"):
+        check_add_sources(dockerfile)
+
+
+@pytest.mark.parametrize(
+    "dockerfile",
+    [
+        "FROM a:1\nADD app.tar.gz /srv/\n",
+        "FROM a:1\nADD --chown=10001:10001 src/ /app/\n",
+        'FROM a:1\nADD ["a file", "/x"]\n',
+        "FROM a:1\nARG DEST=/srv\nADD app.tar.gz $DEST/\n",  # the destination is not fetched
+        "FROM a:1\nCOPY http://h/x /x\n",  # the engine refuses a URL in COPY itself
+        "FROM a:1\nRUN curl -o /x http://h/x\n",
+    ],
+)
+def test_plain_add_sources_pass(dockerfile: str) -> None:
+    check_add_sources(dockerfile)

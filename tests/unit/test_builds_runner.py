@@ -6,74 +6,25 @@ The real engine is exercised by tests/e2e/test_builds.py; here the builder is a 
 
 from __future__ import annotations
 
-import subprocess
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 
 import anyio
 import pytest
 
-from orchestrator.backends.base import Builder, ImageRef, OnLayer, OnLog
-from orchestrator.builds import BuildManager, BuildRequest
-from orchestrator.errors import BackendUnavailable
-from orchestrator.models import Build, Egress, Principal
+from orchestrator.backends.base import Builder
+from orchestrator.builds import Build, BuildManager, BuildRequest
+from orchestrator.errors import BackendUnavailable, QuotaExceeded
+from orchestrator.models import Principal
 from orchestrator.secrets import SecretBox
 from orchestrator.settings import Quotas, Settings
 from orchestrator.store import Store
+from tests.fakes import FakeBuilder
+
+from ..gitrepos import make_repo
 
 pytestmark = pytest.mark.anyio
-
-Step = Callable[[str], Awaitable[None]]
-
-
-class FakeBuilder:
-    """Runs each build's scripted step; records what was removed."""
-
-    def __init__(self) -> None:
-        self.steps: list[Step] = []
-        self.removed_images: list[str] = []
-        self.removed_layers: list[str] = []
-        self.images: set[str] = set()
-
-    async def image_exists(self, image: str) -> bool:
-        return image in self.images
-
-    async def build_image(
-        self,
-        context: Path,
-        dockerfile: str,
-        tag: str,
-        on_log: OnLog,
-        memory_mb: int,
-        cpus: float,
-        timeout_s: float,
-        network: Egress = "open",
-        labels: dict[str, str] | None = None,
-        on_layer: OnLayer | None = None,
-    ) -> ImageRef:
-        await on_log(f"building {tag}")
-        if on_layer is not None:
-            await on_layer("layer-" + tag.rsplit(":", 1)[1])
-        step = self.steps.pop(0) if self.steps else None
-        if step is not None:
-            await step(tag)
-        self.images.add(tag)
-        return ImageRef(tag=tag, digest="sha256:x", size_bytes=1, ports=[])
-
-    async def push_image(self, tag: str, on_log: OnLog) -> str | None:
-        return "sha256:pushed"
-
-    async def remove_image(self, tag: str) -> None:
-        self.removed_images.append(tag)
-        self.images.discard(tag)
-
-    async def remove_layers(self, layers: list[str]) -> list[str]:
-        self.removed_layers += layers
-        return layers
-
-    async def close(self) -> None:
-        return None
 
 
 async def _quiet(message: str, progress: float | None = None, total: float | None = None) -> None:
@@ -81,8 +32,8 @@ async def _quiet(message: str, progress: float | None = None, total: float | Non
 
 
 @asynccontextmanager
-async def runner(tmp_path: Path, **settings: object) -> AsyncIterator[tuple[BuildManager, FakeBuilder, Principal]]:
-    conf = Settings(data_dir=tmp_path / "data", allow_local_git=True, build_dir=tmp_path / "builds", **settings)  # type: ignore[arg-type]
+async def runner(repo_dir: Path, **settings: object) -> AsyncIterator[tuple[BuildManager, FakeBuilder, Principal]]:
+    conf = Settings(data_dir=repo_dir / "data", allow_local_git=True, build_dir=repo_dir / "builds", **settings)  # type: ignore[arg-type]
     store = await Store.open(conf.db_path, SecretBox(b"k" * 32))
     builder = FakeBuilder()
     assert isinstance(builder, Builder)
@@ -99,13 +50,8 @@ async def runner(tmp_path: Path, **settings: object) -> AsyncIterator[tuple[Buil
 
 
 @pytest.fixture
-def repo(tmp_path: Path) -> Path:
-    path = tmp_path / "site"
-    path.mkdir()
-    (path / "index.html").write_text("hi")
-    for args in (["init", "-q", "-b", "main"], ["add", "-A"], ["commit", "-q", "-m", "1"]):
-        subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@t.invalid", *args], cwd=path, check=True)
-    return path
+def repo(repo_dir: Path) -> Path:
+    return make_repo(repo_dir / "site", {"index.html": "hi"})
 
 
 async def _start(m: BuildManager, p: Principal, repo: Path, wait: bool = False) -> Build:
@@ -119,14 +65,14 @@ async def _until_done(m: BuildManager, p: Principal, build_id: str) -> Build:
     return b
 
 
-async def test_an_engine_fault_or_a_bug_fails_that_build_only(tmp_path: Path, repo: Path) -> None:
+async def test_an_engine_fault_or_a_bug_fails_that_build_only(repo_dir: Path, repo: Path) -> None:
     async def engine_away(tag: str) -> None:
         raise BackendUnavailable("docker engine unreachable")
 
     async def bug(tag: str) -> None:
         raise RuntimeError("oops")
 
-    async with runner(tmp_path) as (m, builder, p):
+    async with runner(repo_dir) as (m, builder, p):
         builder.steps = [engine_away, bug]
         first = await _until_done(m, p, (await _start(m, p, repo)).id)
         assert first.status == "failed" and "unreachable" in (first.error or "")
@@ -136,10 +82,10 @@ async def test_an_engine_fault_or_a_bug_fails_that_build_only(tmp_path: Path, re
         third = await _start(m, p, repo, wait=True)
         assert third.status == "succeeded", third
         assert third.recipe == "static" and third.port == 8080
-        assert not (tmp_path / "builds" / third.id).exists()
+        assert not (repo_dir / "builds" / third.id).exists()
 
 
-async def test_queue_per_tenant_and_cancel(tmp_path: Path, repo: Path) -> None:
+async def test_queue_per_tenant_and_cancel(repo_dir: Path, repo: Path) -> None:
     gate = anyio.Event()
     entered: list[str] = []
     cancelled: list[str] = []
@@ -152,7 +98,7 @@ async def test_queue_per_tenant_and_cancel(tmp_path: Path, repo: Path) -> None:
             cancelled.append(tag)
             raise
 
-    async with runner(tmp_path) as (m, builder, p):
+    async with runner(repo_dir) as (m, builder, p):
         builder.steps = [blocked, blocked]
         one = await _start(m, p, repo)
         two = await _start(m, p, repo)
@@ -174,29 +120,32 @@ async def test_queue_per_tenant_and_cancel(tmp_path: Path, repo: Path) -> None:
         assert (await m.cancel(p, three.id)).status == "succeeded"  # finished: left as it is
 
 
-async def test_queue_limit(tmp_path: Path, repo: Path) -> None:
+async def test_queue_limit(repo_dir: Path, repo: Path) -> None:
     gate = anyio.Event()
 
     async def blocked(tag: str) -> None:
         await gate.wait()
 
-    async with runner(tmp_path, build_queue_limit=2) as (m, builder, p):
+    async with runner(repo_dir, build_queue_limit=2) as (m, builder, p):
         builder.steps = [blocked]
         await _start(m, p, repo)
         await _start(m, p, repo)
-        with pytest.raises(Exception, match="2 builds queued or running"):
+        with pytest.raises(QuotaExceeded, match="2 builds queued or running") as err:
             await _start(m, p, repo)
+        assert "cancel_build" in err.value.hint
         gate.set()
 
 
-async def test_builds_of_a_dead_process_are_failed_and_cleaned(tmp_path: Path, repo: Path) -> None:
-    async with runner(tmp_path) as (m, builder, p):
+async def test_builds_of_a_dead_process_are_failed_and_cleaned(repo_dir: Path, repo: Path) -> None:
+    async with runner(repo_dir) as (m, builder, p):
         ts = m.store.scoped(p.tenant_id)
         dead = await ts.builds.insert("site", f"file://{repo}", None, None, 60, owner="gone-host:1:1")
         await ts.builds.try_start(dead.id, 1, 1)
         await ts.builds.set_leftovers(dead.id, ["layer-a", "layer-b"])
         # Same host, a pid that is not running: failed at once, when someone looks.
-        ghost = await ts.builds.insert("site", f"file://{repo}", None, None, 60, owner=f"{m.owner.split(':')[0]}:0:0")
+        ghost = await ts.builds.insert(
+            "site", f"file://{repo}", None, None, 60, owner=f"{m.runner.owner.split(':')[0]}:0:0"
+        )
         got = await m.get(p, ghost.id)
         assert got.status == "failed" and "interrupted" in (got.error or "")
         # Another host: only once its heartbeat is stale.
@@ -204,7 +153,7 @@ async def test_builds_of_a_dead_process_are_failed_and_cleaned(tmp_path: Path, r
         await m.store.db.execute(
             "UPDATE builds SET heartbeat_at = '2000-01-01T00:00:00.000+00:00' WHERE id = ?", [dead.id]
         )
-        assert await m.recover() == 1
+        assert await m.runner.recover() == 1
         got = await m.get(p, dead.id)
         assert got.status == "failed" and "interrupted" in (got.error or "")
         assert builder.removed_layers == ["layer-a", "layer-b"]

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator.builds_url import check_addresses, default_name, parse_git_url
+from orchestrator.builds.sources import check_addresses, default_name, parse_git_url
 from orchestrator.errors import InvalidInput
 
 

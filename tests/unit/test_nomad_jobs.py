@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import pytest
+import requests.exceptions
 
 from orchestrator.backends.base import VolumeSpec, WorkloadSpec
-from orchestrator.backends.nomad_jobs import HASH_ITEM, check_reference, job_variables, status_from
-from orchestrator.backends.nomad_net import TenantNetworks
-from orchestrator.backends.nomad_nodes import node_info, placement_error
-from orchestrator.errors import InvalidInput, RuntimeUnavailable
+from orchestrator.backends.nomad.api import nomad_errors
+from orchestrator.backends.nomad.jobs import HASH_ITEM, check_reference, job_variables, status_from
+from orchestrator.backends.nomad.net import Peer, TenantNetworks
+from orchestrator.backends.nomad.nodes import node_info, placement_error
+from orchestrator.errors import AgentHostError, InvalidInput, RuntimeUnavailable
 
 
 def _spec(**kw: object) -> WorkloadSpec:
@@ -41,7 +43,7 @@ def test_cpus_become_a_hard_quota_in_mhz_and_kinds_pick_the_job_type() -> None:
     assert _vars(_spec(kind="sandbox", ports=[], egress="none"))["job_type"] == "batch"
     assert _vars(_spec(kind="sandbox", ports=[], egress="none"))["network_mode"] == "none"
     assert _vars(_spec(volumes=[VolumeSpec(name="ah-t_1-data", path="/data")]))["volumes"] == [
-        {"name": "v0", "source": "ah-t_1-data", "path": "/data", "read_only": False}
+        {"source": "ah-t_1-data", "path": "/data", "read_only": False, "labels": {}}
     ]
 
 
@@ -124,3 +126,50 @@ def test_nodes_offer_only_the_runtimes_their_plugin_allows() -> None:
         }
     }
     assert isinstance(placement_error(failed, "sysbox-runc"), RuntimeUnavailable)
+
+
+def test_a_workload_with_volumes_goes_to_their_node() -> None:
+    nets = TenantNetworks(helper_image="agenthost/python:bookworm", instance="test")
+    spec = _spec(volumes=[VolumeSpec(name="ah-t_1-data", path="/data", read_only=True)])
+    labels = {"ah-t_1-data": {"agenthost.instance": "test", "agenthost.tenant": "t_1"}}
+    values = job_variables(
+        spec,
+        cpu_mhz_per_core=2000,
+        datacenters=["dc1"],
+        node_pool="default",
+        nets=nets,
+        volume_node="node-a",
+        volume_labels=labels,
+    )
+    assert values["node_id"] == "node-a"
+    assert values["volumes"] == [
+        {"source": "ah-t_1-data", "path": "/data", "read_only": True, "labels": labels["ah-t_1-data"]}
+    ]
+    assert _vars(spec)["node_id"] == ""  # before the first placement the scheduler picks
+    sidecar = _spec(ports=[], share_network_with="svc_0", volumes=spec.volumes)
+    peer = Peer(container="main-1", node_id="node-b")
+    with pytest.raises(InvalidInput) as err:
+        job_variables(
+            sidecar,
+            cpu_mhz_per_core=2000,
+            datacenters=["dc1"],
+            node_pool="default",
+            nets=nets,
+            peer=peer,
+            volume_node="node-a",
+        )
+    assert "node-b" in err.value.message and "node-a" in err.value.message
+    with pytest.raises(InvalidInput):
+        _vars(_spec(volumes=[VolumeSpec(name="/etc", path="/data")]))  # a host path is no volume name
+
+
+def test_a_pinned_node_that_cannot_take_the_job_is_named() -> None:
+    failed = {"main": {"NodesAvailable": {"dc1": 2}, "ConstraintFiltered": {"${node.unique.id} = node-a": 1}}}
+    error = placement_error(failed, "runsc")
+    assert "pinned" in error.message and "list_nodes" in error.hint
+
+
+def test_an_answer_that_is_not_json_is_not_called_unreachable() -> None:
+    with pytest.raises(AgentHostError) as err, nomad_errors("GET /v1/volumes"):
+        raise requests.exceptions.JSONDecodeError("Expecting value", "", 0)
+    assert type(err.value) is AgentHostError and "not JSON" in err.value.message and "version" in err.value.hint

@@ -1,14 +1,17 @@
 from __future__ import annotations
 
+import json
+
 import jsonschema
 import pytest
 from pydantic import BaseModel, Field
 
-from mcp_server.schema import compact_schema, output_outline
+from mcp_server.schema import compact_schema, output_schema
 from orchestrator.errors import RateLimited
-from orchestrator.models import NAME_PATTERN, Service
+from orchestrator.models import NAME_PATTERN
 from orchestrator.ratelimit import RateLimiter
 from orchestrator.secrets import mask_secrets
+from orchestrator.services import Service
 
 
 def test_rate_limiter_refills() -> None:
@@ -84,7 +87,7 @@ def test_compact_schema_accepts_exactly_the_same(value: dict[str, object]) -> No
     assert valid(full) == valid(small)
 
 
-def test_compact_output_schema_still_validates_real_output() -> None:
+def test_output_schema_is_full_and_validates_real_output() -> None:
     from datetime import UTC, datetime
 
     svc = Service(
@@ -95,12 +98,21 @@ def test_compact_output_schema_still_validates_real_output() -> None:
         runtime="runsc",
         memory_mb=1,
         cpus=1,
+        volumes=[{"name": "data", "path": "/data"}],
         created_at=datetime.now(UTC),
         updated_at=datetime.now(UTC),
     )
-    outline = output_outline(Service.model_json_schema())
-    jsonschema.validate(svc.model_dump(mode="json"), outline)
-    assert outline["properties"]["url"] == {"type": ["string", "null"]}
-    assert outline["properties"]["volumes"] == {"type": "array"}
+    schema = output_schema(Service)
+    jsonschema.validate(svc.model_dump(mode="json", by_alias=True), schema)
+    assert schema["properties"]["status"]["enum"] == ["deploying", "running", "stopped", "failed"]
+    assert set(schema["required"]) == set(schema["properties"])  # the SDK sends every field
+    mount = schema["$defs"]["VolumeMount"]
+    assert set(mount["properties"]) == {"name", "path"} and mount["required"] == ["name", "path"]
+    assert "default" not in json.dumps(schema)
+    for wrong in ({"restarts": "many"}, {"status": "sleeping"}, {"volumes": [{"name": "data"}]}):
+        with pytest.raises(jsonschema.ValidationError):
+            jsonschema.validate({**svc.model_dump(mode="json"), **wrong}, schema)
+    bare = svc.model_dump(mode="json")
+    del bare["last_error"]
     with pytest.raises(jsonschema.ValidationError):
-        jsonschema.validate({**svc.model_dump(mode="json"), "restarts": "many"}, outline)
+        jsonschema.validate(bare, schema)

@@ -8,7 +8,7 @@ import asyncssh
 import pytest
 
 from orchestrator.errors import InvalidInput
-from orchestrator.ssh_keys import fingerprint, generate_host_key, normalize_public_key
+from orchestrator.ssh.keys import fingerprint, generate_host_key, normalize_public_key
 
 
 @pytest.mark.parametrize(

@@ -4,8 +4,8 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator.errors import Conflict, NotFound
-from orchestrator.models import ServiceSpec
+from orchestrator.errors import AgentHostError, Conflict, NotFound
+from orchestrator.models import DatabaseSpec, ServiceSpec
 from orchestrator.secrets import SecretBox
 from orchestrator.settings import Quotas
 from orchestrator.store import Store
@@ -61,3 +61,32 @@ async def test_migrations_apply_once_and_transactions_roll_back(tmp_path: Path) 
     assert len(rows) == len({r["version"] for r in rows}) >= 1
     assert (await again.db.fetchone("PRAGMA journal_mode"))[0] == "wal"  # type: ignore[index]
     await again.close()
+
+
+async def test_database_superuser_password_is_kept_apart_and_old_records_keep_theirs(tmp_path: Path) -> None:
+    store = await Store.open(tmp_path / "db.sqlite", SecretBox(b"k" * 32))
+    try:
+        ts = store.scoped((await store.tenants.create("a", Quotas())).id)
+        spec = DatabaseSpec(
+            image="pg", runtime="runsc", memory_mb=256, cpus=0.5, volume="v", port=5432, username="app", db_name="app"
+        )
+        new, old = ts.databases.new_id(), ts.databases.new_id()
+        async with store.db.transaction() as tx:
+            await ts.databases.insert(
+                "new", "postgres", spec.model_copy(update={"admin_user": "postgres"}), ("t", "a"), new, tx
+            )
+            await ts.databases.insert("old", "postgres", spec, ("t-old", "unused"), old, tx)
+        got = await ts.databases.secrets(new)
+        assert (got.password, got.admin_password, got.superuser, got.all) == ("t", "a", "a", ["t", "a"])
+        assert await ts.databases.password(new) == "t"
+        # A record made before migration 0007 has no superuser password: its tenant user is the superuser.
+        await store.db.execute("UPDATE databases SET admin_password = NULL WHERE id = ?", (old,))
+        legacy = await ts.databases.secrets(old)
+        assert (legacy.admin_password, legacy.superuser, legacy.all) == (None, "t-old", ["t-old"])
+        assert (await ts.databases.get(old)).spec.admin_user is None
+        # Each ciphertext is bound to its field: the superuser's cannot pass for the tenant's.
+        await store.db.execute("UPDATE databases SET password = admin_password WHERE id = ?", (new,))
+        with pytest.raises(AgentHostError, match="integrity"):
+            await ts.databases.password(new)
+    finally:
+        await store.close()

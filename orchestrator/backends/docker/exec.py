@@ -1,0 +1,249 @@
+"""Exec in a running container: stdin, a deadline, bounded and streamed output, and a kill inside the container.
+
+Runs in a worker thread (the docker SDK is synchronous) and talks to the engine's hijacked exec
+socket directly: stdin is written only when the socket can take it, so a command that never reads
+its input cannot stall the deadline; output is read to the end and bounded (see ``exec_output``).
+The command runs inside the shared wrapper (``exec_wrapper``: env and stdin both arrive on the exec's
+stdin, never on argv). On the deadline, or when the caller goes away, the command and everything it
+spawned are killed *inside* the container by the shared killer: closing the engine's exec session alone
+would leave them running. The killer's own exec is read with a deadline, so a crashed sandbox never hangs
+a call.
+
+When the container dies under runsc (its sandbox crashed, or it was killed), the engine keeps the exec's
+stream open until the deadline, even after the container was restarted. So the wait also watches the
+container: once it stops or restarts, the exec is lost and the result has no exit status (and is not
+``timed_out``) within about a second. An exec that did end is lost too when its container died meanwhile:
+runsc then ends it with exit 128 and its own error as output, which is not the command's.
+"""
+
+from __future__ import annotations
+
+import logging
+import select
+import socket
+import ssl
+import struct
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+import docker.errors
+
+from ..base import ExecResult
+from ..exec_output import BoundedOutput, OutputStreamer
+from ..exec_wrapper import check_workdir, killed_count, killer_argv, wrap
+
+__all__ = ["Emit", "exec_sync", "kill_exec"]
+
+log = logging.getLogger(__name__)
+
+Emit = Callable[[str, str], None]  # (stream name, new text)
+_STREAMS = {1: "stdout", 2: "stderr"}
+_WOULD_BLOCK = (BlockingIOError, InterruptedError, ssl.SSLWantReadError, ssl.SSLWantWriteError)
+
+
+def _raw_socket(sock: Any) -> socket.socket:
+    return sock._sock if hasattr(sock, "_sock") else sock  # type: ignore[no-any-return]
+
+
+def _read_ahead(sock: Any) -> bytes:
+    """Output the HTTP client buffered together with the response headers, before we took over the socket."""
+    fp = getattr(getattr(getattr(getattr(sock, "_response", None), "raw", None), "_fp", None), "fp", None)
+    if fp is None or not hasattr(fp, "peek"):
+        return b""
+    data: bytes = fp.peek(0)  # the socket is non-blocking by now: this never waits for new data
+    if data:
+        fp.read(len(data))
+    return data
+
+
+def _exit_code(api: Any, exec_id: str) -> int | None:
+    # The stream can end a moment before the engine marks the exec finished.
+    deadline = time.monotonic() + 2.0
+    while True:
+        state = api.exec_inspect(exec_id)
+        if not state.get("Running"):
+            code = state.get("ExitCode")
+            return int(code) if code is not None else None
+        if time.monotonic() > deadline:
+            return None
+        time.sleep(0.01)
+
+
+class _ContainerWatch:
+    """Whether the container instance an exec began in has stopped or been replaced (restarted) since."""
+
+    def __init__(self, api: Any, container: str, every_s: float = 1.0) -> None:
+        self._api, self._container, self._every = api, container, every_s
+        self._started = self._started_at()
+        self._next = time.monotonic() + every_s
+
+    def _started_at(self) -> str | None:
+        try:
+            state = self._api.inspect_container(self._container)["State"]
+        except docker.errors.NotFound:
+            return None
+        except docker.errors.APIError:
+            return self._started  # the engine did not answer this time: no news
+        return str(state.get("StartedAt")) if state.get("Running") else None
+
+    def gone(self, now: bool = False) -> bool:
+        if not now and time.monotonic() < self._next:
+            return False
+        self._next = time.monotonic() + self._every
+        return self._started_at() != self._started
+
+
+def _bind(emit: Emit | None, stream: str) -> Callable[[str], None] | None:
+    if emit is None:
+        return None
+    return lambda text: emit(stream, text)
+
+
+class _Demux:
+    """Splits the engine's multiplexed stream (8-byte header: stream id, size) into stdout and stderr."""
+
+    def __init__(self, outputs: dict[int, BoundedOutput], streamers: dict[int, OutputStreamer]) -> None:
+        self._buf = bytearray()
+        self._outputs = outputs
+        self._streamers = streamers
+
+    def feed(self, chunk: bytes) -> None:
+        self._buf += chunk
+        buf, pos = self._buf, 0
+        while len(buf) - pos >= 8:
+            stream, size = struct.unpack_from(">BxxxL", buf, pos)
+            if len(buf) - pos - 8 < size:
+                break
+            payload = bytes(buf[pos + 8 : pos + 8 + size])
+            pos += 8 + size
+            if stream in self._outputs:
+                self._outputs[stream].add(payload)
+                self._streamers[stream].add(payload)
+        del buf[:pos]
+
+
+def _pump(raw: socket.socket, demux: _Demux, deadline: float) -> bool:
+    """Read a (non-blocking) exec stream until it ends or the deadline passes; True when it ended."""
+    while (remaining := deadline - time.monotonic()) > 0:
+        readable, _, _ = select.select([raw], [], [], min(remaining, 0.25))
+        if not readable:
+            continue
+        try:
+            chunk = raw.recv(262144)
+        except _WOULD_BLOCK:
+            continue
+        if not chunk:
+            return True
+        demux.feed(chunk)
+    return False
+
+
+def kill_exec(api: Any, container: str, exec_key: str, timeout_s: float = 20.0) -> int:
+    """Kill the exec's processes inside the container; returns how many were killed (-1: no answer in time)."""
+    killer = api.exec_create(container, killer_argv(exec_key))["Id"]
+    sock = api.exec_start(killer, socket=True)
+    raw = _raw_socket(sock)
+    out = BoundedOutput(4096)
+    demux = _Demux({1: out}, {1: OutputStreamer(None)})
+    try:
+        raw.setblocking(False)
+        demux.feed(_read_ahead(sock))
+        if not _pump(raw, demux, time.monotonic() + timeout_s):
+            return -1
+    finally:
+        raw.close()
+    return killed_count(out.text())
+
+
+def exec_sync(
+    api: Any,
+    container: str,
+    argv: list[str],
+    timeout_s: float,
+    stdin: bytes | None,
+    env: dict[str, str] | None,
+    workdir: str | None,
+    max_output_bytes: int,
+    emit: Emit | None = None,
+    cancel: threading.Event | None = None,
+) -> ExecResult:
+    """Run ``argv`` in ``container`` (a name or id).
+
+    Raises: InvalidInput when ``workdir`` does not exist, or for an env the wrapper refuses.
+    """
+    wrapped = wrap(argv, stdin, env, workdir)
+    exec_key = wrapped.key
+    started = time.monotonic()
+    watch = _ContainerWatch(api, container)
+    exec_id = api.exec_create(container, wrapped.argv, stdin=wrapped.stdin is not None)["Id"]
+    sock = api.exec_start(exec_id, socket=True)
+    raw = _raw_socket(sock)
+    outputs = {1: BoundedOutput(max_output_bytes), 2: BoundedOutput(max_output_bytes)}
+    streamers = {n: OutputStreamer(_bind(emit, name)) for n, name in _STREAMS.items()}
+    demux = _Demux(outputs, streamers)
+    pending = memoryview(wrapped.stdin or b"")
+    stdin_open = wrapped.stdin is not None
+    timed_out = cancelled = lost = False
+    try:
+        raw.setblocking(False)
+        demux.feed(_read_ahead(sock))
+        deadline = started + timeout_s
+        while True:
+            if cancel is not None and cancel.is_set():
+                cancelled = True
+                break
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                timed_out = True
+                break
+            if watch.gone():
+                lost = True  # its processes died with the container; nothing is left to kill
+                break
+            if stdin_open and not pending:
+                raw.shutdown(socket.SHUT_WR)
+                stdin_open = False
+            readable, writable, _ = select.select([raw], [raw] if stdin_open else [], [], min(remaining, 0.25))
+            if writable:
+                try:
+                    sent = raw.send(pending[:65536])
+                    pending = pending[sent:]
+                except _WOULD_BLOCK:
+                    pass
+                except (BrokenPipeError, ConnectionResetError):
+                    stdin_open = False  # the command closed its input; it may still write output
+                    pending = memoryview(b"")
+            if readable:
+                try:
+                    chunk = raw.recv(262144)
+                except _WOULD_BLOCK:
+                    chunk = None
+                if chunk == b"":
+                    break
+                if chunk:
+                    demux.feed(chunk)
+            for streamer in streamers.values():
+                streamer.flush()
+        if not (timed_out or cancelled or lost) and watch.gone(now=True):
+            lost = True  # it ended because the container died (runsc: "WaitPID failed: EOF", exit 128)
+        if timed_out or cancelled:
+            # Kill first, then let the engine end the exec on its own before the stream is closed.
+            if kill_exec(api, container, exec_key) < 0:
+                log.warning("exec %s in %s: the killer did not answer in time", exec_key, container)
+            _pump(raw, _Demux({}, {}), time.monotonic() + 5.0)
+    finally:
+        raw.close()
+    for streamer in streamers.values():
+        streamer.flush(force=True)
+    exit_code = None if timed_out or cancelled or lost else _exit_code(api, exec_id)
+    stderr = outputs[2].text()
+    check_workdir(exit_code, outputs[1].total, stderr, workdir)
+    return ExecResult(
+        exit_code=exit_code,
+        stdout=outputs[1].text(),
+        stderr=stderr,
+        truncated=outputs[1].truncated or outputs[2].truncated,
+        timed_out=timed_out,
+        duration_ms=int((time.monotonic() - started) * 1000),
+    )

@@ -1,0 +1,158 @@
+"""The wrapper every exec runs in, on every backend, and the killer that ends the command's whole process tree.
+
+Both are POSIX ``sh`` (no bash, grep, procps or setsid needed in the image). A backend runs
+``wrap(...).argv`` in the workload with ``wrap(...).stdin`` as its whole stdin, and on a deadline, a
+cancel or a lost session runs ``killer_argv(key)`` in the same workload.
+
+Env never travels on argv, since ``ps`` in the workload shows every process's argv (and Nomad's alloc
+exec has no env parameter at all): it is the first line of stdin, ``KEY='value'`` words, each value
+single-quoted with a newline written as ``$AGENTHOST_NL``, so the line holds no newline. The wrapper
+reads that one line with ``read`` (which takes a pipe byte by byte, so not a byte past the newline is
+consumed) and applies it with one ``eval "export ..."``: builtins only, no fork and no new program, so the
+values never reach an argv (and cost nothing under gVisor, where a fork is dear). The rest of stdin is
+the command's own, intact: it is copied whole into a file in the workload's /tmp that becomes the
+command's stdin (so input the command never reads is not left pending in the engine's pipes), or
+/dev/null when the caller gave none. The env is applied only after the wrapper's own work that runs
+programs (``cat``, ``rm``), so a tenant's PATH cannot change what those are.
+
+The engines start each exec as a session leader (Docker's exec, and Nomad's alloc exec through the
+docker driver): the wrapper's pid, recorded in /tmp, is the session and group id of everything the
+command starts. Everything it starts also inherits ``AGENTHOST_EXEC_ID=<key>``, which marks processes
+that ``setsid`` and double-fork out of the group and away from their parent. The killer kills the group
+at once (no fork can outrun that), then every live process carrying the marker and every descendant
+of either, in up to three rounds, until none is left. A process that scrubs its own environment
+*and* leaves the session escapes the deadline: it is the tenant's own process in its own workload.
+
+Known engine fault: Debian's runsc 20221219 now and then crashes a whole sandbox (exit code 2) after
+several exec'd process trees were killed in it, so the kill stays gentle: SIGKILL once per round, a
+pause between rounds.
+"""
+
+from __future__ import annotations
+
+import re
+import uuid
+from dataclasses import dataclass
+
+from ..errors import InvalidInput
+
+__all__ = [
+    "EXEC_MARKER",
+    "KILLER",
+    "WORKDIR_MISSING",
+    "WRAPPER",
+    "WrappedExec",
+    "check_workdir",
+    "env_line",
+    "killed_count",
+    "killer_argv",
+    "wrap",
+]
+
+EXEC_MARKER = "AGENTHOST_EXEC_ID"
+WORKDIR_MISSING = 125
+
+# $0 is the exec key, $1 'i' when the command gets the rest of stdin (else /dev/null), $2 the workdir ('' for
+# the workload's own), then the argv. The wrapper's own variables carry the reserved AGENTHOST_ prefix, which
+# no tenant env key may use, so applying the env cannot overwrite them; the key is $0, which nothing can.
+WRAPPER = (
+    'IFS= read -r AGENTHOST_E; echo $$ > "/tmp/.ah-exec-$0" 2>/dev/null; '
+    'if [ "$1" = i ]; then f="/tmp/.ah-in-$0"; if cat > "$f" 2>/dev/null; then exec < "$f"; fi; rm -f "$f"; '
+    "else exec </dev/null; fi; shift; "
+    'if [ -n "$1" ]; then cd -- "$1" 2>/dev/null || '
+    '{ echo "agenthost: workdir $1: no such directory" >&2; rm -f "/tmp/.ah-exec-$0"; '
+    f"exit {WORKDIR_MISSING}; }}; fi; shift; "
+    # The env line is ours, each value single-quoted (see env_line): eval applies it without a fork.
+    "AGENTHOST_P=$PATH; AGENTHOST_NL='\n'; "
+    '[ -z "$AGENTHOST_E" ] || eval "export $AGENTHOST_E"; '
+    f'unset AGENTHOST_E AGENTHOST_NL; export {EXEC_MARKER}="$0"; '
+    'if ! command -v -- "$1" >/dev/null 2>&1; then echo "agenthost: command not found: $1" >&2; '
+    'PATH=$AGENTHOST_P rm -f "/tmp/.ah-exec-$0"; exit 127; fi; '
+    '"$@"; rc=$?; PATH=$AGENTHOST_P rm -f "/tmp/.ah-exec-$0"; exit "$rc"'
+)
+
+# $1 is the exec key. Prints how many processes it killed. Zombies are skipped: they are already dead.
+KILLER = (
+    "k=$1; me=$$; killed=0; "
+    # the parent pid of a live process (fails for a zombie or a process that is gone)
+    "live_ppid() { s=$(cat /proc/$1/stat 2>/dev/null) || return 1; s=${s##*) }; set -- $s; "
+    '[ "$1" != Z ] || return 1; echo $2; }; '
+    # the recorded wrapper, if it still runs: a live process whose argv holds the key (not a recycled pid)
+    'wrapper() { r=$(cat "/tmp/.ah-exec-$k" 2>/dev/null) && [ -n "$r" ] && live_ppid $r >/dev/null || return 1; '
+    '  case "$(cat /proc/$r/cmdline 2>/dev/null)" in *"$k"*) echo $r;; *) return 1;; esac; }; '
+    "victims() { "
+    '  found=" "; root=$(wrapper) && found=" $root "; '
+    '  for d in /proc/[0-9]*; do p=${d#/proc/}; [ "$p" = "$me" ] && continue; '
+    f'    case "$(cat $d/environ 2>/dev/null)" in *"{EXEC_MARKER}=$k"*) '
+    '      case "$found" in *" $p "*) ;; *) live_ppid $p >/dev/null && found="$found$p ";; esac;; esac; done; '
+    "  grew=1; while [ $grew = 1 ]; do grew=0; "
+    '    for d in /proc/[0-9]*; do p=${d#/proc/}; case "$found" in *" $p "*) continue;; esac; '
+    '      pp=$(live_ppid $p) || continue; case "$found" in *" $pp "*) found="$found$p "; grew=1;; esac; done; '
+    "  done; echo $found; }; "
+    # The whole group first, in one call; then a few rounds catch what left it or forked meanwhile. The pause
+    # lets the dead be reaped before /proc is read again.
+    "if root=$(wrapper); then kill -KILL -$root 2>/dev/null; fi; "
+    'for round in 1 2 3; do v=$(victims); [ -z "$v" ] && break; '
+    "  kill -KILL $v 2>/dev/null; set -- $v; killed=$((killed + $#)); "
+    "  sleep 0.3 2>/dev/null || true; done; "
+    'rm -f "/tmp/.ah-exec-$k"; echo $killed'
+)
+
+_KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+
+@dataclass(frozen=True)
+class WrappedExec:
+    """What a backend runs: ``argv`` with ``stdin`` as its whole input (None: attach none, the wrapper reads
+    end of file at once); ``key`` names it to the killer."""
+
+    key: str
+    argv: list[str]
+    stdin: bytes | None
+
+
+def _quoted(value: str) -> str:
+    """One shell word on one line: single-quoted, a quote as '\\'', a newline as the wrapper's $AGENTHOST_NL."""
+    return "'" + value.replace("'", "'\\''").replace("\n", "'\"$AGENTHOST_NL\"'") + "'"
+
+
+def env_line(env: dict[str, str] | None) -> bytes:
+    """The first line of the wrapper's stdin. Raises: InvalidInput for a key or value a process env cannot hold."""
+    pairs = []
+    for key, value in (env or {}).items():
+        if not _KEY.fullmatch(key) or key.startswith("AGENTHOST_"):
+            raise InvalidInput(f"invalid env var name {key!r}", "letters, digits and '_', not AGENTHOST_*")
+        if "\x00" in value:
+            raise InvalidInput(f"env var {key!r} holds a NUL byte", "env values are text: encode binary data")
+        pairs.append(f"{key}={_quoted(value)}")
+    return (" ".join(pairs) + "\n").encode()
+
+
+def wrap(argv: list[str], stdin: bytes | None, env: dict[str, str] | None, workdir: str | None) -> WrappedExec:
+    """The wrapped command. Raises: InvalidInput for an empty argv or an env ``env_line`` refuses."""
+    if not argv:
+        raise InvalidInput("command is empty", "pass an argv list or a shell string")
+    key = uuid.uuid4().hex[:16]
+    wrapped = ["/bin/sh", "-c", WRAPPER, key, "i" if stdin is not None else "n", workdir or "", *argv]
+    if stdin is None and not env:
+        return WrappedExec(key, wrapped, None)  # no input to send: as fast as an exec without stdin
+    return WrappedExec(key, wrapped, env_line(env) + (stdin or b""))
+
+
+def killer_argv(key: str) -> list[str]:
+    """Kills every process of the exec ``key``; prints how many."""
+    return ["/bin/sh", "-c", KILLER, "ah-kill", key]
+
+
+def killed_count(output: str) -> int:
+    """The killer's answer (0 when it printed none)."""
+    try:
+        return int(output.strip().splitlines()[-1])
+    except (ValueError, IndexError):
+        return 0
+
+
+def check_workdir(exit_code: int | None, stdout_bytes: int, stderr: str, workdir: str | None) -> None:
+    """Raises: InvalidInput when the wrapper said the workdir does not exist (and the command never ran)."""
+    if exit_code == WORKDIR_MISSING and stderr.startswith("agenthost: workdir ") and not stdout_bytes:
+        raise InvalidInput(f"workdir {workdir!r} does not exist in the workload", "pass an existing absolute path")

@@ -1,0 +1,123 @@
+"""A job's allocations: listing them, and waiting until Nomad placed and started a job, or stopped it.
+
+Nomad answers a job registration with an evaluation; the scheduler's verdict and the task's
+start come later. The waits here turn that into one call that returns once the task runs (or
+ran) and raises the agenthost error an agent can act on when it cannot. They poll with short
+API calls in worker threads (``run``: ``NomadBackend._run``) and sleep in the event loop between
+them, so a slow placement holds no thread while it waits.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, ParamSpec, Protocol, TypeVar
+
+import anyio
+
+from ...errors import AgentHostError, BackendUnavailable, ImageNotFound
+from .jobs import TASK, latest_alloc, task_failure
+from .logs import read_tail
+from .net import NET_TASK
+from .nodes import placement_error
+
+if TYPE_CHECKING:
+    from ..base import WorkloadSpec
+    from .api import NomadApi
+
+__all__ = ["Run", "await_placement", "await_stopped", "job_allocs", "register_job"]
+
+P = ParamSpec("P")
+T = TypeVar("T")
+
+
+class Run(Protocol):
+    """Runs one synchronous API call in a worker thread, translating Nomad's errors (``what`` names it)."""
+
+    async def __call__(self, what: str, fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T: ...
+
+
+_PLACEMENT_WAIT_S = 90.0
+_TERMINAL = ("complete", "failed", "lost")
+_POLL_S = 0.2
+
+
+def job_allocs(api: NomadApi, jid: str) -> list[dict[str, Any]]:
+    """Every allocation of job ``jid``, of all its versions, with their resources."""
+    allocs: list[dict[str, Any]] = api.get(
+        "allocations", params={"resources": "true", "filter": f"JobID == {json.dumps(jid)}"}
+    )
+    return allocs
+
+
+def register_job(api: NomadApi, job: dict[str, Any]) -> tuple[str, int]:
+    """Submit ``job``; returns the evaluation id and the job version Nomad stored."""
+    result = api.post("jobs", body={"Job": job})
+    version = int(api.get("job", job["ID"])["Version"])
+    return str(result.get("EvalID") or ""), version
+
+
+async def await_placement(
+    run: Run, api: NomadApi, jid: str, eval_id: str, version: int, spec: WorkloadSpec | None
+) -> None:
+    """Wait until the evaluation placed the job and its task started or failed to.
+
+    Raises: RuntimeUnavailable / AgentHostError when no node can take it, ImageNotFound when the
+    node cannot get the image, WorkloadFailed-like AgentHostError for other start failures.
+    """
+    deadline = time.monotonic() + _PLACEMENT_WAIT_S
+    evaluation: dict[str, Any] = {}
+    while eval_id and time.monotonic() < deadline:
+        evaluation = await run(f"read evaluation of {jid}", api.get, "evaluation", eval_id)
+        if evaluation.get("FailedTGAllocs"):
+            raise placement_error(evaluation["FailedTGAllocs"], spec.runtime if spec else None)
+        if evaluation.get("Status") in ("complete", "failed", "canceled"):
+            if evaluation.get("Status") != "complete":
+                raise AgentHostError(f"Nomad could not schedule {jid}: {evaluation.get('StatusDescription')}")
+            break
+        await anyio.sleep(_POLL_S)
+    alloc: dict[str, Any] | None = None
+    while time.monotonic() < deadline:
+        allocs = await run(f"list allocations of {jid}", job_allocs, api, jid)
+        current = [a for a in allocs if int(a.get("JobVersion", -1)) == version]
+        alloc = latest_alloc(current)
+        if alloc is not None:
+            failure = task_failure(alloc)
+            if failure:
+                if "pull" in failure.lower() or "no such image" in failure.lower():
+                    raise ImageNotFound(
+                        f"image {spec.image if spec else ''!r}: the Nomad node could not get it ({failure})",
+                        "push the image to a registry the nodes can reach (build_from_git does), or load it "
+                        "onto the nodes",
+                    )
+                if failure.startswith("preparing the tenant network"):
+                    lines = await run(f"read logs of {jid}", read_tail, api, alloc["ID"], "stderr", 5, NET_TASK)
+                    failure += "".join(f"\n{line.text}" for line in lines)
+                    raise AgentHostError(
+                        f"Nomad could not start {jid}: {failure}",
+                        "the node's Docker must let the platform create bridges (see nomad/README.md)",
+                    )
+                raise AgentHostError(f"Nomad could not start {jid}: {failure}", "check the image and command")
+            # The main task, not the allocation: that runs already while a prestart task does.
+            task = (alloc.get("TaskStates") or {}).get(TASK) or {}
+            if task.get("State") in ("running", "dead") or alloc.get("ClientStatus") in _TERMINAL:
+                return
+        await anyio.sleep(_POLL_S)
+    if alloc is None:
+        raise BackendUnavailable(
+            f"Nomad placed no allocation for {jid} within {_PLACEMENT_WAIT_S:.0f} s "
+            f"(evaluation {eval_id or '-'}: {evaluation.get('Status', 'unknown')} "
+            f"{evaluation.get('StatusDescription', '')})",
+            "platform_status shows the cluster; retry once its scheduler catches up",
+        )
+
+
+async def await_stopped(run: Run, api: NomadApi, jid: str, timeout_s: float) -> None:
+    """Wait, at most ``timeout_s``, until every allocation of ``jid`` is terminal; a timeout is not an error."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        allocs = await run(f"list allocations of {jid}", job_allocs, api, jid)
+        if all(a.get("ClientStatus") in _TERMINAL for a in allocs):
+            return
+        await anyio.sleep(_POLL_S)

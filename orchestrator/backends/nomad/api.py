@@ -1,0 +1,138 @@
+"""Nomad's HTTP API through python-nomad, with Nomad's failures translated at this one edge.
+
+python-nomad is synchronous: callers run these methods in worker threads (``NomadBackend._run``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import requests
+import requests.exceptions
+from nomad.api import exceptions as nomad_exc
+from nomad.api.base import Requester
+
+from ...errors import AgentHostError, BackendUnavailable, Conflict, InvalidInput, NotFound
+
+__all__ = ["NomadApi", "nomad_errors"]
+
+
+def _message(exc: nomad_exc.BaseNomadException) -> str:
+    resp = exc.nomad_resp
+    if isinstance(resp, requests.Response):
+        return (resp.text or resp.reason or str(resp.status_code)).strip()[:1000]
+    return str(resp)[:1000]
+
+
+@contextmanager
+def nomad_errors(what: str) -> Iterator[None]:
+    """Translate python-nomad and transport failures into the agenthost error tree."""
+    try:
+        yield
+    except nomad_exc.URLNotFoundNomadException as exc:
+        raise NotFound(f"{what}: {_message(exc)}") from exc
+    except nomad_exc.BadRequestNomadException as exc:
+        raise InvalidInput(f"{what}: Nomad refused it: {_message(exc)}") from exc
+    except nomad_exc.URLNotAuthorizedNomadException as exc:
+        raise AgentHostError(
+            f"{what}: Nomad denied the request ({_message(exc)})",
+            "the operator's NOMAD_TOKEN lacks a permission agenthost needs (see nomad/README.md)",
+        ) from exc
+    except nomad_exc.VariableConflict as exc:
+        raise Conflict(f"{what}: changed concurrently ({_message(exc)})", "retry") from exc
+    except requests.exceptions.JSONDecodeError as exc:
+        # What an endpoint this Nomad version lacks can answer (an empty 200), not a transport failure.
+        raise AgentHostError(
+            f"{what}: Nomad's answer is not JSON ({exc})",
+            "this Nomad version may lack the endpoint: platform_status shows the version agenthost talks to",
+        ) from exc
+    except (nomad_exc.TimeoutNomadException, requests.exceptions.RequestException) as exc:
+        raise BackendUnavailable(f"{what}: Nomad unreachable ({exc})") from exc
+    except nomad_exc.BaseNomadException as exc:
+        resp = exc.nomad_resp
+        if not isinstance(resp, requests.Response):
+            raise BackendUnavailable(f"{what}: Nomad unreachable ({resp})") from exc
+        text = _message(exc)
+        if resp.status_code in (500, 503) and ("No cluster leader" in text or "no leader" in text.lower()):
+            raise BackendUnavailable(f"{what}: the Nomad cluster has no leader") from exc
+        raise AgentHostError(f"{what}: Nomad error {resp.status_code}: {text}") from exc
+
+
+class _Requester(Requester):  # type: ignore[misc]
+    def _endpoint_builder(self, *args: str) -> str:
+        return f"{self.version}/" + "/".join(a for a in args if a)
+
+
+class NomadApi:
+    """A small typed surface over python-nomad's requester: ``get("job", job_id)`` → ``GET /v1/job/<id>``."""
+
+    def __init__(self, address: str, token: str | None, namespace: str, region: str | None, timeout_s: int = 30):
+        self.address = address.rstrip("/")
+        self.token = token
+        self.namespace = namespace
+        self.region = region
+        self._session = requests.Session()
+        self._req = _Requester(
+            address=self.address,
+            token=token,
+            namespace=namespace,
+            region=region,
+            timeout=timeout_s,
+            session=self._session,
+        )
+
+    def _call(
+        self,
+        method: str,
+        parts: tuple[str, ...],
+        params: dict[str, Any] | None,
+        body: Any,
+        stream: bool = False,
+        timeout: float | None = None,
+    ) -> requests.Response:
+        params = dict(params or {})
+        if self.namespace and "namespace" not in params:
+            params["namespace"] = self.namespace
+        kwargs: dict[str, Any] = {"method": method, "params": params, "json": body, "stream": stream}
+        if timeout is not None:
+            kwargs["timeout"] = timeout
+        with nomad_errors(f"{method.upper()} /v1/{'/'.join(parts)}"):
+            response: requests.Response = self._req.request(*parts, **kwargs)
+        return response
+
+    def get(self, *parts: str, params: dict[str, Any] | None = None) -> Any:
+        response = self._call("get", parts, params, None)
+        with nomad_errors(f"GET /v1/{'/'.join(parts)}"):
+            return response.json()
+
+    def get_text(self, *parts: str, params: dict[str, Any] | None = None) -> bytes:
+        return self._call("get", parts, params, None).content
+
+    def stream(self, *parts: str, params: dict[str, Any] | None = None) -> requests.Response:
+        return self._call("get", parts, params, None, stream=True, timeout=3600)
+
+    def post(self, *parts: str, body: Any = None, params: dict[str, Any] | None = None) -> Any:
+        response = self._call("post", parts, params, body)
+        return response.json() if response.content else None
+
+    def put(self, *parts: str, body: Any = None, params: dict[str, Any] | None = None) -> Any:
+        response = self._call("put", parts, params, body)
+        return response.json() if response.content else None
+
+    def delete(self, *parts: str, params: dict[str, Any] | None = None) -> Any:
+        response = self._call("delete", parts, params, None)
+        return response.json() if response.content else None
+
+    def websocket_url(self, *parts: str, params: dict[str, str]) -> str:
+        from urllib.parse import urlencode
+
+        query = {**params, "namespace": self.namespace}
+        if self.region:
+            query["region"] = self.region
+        base = self.address.replace("https://", "wss://", 1).replace("http://", "ws://", 1)
+        return f"{base}/v1/{'/'.join(parts)}?{urlencode(query)}"
+
+    def close(self) -> None:
+        self._session.close()

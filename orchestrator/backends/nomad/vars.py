@@ -1,0 +1,57 @@
+"""Nomad Variables: where the Nomad backend keeps secrets, workload env and its own records.
+
+A workload's env lives in ``nomad/jobs/<job id>`` (readable by that job's tasks only), volume
+metadata in ``agenthost/<instance>/volumes/<name>``. These calls are synchronous: callers run
+them in worker threads (``NomadBackend._run``).
+"""
+
+from __future__ import annotations
+
+import re
+from typing import TYPE_CHECKING, Any
+
+from ...errors import InvalidInput, NotFound
+
+if TYPE_CHECKING:
+    from .api import NomadApi
+
+__all__ = ["check_variable_path", "delete_variable", "get_variable", "put_variable"]
+
+_PATH = re.compile(r"[A-Za-z0-9_~/-]{1,128}")
+
+
+def get_variable(api: NomadApi, path: str) -> dict[str, Any] | None:
+    """The Variable at ``path`` with its ``Items``, or None when there is none."""
+    try:
+        var: dict[str, Any] = api.get("var", path)
+    except NotFound:
+        return None
+    return var
+
+
+def put_variable(api: NomadApi, path: str, items: dict[str, str], cas: int | None = None) -> Any:
+    """Write ``items`` as the Variable at ``path`` (replacing it); returns Nomad's answer (``ModifyIndex``…).
+
+    With ``cas`` the write happens only while the Variable's ModifyIndex is ``cas`` (0: while there is none).
+
+    Raises: Conflict when ``cas`` no longer matches.
+    """
+    params = {"cas": str(cas)} if cas is not None else None
+    return api.put("var", path, body={"Namespace": api.namespace, "Path": path, "Items": items}, params=params)
+
+
+def delete_variable(api: NomadApi, path: str) -> None:
+    """Delete the Variable at ``path``; one that is already gone is fine."""
+    try:
+        api.delete("var", path)
+    except NotFound:
+        pass
+
+
+def check_variable_path(path: str) -> None:
+    """Refuse a path Nomad would reject or read differently.
+
+    Raises: InvalidInput for characters outside Nomad's set, ``//`` or a leading ``/``.
+    """
+    if not _PATH.fullmatch(path) or "//" in path or path.startswith("/"):
+        raise InvalidInput(f"invalid Nomad Variable path {path!r}", "letters, digits, '-', '_', '~' and '/' only")

@@ -1,0 +1,135 @@
+"""Creating a backup: a database dumped while it runs, or a volume copied while its services are stopped,
+written to the tenant's restic repository as one snapshot (``sources`` says how each is made consistent)."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import anyio
+
+from ..backends.base import Backend
+from ..errors import AgentHostError, InvalidInput
+from ..labels import volume_name
+from ..models import BackupKind, BackupTarget
+from ..progress import Reporter
+from ..quotas import check_backups
+from ..settings import Settings
+from ..store import Store, TenantStore, Tx
+from ..store.backups import BackupRecord, Check
+from .operations import Operations
+from .restic import ResticRepo
+from .sources import dump_postgres, save_redis, volume_dir
+
+__all__ = ["Creates"]
+
+log = logging.getLogger(__name__)
+
+
+class Creates:
+    def __init__(self, settings: Settings, store: Store, backend: Backend, ops: Operations) -> None:
+        self.settings = settings
+        self.store = store
+        self.backend = backend
+        self.ops = ops
+
+    def _within_caps(self, ts: TenantStore) -> Check:
+        """The backup quotas, read in the transaction that records a backup: concurrent calls cannot pass together."""
+
+        async def check(tx: Tx) -> None:
+            check_backups((await self.store.tenants.get(ts.tenant_id, tx)).quotas, *await ts.backups.totals(tx))
+
+        return check
+
+    async def start(
+        self,
+        ts: TenantStore,
+        database: str | None,
+        volume: str | None,
+        target: BackupTarget | None,
+        wait: bool,
+        report: Reporter,
+    ) -> BackupRecord:
+        """Validate, record the backup and run it past the bounded wait; returns its record as it started.
+
+        Raises: InvalidInput, NotSupported, NotFound, Conflict, QuotaExceeded, BackupTargetUnavailable."""
+        if (database is None) == (volume is None):
+            raise InvalidInput("pass exactly one of database or volume", "e.g. create_backup(database='pg')")
+        self.ops.check_backend()
+        where: BackupTarget = target or self.settings.backup_target
+        meta: dict[str, Any] = {}
+        kind: BackupKind
+        if database is not None:
+            db = await ts.databases.get(database)
+            st = await self.backend.workload_status(db.id)
+            if db.status != "running" or st.state != "running":
+                raise InvalidInput(f"database {db.name} is {db.status}, not running", "get_database shows why")
+            kind, source, source_id, engine = "database", db.name, db.id, db.engine
+            meta["memory_mb"] = db.spec.memory_mb
+        else:
+            assert volume is not None
+            mount = await volume_dir(self.backend, await self.ops.volume(ts, volume))
+            st_root = mount.lstat()
+            kind, source, source_id, engine = "volume", volume, None, None
+            meta["root"] = [st_root.st_uid, st_root.st_gid, st_root.st_mode & 0o7777]
+        await ts.backups.check_free(kind, [source])  # early; insert checks again, in its transaction
+        repo = await self.ops.repo(ts, where)
+        await report(f"opening the backup repository ({repo.where})")
+        await repo.ensure()
+        rec = await ts.backups.insert(
+            kind, source, source_id, engine, where, self.ops.owner, meta, self._within_caps(ts)
+        )
+        await self.ops.in_background(lambda relay: self._backup(ts, rec, repo, relay), wait, report)
+        return rec
+
+    async def _backup(self, ts: TenantStore, rec: BackupRecord, repo: ResticRepo, report: Reporter) -> None:
+        tags = [f"ah:{rec.id}", f"ah-{rec.kind}:{rec.source_name}"]
+        timeout = self.settings.backup_timeout_s
+        try:
+            if rec.kind == "database":
+                assert rec.source_id is not None
+                db = await ts.databases.get(rec.source_id)
+                password = (await ts.databases.secrets(db.id)).superuser
+                staged = await self.ops.stage(rec.id)
+                if db.engine == "postgres":
+                    await report(f"pg_dump of {db.name}")
+                    await dump_postgres(self.backend, db, password, rec.id, staged, timeout)
+                else:
+                    await report(f"BGSAVE of {db.name}")
+                    await save_redis(self.backend, db, password, staged, timeout)
+                await report(f"writing snapshot to {repo.where}")
+                snapshot, size = await repo.backup(staged, tags)
+            else:
+                engine_volume = volume_name(ts.tenant_id, rec.source_name)
+                paused = await self.ops.pause(ts, "backups", rec.id, rec.source_name, report)
+                try:
+                    # restic reads the volume itself (links stay links, files open O_NOFOLLOW): safe only while
+                    # nothing of the tenant can change the tree under it, which the lock and this check make sure of.
+                    await self.ops.check_idle(ts, rec.source_name, "backup")
+                    await report(f"writing snapshot of volume {rec.source_name} to {repo.where}")
+                    snapshot, size = await repo.backup(await volume_dir(self.backend, engine_volume), tags)
+                finally:
+                    with anyio.CancelScope(shield=True):
+                        await self.ops.resume(ts, "backups", rec.id, paused)
+            await ts.backups.finish(rec.id, "complete", snapshot_id=snapshot, size_bytes=size)
+            await report(f"backup {rec.id} complete")
+        except anyio.get_cancelled_exc_class():
+            with anyio.CancelScope(shield=True):
+                await ts.backups.finish(rec.id, "failed", error="interrupted: the control plane shut down")
+            raise
+        except Exception as exc:  # background work: nobody above to raise to, so it is recorded
+            if not isinstance(exc, AgentHostError):
+                log.exception("backup %s crashed", rec.id)
+            error = exc.message if isinstance(exc, AgentHostError) else f"{type(exc).__name__}: {exc}"
+            await ts.backups.finish(rec.id, "failed", error=error[:4000])
+        finally:
+            with anyio.CancelScope(shield=True):
+                await self.cleanup(ts, rec)
+
+    async def cleanup(self, ts: TenantStore, rec: BackupRecord) -> None:
+        """Remove what a backup staged and the dump it left beside a Postgres cluster."""
+        await self.ops.unstage(rec.id)
+        if rec.engine == "postgres" and rec.source_id is not None:
+            db = await ts.databases.find(rec.source_id)
+            if db is not None:
+                await self.ops.remove_dump_dir(db, rec.id)

@@ -1,0 +1,40 @@
+"""Services: the use-cases (manager), what callers ask and get (requests, models), what other use-cases add
+to a service (companions), updates and their rollback (update), readiness and crash reports (health,
+readiness), tenants' volumes and networks (volumes, networks), and the reconciler that repairs what the
+engine and the store disagree on (reconciler, repairs)."""
+
+from .companions import ServiceEvent, ServiceLinks, ServiceSidecar
+from .diagnose import Diagnosis, ServiceDiagnosis
+from .logs import LogQuery
+from .manager import ServiceManager
+from .models import EnvList, LogOutput, Service, ServiceList, ServiceSummary
+from .networks import NetworkCollector
+from .reconciler import Reconciler
+from .repairs import PassFailures
+from .requests import DeployRequest, UpdateRequest
+from .volumes import Volume, VolumeList, VolumeManager, engine_volumes, volumes_held
+
+__all__ = [
+    "DeployRequest",
+    "Diagnosis",
+    "EnvList",
+    "LogOutput",
+    "LogQuery",
+    "NetworkCollector",
+    "PassFailures",
+    "Reconciler",
+    "Service",
+    "ServiceEvent",
+    "ServiceLinks",
+    "ServiceList",
+    "ServiceManager",
+    "ServiceDiagnosis",
+    "ServiceSidecar",
+    "ServiceSummary",
+    "UpdateRequest",
+    "Volume",
+    "VolumeList",
+    "VolumeManager",
+    "engine_volumes",
+    "volumes_held",
+]

@@ -1,0 +1,56 @@
+"""What the service tools return: a service, its summary in listings and lifecycle answers, its env and logs."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from pydantic import BaseModel, Field
+
+from ..models import ServiceConfig, ServiceStatus
+
+__all__ = ["EnvList", "LogOutput", "Service", "ServiceList", "ServiceSummary"]
+
+
+class Service(ServiceConfig):
+    id: str
+    name: str
+    status: ServiceStatus
+    url: str | None = Field(None, description="where the service answers, when running and it has a port")
+    env_keys: list[str] = []
+    restarts: int = 0
+    last_error: str | None = None
+    created_at: datetime
+    updated_at: datetime
+
+
+class ServiceSummary(BaseModel):
+    """What lifecycle tools and listings return; get_service has the full picture."""
+
+    name: str
+    status: ServiceStatus
+    url: str | None = None
+    image: str
+    restarts: int = 0
+    last_error: str | None = None
+
+    @classmethod
+    def of(cls, service: Service) -> ServiceSummary:
+        return cls.model_validate(service.model_dump(include=set(cls.model_fields)))
+
+
+class ServiceList(BaseModel):
+    services: list[ServiceSummary]
+
+
+class EnvList(BaseModel):
+    service: str
+    vars: dict[str, str] = Field(description="values masked as '****' unless reveal=true")
+    revealed: bool
+
+
+class LogOutput(BaseModel):
+    service: str
+    lines: int
+    truncated: bool = Field(description="true when older output was cut to stay within the size bound")
+    output: str = Field(description="workload output inside an untrusted-data boundary; known secrets masked")
+    next_cursor: str | None = None

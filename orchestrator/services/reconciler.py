@@ -1,0 +1,125 @@
+"""Desired state in SQLite against what the backend reports, repaired every interval.
+
+- a record that wants to run but has no workload (a crash between intent and outcome) is redeployed;
+- a workload that exhausted its restarts opens the service's circuit breaker (status failed);
+- a managed workload with no record (an orphan) is removed.
+
+A record whose repair raises is logged with its id and skipped (``repairs``); the rest of the pass
+still runs, and its counts say how many failed.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable, Sequence
+from datetime import UTC, datetime
+
+import anyio
+
+from ..errors import AgentHostError, BackendUnavailable
+from ..labels import L_KIND
+from ..models import ServiceRecord
+from ..store import Store, all_service_records
+from .manager import ServiceManager
+from .repairs import PassFailures
+
+__all__ = ["KnownIds", "Pass", "Reconciler"]
+
+log = logging.getLogger(__name__)
+_GRACE_S = 120.0
+
+KnownIds = Callable[[], Awaitable[set[str]]]
+Pass = Callable[[], Awaitable[dict[str, int]]]
+
+
+class Reconciler:
+    def __init__(
+        self,
+        store: Store,
+        services: ServiceManager,
+        interval_s: float,
+        known_ids: Sequence[KnownIds] = (),
+        passes: Sequence[Pass] = (),
+    ) -> None:
+        """``known_ids``: the workload ids other use-cases own, so they are not taken for orphans; ``passes``:
+        their own repairs (databases, backups, sidecars, housekeeping), run in order before orphans are collected.
+        """
+        self.store = store
+        self.services = services
+        self.interval_s = interval_s
+        self.known_ids = tuple(known_ids)
+        self.passes = tuple(passes)
+        # Passes of run() that reached their end since this process started (platform_status shows it to
+        # admins): one that began after a change and finished has seen it.
+        self.passes_finished = 0
+
+    async def run(self) -> None:
+        while True:
+            try:
+                counts = await self.reconcile_once()
+                if any(v for k, v in counts.items() if k.endswith("_failed")):
+                    log.warning("reconcile pass done with failures (logged above): %s", counts)
+                self.passes_finished += 1
+            except BackendUnavailable as exc:
+                log.warning("reconcile skipped: %s", exc)
+            except AgentHostError:
+                log.exception("reconcile failed")
+            await anyio.sleep(self.interval_s)
+
+    async def reconcile_once(self) -> dict[str, int]:
+        """One pass. Raises: BackendUnavailable when the engine cannot be reached (nothing is repaired)."""
+        backend = self.services.backend
+        now = datetime.now(UTC)
+        counts = {"redeployed": 0, "failed": 0, "orphans_removed": 0, "deleted": 0}
+        records = PassFailures()
+        for rec in await all_service_records(self.store.db):
+            with records.guard(f"service {rec.id}"):
+                await self._repair(rec, now, counts)
+        passes = PassFailures()
+        for extra in self.passes:
+            with passes.guard(f"pass {getattr(extra, '__qualname__', extra)}"):
+                counts.update(await extra())
+        # List first, then read who owns what: a workload created meanwhile had its record written before
+        # its container, so it is known here and never taken for an orphan.
+        workloads = await backend.list_workloads({})
+        known = {r.id for r in await all_service_records(self.store.db)}
+        for source in self.known_ids:
+            known |= await source()
+        for st in workloads:
+            if st.id not in known and st.labels.get(L_KIND) != "job":
+                with records.guard(f"orphan workload {st.id}"):
+                    log.warning("removing orphan workload %s", st.id)
+                    await backend.remove_workload(st.id)
+                    counts["orphans_removed"] += 1
+        counts["repairs_failed"] = records.count
+        counts["passes_failed"] = passes.count
+        return counts
+
+    async def _repair(self, rec: ServiceRecord, now: datetime, counts: dict[str, int]) -> None:
+        backend = self.services.backend
+        ts = self.store.scoped(rec.tenant_id)
+        if rec.desired_state == "deleted":
+            if (now - rec.updated_at).total_seconds() < _GRACE_S:
+                return  # a delete in progress, maybe in another process: its caller reports what it removed
+            # A delete that died half-way: finish it.
+            await backend.remove_workload(rec.id)
+            await ts.services.delete(rec.id)
+            counts["deleted"] += 1
+            return
+        st = await backend.workload_status(rec.id)
+        if rec.status == "deploying" and (now - rec.updated_at).total_seconds() < _GRACE_S:
+            return  # another process may be creating it right now
+        if rec.desired_state == "running" and st.state == "missing":
+            await ts.services.update(rec.id, status="deploying")
+            try:
+                await backend.ensure_workload(await self.services.workload_spec(ts, rec))
+            except AgentHostError as exc:
+                # Tell its owner why it is not coming back (get_service shows it); the next pass tries again.
+                await ts.services.update(rec.id, last_error=f"the reconciler could not recreate it: {exc.message}")
+                raise
+            counts["redeployed"] += 1
+        elif rec.desired_state == "running" and st.state == "exited":
+            await self.services.health.mark_exited(ts, rec, st)
+            counts["failed"] += 1
+        elif rec.status == "deploying" and st.state == "running":
+            await self.services.view(ts, rec)

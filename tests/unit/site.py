@@ -1,0 +1,54 @@
+"""The HTTP app over the in-memory engines, as the unit tests drive it (fixtures in conftest.py)."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+import anyio
+from starlette.testclient import TestClient
+
+from orchestrator.platform import Platform
+
+__all__ = ["APP_IMAGE", "Site"]
+
+APP_IMAGE = "example.test/app:1"
+T = TypeVar("T")
+
+
+@dataclass
+class Site:
+    """The HTTP app with its platform open; ``admin`` is the bootstrap key, ``key`` a member key of tenant 'acme'."""
+
+    client: TestClient
+    platform: Platform
+    admin: str
+    key: str = ""
+
+    def call(self, tool: str, key: str | None = None, headers: dict[str, str] | None = None, **args: Any) -> Any:
+        """POST /v1/tools/<tool>; the JSON answer (an error as ``{"error": ...}``) with ``status`` added."""
+        sent = {"authorization": f"Bearer {key or self.key}", **(headers or {})}
+        response = self.client.post(f"/v1/tools/{tool}", json=args, headers=sent)
+        answer = response.json()
+        answer["status_code"] = response.status_code
+        return answer
+
+    def run(self, fn: Callable[..., Awaitable[T]], *args: Any) -> T:
+        """Run a coroutine on the app's event loop (where the platform lives)."""
+        portal = self.client.portal
+        assert portal is not None
+        return portal.call(fn, *args)
+
+    def until(self, check: Callable[[], bool], what: str, timeout_s: float = 10) -> None:
+        """Wait, on the app's loop (where the background tasks run), until ``check()`` holds; bounded."""
+
+        async def wait() -> None:
+            with anyio.fail_after(timeout_s):
+                while not check():
+                    await anyio.sleep(0.02)
+
+        try:
+            self.run(wait)
+        except TimeoutError:
+            raise AssertionError(f"not within {timeout_s} s: {what}") from None

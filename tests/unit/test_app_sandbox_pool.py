@@ -1,0 +1,43 @@
+"""The warm pool of sandboxes over the in-memory engine: warmed on demand, claimed, refilled; the reaper."""
+
+from __future__ import annotations
+
+import pytest
+
+from orchestrator.settings import Settings
+from tests.fakes import FakeBackend
+
+from .site import Site
+
+
+@pytest.fixture
+def app_settings(app_settings: Settings) -> Settings:
+    return app_settings.model_copy(update={"sandbox_pool_size": 1})
+
+
+def test_a_sandbox_shape_is_kept_warm_once_asked_for(site: Site, fake_backend: FakeBackend) -> None:
+    first = site.call("create_sandbox", name="one")
+    assert first["status_code"] == 200 and first["status"] == "running", first
+
+    def warm() -> set[str]:
+        return {s.id for s in fake_backend.running("sandbox")} - {first["id"]}
+
+    site.until(lambda: len(warm()) == 1, "the shape asked for has one warm container")
+    pooled = warm()
+    second = site.call("create_sandbox", name="two")
+    assert second["id"] in pooled, second  # claimed from the pool
+    site.until(lambda: len(warm() - {second["id"]}) == 1, "the pool refilled")
+    # A warm container that died while it waited is discarded, and the sandbox made fresh.
+    (dead,) = warm() - {second["id"]}
+    fake_backend.crash(dead, 137)
+    third = site.call("create_sandbox", name="three")
+    assert third["status"] == "running" and third["id"] != dead, third
+    for name in ("one", "two", "three"):
+        assert site.call("delete_sandbox", sandbox=name, confirm=True)["status_code"] == 200
+
+
+def test_a_sandbox_within_its_ttl_is_not_reaped(site: Site, fake_backend: FakeBackend) -> None:
+    box = site.call("create_sandbox", name="short", ttl_s=60)
+    assert box["status_code"] == 200, box
+    assert site.run(site.platform.sandboxes.reap) == 0
+    assert [b["name"] for b in site.call("list_sandboxes")["sandboxes"]] == ["short"]

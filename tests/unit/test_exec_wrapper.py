@@ -1,0 +1,117 @@
+"""The shared exec wrapper and killer, run by this machine's own POSIX sh (as a workload's sh would run them)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from orchestrator.backends.exec_wrapper import WORKDIR_MISSING, check_workdir, env_line, killer_argv, wrap
+from orchestrator.errors import InvalidInput
+
+PATH = {"PATH": "/usr/local/bin:/usr/bin:/bin"}
+
+
+def run(
+    argv: list[str], stdin: bytes | None = None, env: dict[str, str] | None = None, workdir: str | None = None
+) -> subprocess.CompletedProcess[bytes]:
+    w = wrap(argv, stdin, env, workdir)
+    return subprocess.run(
+        w.argv, input=w.stdin if w.stdin is not None else b"", capture_output=True, env=PATH, timeout=30
+    )
+
+
+def test_env_line_is_one_line_of_quoted_words() -> None:
+    line = env_line({"A": "x y\n*?[ $(id) `id` ' \" \\c %s é", "B": ""}).decode()
+    assert line.endswith("\n") and line.count("\n") == 1
+    assert line == "A='x y'\"$AGENTHOST_NL\"'*?[ $(id) `id` '\\'' \" \\c %s é' B=''\n"
+
+
+@pytest.mark.parametrize(
+    ("env", "what"),
+    [({"AGENTHOST_EXEC_ID": "x"}, "name"), ({"1A": "x"}, "name"), ({"A-B": "x"}, "name"), ({"A": "a\x00b"}, "NUL")],
+)
+def test_env_the_wrapper_cannot_hold_is_refused(env: dict[str, str], what: str) -> None:
+    with pytest.raises(InvalidInput) as err:
+        env_line(env)
+    assert what in err.value.message
+
+
+def test_env_values_reach_the_command_whole_and_stdin_after_them_is_intact() -> None:
+    values = {
+        "TRICKY": "two\nlines\n\n 'q' \"dq\" \\back \\0101 $(x) %s * é\t",
+        "EMPTY": "",
+        # the wrapper's own scratch names, and IFS: the wrapper must not trip over them
+        "f": "file",
+        "rc": "7",
+        "IFS": ":",
+    }
+    stdin = b"PLAIN=not-env\n\x00\x01\xff binary\n"
+    script = 'for k in TRICKY EMPTY f rc; do printenv "$k"; printf "|"; done; cat'
+    done = run(["sh", "-c", script], stdin, values)
+    assert done.returncode == 0, done.stderr
+    expected = b"".join(f"{values[k]}\n|".encode() for k in ("TRICKY", "EMPTY", "f", "rc")) + stdin
+    assert done.stdout == expected
+
+
+def test_no_stdin_reads_nothing_and_exits_with_the_command() -> None:
+    done = run(["sh", "-c", "cat; echo end; exit 3"])
+    assert (done.returncode, done.stdout) == (3, b"end\n")
+
+
+def test_the_tenant_path_is_the_command_s_not_the_wrapper_s() -> None:
+    done = run(["sh", "-c", 'echo "$PATH"'], env={"PATH": "/opt/x:/usr/bin:/bin"})
+    assert done.stdout == b"/opt/x:/usr/bin:/bin\n"
+    missing = run(["ls"], env={"PATH": "/nonexistent"})
+    assert missing.returncode == 127 and missing.stderr.startswith(b"agenthost: command not found: ls")
+
+
+def test_missing_workdir_is_an_error_before_anything_runs(tmp_path: Path) -> None:
+    done = run(["sh", "-c", "echo ran"], workdir=str(tmp_path / "nope"))
+    assert done.returncode == WORKDIR_MISSING and done.stdout == b""
+    with pytest.raises(InvalidInput) as err:
+        check_workdir(done.returncode, len(done.stdout), done.stderr.decode(), str(tmp_path / "nope"))
+    assert "does not exist" in err.value.message
+    assert run(["pwd"], workdir=str(tmp_path)).stdout == f"{tmp_path}\n".encode()
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (FileNotFoundError, ProcessLookupError):
+        return False
+    return state != "Z"
+
+
+def test_killer_ends_children_and_a_setsid_double_fork(tmp_path: Path) -> None:
+    pids = tmp_path / "pids"
+    script = (
+        f"sleep 3101 & echo $! >> {pids}; "
+        f"(setsid sh -c 'sleep 3102 & echo $! >> {pids}; exit' &); "
+        f"sh -c 'sleep 3103 & echo $! >> {pids}; wait'"
+    )
+    w = wrap(["sh", "-c", script], None, {"SECRET": "s"}, None)
+    # A session of its own, as the engines start an exec.
+    proc = subprocess.Popen(w.argv, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, env=PATH, start_new_session=True)
+    assert proc.stdin is not None and w.stdin is not None
+    proc.stdin.write(w.stdin)
+    proc.stdin.close()
+    try:
+        deadline = time.monotonic() + 20
+        while len(pids.read_text().split() if pids.exists() else []) < 3:
+            assert time.monotonic() < deadline, "the tree never started"
+            time.sleep(0.05)
+        started = [int(p) for p in pids.read_text().split()]
+        assert all(_alive(p) for p in started)
+        killer = subprocess.run(killer_argv(w.key), capture_output=True, env=PATH, timeout=60)
+        assert killer.returncode == 0, killer
+        assert proc.wait(10) == -9
+        assert not [p for p in started if _alive(p)]
+    finally:
+        for p in [int(p) for p in pids.read_text().split()] if pids.exists() else []:
+            if _alive(p):
+                os.kill(p, 9)
+        proc.kill()

@@ -1,0 +1,182 @@
+"""Nomad's placement and stop waits hold no worker thread while the scheduler takes its time."""
+
+from __future__ import annotations
+
+import threading
+from typing import Any, cast
+
+import anyio
+import pytest
+
+from orchestrator.backends.nomad import NomadBackend
+from orchestrator.backends.nomad.volumes import volume_meta_path
+from orchestrator.backends.threaded import ThreadBudget, on_behalf_of
+from orchestrator.errors import NotFound
+
+pytestmark = pytest.mark.anyio
+
+INSTANCE = "inst"
+
+
+class SlowCluster:
+    """One job on a fake Nomad API. Its allocation shows what was asked of the job (a new version, a stop)
+    only once ``settle`` is set: until then the scheduler is still at work."""
+
+    def __init__(self, workload_id: str) -> None:
+        self.jid = f"ah-{workload_id}"
+        meta = {"agenthost.instance": INSTANCE, "agenthost.id": workload_id}
+        self.job: dict[str, Any] = {"ID": self.jid, "Version": 0, "Stop": False, "Meta": meta}
+        self.shown = {"version": 0, "stopped": False}
+        self.settle = threading.Event()
+        self.polls = 0
+
+    def get(self, *parts: str, params: dict[str, Any] | None = None) -> Any:
+        if self.settle.is_set():
+            self.shown = {"version": self.job["Version"], "stopped": self.job["Stop"]}
+        if parts == ("nodes",):
+            return []
+        if parts == ("job", self.jid):
+            return dict(self.job)
+        if parts[0] == "evaluation":
+            self.polls += 1
+            return {"Status": "complete" if self.settle.is_set() else "pending"}
+        if parts == ("allocations",):
+            self.polls += 1
+            stopped = self.shown["stopped"]
+            alloc = {"ID": "a", "JobVersion": self.shown["version"], "CreateIndex": self.shown["version"]}
+            task = {"State": "dead" if stopped else "running"}
+            return [{**alloc, "ClientStatus": "complete" if stopped else "running", "TaskStates": {"main": task}}]
+        raise NotFound(f"no {'/'.join(parts)}")
+
+    def post(self, *parts: str, body: Any = None, params: dict[str, Any] | None = None) -> Any:
+        assert parts == ("jobs",)
+        self.job = {**body["Job"], "Version": self.job["Version"] + 1}
+        return {"EvalID": f"eval-{self.job['Version']}"}
+
+    def delete(self, *parts: str, params: dict[str, Any] | None = None) -> Any:
+        if parts == ("job", self.jid):
+            self.job["Stop"] = True
+        return {}
+
+
+async def _meanwhile(backend: NomadBackend, api: SlowCluster, tenant: str, slow: Any) -> Any:
+    """Start ``slow`` for ``tenant``; once it is waiting on Nomad, the same tenant's next engine call must
+    still get a thread (the tenant's share is one), and only then does Nomad settle."""
+    out: list[Any] = []
+    api.settle.clear()
+    api.polls = 0
+
+    async def run() -> None:
+        with on_behalf_of(tenant):
+            out.append(await slow())
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(run)
+        with anyio.fail_after(10):
+            while api.polls < 3:
+                await anyio.sleep(0.01)
+        with anyio.fail_after(10), on_behalf_of(tenant):
+            assert (await backend.nodes()) == []
+        assert out == []  # still waiting on Nomad
+        api.settle.set()
+    return out[0]
+
+
+@pytest.fixture
+def cluster() -> tuple[NomadBackend, SlowCluster]:
+    api = SlowCluster("svc_1")
+    return NomadBackend(cast(Any, api), INSTANCE, ["dc1"], "default", threads=ThreadBudget(2, 1)), api
+
+
+async def test_a_restart_waits_for_placement_without_holding_a_thread(
+    cluster: tuple[NomadBackend, SlowCluster],
+) -> None:
+    backend, api = cluster
+    status = await _meanwhile(backend, api, "t_a", lambda: backend.restart_workload("svc_1"))
+    assert status.state == "running" and api.shown == {"version": 1, "stopped": False}
+
+
+async def test_stop_and_remove_wait_for_the_allocations_without_holding_a_thread(
+    cluster: tuple[NomadBackend, SlowCluster],
+) -> None:
+    backend, api = cluster
+    await _meanwhile(backend, api, "t_a", lambda: backend.stop_workload("svc_1", timeout_s=1))
+    assert api.job["Stop"] and api.shown["stopped"]
+    api.job["Stop"], api.shown["stopped"] = False, False  # started again
+    assert await _meanwhile(backend, api, "t_a", lambda: backend.remove_workload("svc_1")) is True
+
+
+class VolumeNode:
+    """A fake Nomad API with one volume recorded on node n1: removing it runs the platform's batch job there,
+    which Nomad places and finishes only once ``settle`` is set."""
+
+    def __init__(self) -> None:
+        self.var = volume_meta_path(INSTANCE, "ah-t_a-data")
+        self.items: dict[str, str] | None = {"agenthost.instance": INSTANCE, "node": "n1"}
+        self.job: dict[str, Any] | None = None
+        self.purged: list[str] = []
+        self.settle = threading.Event()
+        self.polls = 0
+        self.namespace = "default"
+
+    def get(self, *parts: str, params: dict[str, Any] | None = None) -> Any:
+        if parts == ("var", self.var) and self.items is not None:
+            return {"Items": self.items, "ModifyIndex": 1}
+        if parts == ("nodes",):
+            return []
+        if parts == ("node", "n1"):
+            return {"ID": "n1", "Status": "ready"}
+        if self.job is not None and parts == ("job", self.job["ID"]):
+            return {**self.job, "Version": 0}
+        if parts[0] == "evaluation":
+            self.polls += 1
+            return {"Status": "complete"}
+        if parts == ("allocations",):
+            self.polls += 1
+            if not self.settle.is_set():
+                return []
+            done = {"State": "dead", "Events": [{"Type": "Terminated", "Details": {"exit_code": "0"}}]}
+            alloc = {"ID": "a1", "NodeID": "n1", "JobVersion": 0, "CreateIndex": 1, "ClientStatus": "complete"}
+            return [{**alloc, "TaskStates": {"main": done}}]
+        raise NotFound(f"no {'/'.join(parts)}")
+
+    def get_text(self, *parts: str, params: dict[str, Any] | None = None) -> bytes:
+        assert params is not None
+        return b'{"removed": true}\n' if params["type"] == "stdout" else b""
+
+    def post(self, *parts: str, body: Any = None, params: dict[str, Any] | None = None) -> Any:
+        if parts == ("jobs", "parse"):
+            return {"TaskGroups": [{"Tasks": [{"Config": {}}]}]}
+        assert parts == ("jobs",)
+        self.job = body["Job"]
+        return {"EvalID": "eval-1"}
+
+    def delete(self, *parts: str, params: dict[str, Any] | None = None) -> Any:
+        if parts == ("var", self.var):
+            self.items = None
+        elif self.job is not None and parts == ("job", self.job["ID"]):
+            self.purged.append(parts[1])
+        return {}
+
+
+async def test_removing_a_volume_waits_for_its_node_job_without_holding_a_thread() -> None:
+    api = VolumeNode()
+    backend = NomadBackend(cast(Any, api), INSTANCE, ["dc1"], "default", threads=ThreadBudget(2, 1))
+    out: list[bool] = []
+
+    async def remove() -> None:
+        with on_behalf_of("t_a"):
+            out.append(await backend.remove_volume("ah-t_a-data"))
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(remove)
+        with anyio.fail_after(10):
+            while api.polls < 3:
+                await anyio.sleep(0.01)
+        with anyio.fail_after(10), on_behalf_of("t_a"):
+            assert (await backend.nodes()) == []
+        assert out == []  # the job on the node has not finished
+        api.settle.set()
+    assert out == [True]
+    assert api.job is not None and api.purged == [api.job["ID"]]  # the platform's job is gone
+    assert api.items is None  # and so is the volume's record
