@@ -2,20 +2,16 @@
 
 from __future__ import annotations
 
-import inspect
 import logging
 from collections.abc import AsyncIterator, Callable, Iterable
 from contextlib import asynccontextmanager
-from dataclasses import replace
-from typing import Annotated, Any
+from typing import Any
 
 from mcp.server.auth.settings import AuthSettings
 from mcp.server.context import CallNext, HandlerResult, ServerRequestContext
-from mcp.server.elicitation import AcceptedElicitation, ElicitationResult
 from mcp.server.lowlevel.helper_types import ReadResourceContents
 from mcp.server.mcpserver import Context, MCPServer
 from mcp.server.mcpserver.exceptions import ResourceNotFoundError, ToolError
-from mcp.server.mcpserver.resolve import Elicit, Resolve
 from mcp.server.mcpserver.resources.base import Resource
 from mcp.server.transport_security import TransportSecuritySettings
 from mcp.shared.exceptions import MCPError
@@ -25,33 +21,30 @@ from mcp_types import (
     CallToolResult,
     GetPromptResult,
     InputRequiredResult,
-    ToolAnnotations,
 )
 from mcp_types import Tool as MCPTool
-from pydantic import BaseModel
 from starlette.applications import Starlette
 from starlette.routing import Route
 
 from orchestrator.backends.base import Backend, Builder
-from orchestrator.errors import AgentHostError, InvalidInput, NotFound, Unauthorized
-from orchestrator.models import Principal
+from orchestrator.errors import AgentHostError, InvalidInput, NotFound
 from orchestrator.platform import Platform
-from orchestrator.progress import Monotonic
 from orchestrator.ratelimit import RateLimiter
 from orchestrator.settings import Settings
 
 from . import __version__
 from . import tools as _tools  # noqa: F401  (fills the registry)
-from .auth import BearerAuth, principal_of
+from .auth import BearerAuth
+from .handlers import call_from_ctx, principal_for, sdk_tools
 from .limits import BodyLimit
 from .oauth import OAUTH_PATHS, PRM_PATH, issuer_settings, oauth_routes
 from .prompts import check_prompt_arguments, register_prompts
-from .registry import REGISTRY, Call, ToolDef, admit, check_known, refusal, run_tool
+from .registry import REGISTRY, check_known, refusal, run_tool
 from .rest import ROUTING_ERRORS, rest_routes
 from .schema import input_schema, output_schema
 from .sessions import SessionGate, SessionTable
 from .state import AppState
-from .wire import compact_json, error_result, protocol_error, sdk_refusal, tool_result
+from .wire import compact_json, error_result, protocol_error, sdk_refusal
 
 __all__ = ["build_http_app", "build_mcp"]
 
@@ -65,26 +58,12 @@ they answer confirmation_required with what would be lost: ask the user, and cal
 only once they agree."""
 
 
-class _Confirm(BaseModel):
-    confirm: bool
-
-
-async def _principal(state: AppState, request: object) -> Principal:
-    """Over HTTP, BearerAuth's; over stdio, the session key's, authenticated again now. Raises: Unauthorized."""
-    scope = getattr(request, "scope", None)
-    if scope is not None:
-        return principal_of(scope)
-    if state.stdio_key is None:
-        raise Unauthorized("no API key for this stdio session", "set AGENTHOST_API_KEY for `agenthost mcp`")
-    return await state.platform.tenants.authenticate(state.stdio_key)
-
-
 _HANDSHAKE = frozenset({"initialize", "ping", "server/discover"})
 
 
 async def _stdio_key_check(ctx: ServerRequestContext[AppState, Any], call_next: CallNext) -> HandlerResult:
     """Every stdio request but the handshake checks the session's key (tool calls do it themselves, in
-    _call_from_ctx, so that a revoked key is a tool error like any other)."""
+    call_from_ctx, so that a revoked key is a tool error like any other)."""
     state = ctx.lifespan_context
     if state.stdio_key is not None and ctx.request_id is not None and ctx.method not in {*_HANDSHAKE, "tools/call"}:
         try:
@@ -101,7 +80,7 @@ async def _list_tools_for_caller(ctx: ServerRequestContext[AppState, Any], call_
         return result  # the SDK hands middleware the result as it goes on the wire
     state = ctx.lifespan_context
     try:
-        principal = await _principal(state, ctx.request)
+        principal = await principal_for(state, ctx.request)
         toolsets = state.toolsets_of(ctx.request)
     except AgentHostError as exc:
         raise MCPError(INVALID_PARAMS, str(exc)) from exc
@@ -110,88 +89,6 @@ async def _list_tools_for_caller(ctx: ServerRequestContext[AppState, Any], call_
         **result,
         "tools": [t for t in result["tools"] if refusal(REGISTRY[t["name"]], principal, read_only, toolsets) is None],
     }
-
-
-async def _call_from_ctx(ctx: Context[AppState, Any], answer: bool | None = None) -> Call:
-    state = ctx.request_context.lifespan_context
-    principal = await _principal(state, ctx.request_context.request)
-    toolsets = state.toolsets_of(ctx.request_context.request)
-
-    async def send(message: str, progress: float | None = None, total: float | None = None) -> None:
-        try:
-            await ctx.report_progress(progress or 0.0, total, message)
-        except Exception:  # a client that went away must not fail the work itself
-            log.debug("progress notification dropped", exc_info=True)
-
-    return state.call_for(principal, report=Monotonic(send), answer=answer, toolsets=toolsets)
-
-
-_KW = inspect.Parameter.KEYWORD_ONLY
-
-
-def _can_ask(ctx: Context[AppState, Any]) -> bool:
-    """Whether the client can put a form question to its user (a bare ``elicitation: {}`` means form)."""
-    caps = ctx.client_capabilities
-    asks = caps.elicitation if caps is not None else None
-    return asks is not None and (asks.form is not None or asks.url is None)
-
-
-def _confirmation_resolver(td: ToolDef) -> Callable[..., Any] | None:
-    """For a destructive tool: ask the user the tool's question by elicitation, when the client can.
-
-    It runs before the tool, with the gate's checks first (without taking a rate-limit token, so a
-    read-only key is refused rather than asked) and the target looked up (a missing one is not_found,
-    nobody is asked). The agent's own confirm=true does not skip the question: the user answers it.
-    The SDK carries the question in whichever way the negotiated protocol allows (a request
-    mid-call, or an input-required round trip, where this runs again and must ask the same)."""
-    ask = td.ask
-    if ask is None:
-        return None
-
-    async def resolver(ctx: Context[AppState, Any], **arguments: Any) -> Elicit[_Confirm] | None:
-        if not _can_ask(ctx):
-            return None
-        try:
-            call = replace(await _call_from_ctx(ctx), limiter=None)
-            admit(td, call, arguments)
-            question = await ask(call, **arguments)
-        except AgentHostError as exc:
-            raise ToolError(str(exc)) from exc
-        return None if question is None else Elicit(question, _Confirm)
-
-    params = [inspect.Parameter("ctx", _KW, annotation=Context)]
-    params += [inspect.Parameter(p.name, _KW, annotation=Any) for p in td.params]
-    resolver.__signature__ = inspect.Signature(params)  # type: ignore[attr-defined]
-    resolver.__annotations__ = {p.name: p.annotation for p in params}
-    return resolver
-
-
-def _answer(outcome: object) -> bool | None:
-    """The user's answer to the resolver's question; None when the client could not be asked."""
-    if isinstance(outcome, AcceptedElicitation):
-        return outcome.data.confirm if isinstance(outcome.data, _Confirm) else None
-    return False if outcome is not None else None
-
-
-def _mcp_handler(td: ToolDef) -> Callable[..., Any]:
-    async def handler(ctx: Context[AppState, Any], **kwargs: Any) -> CallToolResult:
-        answer = _answer(kwargs.pop("user_confirmation", None))
-        try:
-            return tool_result(await run_tool(td, await _call_from_ctx(ctx, answer), kwargs))
-        except AgentHostError as exc:
-            return error_result(exc)
-
-    params = [p.replace(kind=_KW) for p in td.params]
-    ctx_param = inspect.Parameter("ctx", _KW, annotation=Context)
-    resolver = _confirmation_resolver(td)
-    if resolver is not None:
-        annotation = Annotated[ElicitationResult[_Confirm], Resolve(resolver)]
-        params.append(inspect.Parameter("user_confirmation", _KW, annotation=annotation))
-    handler.__signature__ = inspect.Signature([ctx_param, *params], return_annotation=td.output_model)  # type: ignore[attr-defined]
-    handler.__annotations__ = {"ctx": Context, **{p.name: p.annotation for p in params}, "return": td.output_model}
-    handler.__name__ = td.name
-    handler.__doc__ = td.description
-    return handler
 
 
 def build_mcp(get_state: Callable[[], AppState], *, read_only: bool = False) -> AgentHostMCP:
@@ -205,34 +102,11 @@ def build_mcp(get_state: Callable[[], AppState], *, read_only: bool = False) -> 
         instructions=INSTRUCTIONS,
         lifespan=lifespan,
         middleware=[_stdio_key_check, _list_tools_for_caller],
+        tools=[t for t in sdk_tools() if not read_only or REGISTRY[t.name].read_only],
     )
-    for td in REGISTRY.values():
-        if read_only and not td.read_only:
-            continue
-        mcp.add_tool(
-            _mcp_handler(td),
-            name=td.name,
-            title=td.title,
-            description=td.description,
-            annotations=_annotations(td),
-            structured_output=True,
-        )
     _register_resources(mcp)
     register_prompts(mcp)
     return mcp
-
-
-def _annotations(td: ToolDef) -> ToolAnnotations:
-    """Every hint stated (the spec's defaults are the pessimistic ones), except destructive and idempotent on
-    a read-only tool, where the spec says they mean nothing."""
-    if td.read_only:
-        return ToolAnnotations(read_only_hint=True, open_world_hint=td.open_world)
-    return ToolAnnotations(
-        read_only_hint=False,
-        destructive_hint=td.destructive,
-        idempotent_hint=td.idempotent,
-        open_world_hint=td.open_world,
-    )
 
 
 class _TenantResource(Resource):
@@ -291,7 +165,7 @@ class AgentHostMCP(MCPServer[AppState]):
 
 async def _resource_json(ctx: Context[AppState, Any], tool_name: str, **arguments: Any) -> str:
     try:
-        result = await run_tool(REGISTRY[tool_name], await _call_from_ctx(ctx), arguments)
+        result = await run_tool(REGISTRY[tool_name], await call_from_ctx(ctx), arguments)
     except AgentHostError as exc:
         raise protocol_error(exc) from exc
     return compact_json(result.model_dump(mode="json"))
