@@ -122,5 +122,6 @@ async def ssh_run(info: dict[str, Any], key: asyncssh.SSHKey, command: str, user
         connect_timeout=20,
     ) as conn:
         fp = conn.get_server_host_key().get_fingerprint("sha256")
-        result = await conn.run(command, check=True, timeout=30)
+        result = await conn.run(command, timeout=30)
+        assert result.exit_status == 0, (command, result.exit_status, result.stdout, result.stderr)
         return str(result.stdout), fp

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 
 import anyio
 
-from ...errors import Conflict, InvalidInput, NotFound
+from ...errors import AgentHostError, Conflict, InvalidInput, NotFound
 from ...labels import L_ID, L_INSTANCE, L_KIND, L_MANAGED, L_TENANT
 from ..base import BackendInfo, ExecResult, ExecSpec, LogLine, NodeInfo, WorkloadSpec, WorkloadStatus
 from ..threaded import ThreadBudget
@@ -321,7 +321,20 @@ class NomadBackend:
         task = (alloc.get("TaskStates") or {}).get(TASK) or {}
         if alloc.get("ClientStatus") != "running" or task.get("State") != "running":
             raise InvalidInput(f"workload {workload_id} is not running", "start it first")
-        return await exec_in_alloc(exec_url(self.api, alloc["ID"]), self.api.token, spec)
+        began = task.get("StartedAt")
+
+        async def gone() -> bool:
+            try:
+                now = await self._run("inspect allocation", self.api.get, "allocation", alloc["ID"])
+            except NotFound:
+                return True
+            except AgentHostError:
+                return False  # no news this time
+            state = (now.get("TaskStates") or {}).get(TASK) or {}
+            running = now.get("ClientStatus") == "running" and state.get("State") == "running"
+            return not running or state.get("StartedAt") != began
+
+        return await exec_in_alloc(exec_url(self.api, alloc["ID"]), self.api.token, spec, gone)
 
     # -- volumes, networks, secrets -----------------------------------------------------------
 

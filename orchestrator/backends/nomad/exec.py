@@ -36,6 +36,7 @@ log = logging.getLogger(__name__)
 
 _HEARTBEAT_S = 10.0
 _TICK_S = 0.5
+_WATCH_S = 1.0
 _STREAMS = ("stdout", "stderr")
 _CHUNK = 32 * 1024
 
@@ -77,6 +78,19 @@ async def _every(interval_s: float, tick: Callable[[], Awaitable[None]]) -> None
         await tick()
 
 
+# Whether the task instance an exec began in has stopped or been replaced since (True: the session is lost).
+Gone = Callable[[], Awaitable[bool]]
+
+
+async def _until_gone(gone: Gone, scope: anyio.CancelScope, lost: list[bool]) -> None:
+    """Nomad usually ends the stream of a task that goes away, but not always (seen under load: the stream
+    of a restarted service's exec stayed open until the deadline); so the task is watched as well."""
+    while not await gone():
+        await anyio.sleep(_WATCH_S)
+    lost.append(True)
+    scope.cancel()
+
+
 async def run_in_alloc(
     url_for: Any,
     token: str | None,
@@ -87,16 +101,19 @@ async def run_in_alloc(
     max_output_bytes: int = 1024 * 1024,
     on_output: Any = None,
     tick: Callable[[], Awaitable[None]] | None = None,
+    gone: Gone | None = None,
 ) -> ExecResult:
     """Run argv as is; ``url_for(argv)`` gives the websocket URL. ``on_output(stream, bytes)`` sees output live;
-    ``tick()`` is called every half second meanwhile. A session that ends without an exit status once it was
-    opened is lost: a result with neither an exit code nor a timeout.
+    ``tick()`` is called every half second meanwhile, ``gone()`` every second. A session that ends without an
+    exit status once it was opened, or whose task is gone, is lost: a result with neither an exit code nor a
+    timeout.
 
     Raises: BackendUnavailable when the websocket cannot be opened.
     """
     started = time.monotonic()
     out: dict[str, bytearray] = {"stdout": bytearray(), "stderr": bytearray()}
     truncated = timed_out = opened = False
+    lost: list[bool] = []
     exit_code: int | None = None
     try:
         async with httpx2.AsyncClient(headers=_headers(token), timeout=30) as client:
@@ -109,6 +126,8 @@ async def run_in_alloc(
                 opened = True
                 if tick is not None:
                     tg.start_soon(_every, _TICK_S, tick)
+                if gone is not None:
+                    tg.start_soon(_until_gone, gone, tg.cancel_scope, lost)
                 for i in range(0, len(stdin or b""), _CHUNK):
                     data = base64.b64encode((stdin or b"")[i : i + _CHUNK]).decode()
                     await ws.send_text(json.dumps({"stdin": {"data": data}}))
@@ -152,7 +171,7 @@ async def run_in_alloc(
         if not opened:
             raise BackendUnavailable(f"exec via Nomad failed: {_describe(leaf)}") from exc
     return ExecResult(
-        exit_code=None if timed_out else exit_code,
+        exit_code=None if timed_out or lost else exit_code,
         stdout=out["stdout"].decode("utf-8", "replace"),
         stderr=out["stderr"].decode("utf-8", "replace"),
         truncated=truncated,
@@ -197,8 +216,9 @@ async def _kill(url_for: Any, token: str | None, key: str) -> None:
         log.warning("exec %s: the killer did not answer in time", key)
 
 
-async def exec_in_alloc(url_for: Any, token: str | None, spec: ExecSpec) -> ExecResult:
+async def exec_in_alloc(url_for: Any, token: str | None, spec: ExecSpec, gone: Gone | None = None) -> ExecResult:
     """The protocol's exec: env, stdin and workdir applied by the wrapper, killed inside the task on timeout.
+    ``gone``: whether the task it runs in has stopped or restarted since (then the session is lost).
 
     Raises: InvalidInput when the workdir does not exist or the env is refused; BackendUnavailable.
     """
@@ -214,15 +234,16 @@ async def exec_in_alloc(url_for: Any, token: str | None, spec: ExecSpec) -> Exec
             max_output_bytes=spec.max_output_bytes,
             on_output=live.feed if live is not None else None,
             tick=live.tick if live is not None else None,
+            gone=gone,
         )
     except anyio.get_cancelled_exc_class():
         await _kill(url_for, token, wrapped.key)
         raise
     if live is not None:
         await live.tick(force=True)
-    # No exit status and no deadline: the session was lost (the task restarted, or Nomad dropped the
-    # stream) and the command may still run: kill it as on a timeout.
-    if result.timed_out or result.exit_code is None:
+    # No exit status and no deadline: the session was lost. When its task is gone, so is the command;
+    # otherwise (Nomad dropped the stream) it may still run: kill it as on a timeout.
+    if result.timed_out or (result.exit_code is None and not (gone is not None and await gone())):
         await _kill(url_for, token, wrapped.key)
     check_workdir(result.exit_code, len(result.stdout), result.stderr, spec.workdir)
     return result
