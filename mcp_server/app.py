@@ -44,6 +44,7 @@ from .rest import ROUTING_ERRORS, rest_routes
 from .schema import input_schema, output_schema
 from .sessions import SessionGate, SessionTable
 from .state import AppState
+from .subscriptions import TENANT_RESOURCES, serve_subscriptions
 from .wire import compact_json, error_result, protocol_error, sdk_refusal
 
 __all__ = ["build_http_app", "build_mcp"]
@@ -105,6 +106,7 @@ def build_mcp(get_state: Callable[[], AppState], *, read_only: bool = False) -> 
         tools=[t for t in sdk_tools() if not read_only or REGISTRY[t.name].read_only],
     )
     _register_resources(mcp)
+    serve_subscriptions(mcp, principal_for)
     register_prompts(mcp)
     return mcp
 
@@ -172,7 +174,7 @@ async def _resource_json(ctx: Context[AppState, Any], tool_name: str, **argument
 
 
 def _register_resources(mcp: AgentHostMCP) -> None:
-    mcp.tenant_resources = {"agenthost://platform/status": "platform_status", "agenthost://services": "list_services"}
+    mcp.tenant_resources = dict(TENANT_RESOURCES)
     for uri, tool_name in mcp.tenant_resources.items():
         mcp.add_resource(
             _TenantResource(

@@ -32,6 +32,7 @@ MEMBERS: dict[str, frozenset[str]] = {
             "delete_service",
             "service_logs",
             "diagnose_service",
+            "list_events",
             "set_env",
             "list_env",
             "unset_env",
@@ -59,7 +60,7 @@ MEMBERS: dict[str, frozenset[str]] = {
     "sandboxes": frozenset(
         {"create_sandbox", "list_sandboxes", "get_sandbox", "extend_sandbox", "delete_sandbox", "exec"}
     ),
-    "admin": frozenset({"create_tenant", "list_nodes", "set_node_eligibility"}),
+    "admin": frozenset({"create_tenant", "list_nodes", "set_node_eligibility", "list_audit"}),
 }
 
 

@@ -1,7 +1,8 @@
 """Housekeeping: reconciler passes that keep what tenants pile up in the store and the data dir bounded.
 
-- audit rows older than ``audit_retention_days`` are deleted, and so are REST idempotency rows past
-  their expiry (``expire_idempotency``); what tools show (whoami, the list tools) is not kept there;
+- audit rows older than ``audit_retention_days`` and events older than ``event_retention_days`` are
+  deleted, and so are REST idempotency rows past their expiry (``expire_idempotency``); what tools show
+  (whoami, the list tools) is not kept there;
 - each tenant's build logs are kept within its ``max_build_log_bytes`` quota (``BuildManager.cap_logs``).
 
 Tenant networks nothing uses are collected by ``NetworkCollector.collect``, another pass.
@@ -13,7 +14,7 @@ from datetime import UTC, datetime, timedelta
 
 from .builds import BuildManager
 from .settings import Settings
-from .store import Store, expire_audit, expire_idempotency
+from .store import Store, expire_audit, expire_events, expire_idempotency
 
 __all__ = ["Housekeeping"]
 
@@ -25,10 +26,18 @@ class Housekeeping:
         self.builds = builds
 
     async def expire_rows(self, now: datetime | None = None) -> dict[str, int]:
-        """Delete audit rows past their retention and idempotency rows past their expiry, of every tenant."""
-        cutoff = (now or datetime.now(UTC)) - timedelta(days=self.settings.audit_retention_days)
+        """Delete audit rows and events past their retention and idempotency rows past their expiry, of every
+        tenant."""
+        now = now or datetime.now(UTC)
+        cutoff = now - timedelta(days=self.settings.audit_retention_days)
         audit = await expire_audit(self.store.db, cutoff.isoformat(timespec="milliseconds"))
-        return {"audit_expired": audit, "idempotency_expired": await expire_idempotency(self.store.db)}
+        cutoff = now - timedelta(days=self.settings.event_retention_days)
+        events = await expire_events(self.store.db, cutoff.isoformat(timespec="milliseconds"))
+        return {
+            "audit_expired": audit,
+            "events_expired": events,
+            "idempotency_expired": await expire_idempotency(self.store.db),
+        }
 
     async def cap_build_logs(self) -> dict[str, int]:
         """Bring every tenant that has build logs within its build-log quota."""

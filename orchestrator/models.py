@@ -37,6 +37,9 @@ __all__ = [
     "DatabaseSpec",
     "DatabaseStatus",
     "Engine",
+    "Event",
+    "EventKind",
+    "EventType",
     "UNTRUSTED_END",
     "NAME_PATTERN",
     "ApiKeyInfo",
@@ -212,6 +215,39 @@ class ApiKeyList(BaseModel):
 class NewApiKey(BaseModel):
     key: str = Field(description="the full key; shown once, store it now")
     info: ApiKeyInfo
+
+
+EventKind = Literal["service", "database", "build", "backup", "sandbox"]
+# A small closed set; the kind says which noun it happened to (a build "succeeded", a database "deployed").
+EventType = Literal[
+    "deployed",
+    "updated",
+    "started",
+    "stopped",
+    "restarted",
+    "crashed",
+    "breaker_opened",
+    "breaker_closed",
+    "repaired",
+    "deleted",
+    "succeeded",
+    "failed",
+    "restored",
+]
+
+
+# One entry of the event log (orchestrator/events.py); ``id`` grows monotonically. (A comment, not a
+# docstring: the docstring would be in list_events' output schema, which every agent reads; for the
+# same reason ``at`` is an ISO 8601 string, not a datetime with its format.)
+class Event(BaseModel):
+    id: int
+    at: str
+    kind: EventKind
+    target: str
+    target_id: str
+    type: EventType
+    cause: str
+    exit_code: int | None
 
 
 class Deleted(BaseModel):

@@ -19,6 +19,7 @@ from .backends.threaded import ThreadBudget
 from .backups import BackupManager
 from .builds import BuildManager
 from .databases import DatabaseLinks, DatabaseManager
+from .events import EventLog
 from .exec import ExecManager
 from .fairness import TenantSlots, on_behalf_of
 from .housekeeping import Housekeeping
@@ -86,17 +87,21 @@ class Platform:
         self.tenants = TenantManager(settings, store)
         self.oauth = OAuthGrants(settings, store, self.tenants)
         self.calls = TenantSlots("tool calls", "tenant_max_inflight", settings.tenant_max_inflight)
+        # One event log for every use-case (databases reach it through the services' manager).
+        self.events = EventLog(settings, store)
         # Workloads on Nomad run on nodes that pull their images from the registry, not from the builder's engine.
-        self.builds = BuildManager(settings, store, self.builder, pulls_from_registry=settings.backend != "docker")
+        self.builds = BuildManager(
+            settings, store, self.builder, pulls_from_registry=settings.backend != "docker", events=self.events
+        )
         images = ImagePolicy(settings, self.builds.pins)  # a tenant's builds are among the images it may run
         self.sidecars = SshSidecars(settings, store, backend)
-        self.services = ServiceManager(settings, store, backend, images, DatabaseLinks(), self.sidecars)
+        self.services = ServiceManager(settings, store, backend, images, DatabaseLinks(), self.sidecars, self.events)
         self.volumes = VolumeManager(store, backend)
         self.diagnosis = ServiceDiagnosis(self.services)
         self.databases = DatabaseManager(settings, store, backend, self.services)
-        self.backups = BackupManager(settings, store, backend, self.services, self.databases)
+        self.backups = BackupManager(settings, store, backend, self.services, self.databases, self.events)
         self.pool = WarmPool(settings, store, backend)
-        self.sandboxes = SandboxManager(settings, store, backend, self.pool, images)
+        self.sandboxes = SandboxManager(settings, store, backend, self.pool, images, self.events)
         self.exec = ExecManager(settings, store, backend, self.services, self.sandboxes)
         self.ssh = SshManager(settings, store, backend, self.services, self.sidecars)
         self.housekeeping = Housekeeping(settings, store, self.builds)

@@ -156,6 +156,8 @@ class Settings(BaseSettings):
     disk_refuse_percent: float = 90.0
     reconcile_interval_s: float = 30.0
     audit_retention_days: float = Field(90.0, gt=0, description="audit rows older than this are deleted")
+    event_retention_days: float = Field(30.0, gt=0, description="events older than this are deleted")
+    events_per_tenant: int = Field(5000, ge=10, description="a tenant's newest events kept; older ones go")
 
     quotas: Quotas = Field(default_factory=Quotas)
 

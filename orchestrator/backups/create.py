@@ -112,16 +112,19 @@ class Creates:
                     with anyio.CancelScope(shield=True):
                         await self.ops.resume(ts, "backups", rec.id, paused)
             await ts.backups.finish(rec.id, "complete", snapshot_id=snapshot, size_bytes=size)
+            await self.ops.note(ts, rec, "succeeded", f"{rec.kind} {rec.source_name} backed up ({rec.target})")
             await report(f"backup {rec.id} complete")
         except anyio.get_cancelled_exc_class():
             with anyio.CancelScope(shield=True):
                 await ts.backups.finish(rec.id, "failed", error="interrupted: the control plane shut down")
+                await self.ops.note(ts, rec, "failed", "interrupted: the control plane shut down")
             raise
         except Exception as exc:  # background work: nobody above to raise to, so it is recorded
             if not isinstance(exc, AgentHostError):
                 log.exception("backup %s crashed", rec.id)
             error = exc.message if isinstance(exc, AgentHostError) else f"{type(exc).__name__}: {exc}"
             await ts.backups.finish(rec.id, "failed", error=error[:4000])
+            await self.ops.note(ts, rec, "failed", error)
         finally:
             with anyio.CancelScope(shield=True):
                 await self.cleanup(ts, rec)

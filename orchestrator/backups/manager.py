@@ -21,6 +21,7 @@ import anyio.abc
 from ..backends.base import Backend
 from ..databases import DatabaseManager
 from ..errors import AgentHostError, Conflict, InvalidInput
+from ..events import EventLog
 from ..models import BackupTarget, Deleted, Principal
 from ..progress import Reporter
 from ..services import ServiceManager
@@ -46,13 +47,15 @@ class BackupManager:
         backend: Backend,
         services: ServiceManager,
         databases: DatabaseManager,
+        events: EventLog | None = None,
     ) -> None:
+        """``events``: the event log, where backups and restores that end are recorded."""
         self.settings = settings
         self.store = store
         self.backend = backend
         self.services = services
         self.databases = databases
-        self.ops = Operations(settings, backend, services)
+        self.ops = Operations(settings, backend, services, events or EventLog(settings, store))
         self.creates = Creates(settings, store, backend, self.ops)
         self.restores = Restores(settings, backend, databases, self.ops)
         self.recovery = Recovery(store, self.ops, self.creates, self.restores)

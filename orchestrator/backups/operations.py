@@ -27,14 +27,15 @@ from anyio.abc import TaskGroup
 
 from ..backends.base import Backend
 from ..errors import AgentHostError, Conflict, NotFound, NotSupported
+from ..events import EventLog
 from ..labels import L_TENANT, sidecar_id, volume_name
-from ..models import BackupTarget, DatabaseRecord, Principal
+from ..models import BackupTarget, DatabaseRecord, EventType, Principal
 from ..owners import owner_token
 from ..progress import Reporter
 from ..services import ServiceManager
 from ..settings import Settings
 from ..store import TenantStore
-from ..store.backups import Table
+from ..store.backups import BackupRecord, Table
 from .restic import ResticRepo
 from .sources import remove_dump, volume_dir
 
@@ -60,14 +61,19 @@ class _Relay:
 
 
 class Operations:
-    def __init__(self, settings: Settings, backend: Backend, services: ServiceManager) -> None:
+    def __init__(self, settings: Settings, backend: Backend, services: ServiceManager, events: EventLog) -> None:
         self.settings = settings
         self.backend = backend
         self.services = services
+        self.events = events
         self.wait_timeout_s = settings.wait_timeout_s
         self.owner = owner_token()
         self._tasks: TaskGroup | None = None
         self._repos_known_to_exist: set[str] = set()
+
+    async def note(self, ts: TenantStore, rec: BackupRecord, type_: EventType, cause: str) -> None:
+        """Record what became of a backup, or of a restore from it, in the event log."""
+        await self.events.record(ts, "backup", rec.id, rec.source_name, type_, cause)
 
     async def run(self, *, task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
         """Host this process's operations past a tool's bounded wait, until cancelled (they end as failed)."""

@@ -61,7 +61,9 @@ class Recovery:
         await self.ops.resume(ts, "backups", rec.id, rec.paused_services, wait=False)
         if snapshot is not None:
             await ts.backups.finish(rec.id, "complete", snapshot_id=snapshot)
+            await self.ops.note(ts, rec, "succeeded", "its process died, but the snapshot reached the repository")
         else:
             error = "interrupted: the control plane stopped during the backup; create_backup again" + note
             await ts.backups.finish(rec.id, "failed", error=error)
+            await self.ops.note(ts, rec, "failed", error)
         log.warning("recovered backup %s of a dead process: %s", rec.id, "complete" if snapshot else "failed")

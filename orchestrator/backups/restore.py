@@ -151,10 +151,12 @@ class Restores:
                         with anyio.CancelScope(shield=True):
                             await self.ops.resume(ts, "restores", op.id, paused)
             await ts.backups.finish_restore(op.id, "complete")
+            await self.ops.note(ts, rec, "restored", f"restored into {rec.kind} {op.into_name}")
             await report(f"restored {rec.id} into {op.into_name}")
         except anyio.get_cancelled_exc_class():
             with anyio.CancelScope(shield=True):
                 await self._fail_restore(ts, op.id, "interrupted: the control plane shut down")
+                await self.ops.note(ts, rec, "failed", f"restore into {op.into_name} interrupted")
             raise
         except Exception as exc:  # background work: nobody above to raise to, so it is recorded
             if not isinstance(exc, AgentHostError):
@@ -162,6 +164,7 @@ class Restores:
             error = exc.message if isinstance(exc, AgentHostError) else f"{type(exc).__name__}: {exc}"
             with anyio.CancelScope(shield=True):
                 await self._fail_restore(ts, op.id, error[:4000])
+                await self.ops.note(ts, rec, "failed", f"restore into {op.into_name} failed: {error}")
         finally:
             with anyio.CancelScope(shield=True):
                 await self.ops.unstage(op.id)

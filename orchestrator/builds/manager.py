@@ -57,6 +57,7 @@ from pydantic import BaseModel, Field
 
 from ..backends.base import Builder
 from ..errors import BuildFailed, InvalidInput, QuotaExceeded
+from ..events import EventLog
 from ..images import ImagePolicy
 from ..models import BuildRecord, Principal, ResourceName, untrusted
 from ..progress import Reporter
@@ -88,15 +89,23 @@ class BuildRequest(BaseModel):
 
 class BuildManager:
     def __init__(
-        self, settings: Settings, store: Store, builder: Builder, *, pulls_from_registry: bool = False
+        self,
+        settings: Settings,
+        store: Store,
+        builder: Builder,
+        *,
+        pulls_from_registry: bool = False,
+        events: EventLog | None = None,
     ) -> None:
-        """``pulls_from_registry``: workloads run on nodes that pull images (Nomad), not on the builder's engine."""
+        """``pulls_from_registry``: workloads run on nodes that pull images (Nomad), not on the builder's engine;
+        ``events``: the event log, where builds that end are recorded."""
         self.settings = settings
         self.store = store
         self.pins = BuildPins(builder, via_registry=pulls_from_registry)
         self.log_files = LogFiles(settings.data_dir)
         # Its own policy: a Dockerfile's FROM is checked against the tenant's builds on the builder's engine.
-        self.runner = BuildRunner(settings, store, builder, ImagePolicy(settings), self.pins, self.log_files)
+        events = events or EventLog(settings, store)
+        self.runner = BuildRunner(settings, store, builder, ImagePolicy(settings), self.pins, self.log_files, events)
 
     async def run(self, *, task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
         """Host this process's builds until cancelled (``BuildRunner.run``)."""

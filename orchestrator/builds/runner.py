@@ -25,6 +25,7 @@ import anyio.abc
 
 from ..backends.base import Builder
 from ..errors import AgentHostError, BuildFailed
+from ..events import EventLog
 from ..images import ImagePolicy
 from ..models import BuildRecord
 from ..owners import on_this_host, owner_alive, owner_token
@@ -71,8 +72,10 @@ class BuildRunner:
         policy: ImagePolicy,
         pins: BuildPins,
         log_files: LogFiles,
+        events: EventLog,
     ) -> None:
         self.settings = settings
+        self.events = events
         self.store = store
         self.builder = builder
         self.log_files = log_files
@@ -160,6 +163,7 @@ class BuildRunner:
             error = "interrupted: the control plane stopped during the build"
             if await ts.builds.finish(rec.id, "failed", error, "build again"):
                 failed += 1
+                await self.events.record(ts, "build", rec.id, rec.name, "failed", error)
                 path = self.log_files.path(rec.tenant_id, rec.id)
                 if path.exists():
                     with open(path, "a") as f:
@@ -255,6 +259,7 @@ class BuildRunner:
                 buildlog.write("[agenthost] succeeded")
                 await ts.builds.set_leftovers(rec.id, [])
                 await ts.builds.finish(rec.id, "succeeded", **out.values)
+                await self.events.record(ts, "build", rec.id, rec.name, "succeeded", f"image {out.values.get('image')}")
                 try:
                     for image in await self.prune_images(ts, rec.name):
                         buildlog.write(f"[agenthost] removed an older image of {rec.name}: {image}")
@@ -272,6 +277,8 @@ class BuildRunner:
             await ts.builds.set_leftovers(rec.id, out.layers)
             if not await ts.builds.finish(rec.id, out.status, out.error, out.hint):
                 log.info("build %s was already finished", rec.id)
+            else:
+                await self.events.record(ts, "build", rec.id, rec.name, "failed", f"{out.status}: {out.error}")
         finally:
             buildlog.close()
             self._forget(rec.id)

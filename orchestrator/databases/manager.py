@@ -51,6 +51,7 @@ class DatabaseManager:
         self.store = store
         self.backend = backend
         self.services = services
+        self.events = services.events  # the platform's one event log
         self.health = DatabaseHealth(settings, backend)
 
     # -- specs and views ------------------------------------------------------------------------
@@ -170,6 +171,7 @@ class DatabaseManager:
             with anyio.CancelScope(shield=True):
                 await self._undo(ts, rec)
             raise
+        await self.events.record(ts, "database", rec.id, rec.name, "deployed", f"create_database: {engine}")
         if req.wait:
             rec = await self.wait_ready(ts, rec, req.wait_timeout_s, report)
         return await self.view(ts, rec)
@@ -242,6 +244,7 @@ class DatabaseManager:
         if await self.backend.remove_volume(rec.spec.volume):
             removed.append(f"data volume of database {rec.name}")
         await ts.databases.delete(rec.id)
+        await self.events.record(ts, "database", rec.id, rec.name, "deleted", "delete_database")
         removed.append(f"record and credentials of database {rec.name}")
         if await self.services.networks.release(p.tenant_id):
             removed.append("your private network (no service or database is left on it)")
@@ -320,6 +323,10 @@ class DatabaseManager:
         if st.state == "missing" or (st.state == "exited" and not crashed):
             await ts.databases.update(rec.id, status="creating")
             await self.backend.ensure_workload(await self.workload_spec(ts, rec))
+            why = "missing" if st.state == "missing" else f"exited with code {st.exit_code}"
+            await self.events.record(ts, "database", rec.id, rec.name, "repaired", f"the container {why}; recreated")
             counts["databases_redeployed"] += 1
         elif crashed and rec.status != "failed":
             await ts.databases.update(rec.id, status="failed", last_error=await self.health.crash_report(ts, rec, st))
+            cause = f"exited with code {st.exit_code} after {st.restarts} restarts"
+            await self.events.record(ts, "database", rec.id, rec.name, "crashed", cause, st.exit_code)

@@ -18,6 +18,7 @@ from pydantic import BaseModel, Field
 
 from ..backends.base import Backend
 from ..errors import AgentHostError, Conflict, ImageNotFound, InvalidInput, NotFound, RuntimeUnavailable
+from ..events import EventLog
 from ..images import ImagePolicy
 from ..models import NAME_PATTERN, Deleted, Principal
 from ..quotas import check_workload, workloads
@@ -64,14 +65,22 @@ def _view(rec: SandboxRecord) -> Sandbox:
 
 class SandboxManager:
     def __init__(
-        self, settings: Settings, store: Store, backend: Backend, pool: WarmPool, images: ImagePolicy | None = None
+        self,
+        settings: Settings,
+        store: Store,
+        backend: Backend,
+        pool: WarmPool,
+        images: ImagePolicy | None = None,
+        events: EventLog | None = None,
     ) -> None:
-        """``images``: which images tenants may run (without it, images by reference only)."""
+        """``images``: which images tenants may run (without it, images by reference only); ``events``: the
+        event log."""
         self.settings = settings
         self.store = store
         self.backend = backend
         self.pool = pool
         self.images = images or ImagePolicy(settings)
+        self.events = events or EventLog(settings, store)
 
     async def run(self) -> None:
         """The pool's loop: reap expired sandboxes and top the pool up, every reap interval or when woken."""
@@ -129,6 +138,7 @@ class SandboxManager:
                 break
             self.pool.wake()
             if (await self.backend.workload_status(claimed)).state == "running":
+                await self.events.record(ts, "sandbox", rec.id, rec.name, "deployed", f"{shape.image}, warm pool")
                 return _view(rec)
             # The pooled container died while it waited (an engine restart): drop it and try again.
             log.warning("pooled sandbox container %s was not running; discarding it", claimed)
@@ -140,6 +150,7 @@ class SandboxManager:
                 await self._remove(ts, rec)
             raise
         await ts.sandboxes.set_status(rec.id, "running")
+        await self.events.record(ts, "sandbox", rec.id, rec.name, "deployed", f"image {shape.image}")
         return _view(await ts.sandboxes.get(rec.id))
 
     async def _remove(self, ts: TenantStore, rec: SandboxRecord) -> bool:
@@ -183,6 +194,7 @@ class SandboxManager:
         rec = await ts.sandboxes.get(ref)
         await ts.sandboxes.set_status(rec.id, "deleting")
         had_container = await self._remove(ts, rec)
+        await self.events.record(ts, "sandbox", rec.id, rec.name, "deleted", "delete_sandbox")
         removed = ["container and workspace of sandbox " + rec.name] if had_container else []
         return Deleted(kind="sandbox", name=rec.name, id=rec.id, removed=[*removed, f"record of sandbox {rec.name}"])
 
@@ -194,13 +206,18 @@ class SandboxManager:
             expired = rec.expires_at <= now
             stuck = rec.status != "running" and (now - rec.created_at).total_seconds() > 600
             if expired or stuck:
+                ts = self.store.scoped(rec.tenant_id)
                 try:
-                    await self._remove(self.store.scoped(rec.tenant_id), rec)
+                    await self._remove(ts, rec)
                 except NotFound:
                     pass
                 except AgentHostError as exc:
                     log.warning("could not reap sandbox %s: %s", rec.id, exc)
                     continue
+                if expired:
+                    await self.events.record(ts, "sandbox", rec.id, rec.name, "deleted", "expired: its ttl_s ran out")
+                else:
+                    await self.events.record(ts, "sandbox", rec.id, rec.name, "failed", "its creation never finished")
                 log.info("reaped sandbox %s (%s)", rec.id, "expired" if expired else "stuck")
                 gone += 1
         return gone

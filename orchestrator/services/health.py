@@ -10,6 +10,7 @@ import anyio
 
 from ..backends.base import Backend, WorkloadStatus
 from ..errors import AgentHostError, BackendUnavailable
+from ..events import EventLog
 from ..models import ServiceConfig, ServiceRecord, untrusted
 from ..progress import Reporter
 from ..secrets import mask_secrets
@@ -47,9 +48,11 @@ class ServiceHealth:
         settings: Settings,
         backend: Backend,
         secrets: Callable[[TenantStore, ServiceRecord], Awaitable[list[str]]],
+        events: EventLog,
     ) -> None:
         self.settings = settings
         self.backend = backend
+        self.events = events
         # Values to mask in a service's log tail (ServiceManager.known_secrets).
         self._secrets = secrets
 
@@ -78,9 +81,11 @@ class ServiceHealth:
     async def mark_exited(self, ts: TenantStore, rec: ServiceRecord, st: WorkloadStatus) -> ServiceRecord:
         """A service that should run has exited for good; after crash_limit restarts its breaker opens."""
         error = await self._crash_report(ts, rec, st)
+        await self._crashed(ts, rec, st, error)
         breaker = st.restarts >= self.settings.crash_limit
         if breaker:
             error = f"circuit breaker open after {st.restarts + 1} crashes (start_service once fixed): {error}"
+            await self.events.record(ts, "service", rec.id, rec.name, "breaker_opened", error.split(": ", 1)[0])
         await ts.services.update(
             rec.id,
             status="failed",
@@ -90,6 +95,12 @@ class ServiceHealth:
             last_error=error,
         )
         return await ts.services.get(rec.id)
+
+    async def _crashed(self, ts: TenantStore, rec: ServiceRecord, st: WorkloadStatus, report: str) -> None:
+        """The crash goes to the event log with the platform's own words (not the workload's log tail)."""
+        cause = report.split("; last log lines:", 1)[0]
+        code = None if st.state == "missing" else st.exit_code
+        await self.events.record(ts, "service", rec.id, rec.name, "crashed", cause, code)
 
     async def _crash_report(self, ts: TenantStore, rec: ServiceRecord, st: WorkloadStatus) -> str:
         if st.state == "missing":
@@ -125,6 +136,7 @@ class ServiceHealth:
             st = await self.backend.workload_status(rec.id)
             if st.state in ("exited", "missing") or st.restarts > rec.restarts:
                 error = await self._crash_report(ts, rec, st)
+                await self._crashed(ts, rec, st, error)
                 await self.backend.stop_workload(rec.id, timeout_s=1)
                 await ts.services.update(
                     rec.id, status="failed", desired_state="stopped", last_error=error, restarts=st.restarts

@@ -5,10 +5,11 @@ from __future__ import annotations
 import anyio
 
 from ..backends.base import Backend, VolumeSpec, WorkloadSpec
-from ..errors import Conflict, ImageNotFound, InvalidInput, QuotaExceeded, RuntimeUnavailable
+from ..errors import Conflict, ImageNotFound, InvalidInput, QuotaExceeded, RuntimeUnavailable, WorkloadFailed
+from ..events import EventLog
 from ..images import ImagePolicy
 from ..labels import L_NAME, L_TENANT, tenant_network, volume_name
-from ..models import Deleted, Principal, ServiceRecord, ServiceSpec
+from ..models import Deleted, EventType, Principal, ServiceRecord, ServiceSpec
 from ..progress import Reporter, silent
 from ..quotas import check_volumes, check_workload, workloads
 from ..settings import Quotas, Settings
@@ -36,17 +37,19 @@ class ServiceManager:
         images: ImagePolicy | None = None,
         links: ServiceLinks | None = None,
         sidecar: ServiceSidecar | None = None,
+        events: EventLog | None = None,
     ) -> None:
         """``images``: which images tenants may run (without it, images by reference only); ``links`` and
-        ``sidecar``: what other use-cases add to a service (``companions``)."""
+        ``sidecar``: what other use-cases add to a service (``companions``); ``events``: the event log."""
         self.settings = settings
         self.store = store
         self.backend = backend
         self.images = images or ImagePolicy(settings)
         self.links = links
         self.sidecar = sidecar
+        self.events = events or EventLog(settings, store)
         # Readiness, crash reports and the circuit breaker; its log tails mask what known_secrets names.
-        self.health = ServiceHealth(settings, backend, self.known_secrets)
+        self.health = ServiceHealth(settings, backend, self.known_secrets, self.events)
         self.log_reader = ServiceLogs(settings, backend, self.known_secrets)
         self.networks = NetworkCollector(store, backend)  # gives a tenant's network back after its last workload
 
@@ -54,6 +57,10 @@ class ServiceManager:
         """Tell the sidecar what just happened to a service's container."""
         if self.sidecar is not None:
             await self.sidecar.follow(ts, rec, event)
+
+    async def note(self, ts: TenantStore, rec: ServiceRecord, type_: EventType, cause: str) -> None:
+        """Record an event of the service in the event log."""
+        await self.events.record(ts, "service", rec.id, rec.name, type_, cause)
 
     # -- validation -----------------------------------------------------------------------------
 
@@ -198,6 +205,7 @@ class ServiceManager:
             with anyio.CancelScope(shield=True):
                 await self._undo(ts, rec, created_volumes)
             raise
+        await self.note(ts, rec, "deployed", f"deploy_service: image {image}")
         if req.wait:
             rec = await self.health.wait_ready(ts, rec, req.wait_timeout_s, report)
         await self.emit(ts, rec, "running")
@@ -228,6 +236,8 @@ class ServiceManager:
             await ts.services.update(
                 rec.id, desired_state="running", status="deploying", last_error=None, breaker_open=False, tx=tx
             )
+        if rec.breaker_open:
+            await self.note(ts, rec, "breaker_closed", "the service was started again")
         return await ts.services.get(rec.id)
 
     async def start(
@@ -237,6 +247,7 @@ class ServiceManager:
         ts = self.store.scoped(p.tenant_id)
         rec = await self._mark_running(ts, await ts.services.get(ref), holder)
         await self.backend.ensure_workload(await self.workload_spec(ts, rec))
+        await self.note(ts, rec, "started", "a restore put it back" if holder else "start_service")
         if wait:
             rec = await self.health.wait_ready(ts, rec, None, report)
         await self.emit(ts, rec, "running")
@@ -248,6 +259,7 @@ class ServiceManager:
         await ts.services.update(rec.id, desired_state="stopped")
         await self.backend.stop_workload(rec.id)
         await ts.services.update(rec.id, status="stopped")
+        await self.note(ts, rec, "stopped", "stop_service")
         await self.emit(ts, rec, "stopped")
         return await self.view(ts, await ts.services.get(rec.id))
 
@@ -261,6 +273,7 @@ class ServiceManager:
             st = await self.backend.restart_workload(rec.id)
         await ts.services.update(rec.id, restarts=st.restarts)
         rec = await ts.services.get(rec.id)
+        await self.note(ts, rec, "restarted", "restart_service")
         if wait:
             rec = await self.health.wait_ready(ts, rec, None, report)
         await self.emit(ts, rec, "running")
@@ -310,7 +323,13 @@ class ServiceManager:
             current = await ts.services.get(rec.id, tx)
             await self.check_quota(ts, tx, new_spec.memory_mb, new_spec.cpus, replacing=current.spec)
             await ts.services.update(rec.id, spec=new_spec, tx=tx)
-        return await self.view(ts, await apply_update(self, ts, rec, new_spec, req, report))
+        try:
+            updated = await apply_update(self, ts, rec, new_spec, req, report)
+        except WorkloadFailed as exc:  # rolled back: its cause in the platform's words, without the log tail
+            await self.note(ts, rec, "failed", exc.message.split("; last log lines:", 1)[0])
+            raise
+        await self.note(ts, updated, "updated", f"update_service: {', '.join(sorted(changes)) or 'env'}")
+        return await self.view(ts, updated)
 
     async def delete(self, p: Principal, ref: str, keep_volumes: bool = False) -> Deleted:
         ts = self.store.scoped(p.tenant_id)
@@ -325,6 +344,7 @@ class ServiceManager:
                 gone = v.name not in others and await self.backend.remove_volume(volume_name(p.tenant_id, v.name))
                 removed += [f"volume {v.name}"] if gone else []
         await ts.services.delete(rec.id)
+        await self.note(ts, rec, "deleted", "delete_service")
         removed.append(f"record and env of service {rec.name}")
         if await self.networks.release(p.tenant_id):
             removed.append("your private network (no service or database is left on it)")
@@ -355,6 +375,7 @@ class ServiceManager:
         rec = await ts.services.get(ref)
         await self.check_env_count(ts, set(await ts.env.keys(rec.id)) | set(values))
         await ts.env.set_many(rec.id, values)
+        await self.note(ts, rec, "updated", f"set_env: {', '.join(sorted(values))}")
         await self.redeploy(ts, rec, wait, report)
         return await self.list_env(p, rec.id, reveal=False)
 
@@ -365,6 +386,7 @@ class ServiceManager:
         if missing:
             raise InvalidInput(f"service {rec.name} has no env vars {', '.join(missing)}", "list_env shows the names")
         await ts.env.unset(rec.id, keys)
+        await self.note(ts, rec, "updated", f"unset_env: {', '.join(sorted(keys))}")
         await self.redeploy(ts, rec, wait, report)
         return await self.list_env(p, rec.id, reveal=False)
 

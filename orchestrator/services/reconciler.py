@@ -104,6 +104,7 @@ class Reconciler:
             # A delete that died half-way: finish it.
             await backend.remove_workload(rec.id)
             await ts.services.delete(rec.id)
+            await self.services.note(ts, rec, "deleted", "the reconciler finished a delete that was interrupted")
             counts["deleted"] += 1
             return
         st = await backend.workload_status(rec.id)
@@ -117,6 +118,7 @@ class Reconciler:
                 # Tell its owner why it is not coming back (get_service shows it); the next pass tries again.
                 await ts.services.update(rec.id, last_error=f"the reconciler could not recreate it: {exc.message}")
                 raise
+            await self.services.note(ts, rec, "repaired", "the container was missing; the reconciler recreated it")
             counts["redeployed"] += 1
         elif rec.desired_state == "running" and st.state == "exited":
             await self.services.health.mark_exited(ts, rec, st)

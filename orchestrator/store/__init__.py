@@ -6,12 +6,13 @@ from pathlib import Path
 
 from ..secrets import SecretBox
 from .api_keys import ApiKeyRepo, KeyLookup
-from .audit import AuditRepo, expire_audit
+from .audit import AuditRepo, audit_page, expire_audit
 from .backups import BackupRepo
 from .builds import BuildRepo, builds_with_leftovers, cancel_requested, touch_builds, unfinished_builds
 from .databases import DatabaseRepo, DatabaseSecrets, all_database_records
 from .db import Database, Tx, now_iso
 from .env import EnvRepo
+from .events import EventRepo, expire_events
 from .idempotency import Earlier, IdempotencyRepo, expire_idempotency
 from .oauth import OAuthRepo
 from .sandboxes import PoolRepo, SandboxRecord, SandboxRepo, all_sandbox_records
@@ -30,9 +31,11 @@ __all__ = [
     "all_database_records",
     "all_sandbox_records",
     "all_service_records",
+    "audit_page",
     "builds_with_leftovers",
     "cancel_requested",
     "expire_audit",
+    "expire_events",
     "expire_idempotency",
     "now_iso",
     "touch_builds",
@@ -49,6 +52,7 @@ class TenantStore:
         self.env = EnvRepo(db, tenant_id, secrets.for_tenant(tenant_id))
         self.api_keys = ApiKeyRepo(db, tenant_id)
         self.audit = AuditRepo(db, tenant_id)
+        self.events = EventRepo(db, tenant_id)
         self.idempotency = IdempotencyRepo(db, tenant_id)
         self.sandboxes = SandboxRepo(db, tenant_id)
         self.ssh_host_keys = HostKeyRepo(db, tenant_id, secrets.for_tenant(tenant_id))

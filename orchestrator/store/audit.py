@@ -2,14 +2,32 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from .db import Database, now_iso
 
-__all__ = ["AuditRepo", "expire_audit"]
+__all__ = ["AuditRepo", "audit_page", "expire_audit"]
 
 
 async def expire_audit(db: Database, before: str) -> int:
     """Delete every tenant's audit rows older than ``before`` (an ISO timestamp); returns how many went."""
     return await db.execute("DELETE FROM audit_log WHERE ts < ?", (before,))
+
+
+async def audit_page(db: Database, tenant_id: str | None, limit: int, before: int | None) -> list[dict[str, Any]]:
+    """Newest first: entries of one tenant (every tenant's when None) with an id below ``before``; for admins."""
+    where = ["a.id < ?"]
+    params: list[Any] = [before if before is not None else 2**63 - 1]
+    if tenant_id is not None:
+        where.append("a.tenant_id = ?")
+        params.append(tenant_id)
+    rows = await db.fetchall(
+        "SELECT a.id, a.ts AS at, t.name AS tenant, a.key_id, a.action, a.target, a.outcome, a.detail"
+        f" FROM audit_log a LEFT JOIN tenants t ON t.id = a.tenant_id WHERE {' AND '.join(where)}"
+        " ORDER BY a.id DESC LIMIT ?",
+        (*params, limit),
+    )
+    return [dict(r) for r in rows]
 
 
 class AuditRepo:

@@ -49,7 +49,7 @@ async def test_audit_and_idempotency_rows_expire_and_recent_ones_stay(store: Sto
 
     counts = await Housekeeping(settings, store, _builds(settings, store)).expire_rows(now)
 
-    assert counts == {"audit_expired": 2, "idempotency_expired": 1}
+    assert counts == {"audit_expired": 2, "events_expired": 0, "idempotency_expired": 1}
     assert [r["action"] for r in await ts.audit.recent()] == ["just_now", "recent_deploy"]
     rows = await store.db.fetchall("SELECT key FROM idempotency")
     assert [r["key"] for r in rows] == ["kept"]
