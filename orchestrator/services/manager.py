@@ -19,6 +19,7 @@ from .logs import LogQuery, ServiceLogs
 from .models import EnvList, LogOutput, Service
 from .networks import NetworkCollector
 from .requests import DeployRequest, UpdateRequest, check_command, check_env
+from .revisions import RevisionLog, cause
 from .update import apply_update
 from .volumes import engine_volumes, volumes_held
 
@@ -36,15 +37,18 @@ class ServiceManager:
         images: ImagePolicy | None = None,
         links: ServiceLinks | None = None,
         sidecar: ServiceSidecar | None = None,
+        revisions: RevisionLog | None = None,
     ) -> None:
         """``images``: which images tenants may run (without it, images by reference only); ``links`` and
-        ``sidecar``: what other use-cases add to a service (``companions``)."""
+        ``sidecar``: what other use-cases add to a service (``companions``); ``revisions``: where each
+        change is recorded (without it, one that records images by reference)."""
         self.settings = settings
         self.store = store
         self.backend = backend
         self.images = images or ImagePolicy(settings)
         self.links = links
         self.sidecar = sidecar
+        self.revisions = revisions or RevisionLog(store.db, settings.service_revisions_kept)
         # Readiness, crash reports and the circuit breaker; its log tails mask what known_secrets names.
         self.health = ServiceHealth(settings, backend, self.known_secrets)
         self.log_reader = ServiceLogs(settings, backend, self.known_secrets)
@@ -177,6 +181,7 @@ class ServiceManager:
             spec = self.sidecar.check_spec(req, spec)
         await self.check_env_count(ts, set(req.env))
         existing = await engine_volumes(self.backend, p.tenant_id)
+        digest = await self.revisions.pin(ts, spec)
         async with self.store.db.transaction() as tx:
             # Quotas are read where the record is written, so concurrent deploys cannot both take the last slot;
             # a backup of a volume starting meanwhile sees the record.
@@ -185,6 +190,7 @@ class ServiceManager:
             await ts.backups.check_free("volume", [v.name for v in spec.volumes], tx)
             rec = await ts.services.insert(req.name, spec, tx)
             await ts.env.set_many(rec.id, req.env, tx)
+            await self.revisions.record(ts, tx, rec.id, "deploy", digest)
         await report(f"recorded service {req.name}; starting container", 0, None)
         created_volumes: list[str] = []
         try:
@@ -305,12 +311,15 @@ class ServiceManager:
         if req.env:
             kept = set(await ts.env.keys(rec.id)) - set(req.unset_env or [])
             await self.check_env_count(ts, kept | set(req.env))
-        async with self.store.db.transaction() as tx:
+        digest = await self.revisions.pin(ts, new_spec)
+        what = cause("update", sorted(req.model_dump(exclude_none=True, exclude={"wait"})))
+        async with self.revisions.change(ts, rec.id, what, digest) as change:
             # The new limits are written with the check, so concurrent updates cannot both pass it.
-            current = await ts.services.get(rec.id, tx)
-            await self.check_quota(ts, tx, new_spec.memory_mb, new_spec.cpus, replacing=current.spec)
-            await ts.services.update(rec.id, spec=new_spec, tx=tx)
-        return await self.view(ts, await apply_update(self, ts, rec, new_spec, req, report))
+            await self.check_quota(ts, change.tx, new_spec.memory_mb, new_spec.cpus, replacing=change.before.spec)
+            await ts.services.update(rec.id, spec=new_spec, tx=change.tx)
+            await ts.env.set_many(rec.id, req.env or {}, change.tx)
+            await ts.env.unset(rec.id, req.unset_env or [], change.tx)
+        return await self.view(ts, await apply_update(self, ts, change, req.wait, report))
 
     async def delete(self, p: Principal, ref: str, keep_volumes: bool = False) -> Deleted:
         ts = self.store.scoped(p.tenant_id)
@@ -354,7 +363,9 @@ class ServiceManager:
         ts = self.store.scoped(p.tenant_id)
         rec = await ts.services.get(ref)
         await self.check_env_count(ts, set(await ts.env.keys(rec.id)) | set(values))
-        await ts.env.set_many(rec.id, values)
+        what, digest = cause("set_env", sorted(values)), await self.revisions.pin(ts, rec.spec)
+        async with self.revisions.change(ts, rec.id, what, digest) as change:
+            await ts.env.set_many(rec.id, values, change.tx)
         await self.redeploy(ts, rec, wait, report)
         return await self.list_env(p, rec.id, reveal=False)
 
@@ -364,7 +375,9 @@ class ServiceManager:
         missing = sorted(set(keys) - set(await ts.env.keys(rec.id)))
         if missing:
             raise InvalidInput(f"service {rec.name} has no env vars {', '.join(missing)}", "list_env shows the names")
-        await ts.env.unset(rec.id, keys)
+        what, digest = cause("unset_env", sorted(keys)), await self.revisions.pin(ts, rec.spec)
+        async with self.revisions.change(ts, rec.id, what, digest) as change:
+            await ts.env.unset(rec.id, keys, change.tx)
         await self.redeploy(ts, rec, wait, report)
         return await self.list_env(p, rec.id, reveal=False)
 

@@ -14,6 +14,7 @@ from .db import Database, Tx, now_iso
 from .env import EnvRepo
 from .idempotency import Earlier, IdempotencyRepo, expire_idempotency
 from .oauth import OAuthRepo
+from .revisions import RevisionRepo
 from .sandboxes import PoolRepo, SandboxRecord, SandboxRepo, all_sandbox_records
 from .services import ServiceRepo, all_service_records
 from .ssh import HostKeyRepo
@@ -47,6 +48,7 @@ class TenantStore:
         self.tenant_id = tenant_id
         self.services = ServiceRepo(db, tenant_id)
         self.env = EnvRepo(db, tenant_id, secrets.for_tenant(tenant_id))
+        self.revisions = RevisionRepo(db, tenant_id, secrets.for_tenant(tenant_id))
         self.api_keys = ApiKeyRepo(db, tenant_id)
         self.audit = AuditRepo(db, tenant_id)
         self.idempotency = IdempotencyRepo(db, tenant_id)
