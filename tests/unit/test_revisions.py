@@ -232,6 +232,21 @@ async def test_a_rollback_that_does_not_come_up_is_undone_and_kept_as_failed(
     assert engine.workloads[service_id].spec.image == "img:2"
 
 
+async def test_a_rollback_that_crashes_at_start_is_undone_like_an_update(
+    store: Store, services: ServiceManager, revisions: ServiceRevisions, engine: FakeBackend
+) -> None:
+    p = await _member(store)
+    service_id = await _deploy(services, p)
+    await services.update(p, "web", UpdateRequest(image="img:2", wait=False))
+    engine.exit_at_start["img:1"] = 3
+    with pytest.raises(WorkloadFailed) as err:
+        await revisions.rollback(p, "web", 1, wait=True)
+    assert "rolled back (service is running on its previous version)" in err.value.message
+    assert "exited with code 3" in err.value.message
+    assert engine.workloads[service_id].spec.image == "img:2" and engine.workloads[service_id].state == "running"
+    assert _column(await revisions.list(p, "web"), "live") == [False, True, False]
+
+
 async def test_a_deploy_the_engine_refuses_leaves_no_revision(
     store: Store, services: ServiceManager, revisions: ServiceRevisions, engine: FakeBackend
 ) -> None:
