@@ -36,6 +36,8 @@ MEMBERS: dict[str, frozenset[str]] = {
             "set_env",
             "list_env",
             "unset_env",
+            "list_revisions",
+            "rollback_service",
             "exec",
         }
     ),

@@ -1,6 +1,7 @@
 """What a result or an error looks like on the MCP wire.
 
-A tool's answer is its structured output, with the same JSON, compact, as text. A tool error is a
+A tool's answer is its structured output, with the same JSON, compact, as text, then links to the resources
+it names (``links.py``). A tool error is a
 result with ``isError``, ``structuredContent`` ``{code, message, hint, retry_after_s?}``, the code again
 in ``_meta`` and a text that starts with ``[code]``. Resources and prompts have no error result: their
 errors are JSON-RPC errors, ``-32602`` (invalid params) for anything the caller can fix (a status under
@@ -20,6 +21,7 @@ from pydantic import BaseModel, ValidationError
 
 from orchestrator.errors import AgentHostError, InvalidInput, NotFound
 
+from .links import resource_links
 from .registry import invalid_arguments
 
 __all__ = ["CODE_META", "compact_json", "error_result", "protocol_error", "sdk_refusal", "tool_result"]
@@ -35,9 +37,8 @@ def compact_json(value: Any) -> str:
 
 def tool_result(model: BaseModel) -> CallToolResult:
     structured = model.model_dump(mode="json", by_alias=True)
-    return CallToolResult(
-        content=[TextContent(type="text", text=compact_json(structured))], structured_content=structured
-    )
+    text = TextContent(type="text", text=compact_json(structured))
+    return CallToolResult(content=[text, *resource_links(model)], structured_content=structured)
 
 
 def error_result(exc: AgentHostError) -> CallToolResult:

@@ -52,6 +52,7 @@ __all__ = [
     "NewApiKey",
     "Principal",
     "ResourceName",
+    "RevisionRecord",
     "Role",
     "Scope",
     "ServiceConfig",
@@ -195,6 +196,21 @@ class ServiceRecord(BaseModel):
     breaker_open: bool = False
     created_at: datetime
     updated_at: datetime
+
+
+class RevisionRecord(BaseModel):
+    """One recorded version of a service: what it ran and why. Its env stays encrypted in the store."""
+
+    service_id: str
+    number: int
+    created_at: datetime
+    cause: str
+    spec: ServiceSpec
+    image_digest: str | None = None
+    env_keys: list[str] = []
+    env_version: str
+    live: bool = False
+    failed: bool = False
 
 
 class ApiKeyInfo(BaseModel):

@@ -28,7 +28,7 @@ from .nodes import Nodes
 from .oauth import OAuthGrants
 from .sandboxes import SandboxManager, WarmPool
 from .secrets import SecretBox, load_master_key
-from .services import Reconciler, ServiceDiagnosis, ServiceManager, VolumeManager
+from .services import Reconciler, RevisionLog, ServiceDiagnosis, ServiceManager, ServiceRevisions, VolumeManager
 from .settings import Settings
 from .ssh import SshManager, SshSidecars
 from .status import Status
@@ -95,7 +95,13 @@ class Platform:
         )
         images = ImagePolicy(settings, self.builds.pins)  # a tenant's builds are among the images it may run
         self.sidecars = SshSidecars(settings, store, backend)
-        self.services = ServiceManager(settings, store, backend, images, DatabaseLinks(), self.sidecars, self.events)
+        # Where the builder's engine is the one that runs workloads (Docker), revisions record image ids.
+        digest_of = self._image_id if settings.backend == "docker" else None
+        revisions = RevisionLog(store.db, settings.service_revisions_kept, digest_of)
+        self.services = ServiceManager(
+            settings, store, backend, images, DatabaseLinks(), self.sidecars, self.events, revisions
+        )
+        self.revisions = ServiceRevisions(self.services)
         self.volumes = VolumeManager(store, backend)
         self.diagnosis = ServiceDiagnosis(self.services)
         self.databases = DatabaseManager(settings, store, backend, self.services)
@@ -130,6 +136,10 @@ class Platform:
         self.status = Status(
             settings, store, backend, self.builder, self.builds.log_files, lambda: self.reconciler.passes_finished
         )
+
+    async def _image_id(self, image: str) -> str | None:
+        info = await self.builder.image_info(image)
+        return info.id if info is not None else None
 
     @classmethod
     @asynccontextmanager

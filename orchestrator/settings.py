@@ -145,6 +145,7 @@ class Settings(BaseSettings):
     tmpfs_size_mb: int = 64
     wait_timeout_s: float = 45.0
     crash_limit: int = 5
+    service_revisions_kept: int = Field(20, ge=1, description="revisions kept per service; older ones are deleted")
     log_max_bytes: int = 64 * 1024
     rate_limit_per_minute: int = 600
     # Fairness between tenants (orchestrator/fairness.py): caps per tenant and process; past one, `busy` at once.

@@ -13,6 +13,8 @@ from orchestrator.services import (
     EnvList,
     LogOutput,
     LogQuery,
+    RevisionList,
+    RolledBack,
     Service,
     ServiceList,
     ServiceSummary,
@@ -197,3 +199,15 @@ async def unset_env(
 ) -> EnvList:
     """Remove env vars and redeploy the service."""
     return await call.platform.services.unset_env(call.principal, service, keys, wait, call.report)
+
+
+@tool(read_only=True, title="List revisions")
+async def list_revisions(call: Call, service: ServiceRef) -> RevisionList:
+    """A service's revisions, newest first."""
+    return await call.platform.revisions.list(call.principal, service)
+
+
+@tool(title="Roll back service")
+async def rollback_service(call: Call, service: ServiceRef, revision: int, wait: bool = True) -> RolledBack:
+    """Redeploy a revision's image, config and env as a new revision."""
+    return await call.platform.revisions.rollback(call.principal, service, revision, wait, call.report)

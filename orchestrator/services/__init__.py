@@ -1,5 +1,6 @@
 """Services: the use-cases (manager), what callers ask and get (requests, models), what other use-cases add
-to a service (companions), updates and their rollback (update), readiness and crash reports (health,
+to a service (companions), updates and their rollback (update), revisions and rolling back to one
+(revisions, rollback), readiness and crash reports (health,
 readiness), tenants' volumes and networks (volumes, networks), and the reconciler that repairs what the
 engine and the store disagree on (reconciler, repairs)."""
 
@@ -7,11 +8,13 @@ from .companions import ServiceEvent, ServiceLinks, ServiceSidecar
 from .diagnose import Diagnosis, ServiceDiagnosis
 from .logs import LogQuery
 from .manager import ServiceManager
-from .models import EnvList, LogOutput, Service, ServiceList, ServiceSummary
+from .models import EnvList, LogOutput, Revision, RevisionList, RolledBack, Service, ServiceList, ServiceSummary
 from .networks import NetworkCollector
 from .reconciler import Reconciler
 from .repairs import PassFailures
 from .requests import DeployRequest, UpdateRequest
+from .revisions import RevisionLog
+from .rollback import ServiceRevisions
 from .volumes import Volume, VolumeList, VolumeManager, engine_volumes, volumes_held
 
 __all__ = [
@@ -23,11 +26,16 @@ __all__ = [
     "NetworkCollector",
     "PassFailures",
     "Reconciler",
+    "Revision",
+    "RevisionList",
+    "RevisionLog",
+    "RolledBack",
     "Service",
     "ServiceEvent",
     "ServiceLinks",
     "ServiceList",
     "ServiceManager",
+    "ServiceRevisions",
     "ServiceDiagnosis",
     "ServiceSidecar",
     "ServiceSummary",

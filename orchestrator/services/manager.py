@@ -5,7 +5,7 @@ from __future__ import annotations
 import anyio
 
 from ..backends.base import Backend, VolumeSpec, WorkloadSpec
-from ..errors import Conflict, ImageNotFound, InvalidInput, QuotaExceeded, RuntimeUnavailable, WorkloadFailed
+from ..errors import Conflict, ImageNotFound, InvalidInput, QuotaExceeded, RuntimeUnavailable
 from ..events import EventLog
 from ..images import ImagePolicy
 from ..labels import L_NAME, L_TENANT, tenant_network, volume_name
@@ -20,8 +20,9 @@ from .logs import LogQuery, ServiceLogs
 from .models import EnvList, LogOutput, Service
 from .networks import NetworkCollector
 from .requests import DeployRequest, UpdateRequest, check_command, check_env
+from .revisions import RevisionLog, cause
 from .update import apply_update
-from .volumes import engine_volumes, volumes_held
+from .volumes import engine_volumes, volumes_held, volumes_only_of
 
 __all__ = ["ServiceManager"]
 
@@ -38,9 +39,11 @@ class ServiceManager:
         links: ServiceLinks | None = None,
         sidecar: ServiceSidecar | None = None,
         events: EventLog | None = None,
+        revisions: RevisionLog | None = None,
     ) -> None:
         """``images``: which images tenants may run (without it, images by reference only); ``links`` and
-        ``sidecar``: what other use-cases add to a service (``companions``); ``events``: the event log."""
+        ``sidecar``: what other use-cases add to a service (``companions``); ``events``: the event log;
+        ``revisions``: where each change is recorded (without it, one that records images by reference)."""
         self.settings = settings
         self.store = store
         self.backend = backend
@@ -48,6 +51,7 @@ class ServiceManager:
         self.links = links
         self.sidecar = sidecar
         self.events = events or EventLog(settings, store)
+        self.revisions = revisions or RevisionLog(store.db, settings.service_revisions_kept)
         # Readiness, crash reports and the circuit breaker; its log tails mask what known_secrets names.
         self.health = ServiceHealth(settings, backend, self.known_secrets, self.events)
         self.log_reader = ServiceLogs(settings, backend, self.known_secrets)
@@ -61,8 +65,6 @@ class ServiceManager:
     async def note(self, ts: TenantStore, rec: ServiceRecord, type_: EventType, cause: str) -> None:
         """Record an event of the service in the event log."""
         await self.events.record(ts, "service", rec.id, rec.name, type_, cause)
-
-    # -- validation -----------------------------------------------------------------------------
 
     async def resolve_runtime(self, requested: str | None) -> str:
         runtime = _RUNTIME_ALIASES.get(requested or "", requested or self.settings.default_runtime)
@@ -184,6 +186,7 @@ class ServiceManager:
             spec = self.sidecar.check_spec(req, spec)
         await self.check_env_count(ts, set(req.env))
         existing = await engine_volumes(self.backend, p.tenant_id)
+        digest = await self.revisions.pin(ts, spec)
         async with self.store.db.transaction() as tx:
             # Quotas are read where the record is written, so concurrent deploys cannot both take the last slot;
             # a backup of a volume starting meanwhile sees the record.
@@ -192,6 +195,7 @@ class ServiceManager:
             await ts.backups.check_free("volume", [v.name for v in spec.volumes], tx)
             rec = await ts.services.insert(req.name, spec, tx)
             await ts.env.set_many(rec.id, req.env, tx)
+            await self.revisions.record(ts, tx, rec.id, "deploy", digest)
         await report(f"recorded service {req.name}; starting container", 0, None)
         created_volumes: list[str] = []
         try:
@@ -318,17 +322,15 @@ class ServiceManager:
         if req.env:
             kept = set(await ts.env.keys(rec.id)) - set(req.unset_env or [])
             await self.check_env_count(ts, kept | set(req.env))
-        async with self.store.db.transaction() as tx:
+        digest = await self.revisions.pin(ts, new_spec)
+        what = cause("update", sorted(req.model_dump(exclude_none=True, exclude={"wait"})))
+        async with self.revisions.change(ts, rec.id, what, digest) as change:
             # The new limits are written with the check, so concurrent updates cannot both pass it.
-            current = await ts.services.get(rec.id, tx)
-            await self.check_quota(ts, tx, new_spec.memory_mb, new_spec.cpus, replacing=current.spec)
-            await ts.services.update(rec.id, spec=new_spec, tx=tx)
-        try:
-            updated = await apply_update(self, ts, rec, new_spec, req, report)
-        except WorkloadFailed as exc:  # rolled back: its cause in the platform's words, without the log tail
-            await self.note(ts, rec, "failed", exc.message.split("; last log lines:", 1)[0])
-            raise
-        await self.note(ts, updated, "updated", f"update_service: {', '.join(sorted(changes)) or 'env'}")
+            await self.check_quota(ts, change.tx, new_spec.memory_mb, new_spec.cpus, replacing=change.before.spec)
+            await ts.services.update(rec.id, spec=new_spec, tx=change.tx)
+            await ts.env.set_many(rec.id, req.env or {}, change.tx)
+            await ts.env.unset(rec.id, req.unset_env or [], change.tx)
+        updated = await apply_update(self, ts, change, req.wait, report, what)
         return await self.view(ts, updated)
 
     async def delete(self, p: Principal, ref: str, keep_volumes: bool = False) -> Deleted:
@@ -338,11 +340,8 @@ class ServiceManager:
         await ts.services.update(rec.id, desired_state="deleted")
         await self.emit(ts, rec, "removing")
         removed = [f"container of service {rec.name}"] if await self.backend.remove_workload(rec.id) else []
-        if not keep_volumes:
-            others = {v.name for o in await ts.services.all() if o.id != rec.id for v in o.spec.volumes}
-            for v in rec.spec.volumes:
-                gone = v.name not in others and await self.backend.remove_volume(volume_name(p.tenant_id, v.name))
-                removed += [f"volume {v.name}"] if gone else []
+        for name in [] if keep_volumes else await volumes_only_of(ts, rec):
+            removed += [f"volume {name}"] if await self.backend.remove_volume(volume_name(p.tenant_id, name)) else []
         await ts.services.delete(rec.id)
         await self.note(ts, rec, "deleted", "delete_service")
         removed.append(f"record and env of service {rec.name}")
@@ -354,10 +353,8 @@ class ServiceManager:
         """What delete would remove, for the confirmation prompt. Raises: NotFound."""
         ts = self.store.scoped(p.tenant_id)
         rec = await ts.services.get(ref)
-        others = {v.name for o in await ts.services.all() if o.id != rec.id for v in o.spec.volumes}
-        mine = [v.name for v in rec.spec.volumes]
-        lost = [] if keep_volumes else [n for n in mine if n not in others]
-        kept = [n for n in mine if n not in lost]
+        lost = [] if keep_volumes else await volumes_only_of(ts, rec)
+        kept = [v.name for v in rec.spec.volumes if v.name not in lost]
         what = f"Delete service {rec.name!r}: its container and its {len(await ts.env.keys(rec.id))} env vars"
         what += f", and the volumes {', '.join(lost)} with ALL their files" if lost else ""
         what += f". The volumes {', '.join(kept)} are kept" if kept else ""
@@ -374,7 +371,9 @@ class ServiceManager:
         ts = self.store.scoped(p.tenant_id)
         rec = await ts.services.get(ref)
         await self.check_env_count(ts, set(await ts.env.keys(rec.id)) | set(values))
-        await ts.env.set_many(rec.id, values)
+        what, digest = cause("set_env", sorted(values)), await self.revisions.pin(ts, rec.spec)
+        async with self.revisions.change(ts, rec.id, what, digest) as change:
+            await ts.env.set_many(rec.id, values, change.tx)
         await self.note(ts, rec, "updated", f"set_env: {', '.join(sorted(values))}")
         await self.redeploy(ts, rec, wait, report)
         return await self.list_env(p, rec.id, reveal=False)
@@ -385,7 +384,9 @@ class ServiceManager:
         missing = sorted(set(keys) - set(await ts.env.keys(rec.id)))
         if missing:
             raise InvalidInput(f"service {rec.name} has no env vars {', '.join(missing)}", "list_env shows the names")
-        await ts.env.unset(rec.id, keys)
+        what, digest = cause("unset_env", sorted(keys)), await self.revisions.pin(ts, rec.spec)
+        async with self.revisions.change(ts, rec.id, what, digest) as change:
+            await ts.env.unset(rec.id, keys, change.tx)
         await self.note(ts, rec, "updated", f"unset_env: {', '.join(sorted(keys))}")
         await self.redeploy(ts, rec, wait, report)
         return await self.list_env(p, rec.id, reveal=False)

@@ -6,9 +6,9 @@ from datetime import datetime
 
 from pydantic import BaseModel, Field
 
-from ..models import ServiceConfig, ServiceStatus
+from ..models import RevisionRecord, ServiceConfig, ServiceStatus
 
-__all__ = ["EnvList", "LogOutput", "Service", "ServiceList", "ServiceSummary"]
+__all__ = ["EnvList", "LogOutput", "Revision", "RevisionList", "RolledBack", "Service", "ServiceList", "ServiceSummary"]
 
 
 class Service(ServiceConfig):
@@ -54,3 +54,37 @@ class LogOutput(BaseModel):
     truncated: bool = Field(description="true when older output was cut to stay within the size bound")
     output: str = Field(description="workload output inside an untrusted-data boundary; known secrets masked")
     next_cursor: str | None = None
+
+
+class Revision(BaseModel):
+    number: int
+    live: bool
+    failed: bool
+    cause: str
+    created_at: datetime
+    image: str
+    digest: str | None
+    env_version: str
+
+    @classmethod
+    def of(cls, rec: RevisionRecord) -> Revision:
+        return cls(
+            number=rec.number,
+            live=rec.live,
+            failed=rec.failed,
+            cause=rec.cause,
+            created_at=rec.created_at,
+            image=rec.spec.image,
+            digest=rec.image_digest,
+            env_version=rec.env_version,
+        )
+
+
+class RevisionList(BaseModel):
+    revisions: list[Revision]
+
+
+class RolledBack(BaseModel):
+    service: str
+    revision: int
+    status: ServiceStatus

@@ -15,10 +15,10 @@ from pydantic import BaseModel, Field
 from ..backends.base import Backend
 from ..errors import Conflict, NotFound
 from ..labels import L_TENANT, volume_name
-from ..models import Deleted, Principal
+from ..models import Deleted, Principal, ServiceRecord
 from ..store import Store, TenantStore, Tx
 
-__all__ = ["Volume", "VolumeList", "VolumeManager", "engine_volumes", "volumes_held"]
+__all__ = ["Volume", "VolumeList", "VolumeManager", "engine_volumes", "volumes_held", "volumes_only_of"]
 
 
 async def engine_volumes(backend: Backend, tenant_id: str) -> set[str]:
@@ -26,6 +26,12 @@ async def engine_volumes(backend: Backend, tenant_id: str) -> set[str]:
     prefix = volume_name(tenant_id, "")
     listed = await backend.list_volumes({L_TENANT: tenant_id})
     return {n.removeprefix(prefix) for n in listed if n.startswith(prefix)}
+
+
+async def volumes_only_of(ts: TenantStore, rec: ServiceRecord) -> list[str]:
+    """The volumes of ``rec`` that no other service of the tenant mounts (a delete removes those)."""
+    others = {v.name for o in await ts.services.all() if o.id != rec.id for v in o.spec.volumes}
+    return [v.name for v in rec.spec.volumes if v.name not in others]
 
 
 async def volumes_held(ts: TenantStore, engine: set[str], tx: Tx | None = None) -> set[str]:

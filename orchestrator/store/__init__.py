@@ -15,6 +15,7 @@ from .env import EnvRepo
 from .events import EventRepo, expire_events
 from .idempotency import Earlier, IdempotencyRepo, expire_idempotency
 from .oauth import OAuthRepo
+from .revisions import RevisionRepo
 from .sandboxes import PoolRepo, SandboxRecord, SandboxRepo, all_sandbox_records
 from .services import ServiceRepo, all_service_records
 from .ssh import HostKeyRepo
@@ -50,6 +51,7 @@ class TenantStore:
         self.tenant_id = tenant_id
         self.services = ServiceRepo(db, tenant_id)
         self.env = EnvRepo(db, tenant_id, secrets.for_tenant(tenant_id))
+        self.revisions = RevisionRepo(db, tenant_id, secrets.for_tenant(tenant_id))
         self.api_keys = ApiKeyRepo(db, tenant_id)
         self.audit = AuditRepo(db, tenant_id)
         self.events = EventRepo(db, tenant_id)

@@ -28,10 +28,15 @@ class EnvRepo:
                 (self._tenant, service_id, key, blob, now),
             )
 
-    async def unset(self, service_id: str, keys: list[str]) -> list[str]:
+    async def replace(self, service_id: str, values: dict[str, str], tx: Executor) -> None:
+        """The service's env becomes exactly ``values``."""
+        await tx.execute("DELETE FROM env_vars WHERE tenant_id = ? AND service_id = ?", (self._tenant, service_id))
+        await self.set_many(service_id, values, tx)
+
+    async def unset(self, service_id: str, keys: list[str], tx: Executor | None = None) -> list[str]:
         removed = []
         for key in keys:
-            changed = await self._db.execute(
+            changed = await (tx or self._db).execute(
                 "DELETE FROM env_vars WHERE tenant_id = ? AND service_id = ? AND key = ?",
                 (self._tenant, service_id, key),
             )
@@ -39,8 +44,8 @@ class EnvRepo:
                 removed.append(key)
         return removed
 
-    async def get_all(self, service_id: str) -> dict[str, str]:
-        rows = await self._db.fetchall(
+    async def get_all(self, service_id: str, tx: Executor | None = None) -> dict[str, str]:
+        rows = await (tx or self._db).fetchall(
             "SELECT key, value FROM env_vars WHERE tenant_id = ? AND service_id = ? ORDER BY key",
             (self._tenant, service_id),
         )

@@ -55,6 +55,8 @@ ANNOTATIONS: dict[str, tuple[str, bool, bool | None, bool | None, bool]] = {
     "set_env": ("Set env vars", W, False, False, False),
     "list_env": ("List env vars", R, None, None, False),
     "unset_env": ("Unset env vars", W, True, True, False),
+    "list_revisions": ("List revisions", R, None, None, False),
+    "rollback_service": ("Roll back service", W, False, False, False),
     "exec": ("Exec", W, True, False, True),
     "build_from_git": ("Build from git", W, False, False, True),
     "get_build": ("Get build", R, None, None, False),

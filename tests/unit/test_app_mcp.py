@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import json
+import subprocess
+from pathlib import Path
 from typing import Any
 
 from mcp_types import LATEST_PROTOCOL_VERSION
 
-from tests.fakes import FakeBackend
+from tests.fakes import FakeBackend, FakeBuilder
 
 from .site import APP_IMAGE, Site
 
@@ -99,3 +101,42 @@ def test_a_session_belongs_to_its_key(site: Site) -> None:
     thief.headers["mcp-protocol-version"] = mcp.headers["mcp-protocol-version"]
     stolen = thief.send("tools/list")
     assert stolen["status_code"] == 404 and stolen["error"]["code"] == "not_found", stolen
+
+
+def _links(result: dict[str, Any]) -> list[str]:
+    return [c["uri"] for c in result["content"] if c["type"] == "resource_link"]
+
+
+def _readable(mcp: Session, uri: str) -> bool:
+    answer = mcp.send("resources/read", {"uri": uri})
+    return "result" in answer and bool(answer["result"]["contents"][0]["text"])
+
+
+def test_results_link_the_resources_they_name_and_each_link_reads(
+    site: Site, fake_backend: FakeBackend, fake_builder: FakeBuilder, repo_dir: Path
+) -> None:
+    mcp = Session(site, site.key)
+    mcp.open()
+    deployed = mcp.call("deploy_service", name="web", image=APP_IMAGE, port=8000)
+    service_links = ["agenthost://services/web", "agenthost://services/web/logs"]
+    assert _links(deployed) == service_links and deployed["content"][0]["type"] == "text"
+    assert json.loads(deployed["content"][0]["text"]) == deployed["structuredContent"]
+    assert _links(mcp.call("get_service", service="web")) == service_links
+    assert _links(mcp.call("restart_service", service="web")) == service_links
+    mcp.call("set_env", service="web", vars={"A": "1"})
+    assert _links(mcp.call("rollback_service", service="web", revision=1)) == service_links
+    repo = repo_dir / "site"
+    repo.mkdir()
+    (repo / "index.html").write_text("hi")
+    for args in (["init", "-q", "-b", "main"], ["add", "-A"], ["commit", "-q", "-m", "1"]):
+        subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@t.invalid", *args], cwd=repo, check=True)
+    build = mcp.call("build_from_git", git_url=str(repo), name="site", wait_timeout_s=30)
+    build_id = build["structuredContent"]["id"]
+    assert _links(build) == [f"agenthost://builds/{build_id}/logs"]
+    assert _links(mcp.call("get_build", build_id=build_id)) == [f"agenthost://builds/{build_id}/logs"]
+    fake_backend.images |= fake_builder.images
+    from_build = mcp.call("deploy_service", name="app", build_id=build_id)
+    assert _links(from_build)[-1] == f"agenthost://builds/{build_id}/logs"
+    for uri in {*service_links, *_links(from_build)}:
+        assert _readable(mcp, uri), uri
+    assert _links(mcp.call("list_services")) == []

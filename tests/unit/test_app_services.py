@@ -170,3 +170,24 @@ def test_update_to_an_image_the_engine_lacks_changes_nothing(site: Site, fake_ba
     fake_backend.images.add("example.test/app:2")
     moved = site.call("update_service", service="web", image="example.test/app:2")
     assert moved["status_code"] == 200 and fake_backend.workloads[svc["id"]].spec.image == "example.test/app:2"
+
+
+def test_list_revisions_and_rollback_service(site: Site, fake_backend: FakeBackend) -> None:
+    svc = site.call("deploy_service", name="web", image=APP_IMAGE, port=8000, env={"GREETING": "hi-secret"})
+    site.call("set_env", service="web", vars={"GREETING": "bye-secret"})
+    listed = site.call("list_revisions", service="web")
+    assert listed["status_code"] == 200, listed
+    assert [(r["number"], r["cause"], r["live"]) for r in listed["revisions"]] == [
+        (2, "set_env: GREETING", True),
+        (1, "deploy", False),
+    ]
+    assert "secret" not in str(listed)
+    done = site.call("rollback_service", service="web", revision=1)
+    assert (done["status_code"], done["revision"], done["status"]) == (200, 3, "running"), done
+    assert fake_backend.workloads[svc["id"]].spec.env == {"GREETING": "hi-secret"}
+    missing = site.call("rollback_service", service="web", revision=9)
+    assert (missing["status_code"], missing["error"]["code"]) == (404, "not_found"), missing
+    other = site.call("create_tenant", key=site.admin, name="other")["key"]["key"]
+    for tool, args in (("list_revisions", {}), ("rollback_service", {"revision": 1})):
+        stolen = site.call(tool, key=other, service="web", **args)
+        assert (stolen["status_code"], stolen["error"]["code"]) == (404, "not_found"), stolen
