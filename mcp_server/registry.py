@@ -243,6 +243,16 @@ async def execute(td: ToolDef, call: Call, arguments: dict[str, Any]) -> BaseMod
             result = await td.fn(call, **arguments)
     except Busy:
         raise  # refused before it ran, like a rate limit: nothing to audit
+    except ValidationError as exc:
+        # A request model the tool builds from its arguments holds rules the schema does not state (a
+        # pattern, a rule across fields): a bad argument, unless the model was not built from arguments.
+        if not {str(e["loc"][0]) for e in exc.errors() if e["loc"]} <= {p.name for p in td.params}:
+            log.exception("tool %s crashed", td.name)
+            raise AgentHostError(f"{td.name} failed unexpectedly (ValidationError)") from exc
+        refused = invalid_arguments(td.name, exc)
+        if audited:
+            await audit.record(p.key_id, td.name, _target(arguments), refused.code, refused.message[:500])
+        raise refused from exc
     except AgentHostError as exc:
         if audited and not isinstance(exc, ConfirmationRequired):
             await audit.record(p.key_id, td.name, _target(arguments), exc.code, exc.message[:500])

@@ -191,3 +191,13 @@ def test_list_revisions_and_rollback_service(site: Site, fake_backend: FakeBacke
     for tool, args in (("list_revisions", {}), ("rollback_service", {"revision": 1})):
         stolen = site.call(tool, key=other, service="web", **args)
         assert (stolen["status_code"], stolen["error"]["code"]) == (404, "not_found"), stolen
+
+
+def test_an_argument_breaking_a_rule_the_schema_does_not_state_is_invalid_input(
+    site: Site, fake_backend: FakeBackend
+) -> None:
+    """Found by the schemathesis fuzz: a user name out of the request model's pattern was a 500."""
+    refused = site.call("deploy_service", name="web", image=APP_IMAGE, user="ÞÚ\x03")
+    assert refused["status_code"] == 400, refused
+    assert refused["error"]["code"] == "invalid_input" and "user" in refused["error"]["message"], refused
+    assert site.call("list_services")["services"] == [] and not fake_backend.workloads
