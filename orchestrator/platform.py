@@ -23,6 +23,7 @@ from .exec import ExecManager
 from .fairness import TenantSlots, on_behalf_of
 from .housekeeping import Housekeeping
 from .images import ImagePolicy
+from .ingress import IngressManager
 from .nodes import Nodes
 from .oauth import OAuthGrants
 from .sandboxes import SandboxManager, WarmPool
@@ -90,7 +91,10 @@ class Platform:
         self.builds = BuildManager(settings, store, self.builder, pulls_from_registry=settings.backend != "docker")
         images = ImagePolicy(settings, self.builds.pins)  # a tenant's builds are among the images it may run
         self.sidecars = SshSidecars(settings, store, backend)
-        self.services = ServiceManager(settings, store, backend, images, DatabaseLinks(), self.sidecars)
+        self.ingress = IngressManager(settings, store, backend)
+        self.services = ServiceManager(
+            settings, store, backend, images, DatabaseLinks(), self.sidecars, routes=self.ingress
+        )
         self.volumes = VolumeManager(store, backend)
         self.diagnosis = ServiceDiagnosis(self.services)
         self.databases = DatabaseManager(settings, store, backend, self.services)
@@ -116,6 +120,7 @@ class Platform:
                 self.backups.recover,
                 self.databases.reconcile,
                 self.sidecars.reconcile,
+                self.ingress.reconcile,  # after the services' repairs: routes to the workloads they recreated
                 self.housekeeping.expire_rows,
                 self.housekeeping.cap_build_logs,
                 # Networks last: the passes before may have finished deletes of a tenant's last workloads.

@@ -13,7 +13,7 @@ from ..progress import Reporter, silent
 from ..quotas import check_volumes, check_workload, workloads
 from ..settings import Quotas, Settings
 from ..store import Store, TenantStore, Tx
-from .companions import ServiceEvent, ServiceLinks, ServiceSidecar
+from .companions import ServiceEvent, ServiceLinks, ServiceRoutes, ServiceSidecar
 from .health import ServiceHealth, service_view
 from .logs import LogQuery, ServiceLogs
 from .models import EnvList, LogOutput, Service
@@ -36,24 +36,28 @@ class ServiceManager:
         images: ImagePolicy | None = None,
         links: ServiceLinks | None = None,
         sidecar: ServiceSidecar | None = None,
+        routes: ServiceRoutes | None = None,
     ) -> None:
-        """``images``: which images tenants may run (without it, images by reference only); ``links`` and
-        ``sidecar``: what other use-cases add to a service (``companions``)."""
+        """``images``: which images tenants may run (without it, images by reference only); ``links``,
+        ``sidecar`` and ``routes``: what other use-cases add to a service (``companions``)."""
         self.settings = settings
         self.store = store
         self.backend = backend
         self.images = images or ImagePolicy(settings)
         self.links = links
         self.sidecar = sidecar
+        self.routes = routes
         # Readiness, crash reports and the circuit breaker; its log tails mask what known_secrets names.
         self.health = ServiceHealth(settings, backend, self.known_secrets)
         self.log_reader = ServiceLogs(settings, backend, self.known_secrets)
         self.networks = NetworkCollector(store, backend)  # gives a tenant's network back after its last workload
 
     async def emit(self, ts: TenantStore, rec: ServiceRecord, event: ServiceEvent) -> None:
-        """Tell the sidecar what just happened to a service's container."""
+        """Tell the sidecar and the routes what just happened to a service's container."""
         if self.sidecar is not None:
             await self.sidecar.follow(ts, rec, event)
+        if self.routes is not None:
+            await self.routes.follow(ts, rec, event)
 
     # -- validation -----------------------------------------------------------------------------
 
@@ -138,7 +142,8 @@ class ServiceManager:
 
     async def view(self, ts: TenantStore, rec: ServiceRecord) -> Service:
         rec, st = await self.health.refresh(ts, rec)
-        return service_view(rec, st, await ts.env.keys(rec.id))
+        public_url = await self.routes.public_url(ts, rec) if self.routes is not None else None
+        return service_view(rec, st, await ts.env.keys(rec.id), public_url)
 
     # -- use-cases ------------------------------------------------------------------------------
 
@@ -170,6 +175,7 @@ class ServiceManager:
             egress=req.egress,
             volumes=req.volumes,
             health_check=req.health_check,
+            public=req.public,
         )
         if len({v.path for v in req.volumes}) != len(req.volumes):
             raise InvalidInput("two volumes share one mount path", "give each volume its own path")

@@ -31,6 +31,7 @@ class DeployRequest(BaseModel):
     egress: Egress = "open"
     user: str | None = Field(None, pattern=r"^[A-Za-z0-9_.-]+(:[A-Za-z0-9_.-]+)?$")
     ssh_public_key: str | None = Field(None, max_length=16384)
+    public: bool = True
     wait: bool = True
     wait_timeout_s: float | None = Field(None, gt=0, le=600)
 
@@ -47,6 +48,7 @@ class UpdateRequest(BaseModel):
     egress: Egress | None = None
     env: dict[str, str] | None = None
     unset_env: list[str] | None = None
+    public: bool | None = None
     wait: bool = True
 
 
