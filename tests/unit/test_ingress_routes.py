@@ -9,8 +9,8 @@ from typing import Any
 import anyio
 import pytest
 
-from orchestrator.errors import IngressUnavailable
-from orchestrator.ingress import CaddyAdmin, Route, render
+from orchestrator.errors import Conflict, IngressUnavailable
+from orchestrator.ingress import CaddyAdmin, Route, caddy_command, clear_stale_socket, render
 from orchestrator.settings import Settings
 
 from .site import APP_IMAGE, Site
@@ -103,3 +103,24 @@ async def test_a_socket_nobody_answers_on_is_ingress_unavailable(tmp_path: Path)
     await listener.aclose()  # the file stays, nothing listens: a Caddy that died
     with pytest.raises(IngressUnavailable, match="did not answer"):
         await CaddyAdmin(path, timeout_s=2).load({})
+
+
+def test_caddy_runs_on_a_private_config_with_its_files_in_the_data_dir(tmp_path: Path) -> None:
+    settings = Settings(data_dir=tmp_path)
+    argv, env = caddy_command(settings, {"admin": {}})
+    path = tmp_path / "ingress" / "caddy.json"
+    assert argv == ["caddy", "run", "--config", str(path)]
+    assert path.stat().st_mode & 0o777 == 0o600 and (tmp_path / "ingress").stat().st_mode & 0o777 == 0o700
+    assert {env["HOME"], env["XDG_DATA_HOME"], env["XDG_CONFIG_HOME"]} == {str(tmp_path / "ingress")}
+
+
+@pytest.mark.anyio
+async def test_a_dead_caddys_socket_is_cleared_and_a_live_ones_is_not(tmp_path: Path) -> None:
+    path = tmp_path / "admin.sock"
+    listener = await anyio.create_unix_listener(path)
+    with pytest.raises(Conflict, match="already listens"):
+        clear_stale_socket(path)
+    await listener.aclose()
+    clear_stale_socket(path)
+    assert not path.exists()
+    clear_stale_socket(path)  # nothing there: nothing to do
