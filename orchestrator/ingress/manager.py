@@ -4,8 +4,8 @@ The routes are never edited one by one: the whole configuration is rendered from
 (``routes``) and, when it differs from what Caddy runs, loaded whole (``POST /load``). That is idempotent,
 so every lifecycle change of a service (``follow``) and every reconciler pass (``reconcile``) does the same
 thing, any process on the data dir may do it, and a Caddy that restarted or missed an update is healed by
-the next one. Caddy skips nothing it should not: the load is atomic, and an unchanged configuration is not
-reloaded at all.
+the next one. A load is atomic, and an unchanged configuration (compared with ``GET /config/`` first) is not
+sent at all, so open connections are not disturbed by a pass that changes nothing.
 """
 
 from __future__ import annotations
