@@ -9,6 +9,13 @@ if [ ! -f "$AGENTHOST_DATA_DIR/master.key" ]; then
   .venv/bin/agenthost init
 fi
 BIN="$PWD/.venv/bin/agenthost"
+# Caddy, the HTTPS proxy in front of services, unless one already answers on the admin socket or ingress is off.
+SOCK="${AGENTHOST_INGRESS_ADMIN_SOCKET:-$AGENTHOST_DATA_DIR/ingress/admin.sock}"
+if [ "${AGENTHOST_INGRESS:-true}" != false ] \
+  && ! curl -sf --unix-socket "$SOCK" -H "Host: agenthost-ingress" http://agenthost-ingress/config/ >/dev/null 2>&1; then
+  nohup "$BIN" ingress run >>"$AGENTHOST_DATA_DIR/ingress.log" 2>&1 &
+  echo "Caddy (HTTPS proxy) started; log: $AGENTHOST_DATA_DIR/ingress.log" >&2
+fi
 cat <<TXT
 
 Connect an agent (use the admin key printed by 'agenthost init', or one from 'agenthost tenant create NAME'):

@@ -1,12 +1,12 @@
 #!/usr/bin/env bash
 # Install and start what agenthost needs on a Debian host. Idempotent: a second run takes seconds.
-#   apt packages, dockerd with the runsc runtime, the Python venv, the platform's local images.
+#   apt packages, dockerd with the runsc runtime, the Python venv, the platform's local images, Caddy.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 say() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
 SUDO=""; [ "$(id -u)" = 0 ] || SUDO="sudo"
 
-PACKAGES=(docker.io runsc restic debootstrap docker-registry iptables git curl python3-venv ${AGENTHOST_EXTRA_APT:-})
+PACKAGES=(docker.io runsc restic debootstrap docker-registry iptables git curl python3-venv caddy ${AGENTHOST_EXTRA_APT:-})
 missing=()
 for pkg in "${PACKAGES[@]}"; do dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg"); done
 if ((${#missing[@]})); then
@@ -35,6 +35,13 @@ docker info 2>/dev/null | grep "runsc" >/dev/null || { echo "dockerd does not li
   || echo "warning: dockerd's default runtime is not runsc: build RUN steps run without gVisor" >&2
 
 bash infra/registry.sh
+
+# agenthost runs Caddy itself (`agenthost ingress run`, started by infra/run.sh): Debian's caddy.service would
+# hold port 80 with its default site and open an admin endpoint on a TCP port.
+if [ -d /run/systemd/system ] && { systemctl is-enabled caddy >/dev/null 2>&1 || systemctl is-active caddy >/dev/null 2>&1; }; then
+  say "disabling Debian's caddy.service (agenthost runs Caddy itself)"
+  $SUDO systemctl disable --now caddy
+fi
 
 stamp=.venv/.agenthost-installed
 if [ ! -x .venv/bin/python ] || [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then

@@ -18,6 +18,7 @@ import pydantic
 
 from orchestrator.errors import AgentHostError
 from orchestrator.images import RECIPES, build_images
+from orchestrator.ingress import CaddyAdmin, IngressManager, caddy_command, clear_stale_socket
 from orchestrator.platform import Platform, host_egress
 from orchestrator.ratelimit import RateLimiter
 from orchestrator.secrets import SecretBox, load_master_key, write_master_key
@@ -198,9 +199,51 @@ def cmd_doctor(settings: Settings, args: argparse.Namespace) -> int:
             check(False, f"{backend.name} reachable: {exc.message}", exc.hint)
         finally:
             await backend.close()
+        if settings.ingress:
+            await ingress()
+
+    async def ingress() -> None:
+        check(shutil.which(settings.caddy_bin) is not None, f"{settings.caddy_bin} installed", "apt-get install caddy")
+        try:
+            running = await CaddyAdmin(settings.ingress_socket, timeout_s=3).config() or {}
+            servers = running.get("apps", {}).get("http", {}).get("servers", {})
+            check("agenthost" in servers, f"Caddy answers on {settings.ingress_socket} with agenthost's routes")
+        except AgentHostError as exc:
+            check(False, f"Caddy (the HTTPS proxy): {exc.message}", exc.hint)
 
     anyio.run(engine)
     return 1 if problems else 0
+
+
+def cmd_ingress(settings: Settings, args: argparse.Namespace) -> int:
+    from orchestrator.platform import instance_id, make_backend
+
+    async def rendered() -> dict[str, Any]:
+        master = load_master_key(settings.master_key_path)
+        store = await Store.open(settings.db_path, SecretBox(master))
+        backend = make_backend(settings, instance_id(master))
+        ingress = IngressManager(settings, store, backend)
+        try:
+            try:
+                routes = await ingress.routes()
+            except AgentHostError as exc:  # the engine is down: no routes now, the next sync brings them
+                logging.getLogger(__name__).warning("starting Caddy without routes: %s", exc.message)
+                routes = []
+            return ingress.render(routes)
+        finally:
+            await backend.close()
+            await store.close()
+
+    config = anyio.run(rendered)
+    if args.ingress_cmd == "config":
+        _json(config)
+        return 0
+    clear_stale_socket(settings.ingress_socket)
+    argv, env = caddy_command(settings, config)
+    if shutil.which(argv[0]) is None:
+        sys.stderr.write(f"error: {argv[0]} is not installed\nhint: apt-get install caddy\n")
+        return 2
+    os.execvpe(argv[0], argv, env)  # Caddy replaces this process: a supervisor (systemd, run.sh) sees Caddy itself
 
 
 def cmd_egress(settings: Settings, args: argparse.Namespace) -> int:
@@ -234,6 +277,7 @@ COMMANDS: dict[str, Callable[[Settings, argparse.Namespace], int]] = {
     "doctor": cmd_doctor,
     "backup": cmd_backup,
     "egress": cmd_egress,
+    "ingress": cmd_ingress,
 }
 
 
@@ -271,6 +315,10 @@ def _parser() -> argparse.ArgumentParser:
         "apply", parents=[common], help="install or update them now (a Nomad client node needs this at every boot)"
     )
     esub.add_parser("show", parents=[common], help="print the rules this host would get, as iptables-restore input")
+    ingress = sub.add_parser("ingress", parents=[common], help="the HTTPS proxy (Caddy) in front of services")
+    isub2 = ingress.add_subparsers(dest="ingress_cmd", required=True)
+    isub2.add_parser("run", parents=[common], help="run Caddy in the foreground with its files in the data dir")
+    isub2.add_parser("config", parents=[common], help="print the configuration Caddy should run now (JSON)")
     return parser
 
 

@@ -25,6 +25,7 @@ when waiting helps, ``retry_after_s``::
     ├── Busy                          busy (429)
     ├── WorkloadFailed                workload_failed (502)
     │   └── BuildFailed               build_failed (502)
+    ├── IngressUnavailable            ingress_unavailable (503)
     └── BackendUnavailable            backend_unavailable (503)
         └── BackupTargetUnavailable   backup_target_unavailable (503)
 
@@ -46,6 +47,7 @@ __all__ = [
     "ImageNotAllowed",
     "ImageNotFound",
     "InProgress",
+    "IngressUnavailable",
     "InvalidInput",
     "NotFound",
     "NotSupported",
@@ -210,6 +212,15 @@ class WorkloadFailed(AgentHostError):
 class BuildFailed(WorkloadFailed):
     code = "build_failed"
     default_hint = "read build_logs, fix the Dockerfile or the code, and build again"
+
+
+class IngressUnavailable(AgentHostError):
+    """Caddy's admin API did not answer or refused the configuration. Not a BackendUnavailable: workloads run
+    on, and the reconciler's other repairs go on without the proxy."""
+
+    code = "ingress_unavailable"
+    status = 503
+    default_hint = "the HTTPS proxy (Caddy) is not running: an operator must start it (`agenthost doctor` checks it)"
 
 
 class BackendUnavailable(AgentHostError):

@@ -175,6 +175,7 @@ class ServiceConfig(BaseModel):
     egress: Egress = "open"
     volumes: list[VolumeMount] = []
     health_check: HealthCheck = HealthCheck()
+    public: bool = True
 
 
 class ServiceSpec(ServiceConfig):

@@ -24,6 +24,7 @@ from .exec import ExecManager
 from .fairness import TenantSlots, on_behalf_of
 from .housekeeping import Housekeeping
 from .images import ImagePolicy
+from .ingress import IngressManager
 from .nodes import Nodes
 from .oauth import OAuthGrants
 from .sandboxes import SandboxManager, WarmPool
@@ -98,8 +99,9 @@ class Platform:
         # Where the builder's engine is the one that runs workloads (Docker), revisions record image ids.
         digest_of = self._image_id if settings.backend == "docker" else None
         revisions = RevisionLog(store.db, settings.service_revisions_kept, digest_of)
+        self.ingress = IngressManager(settings, store, backend)
         self.services = ServiceManager(
-            settings, store, backend, images, DatabaseLinks(), self.sidecars, self.events, revisions
+            settings, store, backend, images, DatabaseLinks(), self.sidecars, self.events, revisions, self.ingress
         )
         self.revisions = ServiceRevisions(self.services)
         self.volumes = VolumeManager(store, backend)
@@ -127,6 +129,7 @@ class Platform:
                 self.backups.recover,
                 self.databases.reconcile,
                 self.sidecars.reconcile,
+                self.ingress.reconcile,  # after the services' repairs: routes to the workloads they recreated
                 self.housekeeping.expire_rows,
                 self.housekeeping.cap_build_logs,
                 # Networks last: the passes before may have finished deletes of a tenant's last workloads.

@@ -4,13 +4,23 @@ from __future__ import annotations
 
 import ipaddress
 import json
+import re
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from pydantic import AliasChoices, BaseModel, Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-__all__ = ["DEFAULT_TOOLSETS", "TOOLSETS", "Quotas", "Settings", "parse_cidrs", "parse_toolsets"]
+__all__ = [
+    "DEFAULT_TOOLSETS",
+    "TOOLSETS",
+    "Quotas",
+    "Settings",
+    "is_dns_label",
+    "normalize_domain",
+    "parse_cidrs",
+    "parse_toolsets",
+]
 
 
 # The groups of MCP tools a server or a request can ask for (mcp_server/toolsets.py says which tool is in
@@ -71,6 +81,35 @@ def parse_cidrs(value: Any) -> list[str]:
     return cidrs
 
 
+_DNS_LABEL = re.compile(r"[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?")
+
+
+def is_dns_label(label: str) -> bool:
+    """Lowercase letters, digits and hyphens, 1 to 63, no hyphen at either end, and no ``--`` at positions 3-4
+    unless it is punycode (``xn--``): IDNA reserves those."""
+    if not _DNS_LABEL.fullmatch(label):
+        return False
+    return label[2:4] != "--" or label.startswith("xn--")
+
+
+def normalize_domain(domain: str) -> str:
+    """``domain`` in lowercase ASCII: internationalised labels in punycode, no trailing dot.
+
+    Raises: ValueError when it is not a valid DNS name, or leaves no room for a 63-character label under it.
+    """
+    labels = domain.strip().rstrip(".").lower().split(".")
+    try:
+        labels = [label if label.isascii() else label.encode("idna").decode("ascii") for label in labels]
+    except UnicodeError as exc:
+        raise ValueError(f"{domain!r} is not a valid domain name ({exc})") from None
+    if bad := [label for label in labels if not is_dns_label(label)]:
+        raise ValueError(f"{bad[0]!r} is not a DNS label: letters, digits and inner hyphens, 1 to 63 characters")
+    ascii_domain = ".".join(labels)
+    if len(ascii_domain) + 64 > 253:
+        raise ValueError(f"{ascii_domain!r} is too long to hold a service's label (253 characters in all)")
+    return ascii_domain
+
+
 class Quotas(BaseModel):
     """Per-tenant limits, fixed when the tenant is created (from AGENTHOST_QUOTAS, a JSON object).
 
@@ -120,6 +159,27 @@ class Settings(BaseSettings):
         False, description="without iptables, still run egress 'open' workloads (they reach the LAN and metadata)"
     )
     allowed_hosts: list[str] = Field(default_factory=list, description="extra Host headers the HTTP server accepts")
+
+    # Ingress (orchestrator/ingress/): Caddy in front of every service with a port, programmed over its admin socket.
+    ingress: bool = Field(True, description="route https://<service>-<tenant>.<base domain> through Caddy")
+    base_domain: str | None = Field(None, description="services answer under it; unset: <label>.localhost")
+    ingress_http_port: int = Field(80, ge=1, le=65535, description="Caddy's HTTP port (redirects to HTTPS)")
+    ingress_https_port: int = Field(443, ge=1, le=65535, description="Caddy's HTTPS port")
+    ingress_bind: str = Field("", description="the address Caddy listens on; empty: every address")
+    ingress_admin_socket: Path | None = Field(
+        None, description="Caddy's admin socket; default <data_dir>/ingress/admin.sock"
+    )
+    ingress_internal_ca: bool = Field(
+        False, description="certificates from Caddy's own CA, not ACME (always without base_domain)"
+    )
+    ingress_acme_email: str | None = Field(None, description="the ACME account's email")
+    ingress_acme_ca: str | None = Field(
+        None, description="the ACME directory URL; unset: Caddy's default (Let's Encrypt)"
+    )
+    ingress_on_demand_tls: bool = Field(
+        False, description="ACME certificates at the first handshake, for routed hosts only"
+    )
+    caddy_bin: str = "caddy"
 
     # Nomad (backend = "nomad"). The address and token also honour Nomad's own NOMAD_ADDR / NOMAD_TOKEN.
     nomad_addr: str = Field(
@@ -284,6 +344,11 @@ class Settings(BaseSettings):
             return [p.strip() if isinstance(p, str) else p for p in value if not isinstance(p, str) or p.strip()]
         return value
 
+    @field_validator("base_domain")
+    @classmethod
+    def _domain(cls, value: str | None) -> str | None:
+        return normalize_domain(value) if value else None
+
     @model_validator(mode="after")
     def _tenant_share_below_total(self) -> Settings:
         if self.tenant_max_backend_threads >= self.backend_max_threads:
@@ -312,6 +377,23 @@ class Settings(BaseSettings):
     @property
     def restic_local_dir(self) -> Path:
         return self.backup_local_dir or self.data_dir / "restic"
+
+    @property
+    def ingress_dir(self) -> Path:
+        return self.data_dir / "ingress"
+
+    @property
+    def ingress_socket(self) -> Path:
+        return self.ingress_admin_socket or self.ingress_dir / "admin.sock"
+
+    @property
+    def ingress_domain(self) -> str:
+        """The domain services answer under: base_domain, or localhost on a host without one."""
+        return self.base_domain or "localhost"
+
+    @property
+    def ingress_uses_internal_ca(self) -> bool:
+        return self.ingress_internal_ca or self.base_domain is None
 
     @property
     def backup_staging_dir(self) -> Path:

@@ -46,6 +46,7 @@ async def deploy_service(
     egress: Annotated[Egress, Field(description="outbound: open (internet, not LAN), web (80/443) or none")] = "open",
     user: Annotated[str | None, Field(description="uid[:gid] or name to run as; default: the image's user")] = None,
     ssh_public_key: Annotated[str | None, Field(max_length=16384, description="enables SSH (see ssh_info)")] = None,
+    public: Annotated[bool, Field(description="false: no HTTPS route (public_url)")] = True,
     wait: Wait = True,
     wait_timeout_s: Annotated[float | None, Field(gt=0, le=600, description="default 45")] = None,
 ) -> Service:
@@ -68,6 +69,7 @@ async def deploy_service(
         egress=egress,
         user=user,
         ssh_public_key=ssh_public_key,
+        public=public,
         wait=wait,
         wait_timeout_s=wait_timeout_s,
     )
@@ -86,9 +88,10 @@ async def update_service(
     cpus: Annotated[float | None, Field(gt=0, le=64)] = None,
     env: Annotated[dict[str, str] | None, Field(description="vars to add or replace")] = None,
     unset_env: list[str] | None = None,
+    public: bool | None = None,
     wait: Wait = True,
 ) -> Service:
-    """Change a service's image (or build_id), port, command, limits or env and redeploy. If the new version
+    """Change a service's image (or build_id), port, command, limits, env or public and redeploy. If the new version
     cannot start or crashes, the previous one is restored and the call fails saying why."""
     req = UpdateRequest(
         image=image,
@@ -99,6 +102,7 @@ async def update_service(
         cpus=cpus,
         env=env,
         unset_env=unset_env,
+        public=public,
         wait=wait,
     )
     return await call.platform.services.update(call.principal, service, req, call.report)

@@ -2,6 +2,7 @@
 
 - ``ServiceLinks``: env a service gets from elsewhere (linked databases' connection strings) and the
   secrets in it, masked in the service's output like its own env.
+- ``ServiceRoutes``: the service's public address (the ingress), which follows its container.
 - ``ServiceSidecar``: a container that follows a service (the SSH sidecar): the ports it needs the
   service to publish, its checks of a new service's spec, and what it does when the service's
   container starts, stops or goes.
@@ -15,7 +16,7 @@ from ..models import ServiceRecord, ServiceSpec
 from ..store import TenantStore
 from .requests import DeployRequest
 
-__all__ = ["ServiceEvent", "ServiceLinks", "ServiceSidecar"]
+__all__ = ["ServiceEvent", "ServiceLinks", "ServiceRoutes", "ServiceSidecar"]
 
 # What just happened to a service's container.
 ServiceEvent = Literal["running", "stopped", "removing"]
@@ -38,4 +39,14 @@ class ServiceSidecar(Protocol):
 
     async def follow(self, ts: TenantStore, rec: ServiceRecord, event: ServiceEvent) -> None:
         """After the service's container started (or was recreated), stopped, or before it is removed."""
+        ...
+
+
+class ServiceRoutes(Protocol):
+    async def public_url(self, ts: TenantStore, rec: ServiceRecord) -> str | None:
+        """The service's stable public address, or None when it has no route."""
+        ...
+
+    async def follow(self, ts: TenantStore, rec: ServiceRecord, event: ServiceEvent) -> None:
+        """After the service's container started, stopped or was recreated, or before it is removed."""
         ...

@@ -22,8 +22,11 @@ from .readiness import endpoint_answers
 __all__ = ["ServiceHealth", "service_view"]
 
 
-def service_view(rec: ServiceRecord, st: WorkloadStatus | None, env_keys: list[str]) -> Service:
-    """What a caller sees of a service: its record, the engine's restart count, and its URL while it runs."""
+def service_view(
+    rec: ServiceRecord, st: WorkloadStatus | None, env_keys: list[str], public_url: str | None = None
+) -> Service:
+    """What a caller sees of a service: its record, the engine's restart count, its URL on the host while it
+    runs, and its stable public address (``public_url``, from the ingress)."""
     url = None
     if st is not None and st.state == "running" and rec.spec.port and rec.spec.port in st.endpoints:
         ep = st.endpoints[rec.spec.port]
@@ -33,6 +36,7 @@ def service_view(rec: ServiceRecord, st: WorkloadStatus | None, env_keys: list[s
         name=rec.name,
         status=rec.status,
         url=url if rec.status == "running" else None,
+        public_url=public_url,
         env_keys=env_keys,
         **rec.spec.model_dump(include=set(ServiceConfig.model_fields)),
         restarts=st.restarts if st is not None else rec.restarts,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import anyio
 
 from ..backends.base import Backend, VolumeSpec, WorkloadSpec
-from ..errors import Conflict, ImageNotFound, InvalidInput, QuotaExceeded, RuntimeUnavailable
+from ..errors import Conflict, ImageNotFound, InvalidInput, QuotaExceeded
 from ..events import EventLog
 from ..images import ImagePolicy
 from ..labels import L_NAME, L_TENANT, tenant_network, volume_name
@@ -14,19 +14,17 @@ from ..progress import Reporter, silent
 from ..quotas import check_volumes, check_workload, workloads
 from ..settings import Quotas, Settings
 from ..store import Store, TenantStore, Tx
-from .companions import ServiceEvent, ServiceLinks, ServiceSidecar
+from .companions import ServiceEvent, ServiceLinks, ServiceRoutes, ServiceSidecar
 from .health import ServiceHealth, service_view
 from .logs import LogQuery, ServiceLogs
 from .models import EnvList, LogOutput, Service
 from .networks import NetworkCollector
-from .requests import DeployRequest, UpdateRequest, check_command, check_env
+from .requests import DeployRequest, UpdateRequest, check_command, check_env, resolve_runtime
 from .revisions import RevisionLog, cause
 from .update import apply_update
 from .volumes import engine_volumes, volumes_held, volumes_only_of
 
 __all__ = ["ServiceManager"]
-
-_RUNTIME_ALIASES = {"gvisor": "runsc", "sysbox": "sysbox-runc"}
 
 
 class ServiceManager:
@@ -40,10 +38,11 @@ class ServiceManager:
         sidecar: ServiceSidecar | None = None,
         events: EventLog | None = None,
         revisions: RevisionLog | None = None,
+        routes: ServiceRoutes | None = None,
     ) -> None:
-        """``images``: which images tenants may run (without it, images by reference only); ``links`` and
-        ``sidecar``: what other use-cases add to a service (``companions``); ``events``: the event log;
-        ``revisions``: where each change is recorded (without it, one that records images by reference)."""
+        """``images``: which images tenants may run (without it, images by reference only); ``links``,
+        ``sidecar`` and ``routes``: what other use-cases add to a service (``companions``); ``events``: the
+        event log; ``revisions``: where each change is recorded (without it, images by reference)."""
         self.settings = settings
         self.store = store
         self.backend = backend
@@ -52,36 +51,25 @@ class ServiceManager:
         self.sidecar = sidecar
         self.events = events or EventLog(settings, store)
         self.revisions = revisions or RevisionLog(store.db, settings.service_revisions_kept)
+        self.routes = routes
         # Readiness, crash reports and the circuit breaker; its log tails mask what known_secrets names.
         self.health = ServiceHealth(settings, backend, self.known_secrets, self.events)
         self.log_reader = ServiceLogs(settings, backend, self.known_secrets)
         self.networks = NetworkCollector(store, backend)  # gives a tenant's network back after its last workload
 
     async def emit(self, ts: TenantStore, rec: ServiceRecord, event: ServiceEvent) -> None:
-        """Tell the sidecar what just happened to a service's container."""
+        """Tell the sidecar and the routes what just happened to a service's container."""
         if self.sidecar is not None:
             await self.sidecar.follow(ts, rec, event)
+        if self.routes is not None:
+            await self.routes.follow(ts, rec, event)
 
     async def note(self, ts: TenantStore, rec: ServiceRecord, type_: EventType, cause: str) -> None:
         """Record an event of the service in the event log."""
         await self.events.record(ts, "service", rec.id, rec.name, type_, cause)
 
     async def resolve_runtime(self, requested: str | None) -> str:
-        runtime = _RUNTIME_ALIASES.get(requested or "", requested or self.settings.default_runtime)
-        if runtime == "runc" and not self.settings.allow_runc:
-            raise RuntimeUnavailable(
-                "runtime 'runc' is disabled on this platform", "omit runtime to get gVisor (runsc), the default"
-            )
-        if runtime not in {"runsc", "runc", "sysbox-runc"}:
-            raise InvalidInput(
-                f"unknown runtime {requested!r}", "use 'runsc' (default) or 'sysbox' for Docker-in-Docker"
-            )
-        present = await self.backend.runtimes()
-        if runtime not in present:
-            raise RuntimeUnavailable(
-                f"runtime {runtime!r} is not installed on this node (present: {', '.join(sorted(present)) or 'none'})"
-            )
-        return runtime
+        return await resolve_runtime(self.settings, self.backend, requested)
 
     async def check_quota(
         self, ts: TenantStore, tx: Tx, memory_mb: int, cpus: float, replacing: ServiceSpec | None = None
@@ -147,7 +135,8 @@ class ServiceManager:
 
     async def view(self, ts: TenantStore, rec: ServiceRecord) -> Service:
         rec, st = await self.health.refresh(ts, rec)
-        return service_view(rec, st, await ts.env.keys(rec.id))
+        public_url = await self.routes.public_url(ts, rec) if self.routes is not None else None
+        return service_view(rec, st, await ts.env.keys(rec.id), public_url)
 
     # -- use-cases ------------------------------------------------------------------------------
 
@@ -179,6 +168,7 @@ class ServiceManager:
             egress=req.egress,
             volumes=req.volumes,
             health_check=req.health_check,
+            public=req.public,
         )
         if len({v.path for v in req.volumes}) != len(req.volumes):
             raise InvalidInput("two volumes share one mount path", "give each volume its own path")

@@ -15,7 +15,8 @@ class Service(ServiceConfig):
     id: str
     name: str
     status: ServiceStatus
-    url: str | None = Field(None, description="where the service answers, when running and it has a port")
+    url: str | None = Field(None, description="where the service answers on the host, when running and it has a port")
+    public_url: str | None = Field(None, description="its stable HTTPS address, unless public=false")
     env_keys: list[str] = []
     restarts: int = 0
     last_error: str | None = None
@@ -29,6 +30,7 @@ class ServiceSummary(BaseModel):
     name: str
     status: ServiceStatus
     url: str | None = None
+    public_url: str | None = None
     image: str
     restarts: int = 0
     last_error: str | None = None

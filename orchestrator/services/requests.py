@@ -7,10 +7,22 @@ from datetime import UTC, datetime
 
 from pydantic import BaseModel, Field
 
-from ..errors import InvalidInput
+from ..backends.base import Backend
+from ..errors import InvalidInput, RuntimeUnavailable
 from ..models import Egress, HealthCheck, ResourceName, VolumeMount
+from ..settings import Settings
 
-__all__ = ["DeployRequest", "UpdateRequest", "check_command", "check_env", "check_env_key", "logs_since"]
+__all__ = [
+    "DeployRequest",
+    "UpdateRequest",
+    "check_command",
+    "check_env",
+    "check_env_key",
+    "logs_since",
+    "resolve_runtime",
+]
+
+_RUNTIME_ALIASES = {"gvisor": "runsc", "sysbox": "sysbox-runc"}
 
 _ENV_KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,127}")  # fullmatch: a $ would let a trailing newline in
 _MAX_ENV_VALUE = 32 * 1024
@@ -31,6 +43,7 @@ class DeployRequest(BaseModel):
     egress: Egress = "open"
     user: str | None = Field(None, pattern=r"^[A-Za-z0-9_.-]+(:[A-Za-z0-9_.-]+)?$")
     ssh_public_key: str | None = Field(None, max_length=16384)
+    public: bool = True
     wait: bool = True
     wait_timeout_s: float | None = Field(None, gt=0, le=600)
 
@@ -47,6 +60,7 @@ class UpdateRequest(BaseModel):
     egress: Egress | None = None
     env: dict[str, str] | None = None
     unset_env: list[str] | None = None
+    public: bool | None = None
     wait: bool = True
 
 
@@ -95,3 +109,20 @@ def logs_since(since_s: int | None, now: float) -> datetime | None:
     if since_s is None:
         return None
     return datetime.fromtimestamp(now - min(since_s, now), UTC)
+
+
+async def resolve_runtime(settings: Settings, backend: Backend, requested: str | None) -> str:
+    """The engine's name of the runtime asked for (gVisor by default). Raises: InvalidInput, RuntimeUnavailable."""
+    runtime = _RUNTIME_ALIASES.get(requested or "", requested or settings.default_runtime)
+    if runtime == "runc" and not settings.allow_runc:
+        raise RuntimeUnavailable(
+            "runtime 'runc' is disabled on this platform", "omit runtime to get gVisor (runsc), the default"
+        )
+    if runtime not in {"runsc", "runc", "sysbox-runc"}:
+        raise InvalidInput(f"unknown runtime {requested!r}", "use 'runsc' (default) or 'sysbox' for Docker-in-Docker")
+    present = await backend.runtimes()
+    if runtime not in present:
+        raise RuntimeUnavailable(
+            f"runtime {runtime!r} is not installed on this node (present: {', '.join(sorted(present)) or 'none'})"
+        )
+    return runtime

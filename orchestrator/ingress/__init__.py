@@ -1,0 +1,20 @@
+"""Ingress: Caddy in front of every routed service (``manager``), its admin API (``caddy``), the configuration
+rendered from agenthost's state (``config``), the rules of host names (``hosts``) and how Caddy is run
+(``process``)."""
+
+from .caddy import CaddyAdmin
+from .config import Route, render
+from .hosts import service_host, service_label
+from .manager import IngressManager
+from .process import caddy_command, clear_stale_socket
+
+__all__ = [
+    "CaddyAdmin",
+    "IngressManager",
+    "Route",
+    "caddy_command",
+    "clear_stale_socket",
+    "render",
+    "service_host",
+    "service_label",
+]

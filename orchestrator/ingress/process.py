@@ -1,0 +1,50 @@
+"""Running Caddy for agenthost (``agenthost ingress run``): its files in ``<data_dir>/ingress``, its first
+configuration rendered from the state, so a restarted Caddy serves every route before the next sync."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+from pathlib import Path
+from typing import Any
+
+from ..errors import Conflict
+from ..settings import Settings
+
+__all__ = ["caddy_command", "clear_stale_socket"]
+
+
+def clear_stale_socket(path: Path) -> None:
+    """Remove an admin socket a dead Caddy left, so that a new one can listen there.
+
+    Raises: Conflict when a live Caddy still answers on it.
+    """
+    if not path.exists():
+        return
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as probe:
+        try:
+            probe.connect(str(path))
+        except OSError:
+            path.unlink()
+            return
+    raise Conflict(f"a Caddy already listens on {path}", "stop it first, or leave it running: agenthost programs it")
+
+
+def caddy_command(settings: Settings, config: dict[str, Any]) -> tuple[list[str], dict[str, str]]:
+    """Write ``config`` to ``<data_dir>/ingress/caddy.json`` (0600) and return the argv and environment that run
+    Caddy on it, with its home and XDG directories inside the data dir (no file of it lands elsewhere)."""
+    settings.ingress_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+    os.chmod(settings.ingress_dir, 0o700)
+    path = settings.ingress_dir / "caddy.json"
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as out:
+        json.dump(config, out, indent=1)
+    home = str(settings.ingress_dir)
+    env = {
+        "PATH": os.environ.get("PATH", "/usr/sbin:/usr/bin:/sbin:/bin"),
+        "HOME": home,
+        "XDG_DATA_HOME": home,
+        "XDG_CONFIG_HOME": home,
+    }
+    return [settings.caddy_bin, "run", "--config", str(path)], env

@@ -1,0 +1,202 @@
+"""The HTTPS proxy, as a tenant and a web client see it: a real Caddy (`agenthost ingress run`) on ports of
+its own on 127.0.0.1, programmed by the platform over its admin socket; requests carry the route's host
+name in SNI and Host and go to 127.0.0.1 (no DNS), trusting Caddy's internal CA from the data dir."""
+
+from __future__ import annotations
+
+import socket
+import ssl
+import subprocess
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+
+from .harness import (
+    EGRESS_PROBE,
+    TEST_IMAGES_ENV,
+    VENV_BIN,
+    AgentHost,
+    call,
+    connect,
+    free_port,
+    probe_results,
+    untrusted_body,
+    wait_for,
+)
+
+pytestmark = [pytest.mark.anyio, pytest.mark.e2e]
+
+DOMAIN = "ingress.localhost"
+
+
+@dataclass
+class Ingress:
+    host: AgentHost
+    https_port: int
+    caddy: subprocess.Popen[bytes] | None = None
+
+    @property
+    def ca(self) -> Path:
+        return self.host.data_dir / "ingress" / "caddy" / "pki" / "authorities" / "local" / "root.crt"
+
+    def url(self, service: str, tenant: str) -> str:
+        return f"https://{service}-{tenant}.{DOMAIN}:{self.https_port}"
+
+    def get(self, url: str) -> tuple[int, str]:
+        """GET ``url`` from 127.0.0.1, with its host name in SNI and Host, verified against Caddy's CA."""
+        target = httpx.URL(url)
+        context = ssl.create_default_context(cafile=str(self.ca))
+        with httpx.Client(verify=context, timeout=10) as client:
+            response = client.get(
+                f"https://127.0.0.1:{target.port}{target.raw_path.decode()}",
+                headers={"Host": f"{target.host}:{target.port}"},
+                extensions={"sni_hostname": target.host},
+            )
+        return response.status_code, response.text
+
+    def start_caddy(self) -> None:
+        log = open(self.host.data_dir / "ingress.log", "ab")  # noqa: SIM115
+        self.caddy = subprocess.Popen(
+            [str(VENV_BIN / "agenthost"), "ingress", "run"], env=self.host.process_env(), stdout=log, stderr=log
+        )
+
+        def serving() -> bool:
+            assert self.caddy is not None and self.caddy.poll() is None, (
+                self.host.data_dir / "ingress.log"
+            ).read_text()
+            try:
+                # A host nobody routes: TLS works (the wildcard certificate is there) and the 404 answers.
+                return self.ca.exists() and self.get(self.url("nobody", "nowhere"))[0] == 404
+            except (httpx.HTTPError, ssl.SSLError):
+                return False
+
+        wait_for(serving, 30, what="Caddy to serve HTTPS")
+
+    def stop_caddy(self) -> None:
+        if self.caddy is not None:
+            self.caddy.terminate()
+            try:
+                self.caddy.wait(10)
+            except subprocess.TimeoutExpired:
+                self.caddy.kill()
+                self.caddy.wait(10)
+            self.caddy = None
+
+
+@pytest.fixture(scope="module")
+def ingress(docker_client: object, hello_image: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Ingress]:
+    https_port, http_port = free_port(), free_port()
+    env = {
+        **TEST_IMAGES_ENV,
+        "AGENTHOST_BASE_DOMAIN": DOMAIN,
+        "AGENTHOST_INGRESS_INTERNAL_CA": "true",
+        "AGENTHOST_INGRESS_BIND": "127.0.0.1",
+        "AGENTHOST_INGRESS_HTTPS_PORT": str(https_port),
+        "AGENTHOST_INGRESS_HTTP_PORT": str(http_port),
+    }
+    host = AgentHost(data_dir=Path(tmp_path_factory.mktemp("ingress-data")), env=env)
+    host.init()
+    proxy = Ingress(host, https_port)
+    try:
+        proxy.start_caddy()
+        yield proxy
+    finally:
+        proxy.stop_caddy()
+        host.stop()
+        host.cleanup_engine()
+
+
+async def test_a_service_answers_at_its_https_address_through_its_lifecycle(ingress: Ingress, hello_image: str) -> None:
+    async with connect(ingress.host, ingress.host.tenant("acme"), "stdio") as client:
+        svc = await call(
+            client, "deploy_service", {"name": "web", "image": hello_image, "port": 8000, "env": {"GREETING": "web"}}
+        )
+        url = ingress.url("web", "acme")
+        assert svc["status"] == "running" and svc["public_url"] == url, svc
+        assert svc["url"].startswith("http://127.0.0.1:")  # the host port, as before
+        assert ingress.get(url) == (200, "hello web")
+
+        await call(client, "restart_service", {"service": "web"})
+        assert ingress.get(url) == (200, "hello web")
+        await call(client, "update_service", {"service": "web", "env": {"GREETING": "updated"}})
+        assert ingress.get(url) == (200, "hello updated")  # a recreated container, maybe on a new host port
+
+        stopped = await call(client, "stop_service", {"service": "web"})
+        assert stopped["public_url"] == url
+        status, page = ingress.get(url)
+        assert status == 503 and "web" in page and "stopped" in page, page
+
+        await call(client, "start_service", {"service": "web"})
+        assert ingress.get(url) == (200, "hello updated")
+
+        await call(client, "delete_service", {"service": "web", "confirm": True})
+        status, page = ingress.get(url)
+        assert status == 404 and "No service answers" in page, page
+
+
+async def test_http_redirects_to_https(ingress: Ingress) -> None:
+    http_port = ingress.host.settings.ingress_http_port
+    response = httpx.get(f"http://127.0.0.1:{http_port}/path?q=1", headers={"Host": f"web-acme.{DOMAIN}"}, timeout=10)
+    assert response.status_code == 308
+    assert response.headers["location"] == f"https://web-acme.{DOMAIN}:{ingress.https_port}/path?q=1"
+
+
+async def test_tenants_reach_only_their_own_services(ingress: Ingress, hello_image: str) -> None:
+    async with (
+        connect(ingress.host, ingress.host.tenant("first"), "stdio") as first,
+        connect(ingress.host, ingress.host.tenant("second"), "stdio") as second,
+    ):
+        await call(
+            first, "deploy_service", {"name": "app", "image": hello_image, "port": 8000, "env": {"GREETING": "1"}}
+        )
+        assert ingress.get(ingress.url("app", "first")) == (200, "hello 1")
+        assert ingress.get(ingress.url("app", "second"))[0] == 404  # the same name, another tenant: no route
+
+        await call(
+            second, "deploy_service", {"name": "app", "image": hello_image, "port": 8000, "env": {"GREETING": "2"}}
+        )
+        assert ingress.get(ingress.url("app", "second")) == (200, "hello 2")
+        assert ingress.get(ingress.url("app", "first")) == (200, "hello 1")
+
+        private = await call(
+            second, "deploy_service", {"name": "hidden", "image": hello_image, "port": 8000, "public": False}
+        )
+        assert private["public_url"] is None and private["public"] is False
+        assert ingress.get(ingress.url("hidden", "second"))[0] == 404
+        for client, name in ((first, "app"), (second, "app"), (second, "hidden")):
+            await call(client, "delete_service", {"service": name, "confirm": True})
+
+
+async def test_a_restarted_caddy_serves_every_route_at_once(ingress: Ingress, hello_image: str) -> None:
+    async with connect(ingress.host, ingress.host.tenant("acme"), "stdio") as client:
+        await call(client, "deploy_service", {"name": "kept", "image": hello_image, "port": 8000})
+        ingress.stop_caddy()
+        ingress.start_caddy()  # its first configuration is rendered from the data dir
+        assert ingress.get(ingress.url("kept", "acme")) == (200, "hello world")
+        await call(client, "delete_service", {"service": "kept", "confirm": True})
+
+
+async def test_attack_workload_reaches_caddys_admin_api(ingress: Ingress, hello_image: str) -> None:
+    socket_path = ingress.host.settings.ingress_socket
+    probe = (
+        f"import os; print('socket', 'present' if os.path.exists({str(socket_path)!r}) else 'absent', flush=True)\n"
+        + EGRESS_PROBE
+    )
+    targets = ["admin-tcp=gateway:2019", f"https=gateway:{ingress.https_port}"]
+    async with connect(ingress.host, ingress.host.tenant("attacker"), "stdio") as client:
+        await call(client, "deploy_service", {"name": "prober", "image": hello_image, "port": 8000})
+        run = await call(
+            client, "exec", {"service": "prober", "command": ["python3", "-c", probe, *targets], "timeout_s": 60}
+        )
+        out = untrusted_body(run["stdout"])
+        assert "socket absent" in out, out
+        results = probe_results(out)
+        assert set(results) == {"admin-tcp", "https"}, out
+        assert all(r.startswith("blocked") for r in results.values()), out
+        await call(client, "delete_service", {"service": "prober", "confirm": True})
+    # And on the host, Caddy's admin API is the unix socket only: no TCP port answers.
+    with socket.socket() as conn, pytest.raises(ConnectionRefusedError):
+        conn.connect(("127.0.0.1", 2019))

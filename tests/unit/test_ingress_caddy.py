@@ -1,0 +1,196 @@
+"""Routes through a real Caddy (Debian's package), programmed by the platform over its admin socket, with the
+in-memory engine behind it: its published endpoints are the ``listener`` fixture, which answers "ok" (or a
+streaming upstream, for server-sent events and WebSockets). The same through Docker, with tenants, restarts
+and a workload probing the admin API, is tests/e2e/test_ingress.py.
+"""
+
+from __future__ import annotations
+
+import shutil
+import socket
+import socketserver
+import ssl
+import subprocess
+import tempfile
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import anyio
+import httpx
+import pytest
+
+from orchestrator.ingress import caddy_command
+from orchestrator.secrets import write_master_key
+from orchestrator.settings import Settings
+from tests.fakes import FakeBackend
+
+from .site import APP_IMAGE, Site
+
+pytestmark = pytest.mark.skipif(shutil.which("caddy") is None, reason="caddy is not installed (apt-get install caddy)")
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture
+def app_settings(tmp_path: Path, repo_dir: Path) -> Iterator[Settings]:
+    data = tmp_path / "data"
+    data.mkdir(mode=0o700)
+    write_master_key(data / "master.key")
+    short = Path(tempfile.mkdtemp(prefix="ah-"))  # a unix socket's path must stay under 108 bytes
+    yield Settings(
+        data_dir=data,
+        image_allow=["example.test/*"],
+        toolsets=["all"],
+        sandbox_pool_size=0,
+        reconcile_interval_s=3600,
+        wait_timeout_s=5,
+        registry="",
+        build_dir=repo_dir / "builds",
+        base_domain="ingress.localhost",
+        ingress_internal_ca=True,
+        ingress_bind="127.0.0.1",
+        ingress_https_port=_free_port(),
+        ingress_http_port=_free_port(),
+        ingress_admin_socket=short / "admin.sock",
+    )
+    shutil.rmtree(short, ignore_errors=True)
+
+
+async def _get(settings: Settings, host: str) -> tuple[int, str]:
+    ca = settings.ingress_dir / "caddy" / "pki" / "authorities" / "local" / "root.crt"
+    async with httpx.AsyncClient(verify=ssl.create_default_context(cafile=str(ca)), timeout=5) as client:
+        response = await client.get(
+            f"https://127.0.0.1:{settings.ingress_https_port}/",
+            headers={"Host": host},
+            extensions={"sni_hostname": host},
+        )
+    return response.status_code, response.text
+
+
+@pytest.fixture
+def caddy(site: Site, app_settings: Settings) -> Iterator[subprocess.Popen[bytes]]:
+    """Caddy on its first configuration, as `agenthost ingress run` starts it, serving HTTPS."""
+    argv, env = caddy_command(app_settings, site.platform.ingress.render([]))
+    log = app_settings.ingress_dir / "caddy.log"
+    with open(log, "wb") as out:
+        proc = subprocess.Popen(argv, env=env, stdout=out, stderr=out)
+
+    async def serving() -> None:
+        with anyio.fail_after(20):
+            while True:
+                assert proc.poll() is None, log.read_text()
+                try:
+                    if (await _get(app_settings, "nobody-nowhere.ingress.localhost"))[0] == 404:
+                        return
+                except (httpx.HTTPError, ssl.SSLError, FileNotFoundError):
+                    await anyio.sleep(0.05)  # the internal CA and the wildcard certificate are being made
+
+    try:
+        site.run(serving)
+        yield proc
+    finally:
+        proc.terminate()
+        proc.wait(10)
+
+
+def test_a_route_follows_its_service_through_a_real_caddy(
+    site: Site, app_settings: Settings, caddy: subprocess.Popen[bytes]
+) -> None:
+    host = "web-acme.ingress.localhost"
+    svc = site.call("deploy_service", name="web", image=APP_IMAGE, port=8000)
+    assert svc["public_url"] == f"https://{host}:{app_settings.ingress_https_port}"
+    assert site.run(_get, app_settings, host) == (200, "ok")
+    site.call("stop_service", service="web")
+    status, page = site.run(_get, app_settings, host)
+    assert status == 503 and "stopped" in page, page
+    site.call("start_service", service="web")
+    assert site.run(_get, app_settings, host) == (200, "ok")
+    site.call("delete_service", service="web", confirm=True)
+    status, page = site.run(_get, app_settings, host)
+    assert status == 404 and "No service answers" in page, page
+
+
+def test_a_caddy_that_lost_its_configuration_is_healed_by_the_next_reconciler_pass(
+    site: Site, app_settings: Settings, caddy: subprocess.Popen[bytes]
+) -> None:
+    site.call("deploy_service", name="web", image=APP_IMAGE, port=8000)
+    empty = site.platform.ingress.render([])
+    site.run(site.platform.ingress.admin.load, empty)  # a Caddy restarted on an old config, or changed by hand
+    assert site.run(_get, app_settings, "web-acme.ingress.localhost")[0] == 404
+    counts = site.run(site.platform.reconciler.reconcile_once)
+    assert counts["routes"] == 1 and counts["passes_failed"] == 0, counts
+    assert site.run(_get, app_settings, "web-acme.ingress.localhost") == (200, "ok")
+
+
+class _Streamer(socketserver.BaseRequestHandler):
+    """An upstream that streams: server-sent events (one event, then it holds the line until told to stop), and
+    a WebSocket-style upgrade that echoes what it gets."""
+
+    release = threading.Event()
+
+    def handle(self) -> None:
+        request = self.request.recv(65536)
+        if b"upgrade: websocket" in request.lower():
+            self.request.sendall(
+                b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n"
+            )
+            self.request.sendall(self.request.recv(1024))
+            return
+        self.request.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nCache-Control: no-cache\r\n\r\n")
+        self.request.sendall(b"data: first\n\n")
+        self.release.wait(10)
+
+
+@pytest.fixture
+def streamer() -> Iterator[int]:
+    _Streamer.release.clear()
+    server = socketserver.ThreadingTCPServer(("127.0.0.1", 0), _Streamer)
+    server.daemon_threads = True
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True)
+    thread.start()
+    yield server.server_address[1]
+    _Streamer.release.set()
+    server.shutdown()
+    server.server_close()
+    thread.join()
+
+
+def test_server_sent_events_and_websockets_pass_through(
+    site: Site, app_settings: Settings, caddy: subprocess.Popen[bytes], fake_backend: FakeBackend, streamer: int
+) -> None:
+    fake_backend.publish_port = streamer
+    site.call("deploy_service", name="live", image=APP_IMAGE, port=8000, health_check={"type": "none"})
+    host = "live-acme.ingress.localhost"
+    ca = app_settings.ingress_dir / "caddy" / "pki" / "authorities" / "local" / "root.crt"
+    context = ssl.create_default_context(cafile=str(ca))
+
+    async def first_event() -> str:
+        with anyio.fail_after(5):  # a buffering proxy would hold the event until the stream ends
+            async with httpx.AsyncClient(verify=context) as client:
+                url = f"https://127.0.0.1:{app_settings.ingress_https_port}/events"
+                headers = {"Host": host, "Accept": "text/event-stream"}
+                async with client.stream("GET", url, headers=headers, extensions={"sni_hostname": host}) as response:
+                    async for line in response.aiter_lines():
+                        if line:
+                            return line
+        return ""
+
+    assert site.run(first_event) == "data: first"
+
+    with socket.create_connection(("127.0.0.1", app_settings.ingress_https_port), timeout=5) as raw:
+        with context.wrap_socket(raw, server_hostname=host) as tls:
+            tls.sendall(
+                f"GET /ws HTTP/1.1\r\nHost: {host}\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n"
+                "Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n".encode()
+            )
+            answer = b""
+            while b"\r\n\r\n" not in answer:
+                answer += tls.recv(4096)
+            assert answer.startswith(b"HTTP/1.1 101"), answer
+            tls.sendall(b"echo me")
+            assert tls.recv(1024) == b"echo me"
