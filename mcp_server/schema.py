@@ -6,7 +6,7 @@ error). A tool's input says ``additionalProperties: false`` (``input_schema``): 
 unknown arguments, and a client that honours the schema need not send them to learn it.
 ``anyOf: [{type: T, ...}, {type: null}]`` becomes ``{type: [T, null], ...}``, which accepts exactly
 the same values because every other keyword of the branch only constrains values of type T.
-Outputs keep their nested properties, enums and required fields (``output_schema``).
+Outputs keep their nested properties, enums, field descriptions and required fields (``output_schema``).
 """
 
 from __future__ import annotations
@@ -60,15 +60,20 @@ def input_schema(schema: dict[str, Any]) -> dict[str, Any]:
     return result
 
 
+# What only input needs (defaults, patterns), and the model's own docstring, written for whoever reads the code.
+_INPUT_ONLY = {"default", "pattern"}
+
+
 def _always_present(schema: Any, *, _in_properties: bool = False) -> Any:
     if isinstance(schema, list):
         return [_always_present(s) for s in schema]
     if not isinstance(schema, dict):
         return schema
+    is_model = "properties" in schema
     result = {
         key: _always_present(value, _in_properties=key in ("properties", "$defs"))
         for key, value in schema.items()
-        if _in_properties or key != "default"
+        if _in_properties or not (key in _INPUT_ONLY or (is_model and key == "description"))
     }
     if not _in_properties and isinstance(result.get("properties"), dict) and result["properties"]:
         result["required"] = list(result["properties"])
@@ -79,6 +84,6 @@ def output_schema(model: type[BaseModel]) -> dict[str, Any]:
     """The full schema of a tool's answer, nested models, enums and all, as an agent reads it.
 
     Every field of an answer is always sent (the SDK dumps the whole model), so every property is
-    required and defaults, which only matter for input, are left out.
+    required; defaults and patterns, which only matter for input, and a model's docstring are left out.
     """
     return dict(_always_present(compact_schema(model.model_json_schema(mode="serialization"))))
