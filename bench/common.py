@@ -86,8 +86,11 @@ class Platform:
     """A fresh data dir with one tenant; removed with everything it ran when done."""
 
     def __init__(self, **env: str) -> None:
+        """``env``: settings beyond the bench's own: its hello image (built here) is one the operator allows,
+        every toolset is listed, and no proxy is programmed (the raw side has none; bench the ingress apart)."""
         self.dir = Path(tempfile.mkdtemp(prefix="ah-bench-"))
-        self.env = {**os.environ, "AGENTHOST_DATA_DIR": str(self.dir), **env}
+        own = {"AGENTHOST_IMAGE_ALLOW": "ah-bench/*", "AGENTHOST_TOOLSETS": "all", "AGENTHOST_INGRESS": "false"}
+        self.env = {**os.environ, "AGENTHOST_DATA_DIR": str(self.dir), **own, **env}
         subprocess.run([str(BIN), "init"], env=self.env, check=True, capture_output=True)
         out = subprocess.run(
             [str(BIN), "tenant", "create", "bench"], env=self.env, check=True, capture_output=True, text=True
