@@ -92,3 +92,39 @@ def test_exec_in_a_running_container_is_not_cut_off() -> None:
     res = exec_sync(api, "ah-db_x", ["sleep", "600"], 1.5, None, None, None, 4096)
     assert res.timed_out
     assert api.inspections >= 2  # it looked, and the container was still the same
+
+
+class LateNews(FakeApi):
+    """runsc ends the exec with 128 as the sandbox dies; the engine sees the container restarted only at its
+    fourth inspection (seen in CI: a restore's error was runsc's, not that its database had died)."""
+
+    def inspect_container(self, container: str) -> dict[str, Any]:
+        self.inspections += 1
+        started = "2026-11-30T21:00:07Z" if self.inspections >= 4 else "2026-11-30T21:00:00Z"
+        return {"State": {"Running": True, "StartedAt": started}}
+
+    def exec_start(self, exec_id: str, socket: bool) -> socket.socket:
+        ours = super().exec_start(exec_id, socket)
+        assert self.kept is not None
+        self.kept.close()
+        return ours
+
+    def exec_inspect(self, exec_id: str) -> dict[str, Any]:
+        return {"Running": False, "ExitCode": self.code}
+
+    code = 128
+
+
+def test_exit_128_waits_for_the_engine_to_see_the_container_died() -> None:
+    api = LateNews(None)
+    res = exec_sync(api, "ah-db_x", ["sleep", "600"], 600, None, None, None, 4096)
+    assert res.exit_code is None and not res.timed_out, res
+    assert api.inspections >= 4
+
+
+def test_any_other_exit_status_is_the_commands_own() -> None:
+    api = LateNews(None)
+    api.code = 3
+    res = exec_sync(api, "ah-db_x", ["sh", "-c", "exit 3"], 600, None, None, None, 4096)
+    assert res.exit_code == 3
+    assert api.inspections == 2  # at the start, and once when the stream ended: no waiting

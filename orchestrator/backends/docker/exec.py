@@ -40,6 +40,9 @@ log = logging.getLogger(__name__)
 
 Emit = Callable[[str, str], None]  # (stream name, new text)
 _STREAMS = {1: "stdout", 2: "stderr"}
+# runsc's exit status for an exec whose sandbox died, and how long the engine may take to see the death.
+_SANDBOX_DIED = 128
+_DEATH_GRACE_S = 3.0
 _WOULD_BLOCK = (BlockingIOError, InterruptedError, ssl.SSLWantReadError, ssl.SSLWantWriteError)
 
 
@@ -56,6 +59,22 @@ def _read_ahead(sock: Any) -> bytes:
     if data:
         fp.read(len(data))
     return data
+
+
+def _container_died(watch: _ContainerWatch, api: Any, exec_id: str) -> bool:
+    """Whether an exec that ended did so because its container died. runsc ends the exec (exit 128) as its
+    sandbox dies, which can be before the engine marks the container stopped (seen in CI): so an exit 128
+    waits up to a few seconds for the engine to say so. A command that really exits 128 pays that wait."""
+    if watch.gone(now=True):
+        return True
+    if _exit_code(api, exec_id) != _SANDBOX_DIED:
+        return False
+    until = time.monotonic() + _DEATH_GRACE_S
+    while time.monotonic() < until:
+        time.sleep(0.1)
+        if watch.gone(now=True):
+            return True
+    return False
 
 
 def _exit_code(api: Any, exec_id: str) -> int | None:
@@ -225,7 +244,7 @@ def exec_sync(
                     demux.feed(chunk)
             for streamer in streamers.values():
                 streamer.flush()
-        if not (timed_out or cancelled or lost) and watch.gone(now=True):
+        if not (timed_out or cancelled or lost) and _container_died(watch, api, exec_id):
             lost = True  # it ended because the container died (runsc: "WaitPID failed: EOF", exit 128)
         if timed_out or cancelled:
             # Kill first, then let the engine end the exec on its own before the stream is closed.
