@@ -61,14 +61,10 @@ def _read_ahead(sock: Any) -> bytes:
     return data
 
 
-def _container_died(watch: _ContainerWatch, api: Any, exec_id: str) -> bool:
-    """Whether an exec that ended did so because its container died. runsc ends the exec (exit 128) as its
-    sandbox dies, which can be before the engine marks the container stopped (seen in CI): so an exit 128
-    waits up to a few seconds for the engine to say so. A command that really exits 128 pays that wait."""
-    if watch.gone(now=True):
-        return True
-    if _exit_code(api, exec_id) != _SANDBOX_DIED:
-        return False
+def _seen_dead_soon(watch: _ContainerWatch) -> bool:
+    """Whether the engine says within a few seconds that the container died. runsc ends an exec with exit
+    128 as its sandbox dies, which can be before the engine marks the container stopped (seen in CI). A
+    command that really exits 128 pays that wait."""
     until = time.monotonic() + _DEATH_GRACE_S
     while time.monotonic() < until:
         time.sleep(0.1)
@@ -244,8 +240,11 @@ def exec_sync(
                     demux.feed(chunk)
             for streamer in streamers.values():
                 streamer.flush()
-        if not (timed_out or cancelled or lost) and _container_died(watch, api, exec_id):
+        if not (timed_out or cancelled or lost) and watch.gone(now=True):
             lost = True  # it ended because the container died (runsc: "WaitPID failed: EOF", exit 128)
+        exit_code = None if timed_out or cancelled or lost else _exit_code(api, exec_id)
+        if exit_code == _SANDBOX_DIED and _seen_dead_soon(watch):
+            lost, exit_code = True, None
         if timed_out or cancelled:
             # Kill first, then let the engine end the exec on its own before the stream is closed.
             if kill_exec(api, container, exec_key) < 0:
@@ -255,7 +254,6 @@ def exec_sync(
         raw.close()
     for streamer in streamers.values():
         streamer.flush(force=True)
-    exit_code = None if timed_out or cancelled or lost else _exit_code(api, exec_id)
     stderr = outputs[2].text()
     check_workdir(exit_code, outputs[1].total, stderr, workdir)
     return ExecResult(
