@@ -31,6 +31,8 @@ __all__ = [
     "container_name",
     "database_volume",
     "sidecar_id",
+    "slot_base",
+    "slot_id",
     "tenant_bridge_name",
     "tenant_network",
     "tenant_of_network",
@@ -60,6 +62,22 @@ _TENANT_NETWORK = "ah-net-"
 def container_name(workload_id: str) -> str:
     """The engine's name of a workload's container (Docker) or job (Nomad)."""
     return f"ah-{workload_id}"
+
+
+# A second container of a workload during a zero-downtime update: "next" is the new version, started beside
+# the current one; "old" is the one it replaced, draining until it is removed (Backend.promote_workload).
+SLOTS = ("next", "old")
+
+
+def slot_id(workload_id: str, slot: str) -> str:
+    """The workload id of the ``slot`` ("next" or "old") container of ``workload_id``."""
+    return f"{workload_id}.{slot}"
+
+
+def slot_base(workload_id: str) -> tuple[str, str] | None:
+    """``(workload id, slot)`` when ``workload_id`` names a slot container, else None."""
+    base, dot, slot = workload_id.rpartition(".")
+    return (base, slot) if dot and base and slot in SLOTS else None
 
 
 def sidecar_id(service_id: str) -> str:

@@ -166,9 +166,7 @@ class Settings(BaseSettings):
     ingress_http_port: int = Field(80, ge=1, le=65535, description="Caddy's HTTP port (redirects to HTTPS)")
     ingress_https_port: int = Field(443, ge=1, le=65535, description="Caddy's HTTPS port")
     ingress_bind: str = Field("", description="the address Caddy listens on; empty: every address")
-    ingress_admin_socket: Path | None = Field(
-        None, description="Caddy's admin socket; default <data_dir>/ingress/admin.sock"
-    )
+    ingress_admin_socket: Path | None = Field(None, description="Caddy's admin socket; default in the data dir")
     ingress_internal_ca: bool = Field(
         False, description="certificates from Caddy's own CA, not ACME (always without base_domain)"
     )
@@ -176,6 +174,7 @@ class Settings(BaseSettings):
     ingress_acme_ca: str | None = Field(
         None, description="the ACME directory URL; unset: Caddy's default (Let's Encrypt)"
     )
+    ingress_drain_s: float = Field(2.0, ge=0, le=60, description="seconds a replaced container serves on")
     ingress_on_demand_tls: bool = Field(
         False, description="ACME certificates at the first handshake, for routed hosts only"
     )

@@ -41,6 +41,7 @@ from orchestrator.backends.base import (
     WorkloadStatus,
 )
 from orchestrator.errors import BackendUnavailable, ImageNotFound, InvalidInput, NotFound
+from orchestrator.labels import slot_id
 
 from .fake_builder import FakeBuilder
 
@@ -88,6 +89,7 @@ class FakeBackend:
         name: str = "fake",
     ) -> None:
         self.name = name
+        self.staged_updates = True
         self.volume_root = volume_root
         self.images: set[str] = set(images or ())
         self.runtime_names: set[str] = runtimes if runtimes is not None else {"runc", "runsc"}
@@ -199,14 +201,15 @@ class FakeBackend:
 
     async def ensure_workload(self, spec: WorkloadSpec) -> WorkloadStatus:
         self._up()
-        old = self.workloads.get(spec.id)
+        key = slot_id(spec.id, spec.slot) if spec.slot else spec.id
+        old = self.workloads.get(key)
         if old is not None and old.spec.spec_hash() == spec.spec_hash():
             if old.state != "running":
                 self._begin(old)
-            return self._status(spec.id)
-        for key in (spec.id, spec.image, (spec.command or [""])[0]):
-            if key in self.refuse:
-                raise self.refuse[key]
+            return self._status(key)
+        for refused in (spec.id, spec.image, (spec.command or [""])[0]):
+            if refused in self.refuse:
+                raise self.refuse[refused]
         if spec.image not in self.images:
             raise ImageNotFound(f"image {spec.image!r} is not on this host")
         if spec.runtime not in self.runtime_names:
@@ -217,10 +220,20 @@ class FakeBackend:
         w = Workload(spec=spec, ports={p: next(self._ports) for p in spec.ports})
         if old is not None:
             w.logs = old.logs
-        self.workloads[spec.id] = w
+        self.workloads[key] = w
         self.created.append(spec)
         self._begin(w)
-        return self._status(spec.id)
+        return self._status(key)
+
+    async def promote_workload(self, workload_id: str) -> WorkloadStatus:
+        self._up()
+        staged = self._get(slot_id(workload_id, "next"))
+        current = self.workloads.pop(workload_id, None)
+        if current is not None:
+            self.workloads[slot_id(workload_id, "old")] = current
+        self.workloads[workload_id] = self.workloads.pop(slot_id(workload_id, "next"))
+        staged.spec = staged.spec.model_copy(update={"slot": None})
+        return self._status(workload_id)
 
     def _get(self, workload_id: str) -> Workload:
         w = self.workloads.get(workload_id)

@@ -84,9 +84,13 @@ class WorkloadSpec(BaseModel):
     restart: Literal["on-failure", "never"] = "on-failure"
     max_restarts: int = 5
     labels: dict[str, str] = {}
+    slot: Literal["next"] | None = Field(
+        None, description="'next': start it beside the workload's current container (Backend.promote_workload)"
+    )
 
     def spec_hash(self) -> str:
-        return hashlib.sha256(self.model_dump_json().encode()).hexdigest()[:16]
+        # The slot is where the container runs, not what it runs: a promoted one matches the spec again.
+        return hashlib.sha256(self.model_dump_json(exclude={"slot"}).encode()).hexdigest()[:16]
 
 
 class Endpoint(BaseModel):
@@ -203,6 +207,8 @@ class Backend(Protocol):
     """What the orchestrator needs from an engine. Every method may raise ``BackendUnavailable``."""
 
     name: str
+    # Whether ensure_workload takes a spec with slot "next" and promote_workload exists (zero-downtime updates).
+    staged_updates: bool
 
     async def info(self) -> BackendInfo: ...
     async def runtimes(self) -> set[str]: ...
@@ -215,6 +221,13 @@ class Backend(Protocol):
 
     async def ensure_workload(self, spec: WorkloadSpec) -> WorkloadStatus:
         """Create or replace (when the spec changed) and start; idempotent by ``spec.id``."""
+        ...
+
+    async def promote_workload(self, workload_id: str) -> WorkloadStatus:
+        """The container started with slot "next" becomes the workload's own; the one it replaces keeps running
+        as ``slot_id(workload_id, "old")`` until the caller removes it (its open connections drain meanwhile).
+
+        Raises: NotFound when no "next" container exists; NotSupported where ``staged_updates`` is False."""
         ...
 
     async def stop_workload(self, workload_id: str, timeout_s: float = 10) -> None: ...

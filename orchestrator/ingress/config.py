@@ -52,8 +52,14 @@ def _page(status: int, title: str, text: str) -> dict[str, Any]:
 
 def _handler(route: Route) -> dict[str, Any]:
     if route.upstream is not None:
-        # flush_interval -1: server-sent events and long polls reach the client as they are written.
-        return {"handler": "reverse_proxy", "upstreams": [{"dial": route.upstream}], "flush_interval": -1}
+        # flush_interval -1: server-sent events and long polls reach the client as they are written. A request
+        # whose upstream cannot be dialled is tried again for a moment (a container being switched).
+        return {
+            "handler": "reverse_proxy",
+            "upstreams": [{"dial": route.upstream}],
+            "flush_interval": -1,
+            "load_balancing": {"try_duration": "2s", "try_interval": "100ms"},
+        }
     why = {
         "stopped": "it is stopped: its owner can start it again with start_service.",
         "failed": "it has failed: its owner can see why with diagnose_service.",

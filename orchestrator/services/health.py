@@ -69,7 +69,7 @@ class ServiceHealth:
         status, error = rec.status, rec.last_error
         if rec.desired_state == "running":
             if st.state == "running" and rec.status != "running":
-                if await self._ready(rec, st, quick=True):
+                if await self.answers(rec, st, quick=True):
                     status, error = "running", None
             elif st.state == "exited":
                 return await self.mark_exited(ts, rec, st), st
@@ -84,8 +84,8 @@ class ServiceHealth:
 
     async def mark_exited(self, ts: TenantStore, rec: ServiceRecord, st: WorkloadStatus) -> ServiceRecord:
         """A service that should run has exited for good; after crash_limit restarts its breaker opens."""
-        error = await self._crash_report(ts, rec, st)
-        await self._crashed(ts, rec, st, error)
+        error = await self.crash_report(ts, rec, st)
+        await self.crashed(ts, rec, st, error)
         breaker = st.restarts >= self.settings.crash_limit
         if breaker:
             error = f"circuit breaker open after {st.restarts + 1} crashes (start_service once fixed): {error}"
@@ -100,29 +100,31 @@ class ServiceHealth:
         )
         return await ts.services.get(rec.id)
 
-    async def _crashed(self, ts: TenantStore, rec: ServiceRecord, st: WorkloadStatus, report: str) -> None:
+    async def crashed(self, ts: TenantStore, rec: ServiceRecord, st: WorkloadStatus, report: str) -> None:
         """The crash goes to the event log with the platform's own words (not the workload's log tail)."""
         cause = report.split("; last log lines:", 1)[0]
         code = None if st.state == "missing" else st.exit_code
         await self.events.record(ts, "service", rec.id, rec.name, "crashed", cause, code)
 
-    async def _crash_report(self, ts: TenantStore, rec: ServiceRecord, st: WorkloadStatus) -> str:
+    async def crash_report(self, ts: TenantStore, rec: ServiceRecord, st: WorkloadStatus) -> str:
+        """Why the workload of ``st`` (``rec``'s, or its new version's) stopped, with its masked log tail."""
         if st.state == "missing":
             return "the container is gone; start_service recreates it"
         why = "killed: out of memory (raise memory_mb)" if st.oom_killed else f"exited with code {st.exit_code}"
         if st.restarts:
             why += f" after {st.restarts} restarts"
-        tail = await self.log_tail(ts, rec, 20)
+        tail = await self.log_tail(ts, rec, 20, st.id)
         return f"{why}; last log lines:\n{untrusted(tail)}" if tail else why
 
-    async def log_tail(self, ts: TenantStore, rec: ServiceRecord, lines: int) -> str:
+    async def log_tail(self, ts: TenantStore, rec: ServiceRecord, lines: int, workload_id: str | None = None) -> str:
         try:
-            got = [ln.text async for ln in self.backend.logs(rec.id, tail=lines)]
+            got = [ln.text async for ln in self.backend.logs(workload_id or rec.id, tail=lines)]
         except AgentHostError:
             return ""
         return mask_secrets("\n".join(got), await self._secrets(ts, rec))[-4000:]
 
-    async def _ready(self, rec: ServiceRecord, st: WorkloadStatus, quick: bool = False) -> bool:
+    async def answers(self, rec: ServiceRecord, st: WorkloadStatus, quick: bool = False) -> bool:
+        """Whether the workload of ``st`` answers as ``rec``'s health check asks."""
         if not rec.spec.port or rec.spec.health_check.type == "none":
             return True
         ep = st.endpoints.get(rec.spec.port)
@@ -139,14 +141,14 @@ class ServiceHealth:
         while (elapsed := time.monotonic() - started) < budget:
             st = await self.backend.workload_status(rec.id)
             if st.state in ("exited", "missing") or st.restarts > rec.restarts:
-                error = await self._crash_report(ts, rec, st)
-                await self._crashed(ts, rec, st, error)
+                error = await self.crash_report(ts, rec, st)
+                await self.crashed(ts, rec, st, error)
                 await self.backend.stop_workload(rec.id, timeout_s=1)
                 await ts.services.update(
                     rec.id, status="failed", desired_state="stopped", last_error=error, restarts=st.restarts
                 )
                 return await ts.services.get(rec.id)
-            if st.state == "running" and await self._ready(rec, st):
+            if st.state == "running" and await self.answers(rec, st):
                 await ts.services.update(rec.id, status="running", last_error=None, restarts=st.restarts)
                 await report(f"{rec.name} is running", budget, budget)
                 return await ts.services.get(rec.id)

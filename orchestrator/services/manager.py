@@ -21,10 +21,13 @@ from .models import EnvList, LogOutput, Service
 from .networks import NetworkCollector
 from .requests import DeployRequest, UpdateRequest, check_command, check_env, resolve_runtime
 from .revisions import RevisionLog, cause
+from .switch import ServiceSwitch
 from .update import apply_update
 from .volumes import engine_volumes, volumes_held, volumes_only_of
 
 __all__ = ["ServiceManager"]
+
+_HINT = "fix the values and call again; list_env shows what the service runs with"
 
 
 class ServiceManager:
@@ -56,6 +59,7 @@ class ServiceManager:
         self.health = ServiceHealth(settings, backend, self.known_secrets, self.events)
         self.log_reader = ServiceLogs(settings, backend, self.known_secrets)
         self.networks = NetworkCollector(store, backend)  # gives a tenant's network back after its last workload
+        self.switch = ServiceSwitch(settings, backend, self.health, self.workload_spec, self.emit)
 
     async def emit(self, ts: TenantStore, rec: ServiceRecord, event: ServiceEvent) -> None:
         """Tell the sidecar and the routes what just happened to a service's container."""
@@ -276,9 +280,12 @@ class ServiceManager:
     async def redeploy(
         self, ts: TenantStore, rec: ServiceRecord, wait: bool, report: Reporter = silent
     ) -> ServiceRecord:
-        """Apply a changed spec or env: recreate the container when the service should run."""
+        """Apply a changed spec or env when the service should run: beside the running container (``switch``)
+        when it can, else by recreating it."""
         if rec.desired_state != "running":
             return rec
+        if wait and await self.switch.applies(rec):
+            return await self.switch.replace(ts, rec, report)
         await ts.services.update(rec.id, status="deploying", last_error=None, restarts=0)
         rec = await ts.services.get(rec.id)
         await self.backend.ensure_workload(await self.workload_spec(ts, rec))
@@ -329,6 +336,7 @@ class ServiceManager:
         await ts.backups.check_free("volume", [v.name for v in rec.spec.volumes])
         await ts.services.update(rec.id, desired_state="deleted")
         await self.emit(ts, rec, "removing")
+        await self.switch.forget(rec)
         removed = [f"container of service {rec.name}"] if await self.backend.remove_workload(rec.id) else []
         for name in [] if keep_volumes else await volumes_only_of(ts, rec):
             removed += [f"volume {name}"] if await self.backend.remove_volume(volume_name(p.tenant_id, name)) else []
@@ -364,8 +372,7 @@ class ServiceManager:
         what, digest = cause("set_env", sorted(values)), await self.revisions.pin(ts, rec.spec)
         async with self.revisions.change(ts, rec.id, what, digest) as change:
             await ts.env.set_many(rec.id, values, change.tx)
-        await self.note(ts, rec, "updated", f"set_env: {', '.join(sorted(values))}")
-        await self.redeploy(ts, rec, wait, report)
+        await apply_update(self, ts, change, wait, report, f"set_env: {', '.join(sorted(values))}", "set_env", _HINT)
         return await self.list_env(p, rec.id, reveal=False)
 
     async def unset_env(self, p: Principal, ref: str, keys: list[str], wait: bool, report: Reporter) -> EnvList:
@@ -377,8 +384,7 @@ class ServiceManager:
         what, digest = cause("unset_env", sorted(keys)), await self.revisions.pin(ts, rec.spec)
         async with self.revisions.change(ts, rec.id, what, digest) as change:
             await ts.env.unset(rec.id, keys, change.tx)
-        await self.note(ts, rec, "updated", f"unset_env: {', '.join(sorted(keys))}")
-        await self.redeploy(ts, rec, wait, report)
+        await apply_update(self, ts, change, wait, report, f"unset_env: {', '.join(sorted(keys))}", "unset_env", _HINT)
         return await self.list_env(p, rec.id, reveal=False)
 
     async def list_env(self, p: Principal, ref: str, reveal: bool) -> EnvList:

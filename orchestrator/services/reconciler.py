@@ -17,11 +17,12 @@ from datetime import UTC, datetime
 import anyio
 
 from ..errors import AgentHostError, BackendUnavailable
-from ..labels import L_KIND
+from ..labels import L_KIND, slot_base
 from ..models import ServiceRecord
 from ..store import Store, all_service_records
 from .manager import ServiceManager
 from .repairs import PassFailures
+from .switch import stale
 
 __all__ = ["KnownIds", "Pass", "Reconciler"]
 
@@ -82,10 +83,14 @@ class Reconciler:
         # List first, then read who owns what: a workload created meanwhile had its record written before
         # its container, so it is known here and never taken for an orphan.
         workloads = await backend.list_workloads({})
-        known = {r.id for r in await all_service_records(self.store.db)}
+        services = {r.id: r for r in await all_service_records(self.store.db)}
+        known = set(services)
         for source in self.known_ids:
             known |= await source()
         for st in workloads:
+            slot = slot_base(st.id)
+            if slot is not None and not stale(services.get(slot[0]), slot[1], now, _GRACE_S):
+                continue  # the second container of an update under way
             if st.id not in known and st.labels.get(L_KIND) != "job":
                 with records.guard(f"orphan workload {st.id}"):
                     log.warning("removing orphan workload %s", st.id)

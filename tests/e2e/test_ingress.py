@@ -4,13 +4,19 @@ name in SNI and Host and go to 127.0.0.1 (no DNS), trusting Caddy's internal CA 
 
 from __future__ import annotations
 
+import contextlib
 import socket
 import ssl
 import subprocess
-from collections.abc import Iterator
-from dataclasses import dataclass
+import sys
+import threading
+import time
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 
+import anyio
+import docker
 import httpx
 import pytest
 
@@ -19,6 +25,7 @@ from .harness import (
     TEST_IMAGES_ENV,
     VENV_BIN,
     AgentHost,
+    ToolFailed,
     call,
     connect,
     free_port,
@@ -56,6 +63,10 @@ class Ingress:
                 extensions={"sni_hostname": target.host},
             )
         return response.status_code, response.text
+
+    def log_tail(self, lines: int = 20) -> str:
+        """The end of Caddy's log, for a failure's message."""
+        return "\n".join((self.host.data_dir / "ingress.log").read_text(errors="replace").splitlines()[-lines:])
 
     def start_caddy(self) -> None:
         log = open(self.host.data_dir / "ingress.log", "ab")  # noqa: SIM115
@@ -200,3 +211,88 @@ async def test_attack_workload_reaches_caddys_admin_api(ingress: Ingress, hello_
     # And on the host, Caddy's admin API is the unix socket only: no TCP port answers.
     with socket.socket() as conn, pytest.raises(ConnectionRefusedError):
         conn.connect(("127.0.0.1", 2019))
+
+
+@dataclass
+class Load:
+    """GETs through the proxy, one after another on fresh connections, until stopped: what a user sees."""
+
+    ingress: Ingress
+    url: str
+    stop: threading.Event = field(default_factory=threading.Event)
+    answers: list[tuple[int, str]] = field(default_factory=list)
+    failures: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+
+    def run(self) -> None:
+        started = time.monotonic()
+        while not self.stop.is_set():
+            try:
+                answer = self.ingress.get(self.url)
+            except (httpx.HTTPError, ssl.SSLError) as exc:
+                self.failures.append(f"{type(exc).__name__}: {exc}")
+                continue
+            self.answers.append(answer)
+            if answer[0] != 200:
+                self.failures.append(f"{answer[0]}: {answer[1][:200]}")
+        self.seconds = time.monotonic() - started
+
+    @contextlib.asynccontextmanager
+    async def running(self) -> AsyncIterator[Load]:
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(anyio.to_thread.run_sync, self.run)
+            try:
+                yield self
+            finally:
+                self.stop.set()
+
+    def bodies(self) -> list[str]:
+        """The distinct bodies answered, in the order they first appeared."""
+        return list(dict.fromkeys(body for _, body in self.answers))
+
+
+async def test_updates_and_env_changes_never_drop_a_request(
+    ingress: Ingress, hello_image: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    async with connect(ingress.host, ingress.host.tenant("acme"), "stdio") as client:
+        args = {"name": "steady", "image": hello_image, "port": 8000, "env": {"GREETING": "v1"}}
+        first = await call(client, "deploy_service", args)
+        url = ingress.url("steady", "acme")
+        async with Load(ingress, url).running() as load:
+            await call(client, "update_service", {"service": "steady", "env": {"GREETING": "v2"}})
+            await call(client, "set_env", {"service": "steady", "vars": {"GREETING": "v3"}})
+            assert ingress.get(url) == (200, "hello v3")
+        with capsys.disabled():
+            sys.stdout.write(
+                f"\nload during update_service + set_env: {len(load.answers)} answers, {len(load.failures)} failed"
+                f" {sorted({f.split(':')[0] for f in load.failures})}, {load.seconds:.1f} s\n"
+            )
+        # Recreating the container in place failed every request for a second or more (hundreds here). What is
+        # left are connections Caddy 2.6 resets while it reloads its configuration (docs/operations.md).
+        assert len(load.failures) * 100 < len(load.answers), (load.failures[:5], ingress.log_tail())
+        assert not [f for f in load.failures if f.startswith("503")], load.failures  # never "not answering"
+        assert load.bodies() == ["hello v1", "hello v2", "hello v3"]  # it spanned both switches
+        svc = await call(client, "get_service", {"service": "steady"})
+        assert svc["id"] == first["id"] and svc["status"] == "running" and svc["restarts"] == 0
+        await call(client, "delete_service", {"service": "steady", "confirm": True})
+
+
+async def test_a_broken_update_leaves_the_old_version_serving(
+    ingress: Ingress, hello_image: str, docker_client: docker.DockerClient
+) -> None:
+    async with connect(ingress.host, ingress.host.tenant("acme"), "stdio") as client:
+        svc = await call(client, "deploy_service", {"name": "kept", "image": hello_image, "port": 8000})
+        url = ingress.url("kept", "acme")
+        crash = ["python3", "-c", "import sys; print('new version: bad config', flush=True); sys.exit(3)"]
+        async with Load(ingress, url).running() as load:
+            with pytest.raises(ToolFailed) as refused:
+                await call(client, "update_service", {"service": "kept", "command": crash})
+        assert refused.value.code == "workload_failed"
+        assert "exited with code 3" in refused.value.message and "new version: bad config" in refused.value.message
+        assert len(load.failures) * 100 < len(load.answers), (load.failures[:5], ingress.log_tail())
+        assert load.bodies() == ["hello world"], load.bodies()  # the broken version never answered
+        after = await call(client, "get_service", {"service": "kept"})
+        assert after["status"] == "running" and after["command"] is None
+        names = [c.name for c in docker_client.containers.list(all=True) if svc["id"] in c.name]
+        assert names == [f"ah-{svc['id']}"], names  # the new version's container is gone
+        await call(client, "delete_service", {"service": "kept", "confirm": True})

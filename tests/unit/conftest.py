@@ -95,6 +95,7 @@ def app_settings(tmp_path: Path, repo_dir: Path) -> Settings:
         sandbox_pool_size=0,
         reconcile_interval_s=3600,  # one pass at start; tests run further passes themselves (reconcile_once)
         wait_timeout_s=5,
+        ingress_drain_s=0,
         registry="",
         allow_local_git=True,  # builds from repositories in repo_dir
         build_dir=repo_dir / "builds",

@@ -14,9 +14,9 @@ import docker.errors
 from docker.models.containers import Container
 
 from ...errors import Conflict, InvalidInput, NotFound
-from ...labels import L_ID, container_name, tenant_bridge_name
+from ...labels import container_name, slot_id, tenant_bridge_name
 from ..base import BackendInfo, ExecResult, ExecSpec, LogLine, NodeInfo, WorkloadSpec, WorkloadStatus
-from .containers import container_status, find_container, guard_sync, run_container_sync
+from .containers import container_status, find_container, guard_sync, listed_id, run_container_sync
 from .engine import DockerEngine, docker_errors
 from .exec import Emit, exec_sync
 from .logs import after_tail, follow_logs, merged_tail, read_stream
@@ -29,6 +29,7 @@ _RUNTIMES_TTL_S = 30.0
 
 class DockerBackend:
     name = "docker"
+    staged_updates = True
 
     def __init__(self, engine: DockerEngine, publish_host: str = "127.0.0.1") -> None:
         """``publish_host``: the address ports are published on (the host's loopback by default)."""
@@ -119,6 +120,23 @@ class DockerBackend:
 
         return await self.engine.run(f"run workload {spec.id}", ensure)
 
+    async def promote_workload(self, workload_id: str) -> WorkloadStatus:
+        def promote() -> WorkloadStatus:
+            staged = find_container(self.engine, slot_id(workload_id, "next"))
+            if staged is None:
+                raise NotFound(f"workload {workload_id} has no new container to promote", "start it again")
+            retired = find_container(self.engine, slot_id(workload_id, "old"))
+            if retired is not None:
+                retired.remove(force=True)
+            current = find_container(self.engine, workload_id)
+            if current is not None:
+                current.rename(container_name(slot_id(workload_id, "old")))
+            staged.rename(container_name(workload_id))
+            staged.reload()
+            return self._status(workload_id, staged)
+
+        return await self.engine.run(f"promote workload {workload_id}", promote)
+
     async def stop_workload(self, workload_id: str, timeout_s: float = 10) -> None:
         def stop() -> None:
             container = find_container(self.engine, workload_id)
@@ -171,7 +189,7 @@ class DockerBackend:
     async def list_workloads(self, labels: dict[str, str]) -> list[WorkloadStatus]:
         def listing() -> list[WorkloadStatus]:
             found = self.engine.client().containers.list(all=True, filters=self.engine.filters(labels))
-            return [self._status((c.labels or {}).get(L_ID, c.name), c) for c in found]
+            return [self._status(listed_id(c), c) for c in found]
 
         return await self.engine.run("list workloads", listing)
 

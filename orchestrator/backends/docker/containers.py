@@ -14,12 +14,20 @@ import docker.errors
 from docker.models.containers import Container
 
 from ...errors import InvalidInput
-from ...labels import L_HASH, L_ID, L_KIND, L_TENANT, container_name, tenant_bridge_name
+from ...labels import L_HASH, L_ID, L_KIND, L_TENANT, SLOTS, container_name, slot_id, tenant_bridge_name
 from ..base import Endpoint, WorkloadSpec, WorkloadStatus
 from .engine import DockerEngine
 from .net import NetworkGone, attached_policy, network_gone
 
-__all__ = ["container_status", "find_container", "guard_sync", "host_config", "parse_ts", "run_container_sync"]
+__all__ = [
+    "container_status",
+    "find_container",
+    "guard_sync",
+    "host_config",
+    "listed_id",
+    "parse_ts",
+    "run_container_sync",
+]
 
 
 def find_container(engine: DockerEngine, workload_id: str) -> Container | None:
@@ -27,9 +35,25 @@ def find_container(engine: DockerEngine, workload_id: str) -> Container | None:
         return engine.client().containers.get(container_name(workload_id))
     except docker.errors.NotFound:
         pass
-    # Not under our naming convention (created by hand or by an older version): find it by its labels.
+    # Not under our naming convention (created by hand or by an older version): find it by its labels, but
+    # never take an update's second container (same label, slot name) for the workload's own.
     found = engine.client().containers.list(all=True, filters=engine.filters({L_ID: workload_id}))
+    slots = {f"{container_name(slot_id(workload_id, slot))}" for slot in SLOTS}
+    found = [c for c in found if c.name not in slots]
     return found[0] if found else None
+
+
+def listed_id(container: Container) -> str:
+    """The workload id a container is listed under: its label's, or a slot id for an update's second one."""
+    labelled = (container.labels or {}).get(L_ID, container.name)
+    for slot in SLOTS:
+        if container.name == container_name(slot_id(labelled, slot)):
+            return slot_id(labelled, slot)
+    return str(labelled)
+
+
+def _key(spec: WorkloadSpec) -> str:
+    return slot_id(spec.id, spec.slot) if spec.slot else spec.id
 
 
 def guard_sync(engine: DockerEngine, container: Container) -> None:
@@ -72,7 +96,7 @@ def _create_sync(engine: DockerEngine, spec: WorkloadSpec, publish_host: str) ->
         spec.image,
         command=spec.command,
         entrypoint=spec.entrypoint,
-        name=container_name(spec.id),
+        name=container_name(_key(spec)),
         hostname=spec.network_aliases[0] if spec.network_aliases else None,
         environment=spec.env,
         labels=labels,
@@ -91,7 +115,7 @@ def _create_sync(engine: DockerEngine, spec: WorkloadSpec, publish_host: str) ->
 
 def run_container_sync(engine: DockerEngine, spec: WorkloadSpec, publish_host: str) -> Container:
     """Create (unless an up-to-date one exists) and start the container. Raises: NetworkGone."""
-    container = find_container(engine, spec.id)
+    container = find_container(engine, _key(spec))
     if container is not None and (container.labels or {}).get(L_HASH) != spec.spec_hash():
         container.remove(force=True)
         container = None

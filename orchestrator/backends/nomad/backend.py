@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 
 import anyio
 
-from ...errors import AgentHostError, Conflict, InvalidInput, NotFound
+from ...errors import AgentHostError, Conflict, InvalidInput, NotFound, NotSupported
 from ...labels import L_ID, L_INSTANCE, L_KIND, L_MANAGED, L_TENANT
 from ..base import BackendInfo, ExecResult, ExecSpec, LogLine, NodeInfo, WorkloadSpec, WorkloadStatus
 from ..threaded import ThreadBudget
@@ -63,6 +63,8 @@ _NODES_TTL_S = 5.0
 
 class NomadBackend:
     name = "nomad"
+    # Nomad replaces an allocation by its own rules; a second job beside the first is not how it updates.
+    staged_updates = False
 
     def __init__(
         self,
@@ -219,6 +221,12 @@ class NomadBackend:
             volume_labels,
         )
         return await self._run(f"inspect workload {spec.id}", self._status_sync, spec.id)
+
+    async def promote_workload(self, workload_id: str) -> WorkloadStatus:
+        raise NotSupported(
+            "a second container beside the current one is a Docker backend feature",
+            "on Nomad an update replaces the allocation",
+        )
 
     async def stop_workload(self, workload_id: str, timeout_s: float = 10) -> None:
         jid = job_id(workload_id)
