@@ -192,6 +192,13 @@ class Settings(BaseSettings):
     nomad_region: str | None = None
     nomad_datacenters: list[str] = Field(default_factory=lambda: ["*"])
     nomad_node_pool: str = "default"
+    # What a workload's job reserves of its cpus and memory_mb (docs/backends.md, "Capacity on Nomad"). A CPU
+    # share below 1 lets containers burst above their reservation with no hard cap (Nomad 1.6's docker driver
+    # caps at the reservation); the memory share applies only where the scheduler allows oversubscription.
+    nomad_cpu_share: float = Field(0.1, gt=0, le=1, description="part of a workload's cpus its Nomad job reserves")
+    nomad_memory_share: float = Field(
+        0.5, gt=0, le=1, description="part of memory_mb reserved where Nomad oversubscribes memory"
+    )
 
     default_memory_mb: int = 256
     default_cpus: float = 0.5
