@@ -73,13 +73,9 @@ async def test_ten_concurrent_sandboxes_all_place_and_run(host: AgentHost, docke
                 tg.start_soon(create, (first, second)[i % 2], f"box{i}")
         assert failures == [] and len(made) == 10, [str(f) for f in failures]
 
-        async def run(client: Client, name: str) -> None:
-            out = await call(client, "exec", {"sandbox": name, "command": ["echo", name]})
-            assert (out["exit_code"], body(out["stdout"])) == (0, f"{name}\n"), out
-
-        async with anyio.create_task_group() as tg:
-            for i in range(10):
-                tg.start_soon(run, (first, second)[i % 2], f"box{i}")
+        for i in range(10):  # one after another: a tenant's execs at once are capped at four
+            out = await call((first, second)[i % 2], "exec", {"sandbox": f"box{i}", "command": ["echo", f"box{i}"]})
+            assert (out["exit_code"], body(out["stdout"])) == (0, f"box{i}\n"), out
         limits = container_of(host, docker_client, made["box0"]["id"]).attrs["HostConfig"]
         assert limits["Memory"] == 256 * 1024 * 1024  # memory_mb is the hard limit on both
         if host.settings.backend == "docker":
