@@ -105,7 +105,15 @@ start() {
   clean_data
   mkdir -p "$DEV_DIR/data"
   say "starting nomad agent -dev at $DEV_ADDR (log: $DEV_DIR/agent.log)"
-  nohup "$BIN" agent -dev -config "$PWD/nomad/dev.hcl" -data-dir "$DEV_DIR/data" >"$DEV_DIR/agent.log" 2>&1 &
+  # Without the descriptors this shell inherited: started under `flock /tmp/e2e.lock`, the agent would
+  # otherwise hold the lock for as long as it runs.
+  (
+    for fd in /proc/$BASHPID/fd/*; do
+      fd="${fd##*/}"
+      [ "$fd" -gt 2 ] && eval "exec $fd>&-"
+    done
+    exec nohup "$BIN" agent -dev -config "$PWD/nomad/dev.hcl" -data-dir "$DEV_DIR/data" >"$DEV_DIR/agent.log" 2>&1
+  ) &
   echo $! >"$DEV_DIR/pid"
   for _ in $(seq 240); do
     ready && return 0

@@ -17,6 +17,14 @@ advertise {
   serf = "127.0.0.1"
 }
 
+server {
+  # Workloads reserve a share of their memory and may use all of it (memory_max, docs/backends.md):
+  # the backend reads this setting from the scheduler configuration and reserves it all where it is off.
+  default_scheduler_config {
+    memory_oversubscription_enabled = true
+  }
+}
+
 client {
   enabled           = true
   network_interface = "lo"

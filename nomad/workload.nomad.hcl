@@ -48,12 +48,25 @@ variable "ports" {
 }
 
 variable "memory_mb" {
-  type = number
+  type        = number
+  description = "memory reserved on the node; the hard limit unless memory_max_mb is set"
+}
+
+variable "memory_max_mb" {
+  type        = number
+  default     = 0
+  description = "the hard memory limit above the reservation (needs the scheduler's memory oversubscription)"
 }
 
 variable "cpu_mhz" {
   type        = number
-  description = "the cpus asked for, in MHz of the slowest eligible node's cores (enforced as a hard quota)"
+  description = "CPU reserved, in MHz of the slowest eligible node's cores; the container's CPU weight"
+}
+
+variable "cpu_hard_limit" {
+  type        = bool
+  default     = true
+  description = "cap the container at cpu_mhz (the docker driver derives the CFS quota from the reservation)"
 }
 
 variable "pids_limit" {
@@ -310,7 +323,7 @@ job "workload" {
         cap_add         = var.cap_add
         security_opt    = ["no-new-privileges"]
         pids_limit      = var.pids_limit
-        cpu_hard_limit  = true
+        cpu_hard_limit  = var.cpu_hard_limit
         work_dir        = var.workdir
         network_mode    = var.network_mode == "isolated" ? "$${meta.agenthost.docker-network}" : var.network_mode
         network_aliases = var.network_aliases
@@ -359,8 +372,9 @@ job "workload" {
       }
 
       resources {
-        memory = var.memory_mb
-        cpu    = var.cpu_mhz
+        memory     = var.memory_mb
+        memory_max = var.memory_max_mb
+        cpu        = var.cpu_mhz
       }
     }
   }

@@ -23,6 +23,7 @@ when waiting helps, ``retry_after_s``::
     ├── QuotaExceeded                 quota_exceeded (403)
     ├── RateLimited                   rate_limited (429)
     ├── Busy                          busy (429)
+    ├── NoCapacity                    no_capacity (503)
     ├── WorkloadFailed                workload_failed (502)
     │   └── BuildFailed               build_failed (502)
     ├── IngressUnavailable            ingress_unavailable (503)
@@ -49,6 +50,7 @@ __all__ = [
     "InProgress",
     "IngressUnavailable",
     "InvalidInput",
+    "NoCapacity",
     "NotFound",
     "NotSupported",
     "QuotaExceeded",
@@ -201,6 +203,20 @@ class Busy(AgentHostError):
     def __init__(self, message: str, retry_after_s: float, hint: str | None = None) -> None:
         super().__init__(message, hint if hint is not None else f"retry in {retry_after_s:g} s")
         self.retry_after_s = retry_after_s
+
+
+class NoCapacity(AgentHostError):
+    """No node can take the workload now: the message names what it asks for and what each node has free.
+
+    Not a QuotaExceeded (the tenant is within its quota; the cluster is full) and not a BackendUnavailable
+    (the engine answers)."""
+
+    code = "no_capacity"
+    status = 503
+    default_hint = (
+        "ask for less memory_mb or cpus, or free capacity (delete or stop services and sandboxes you no longer"
+        " need); if the nodes are full, an operator must add capacity"
+    )
 
 
 class WorkloadFailed(AgentHostError):

@@ -191,14 +191,15 @@ class Settings(BaseSettings):
     nomad_region: str | None = None
     nomad_datacenters: list[str] = Field(default_factory=lambda: ["*"])
     nomad_node_pool: str = "default"
+    nomad_cpu_share: float = Field(0.1, gt=0, le=1, description="part of cpus a job reserves (docs/backends.md)")
+    nomad_memory_share: float = Field(0.5, gt=0, le=1, description="of memory_mb, where Nomad oversubscribes")
 
     default_memory_mb: int = 256
     default_cpus: float = 0.5
-    # Host tasks per service or sandbox container. Under gVisor's ptrace platform every process in the
-    # sandbox costs the host up to ~35 tasks (a stub process with a thread per sentry thread), and a refused
-    # clone crashes the whole sandbox (exit 2): 256 held about ten processes; 1024 holds a few dozen and
-    # still stops a fork bomb. A Postgres at max_connections=100 needs a few thousand; the engine bounds
-    # its own process count.
+    # Host tasks per service or sandbox container. Under gVisor's ptrace platform every process in the sandbox costs the
+    # host up to ~35 tasks (a stub process with a thread per sentry thread), and a refused clone crashes the whole
+    # sandbox (exit 2): 256 held about ten processes; 1024 holds a few dozen and still stops a fork bomb. A Postgres at
+    # max_connections=100 needs a few thousand; the engine bounds its own process count.
     default_pids_limit: int = 1024
     database_pids_limit: int = Field(4096, ge=64, description="host tasks per database container")
     tmpfs_size_mb: int = 64
@@ -303,8 +304,7 @@ class Settings(BaseSettings):
     ssh_cpus: float = 0.5
     ssh_max_keys: int = 10
 
-    # Images. Production points these at ordinary registry images; air-gapped hosts
-    # (and this project's tests) at the ones `agenthost images build` makes.
+    # Images. Production points these at registry images; air-gapped hosts and tests at `agenthost images build`'s.
     image_base: str = "agenthost/base:bookworm"
     image_python: str = "agenthost/python:bookworm"
     image_postgres: str = "agenthost/postgres:bookworm"

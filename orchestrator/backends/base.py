@@ -16,6 +16,7 @@ from typing import Literal, Protocol, runtime_checkable
 
 from pydantic import BaseModel, Field
 
+from ..errors import NotSupported
 from ..models import Egress, HealthCheck
 
 __all__ = [
@@ -30,6 +31,7 @@ __all__ = [
     "ImageInfo",
     "ImageRef",
     "LogLine",
+    "NoStagedUpdates",
     "NodeInfo",
     "OnLayer",
     "OnLog",
@@ -200,6 +202,15 @@ class BackendInfo(BaseModel):
     version: str
     data_root: Path | None = None
     details: dict[str, str] = {}
+
+
+class NoStagedUpdates:
+    """For a backend that cannot run a second container of a workload: redeploys replace it."""
+
+    staged_updates = False
+
+    async def promote_workload(self, workload_id: str) -> WorkloadStatus:
+        raise NotSupported("this backend runs one container per workload", "redeploy it instead")
 
 
 @runtime_checkable

@@ -39,14 +39,9 @@ HELLO_IMAGE = "ah-test/hello:1"
 # What the session's platforms (Docker and Nomad alike) allow beyond the defaults: the conformance
 # suite builds from local git repositories, and tenants run the test images (ah-test/*).
 CONFORMANCE_ENV = {"AGENTHOST_ALLOW_LOCAL_GIT": "true", **TEST_IMAGES_ENV}
-# Nomad reserves the CPU a workload asks for (Docker only caps it), and the dev node has two cores:
-# smaller default shares so that a test's services, databases and the warm pool fit on it together.
-NOMAD_DEV_SIZES = {
-    "AGENTHOST_DEFAULT_CPUS": "0.25",
-    "AGENTHOST_SANDBOX_CPUS": "0.25",
-    "AGENTHOST_SANDBOX_POOL_SIZE": "1",
-    "AGENTHOST_SSH_CPUS": "0.25",
-}
+# The default sizes fit on the two-core dev node: a job reserves a tenth of its cpus (docs/backends.md,
+# "Capacity on Nomad"). One warm sandbox, not two, to spare the machine.
+NOMAD_DEV_SIZES = {"AGENTHOST_SANDBOX_POOL_SIZE": "1"}
 
 
 @pytest.fixture(scope="session")

@@ -197,8 +197,13 @@ async def test_job_carries_the_isolation_defaults(nomad_agenthost: AgentHost, he
         config = task["Config"]
         assert config["runtime"] == "runsc" and config["readonly_rootfs"] is True
         assert config["cap_drop"] == ["all"] and config["security_opt"] == ["no-new-privileges"]
-        assert config["pids_limit"] > 0 and config["cpu_hard_limit"] is True
-        assert task["Resources"]["MemoryMB"] == 96
+        assert config["pids_limit"] > 0
+        # A tenth of the cpus reserved, no cap above it; memory_mb the hard limit (docs/backends.md).
+        assert config["cpu_hard_limit"] is False and task["Resources"]["CPU"] < 0.5 * node_mhz_per_core()
+        if nomad_get("operator/scheduler/configuration")["SchedulerConfig"]["MemoryOversubscriptionEnabled"]:
+            assert (task["Resources"]["MemoryMB"], task["Resources"]["MemoryMaxMB"]) == (48, 96)
+        else:
+            assert (task["Resources"]["MemoryMB"], task["Resources"]["MemoryMaxMB"]) == (96, 0)
         assert {m["target"] for m in config["mount"]} >= {"/tmp", "/run", "/var/tmp"}
         assert job["TaskGroups"][0]["RestartPolicy"]["Mode"] == "fail"
         assert job["TaskGroups"][0]["Services"][0]["Checks"][0]["Type"] == "http"
@@ -209,6 +214,12 @@ async def test_job_carries_the_isolation_defaults(nomad_agenthost: AgentHost, he
         # The instance is the job's (in Meta); the workload's own task carries no platform label.
         assert job["Meta"]["agenthost.instance"] == host.instance and "agenthost.instance" not in json.dumps(task)
         await call(client, "delete_service", {"service": "web", "confirm": True})
+
+
+def node_mhz_per_core() -> float:
+    (stub,) = [n for n in nomad_get("nodes") if n["Status"] == "ready"]
+    cpu = nomad_get(f"node/{stub['ID']}")["NodeResources"]["Cpu"]
+    return float(cpu["CpuShares"]) / cpu["TotalCpuCores"]
 
 
 def test_cluster_configs_render_and_validate(nomad_agent: str, tmp_path: Path) -> None:

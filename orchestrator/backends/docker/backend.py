@@ -16,6 +16,7 @@ from docker.models.containers import Container
 from ...errors import Conflict, InvalidInput, NotFound
 from ...labels import container_name, slot_id, tenant_bridge_name
 from ..base import BackendInfo, ExecResult, ExecSpec, LogLine, NodeInfo, WorkloadSpec, WorkloadStatus
+from ..sizes import check_node_size
 from .containers import container_status, find_container, guard_sync, listed_id, run_container_sync
 from .engine import DockerEngine, docker_errors
 from .exec import Emit, exec_sync
@@ -36,6 +37,7 @@ class DockerBackend:
         self.engine = engine
         self._publish_host = publish_host
         self._runtimes: tuple[set[str] | None, float] = (None, 0.0)
+        self._host: tuple[list[NodeInfo] | None, float] = (None, 0.0)
         self._exec_limiter = anyio.CapacityLimiter(64)
 
     def _status(self, workload_id: str, container: Container | None) -> WorkloadStatus:
@@ -102,6 +104,12 @@ class DockerBackend:
     # -- workloads ----------------------------------------------------------------------------
 
     async def ensure_workload(self, spec: WorkloadSpec) -> WorkloadStatus:
+        host, at = self._host
+        if host is None or time.monotonic() - at >= _RUNTIMES_TTL_S:
+            host = await self.nodes()
+            self._host = (host, time.monotonic())
+        check_node_size(spec, host)
+
         def ensure() -> WorkloadStatus:
             try:
                 container = run_container_sync(self.engine, spec, self._publish_host)

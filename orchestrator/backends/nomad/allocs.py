@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any, ParamSpec, Protocol, TypeVar
 import anyio
 
 from ...errors import AgentHostError, BackendUnavailable, ImageNotFound
+from .capacity import job_reservation, no_capacity, rooms
 from .jobs import TASK, latest_alloc, task_failure
 from .logs import read_tail
 from .net import NET_TASK
@@ -71,7 +72,7 @@ async def await_placement(
     while eval_id and time.monotonic() < deadline:
         evaluation = await run(f"read evaluation of {jid}", api.get, "evaluation", eval_id)
         if evaluation.get("FailedTGAllocs"):
-            raise placement_error(evaluation["FailedTGAllocs"], spec.runtime if spec else None)
+            await _raise_placement_error(run, api, jid, evaluation["FailedTGAllocs"], spec)
         if evaluation.get("Status") in ("complete", "failed", "canceled"):
             if evaluation.get("Status") != "complete":
                 raise AgentHostError(f"Nomad could not schedule {jid}: {evaluation.get('StatusDescription')}")
@@ -113,11 +114,31 @@ async def await_placement(
         )
 
 
-async def await_stopped(run: Run, api: NomadApi, jid: str, timeout_s: float) -> None:
-    """Wait, at most ``timeout_s``, until every allocation of ``jid`` is terminal; a timeout is not an error."""
+async def _raise_placement_error(
+    run: Run, api: NomadApi, jid: str, failed: dict[str, Any], spec: WorkloadSpec | None
+) -> None:
+    """Raises: NoCapacity when nodes passed the job's constraints but had no room (with what each has free),
+    else what ``placement_error`` makes of the scheduler's verdict."""
+    metrics: dict[str, Any] = next(iter(failed.values()), {}) or {}
+    if not metrics.get("NodesExhausted"):
+        raise placement_error(failed, spec.runtime if spec else None)
+    job = await run(f"read job {jid}", api.get, "job", jid)
+    nodes = await run("read the nodes' free capacity", rooms, api, str(job.get("NodePool") or ""))
+    what = f"{spec.kind} {spec.id}" if spec else jid
+    if spec is not None:
+        what += f" (limits {spec.cpus:g} cpus, {spec.memory_mb} MB)"
+    raise no_capacity(what, job_reservation(job), nodes, sorted(metrics.get("DimensionExhausted") or {}))
+
+
+async def await_stopped(run: Run, api: NomadApi, jid: str, timeout_s: float) -> bool:
+    """Wait, at most ``timeout_s``, until every allocation of ``jid`` is terminal; False when time ran out.
+
+    The client reports an allocation terminal once its task runner destroyed the task, and the docker
+    driver removes the container then: terminal means the container is gone."""
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         allocs = await run(f"list allocations of {jid}", job_allocs, api, jid)
         if all(a.get("ClientStatus") in _TERMINAL for a in allocs):
-            return
+            return True
         await anyio.sleep(_POLL_S)
+    return False

@@ -19,12 +19,14 @@ from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 
 import anyio
 
-from ...errors import AgentHostError, Conflict, InvalidInput, NotFound, NotSupported
+from ...errors import AgentHostError, BackendUnavailable, Conflict, InvalidInput, NoCapacity, NotFound
 from ...labels import L_ID, L_INSTANCE, L_KIND, L_MANAGED, L_TENANT
-from ..base import BackendInfo, ExecResult, ExecSpec, LogLine, NodeInfo, WorkloadSpec, WorkloadStatus
+from ..base import BackendInfo, ExecResult, ExecSpec, LogLine, NodeInfo, NoStagedUpdates, WorkloadSpec, WorkloadStatus
+from ..sizes import check_node_size
 from ..threaded import ThreadBudget
 from .allocs import await_placement, await_stopped, job_allocs, register_job
 from .api import NomadApi, nomad_errors
+from .capacity import Shares
 from .exec import exec_in_alloc, exec_url
 from .jobs import (
     HASH_ITEM,
@@ -61,10 +63,8 @@ _STOP_WAIT_S = 60.0
 _NODES_TTL_S = 5.0
 
 
-class NomadBackend:
+class NomadBackend(NoStagedUpdates):  # Nomad's deployments replace allocations by its own rules
     name = "nomad"
-    # Nomad replaces an allocation by its own rules; a second job beside the first is not how it updates.
-    staged_updates = False
 
     def __init__(
         self,
@@ -76,8 +76,11 @@ class NomadBackend:
         tenant_network_pool: str = "10.213.0.0/16",
         tenant_network_prefix: int = 24,
         threads: ThreadBudget | None = None,
+        shares: Shares | None = None,
     ) -> None:
+        """``shares``: what part of a workload's cpus and memory_mb its job reserves (all, without it)."""
         self.api = api
+        self.shares = shares or Shares()
         self._threads = threads or ThreadBudget()
         self.builder_image = builder_image
         self.instance = instance
@@ -100,6 +103,7 @@ class NomadBackend:
             settings.tenant_network_pool,
             settings.tenant_network_prefix,
             threads,
+            Shares(settings.nomad_cpu_share, settings.nomad_memory_share, _NODES_TTL_S),
         )
 
     async def _run(self, what: str, fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
@@ -178,7 +182,7 @@ class NomadBackend:
     async def ensure_workload(self, spec: WorkloadSpec) -> WorkloadStatus:
         jid = job_id(spec.id)
 
-        def ensure() -> WorkloadStatus | tuple[str, int, dict[str, dict[str, str]]]:
+        def ensure() -> WorkloadStatus | tuple[str, int, dict[str, dict[str, str]], bool]:
             spec_hash = spec.spec_hash()
             job = self._job(jid)
             if job is not None and (job.get("Meta") or {}).get(L_INSTANCE) != self.instance:
@@ -186,11 +190,13 @@ class NomadBackend:
             var = get_variable(self.api, variable_path(spec.id))
             if job is not None and not job.get("Stop") and var and var["Items"].get(HASH_ITEM) == spec_hash:
                 return self._status_sync(spec.id)
-            _, mhz = self._nodes_sync()
+            nodes, mhz = self._nodes_sync()
+            check_node_size(spec, nodes)
             volume_node, volume_labels = volume_placement(self.api, self.instance, self._own, spec)
             variables = job_variables(
                 spec,
                 cpu_mhz_per_core=mhz,
+                reserve=self.shares.reserve(self.api, self.node_pool, spec, mhz),
                 datacenters=self.datacenters,
                 node_pool=self.node_pool,
                 nets=self.nets,
@@ -201,14 +207,20 @@ class NomadBackend:
             written = put_variable(self.api, variable_path(spec.id), variable_items(spec, spec_hash))
             meta = {**spec.labels, **self._own, L_ID: spec.id, L_TENANT: spec.tenant_id, L_KIND: spec.kind}
             meta[_L_ENV_INDEX] = str(written.get("ModifyIndex", ""))
+            fresh = job is None or bool(job.get("Stop"))
             eval_id, version = register_job(self.api, parse_job(self.api, job_template(), variables, jid, meta))
-            return eval_id, version, volume_labels
+            return eval_id, version, volume_labels, fresh
 
         registered = await self._run(f"run workload {spec.id}", ensure)
         if isinstance(registered, WorkloadStatus):
             return registered  # unchanged
-        eval_id, version, volume_labels = registered
-        await await_placement(self._run, self.api, jid, eval_id, version, spec)
+        eval_id, version, volume_labels, fresh = registered
+        try:
+            await await_placement(self._run, self.api, jid, eval_id, version, spec)
+        except NoCapacity:
+            if fresh:  # else Nomad places it by itself once room frees, behind the caller's back
+                await self.remove_workload(spec.id)
+            raise
         names = [v.name for v in spec.volumes]
         await self._run(
             f"record the volumes of {spec.id}",
@@ -221,12 +233,6 @@ class NomadBackend:
             volume_labels,
         )
         return await self._run(f"inspect workload {spec.id}", self._status_sync, spec.id)
-
-    async def promote_workload(self, workload_id: str) -> WorkloadStatus:
-        raise NotSupported(
-            "a second container beside the current one is a Docker backend feature",
-            "on Nomad an update replaces the allocation",
-        )
 
     async def stop_workload(self, workload_id: str, timeout_s: float = 10) -> None:
         jid = job_id(workload_id)
@@ -282,19 +288,26 @@ class NomadBackend:
         return await self._resubmit(workload_id, True)
 
     async def remove_workload(self, workload_id: str) -> bool:
-        def remove() -> bool:
-            jid = job_id(workload_id)
-            job = self._job(jid)
-            if job is None or (job.get("Meta") or {}).get(L_INSTANCE) != self.instance:
-                return False
-            self.api.delete("job", jid, params={"purge": "true"})
-            delete_variable(self.api, variable_path(workload_id))
-            return True
+        jid = job_id(workload_id)
 
-        if not await self._run(f"remove workload {workload_id}", remove):
+        def remove() -> bool | None:
+            job = self._job(jid)
+            if job is not None and (job.get("Meta") or {}).get(L_INSTANCE) != self.instance:
+                return None  # another platform's
+            if job is not None:
+                self.api.delete("job", jid, params={"purge": "true"})
+                delete_variable(self.api, variable_path(workload_id))
+            return job is not None
+
+        if (removed := await self._run(f"remove workload {workload_id}", remove)) is None:
             return False
-        await await_stopped(self._run, self.api, job_id(workload_id), _STOP_WAIT_S)
-        return True
+        # Also when the job was purged already: an earlier call may have run out of time while it stopped.
+        if not await await_stopped(self._run, self.api, jid, _STOP_WAIT_S):
+            raise BackendUnavailable(
+                f"Nomad removed the job of {workload_id}, but its allocation still runs after {_STOP_WAIT_S:.0f} s",
+                "its node may be down or slow (list_nodes shows it); delete it again to wait once more",
+            )
+        return removed
 
     async def workload_status(self, workload_id: str) -> WorkloadStatus:
         return await self._run(f"inspect workload {workload_id}", self._status_sync, workload_id)

@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 from ...errors import InvalidInput
 from ...labels import L_ID, PREFIX, container_name
 from ..base import Endpoint, WorkloadSpec, WorkloadState, WorkloadStatus
+from .capacity import Reservation
 from .net import NET_TASK, Peer, TenantNetworks, network_variables
 
 if TYPE_CHECKING:
@@ -125,6 +126,7 @@ def job_variables(
     spec: WorkloadSpec,
     *,
     cpu_mhz_per_core: float,
+    reserve: Reservation | None = None,
     datacenters: list[str],
     node_pool: str,
     nets: TenantNetworks,
@@ -134,6 +136,7 @@ def job_variables(
 ) -> dict[str, Any]:
     """Typed values for the HCL file's variables. Raises: InvalidInput for what Nomad cannot do safely.
 
+    ``reserve``: what the job reserves (``capacity.reservation``); without it, all its cpus and memory.
     ``peer`` is the running allocation a workload with ``share_network_with`` joins; ``volume_node``
     the node that holds the spec's volumes ('' before their first placement), ``volume_labels`` the
     labels Docker gives each volume it makes.
@@ -155,6 +158,8 @@ def job_variables(
             "a workload that joins another's network can mount only volumes of that node",
         )
     labels = volume_labels or {}
+    full = max(1, math.ceil(spec.cpus * cpu_mhz_per_core))
+    reserve = reserve or Reservation(cpu_mhz=full, memory_mb=spec.memory_mb, cpu_hard_limit=True)
     return {
         "job_type": "service" if kind_is_service else "batch",
         "datacenters": datacenters,
@@ -164,8 +169,10 @@ def job_variables(
         "entrypoint": spec.entrypoint or [],
         "runtime": spec.runtime,
         "ports": spec.ports,
-        "memory_mb": spec.memory_mb,
-        "cpu_mhz": max(1, math.ceil(spec.cpus * cpu_mhz_per_core)),
+        "memory_mb": reserve.memory_mb,
+        "memory_max_mb": reserve.memory_max_mb,
+        "cpu_mhz": reserve.cpu_mhz,
+        "cpu_hard_limit": reserve.cpu_hard_limit,
         "pids_limit": spec.pids_limit,
         "readonly_rootfs": spec.read_only_rootfs,
         "tmpfs": [{"path": path, "size_bytes": mb * 1024 * 1024} for path, mb in spec.tmpfs.items()],
