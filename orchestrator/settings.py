@@ -105,7 +105,7 @@ class Quotas(BaseModel):
     max_build_images: int = Field(50, description="images of succeeded builds kept (deployed ones always)")
     max_api_keys: int = Field(25, description="API keys not revoked")
     max_env_vars: int = Field(100, description="env vars of one service")
-    max_domains: int = Field(20, description="custom domains, pending claims included")
+    max_domains: int = 20  # custom domains, pending claims included (no description: whoami is in every list)
 
 
 class Settings(BaseSettings):

@@ -15,7 +15,7 @@ from .args import ServiceRef
 DomainName = Annotated[str, Field(min_length=1, max_length=253, description="a host name, e.g. shop.example.com")]
 
 
-@tool(idempotent=True, title="Add domain")
+@tool(idempotent=True, open_world=True, title="Add domain")
 async def add_domain(call: Call, service: ServiceRef, domain: DomainName) -> Domain:
     """Route a domain you own to a service over HTTPS. First call: status pending and the TXT record to
     publish; call again once DNS serves it: verified, the route is live (not yet: domain_not_verified)."""
