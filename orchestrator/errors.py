@@ -15,7 +15,8 @@ when waiting helps, ``retry_after_s``::
     ├── Unauthorized                  unauthorized (401)
     ├── Forbidden                     forbidden (403)
     │   ├── ReadOnly                  read_only (403)
-    │   └── ImageNotAllowed           image_not_allowed (403)
+    │   ├── ImageNotAllowed           image_not_allowed (403)
+    │   └── DomainNotVerified         domain_not_verified (403)
     ├── NotFound                      not_found (404)
     │   └── ImageNotFound             image_not_found (404)
     ├── Conflict                      conflict (409)
@@ -44,6 +45,7 @@ __all__ = [
     "Busy",
     "Conflict",
     "ConfirmationRequired",
+    "DomainNotVerified",
     "Forbidden",
     "ImageNotAllowed",
     "ImageNotFound",
@@ -150,6 +152,14 @@ class ImageNotAllowed(Forbidden):
 
     code = "image_not_allowed"
     default_hint = "use the platform's images or your own builds (deploy them by build_id)"
+
+
+class DomainNotVerified(Forbidden):
+    """add_domain found no proof that the caller owns the domain: the DNS TXT record it asked for is missing
+    or holds another value. The message names the record; the domain stays pending."""
+
+    code = "domain_not_verified"
+    default_hint = "publish the TXT record add_domain named, wait for DNS to serve it, then call add_domain again"
 
 
 class NotFound(AgentHostError):

@@ -47,6 +47,7 @@ __all__ = [
     "BuildRecord",
     "BuildStatus",
     "Deleted",
+    "DomainRecord",
     "Egress",
     "HealthCheck",
     "NewApiKey",
@@ -265,6 +266,18 @@ class Event(BaseModel):
     type: EventType
     cause: str
     exit_code: int | None
+
+
+class DomainRecord(BaseModel):
+    """A tenant's claim on a domain for one of its services: pending until its TXT record proves it."""
+
+    domain: str
+    tenant_id: str
+    service_id: str
+    token: str
+    status: Literal["pending", "verified"]
+    created_at: str
+    verified_at: str | None = None
 
 
 class Deleted(BaseModel):

@@ -24,7 +24,7 @@ from .exec import ExecManager
 from .fairness import TenantSlots, on_behalf_of
 from .housekeeping import Housekeeping
 from .images import ImagePolicy
-from .ingress import IngressManager
+from .ingress import DomainManager, IngressManager
 from .nodes import Nodes
 from .oauth import OAuthGrants
 from .sandboxes import SandboxManager, WarmPool
@@ -100,6 +100,7 @@ class Platform:
         digest_of = self._image_id if settings.backend == "docker" else None
         revisions = RevisionLog(store.db, settings.service_revisions_kept, digest_of)
         self.ingress = IngressManager(settings, store, backend)
+        self.domains = DomainManager(settings, store, self.ingress)
         self.services = ServiceManager(
             settings, store, backend, images, DatabaseLinks(), self.sidecars, self.events, revisions, self.ingress
         )

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import ipaddress
 import json
-import re
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from pydantic import AliasChoices, BaseModel, Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from .dnsnames import is_dns_label, normalize_domain, parse_resolver
 
 __all__ = [
     "DEFAULT_TOOLSETS",
@@ -19,13 +20,14 @@ __all__ = [
     "is_dns_label",
     "normalize_domain",
     "parse_cidrs",
+    "parse_resolver",
     "parse_toolsets",
 ]
 
 
 # The groups of MCP tools a server or a request can ask for (mcp_server/toolsets.py says which tool is in
 # which); whoami and platform_status are always listed. "all" names every one.
-TOOLSETS = ("services", "builds", "data", "access", "sandboxes", "admin")
+TOOLSETS = ("services", "builds", "data", "access", "sandboxes", "admin", "domains")
 DEFAULT_TOOLSETS = ("services", "builds", "admin")
 
 
@@ -81,35 +83,6 @@ def parse_cidrs(value: Any) -> list[str]:
     return cidrs
 
 
-_DNS_LABEL = re.compile(r"[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?")
-
-
-def is_dns_label(label: str) -> bool:
-    """Lowercase letters, digits and hyphens, 1 to 63, no hyphen at either end, and no ``--`` at positions 3-4
-    unless it is punycode (``xn--``): IDNA reserves those."""
-    if not _DNS_LABEL.fullmatch(label):
-        return False
-    return label[2:4] != "--" or label.startswith("xn--")
-
-
-def normalize_domain(domain: str) -> str:
-    """``domain`` in lowercase ASCII: internationalised labels in punycode, no trailing dot.
-
-    Raises: ValueError when it is not a valid DNS name, or leaves no room for a 63-character label under it.
-    """
-    labels = domain.strip().rstrip(".").lower().split(".")
-    try:
-        labels = [label if label.isascii() else label.encode("idna").decode("ascii") for label in labels]
-    except UnicodeError as exc:
-        raise ValueError(f"{domain!r} is not a valid domain name ({exc})") from None
-    if bad := [label for label in labels if not is_dns_label(label)]:
-        raise ValueError(f"{bad[0]!r} is not a DNS label: letters, digits and inner hyphens, 1 to 63 characters")
-    ascii_domain = ".".join(labels)
-    if len(ascii_domain) + 64 > 253:
-        raise ValueError(f"{ascii_domain!r} is too long to hold a service's label (253 characters in all)")
-    return ascii_domain
-
-
 class Quotas(BaseModel):
     """Per-tenant limits, fixed when the tenant is created (from AGENTHOST_QUOTAS, a JSON object).
 
@@ -132,6 +105,7 @@ class Quotas(BaseModel):
     max_build_images: int = Field(50, description="images of succeeded builds kept (deployed ones always)")
     max_api_keys: int = Field(25, description="API keys not revoked")
     max_env_vars: int = Field(100, description="env vars of one service")
+    max_domains: int = 20  # custom domains, pending claims included (no description: whoami is in every list)
 
 
 class Settings(BaseSettings):
@@ -179,6 +153,13 @@ class Settings(BaseSettings):
         False, description="ACME certificates at the first handshake, for routed hosts only"
     )
     caddy_bin: str = "caddy"
+    # Custom domains (orchestrator/ingress/domains.py): ownership proved by a DNS TXT record first.
+    dns_resolver: str | None = Field(
+        None, description="IP[:port] of the resolver that checks domains' TXT records; unset: the system's"
+    )
+    domain_claim_ttl_s: float = Field(
+        72 * 3600.0, gt=0, description="an add_domain claim never proved lapses after this (another tenant may claim)"
+    )
 
     # Nomad (backend = "nomad"). The address and token also honour Nomad's own NOMAD_ADDR / NOMAD_TOKEN.
     nomad_addr: str = Field(
@@ -342,6 +323,14 @@ class Settings(BaseSettings):
         if isinstance(value, list):
             return [p.strip() if isinstance(p, str) else p for p in value if not isinstance(p, str) or p.strip()]
         return value
+
+    @field_validator("dns_resolver")
+    @classmethod
+    def _resolver(cls, value: str | None) -> str | None:
+        if not value:
+            return None
+        host, port = parse_resolver(value)
+        return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
     @field_validator("base_domain")
     @classmethod

@@ -2,12 +2,27 @@
 
 from __future__ import annotations
 
-from . import backups, builds, databases, events, exec, keys, nodes, platform, sandboxes, services, ssh, volumes
+from . import (
+    backups,
+    builds,
+    databases,
+    domains,
+    events,
+    exec,
+    keys,
+    nodes,
+    platform,
+    sandboxes,
+    services,
+    ssh,
+    volumes,
+)
 
 __all__ = [
     "backups",
     "builds",
     "databases",
+    "domains",
     "events",
     "exec",
     "keys",

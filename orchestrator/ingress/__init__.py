@@ -1,15 +1,19 @@
 """Ingress: Caddy in front of every routed service (``manager``), its admin API (``caddy``), the configuration
-rendered from agenthost's state (``config``), the rules of host names (``hosts``) and how Caddy is run
-(``process``)."""
+rendered from agenthost's state (``config``), the rules of host names (``hosts``), how Caddy is run
+(``process``), and tenants' own domains (``domains``, proved by DNS in ``ownership``)."""
 
 from .caddy import CaddyAdmin
 from .config import Route, render
+from .domains import Domain, DomainList, DomainManager, TxtRecord
 from .hosts import service_host, service_label
 from .manager import IngressManager
 from .process import caddy_command, clear_stale_socket
 
 __all__ = [
     "CaddyAdmin",
+    "Domain",
+    "DomainList",
+    "DomainManager",
     "IngressManager",
     "Route",
     "caddy_command",
@@ -17,4 +21,5 @@ __all__ = [
     "render",
     "service_host",
     "service_label",
+    "TxtRecord",
 ]

@@ -29,12 +29,14 @@ _SERVER = "agenthost"
 
 @dataclass(frozen=True, order=True)
 class Route:
-    """One routed service: its host, and where its traffic goes (None: the page that says why it does not)."""
+    """One routed host: a service's own, or a tenant's verified domain (``custom``), and where its traffic goes
+    (None: the page that says why it does not)."""
 
     host: str
     service: str
     upstream: str | None = None
     state: str = "stopped"
+    custom: bool = False
 
 
 def _page(status: int, title: str, text: str) -> dict[str, Any]:
@@ -78,12 +80,19 @@ def _issuers(settings: Settings) -> list[dict[str, Any]]:
     return [acme]
 
 
-def _tls(settings: Settings, hosts: list[str]) -> dict[str, Any]:
+def _tls(settings: Settings, hosts: list[str], custom: list[str]) -> dict[str, Any]:
     policy: dict[str, Any] = {"issuers": _issuers(settings)}
     tls: dict[str, Any] = {"automation": {"policies": [policy]}}
     domain = settings.ingress_domain
     if settings.ingress_uses_internal_ca and "." in domain:
         tls["certificates"] = {"automate": [f"*.{domain}"]}
+    if settings.ingress_uses_internal_ca and custom:
+        # A verified domain's certificate is made at its first handshake (in milliseconds, by the internal CA),
+        # so it answers as soon as add_domain returns; a load only starts the issuance of the names it manages.
+        tls["automation"]["policies"] = [
+            {"subjects": custom, "issuers": _issuers(settings), "on_demand": True},
+            policy,
+        ]
     if settings.ingress_on_demand_tls and not settings.ingress_uses_internal_ca and hosts:
         # Only the routed hosts may ask for a certificate at their first handshake: the policy names them, and
         # a name outside every policy's subjects gets none.
@@ -126,7 +135,7 @@ def render(settings: Settings, routes: list[Route], storage: Path) -> dict[str, 
                 "https_port": settings.ingress_https_port,
                 "servers": {_SERVER: server, f"{_SERVER}-http": redirect},
             },
-            "tls": _tls(settings, [r.host for r in ordered]),
+            "tls": _tls(settings, [r.host for r in ordered], [r.host for r in ordered if r.custom]),
             "pki": {"certificate_authorities": {"local": {"install_trust": False}}},
         },
     }

@@ -1,4 +1,5 @@
-"""Ingress use-cases: every service with a port gets ``https://<service>-<tenant>.<domain>``, served by Caddy.
+"""Ingress use-cases: every service with a port gets ``https://<service>-<tenant>.<domain>``, served by Caddy,
+and each of its tenant's verified custom domains (``domains.py``) a route of its own to the same place.
 
 The routes are never edited one by one: the whole configuration is rendered from the store and the engine
 (``routes``) and, when it differs from what Caddy runs, loaded whole (``POST /load``). That is idempotent,
@@ -11,6 +12,7 @@ sent at all, so open connections are not disturbed by a pass that changes nothin
 from __future__ import annotations
 
 import logging
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +22,7 @@ from ..backends.base import Backend, WorkloadStatus
 from ..errors import IngressUnavailable
 from ..models import ServiceRecord
 from ..settings import Settings
-from ..store import Store, TenantStore, all_service_records
+from ..store import Store, TenantStore, all_service_records, verified_domains
 from .caddy import CaddyAdmin
 from .config import Route, render
 from .hosts import service_host
@@ -67,11 +69,18 @@ class IngressManager:
         Raises: BackendUnavailable."""
         tenants = {t.id: t.name for t in await self.store.tenants.all()}
         workloads = {st.id: st for st in await self.backend.list_workloads({})}  # one listing, not one call each
-        routes = []
+        routes: list[Route] = []
+        routed: dict[str, ServiceRecord] = {}
         for rec in await all_service_records(self.store.db):
             host = self.host(rec, tenants.get(rec.tenant_id, rec.tenant_id))
             if host is not None:
                 routes.append(_route(rec, host, workloads.get(rec.id)))
+                routed[rec.id] = rec
+        # A tenant's proved domains lead where its service's own host does (and nowhere while it has none).
+        for domain in await verified_domains(self.store.db):
+            owner = routed.get(domain.service_id)
+            if owner is not None and owner.tenant_id == domain.tenant_id:
+                routes.append(replace(_route(owner, domain.domain, workloads.get(owner.id)), custom=True))  # noqa: PERF401
         return routes
 
     def render(self, routes: list[Route]) -> dict[str, Any]:

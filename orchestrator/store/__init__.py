@@ -11,6 +11,7 @@ from .backups import BackupRepo
 from .builds import BuildRepo, builds_with_leftovers, cancel_requested, touch_builds, unfinished_builds
 from .databases import DatabaseRepo, DatabaseSecrets, all_database_records
 from .db import Database, Tx, now_iso
+from .domains import DomainRepo, verified_domains
 from .env import EnvRepo
 from .events import EventRepo, expire_events
 from .idempotency import Earlier, IdempotencyRepo, expire_idempotency
@@ -41,6 +42,7 @@ __all__ = [
     "now_iso",
     "touch_builds",
     "unfinished_builds",
+    "verified_domains",
 ]
 
 
@@ -61,6 +63,7 @@ class TenantStore:
         self.builds = BuildRepo(db, tenant_id)
         self.databases = DatabaseRepo(db, tenant_id, secrets.for_tenant(tenant_id))
         self.backups = BackupRepo(db, tenant_id, secrets.for_tenant(tenant_id))
+        self.domains = DomainRepo(db, tenant_id)
 
 
 class Store:

@@ -7,117 +7,27 @@ from __future__ import annotations
 import contextlib
 import socket
 import ssl
-import subprocess
 import sys
 import threading
 import time
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import anyio
 import docker
 import httpx
 import pytest
 
-from .harness import (
-    EGRESS_PROBE,
-    TEST_IMAGES_ENV,
-    VENV_BIN,
-    AgentHost,
-    ToolFailed,
-    call,
-    connect,
-    free_port,
-    probe_results,
-    untrusted_body,
-    wait_for,
-)
+from .harness import EGRESS_PROBE, ToolFailed, call, connect, probe_results, untrusted_body
+from .proxy import DOMAIN, Ingress, running_ingress
 
 pytestmark = [pytest.mark.anyio, pytest.mark.e2e]
-
-DOMAIN = "ingress.localhost"
-
-
-@dataclass
-class Ingress:
-    host: AgentHost
-    https_port: int
-    caddy: subprocess.Popen[bytes] | None = None
-
-    @property
-    def ca(self) -> Path:
-        return self.host.data_dir / "ingress" / "caddy" / "pki" / "authorities" / "local" / "root.crt"
-
-    def url(self, service: str, tenant: str) -> str:
-        return f"https://{service}-{tenant}.{DOMAIN}:{self.https_port}"
-
-    def get(self, url: str) -> tuple[int, str]:
-        """GET ``url`` from 127.0.0.1, with its host name in SNI and Host, verified against Caddy's CA."""
-        target = httpx.URL(url)
-        context = ssl.create_default_context(cafile=str(self.ca))
-        with httpx.Client(verify=context, timeout=10) as client:
-            response = client.get(
-                f"https://127.0.0.1:{target.port}{target.raw_path.decode()}",
-                headers={"Host": f"{target.host}:{target.port}"},
-                extensions={"sni_hostname": target.host},
-            )
-        return response.status_code, response.text
-
-    def log_tail(self, lines: int = 20) -> str:
-        """The end of Caddy's log, for a failure's message."""
-        return "\n".join((self.host.data_dir / "ingress.log").read_text(errors="replace").splitlines()[-lines:])
-
-    def start_caddy(self) -> None:
-        log = open(self.host.data_dir / "ingress.log", "ab")  # noqa: SIM115
-        self.caddy = subprocess.Popen(
-            [str(VENV_BIN / "agenthost"), "ingress", "run"], env=self.host.process_env(), stdout=log, stderr=log
-        )
-
-        def serving() -> bool:
-            assert self.caddy is not None and self.caddy.poll() is None, (
-                self.host.data_dir / "ingress.log"
-            ).read_text()
-            try:
-                # A host nobody routes: TLS works (the wildcard certificate is there) and the 404 answers.
-                return self.ca.exists() and self.get(self.url("nobody", "nowhere"))[0] == 404
-            except (httpx.HTTPError, ssl.SSLError):
-                return False
-
-        wait_for(serving, 30, what="Caddy to serve HTTPS")
-
-    def stop_caddy(self) -> None:
-        if self.caddy is not None:
-            self.caddy.terminate()
-            try:
-                self.caddy.wait(10)
-            except subprocess.TimeoutExpired:
-                self.caddy.kill()
-                self.caddy.wait(10)
-            self.caddy = None
 
 
 @pytest.fixture(scope="module")
 def ingress(docker_client: object, hello_image: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Ingress]:
-    https_port, http_port = free_port(), free_port()
-    env = {
-        **TEST_IMAGES_ENV,
-        "AGENTHOST_BASE_DOMAIN": DOMAIN,
-        "AGENTHOST_INGRESS_INTERNAL_CA": "true",
-        "AGENTHOST_INGRESS_BIND": "127.0.0.1",
-        "AGENTHOST_INGRESS_HTTPS_PORT": str(https_port),
-        "AGENTHOST_INGRESS_HTTP_PORT": str(http_port),
-    }
-    host = AgentHost(data_dir=Path(tmp_path_factory.mktemp("ingress-data")), env=env)
-    host.init()
-    proxy = Ingress(host, https_port)
-    try:
-        proxy.start_caddy()
+    with running_ingress(tmp_path_factory) as proxy:
         yield proxy
-    finally:
-        proxy.stop_caddy()
-        host.stop()
-        host.cleanup_engine()
 
 
 async def test_a_service_answers_at_its_https_address_through_its_lifecycle(ingress: Ingress, hello_image: str) -> None:

@@ -75,6 +75,9 @@ ANNOTATIONS: dict[str, tuple[str, bool, bool | None, bool | None, bool]] = {
     "delete_backup": ("Delete backup", W, True, True, True),
     "list_volumes": ("List volumes", R, None, None, False),
     "delete_volume": ("Delete volume", W, True, True, False),
+    "add_domain": ("Add domain", W, False, True, True),  # open world: it asks DNS
+    "list_domains": ("List domains", R, None, None, False),
+    "remove_domain": ("Remove domain", W, True, False, False),
     "create_api_key": ("Create API key", W, False, False, False),
     "list_api_keys": ("List API keys", R, None, None, False),
     "revoke_api_key": ("Revoke API key", W, True, True, False),

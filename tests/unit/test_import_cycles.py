@@ -19,7 +19,13 @@ MAX_LINES = 400
 
 # What backends and the store may import from the rest of orchestrator: leaf modules that import nothing
 # of orchestrator but each other. Everything else (use-cases, the platform) builds on them, never the reverse.
-LEAVES = {"orchestrator.errors", "orchestrator.labels", "orchestrator.models", "orchestrator.settings"}
+LEAVES = {
+    "orchestrator.dnsnames",
+    "orchestrator.errors",
+    "orchestrator.labels",
+    "orchestrator.models",
+    "orchestrator.settings",
+}
 STORE_MAY_IMPORT = LEAVES | {"orchestrator.secrets"}
 # The faces' libraries: the core knows nothing of MCP or HTTP servers.
 FACE_LIBRARIES = {"mcp", "mcp_types", "starlette", "uvicorn"}
