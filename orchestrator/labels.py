@@ -22,15 +22,12 @@ __all__ = [
     "L_KIND",
     "L_MANAGED",
     "L_NAME",
-    "L_PEER_STARTED",
     "L_POOL",
     "L_RECIPE",
-    "L_SERVICE",
     "L_TENANT",
     "PREFIX",
     "container_name",
     "database_volume",
-    "sidecar_id",
     "tenant_bridge_name",
     "tenant_network",
     "tenant_of_network",
@@ -45,8 +42,6 @@ L_TENANT = f"{PREFIX}.tenant"
 L_KIND = f"{PREFIX}.kind"
 L_HASH = f"{PREFIX}.spec-hash"
 L_NAME = f"{PREFIX}.name"  # the tenant's name of a service, database or build
-L_SERVICE = f"{PREFIX}.service"  # the service an SSH sidecar belongs to
-L_PEER_STARTED = f"{PREFIX}.peer-started"  # when that service's container started: a new one needs a new sidecar
 L_ENGINE = f"{PREFIX}.engine"
 L_DATABASE = f"{PREFIX}.database"
 L_BUILD = f"{PREFIX}.build"
@@ -60,11 +55,6 @@ _TENANT_NETWORK = "ah-net-"
 def container_name(workload_id: str) -> str:
     """The engine's name of a workload's container (Docker) or job (Nomad)."""
     return f"ah-{workload_id}"
-
-
-def sidecar_id(service_id: str) -> str:
-    """The workload id of a service's SSH sidecar."""
-    return f"{service_id}-ssh"
 
 
 def volume_name(tenant_id: str, name: str) -> str:

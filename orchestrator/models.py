@@ -250,6 +250,7 @@ EventType = Literal[
     "succeeded",
     "failed",
     "restored",
+    "ssh_session",
 ]
 
 

@@ -1,4 +1,4 @@
-"""SSH access to services."""
+"""SSH access to services, through the platform's SSH gateway."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from pydantic import Field
 from orchestrator.ssh import SshInfo
 
 from ..registry import Call, tool
-from .args import ServiceRef, Wait
+from .args import ServiceRef
 
 
 @tool(read_only=True, title="SSH info")
@@ -24,11 +24,10 @@ async def add_ssh_key(
     service: ServiceRef,
     public_key: Annotated[str, Field(max_length=16384, description="OpenSSH .pub line (or its SHA256 to remove)")],
     remove: bool = False,
-    wait: Wait = True,
 ) -> SshInfo:
-    """Authorize a key (ed25519, ECDSA, RSA>=3072) to SSH in as 'app' (no root), or revoke it (remove=true).
-    The first key and the last removal recreate the container."""
+    """Authorize a key (ed25519, ECDSA, RSA>=3072) to SSH into the service's container, or revoke it
+    (remove=true: its open sessions end). Never restarts the service."""
     ssh = call.platform.ssh
     if remove:
-        return await ssh.remove_key(call.principal, service, public_key, wait, call.report)
-    return await ssh.add_key(call.principal, service, public_key, wait, call.report)
+        return await ssh.remove_key(call.principal, service, public_key)
+    return await ssh.add_key(call.principal, service, public_key)

@@ -7,6 +7,9 @@ The ``host``, ``product_backend`` and ``backend`` fixtures live in conftest.py.
 from __future__ import annotations
 
 import sqlite3
+import subprocess
+import uuid
+from pathlib import Path
 from typing import Any
 
 import anyio
@@ -23,6 +26,7 @@ from .nomad_agent import nomad_get
 
 __all__ = [
     "HTTP_VIA_LOCALHOST",
+    "OpenSsh",
     "REGISTRY",
     "SERVER_PY",
     "answers",
@@ -30,7 +34,6 @@ __all__ = [
     "container_of",
     "pool_ready",
     "sh",
-    "ssh_run",
     "state",
     "tenant",
 ]
@@ -109,19 +112,51 @@ def container_of(host: AgentHost, client: docker.DockerClient, workload_id: str)
     return client.containers.get(f"main-{allocs[0]['ID']}")
 
 
-async def ssh_run(info: dict[str, Any], key: asyncssh.SSHKey, command: str, user: str = "app") -> tuple[str, str]:
-    """Run a command over SSH (``info`` from ssh_info); returns (stdout, server host key fingerprint)."""
-    async with asyncssh.connect(
-        info["host"],
-        port=info["port"],
-        username=user,
-        client_keys=[key],
-        known_hosts=None,
-        agent_path=None,
-        preferred_auth="publickey",
-        connect_timeout=20,
-    ) as conn:
-        fp = conn.get_server_host_key().get_fingerprint("sha256")
-        result = await conn.run(command, timeout=30)
-        assert result.exit_status == 0, (command, result.exit_status, result.stdout, result.stderr)
-        return str(result.stdout), fp
+class OpenSsh:
+    """The OpenSSH client (``ssh``) with one key, trusting only the host key ssh_info gave (``info``)."""
+
+    def __init__(self, folder: Path, info: dict[str, Any], key: asyncssh.SSHKey) -> None:
+        folder.mkdir(parents=True, exist_ok=True)
+        self.info = info
+        self.key_file = folder / f"id-{uuid.uuid4().hex[:8]}"
+        self.key_file.write_bytes(key.export_private_key())
+        self.key_file.chmod(0o600)
+        self.known_hosts = folder / "known_hosts"
+        self.known_hosts.write_text(info["known_hosts_line"] + "\n")
+
+    def argv(self, *args: str, user: str | None = None, tty: bool = False) -> list[str]:
+        options = {
+            "BatchMode": "yes",
+            "IdentitiesOnly": "yes",
+            "IdentityAgent": "none",
+            "StrictHostKeyChecking": "yes",
+            "UserKnownHostsFile": str(self.known_hosts),
+            "GlobalKnownHostsFile": "/dev/null",
+            "ConnectTimeout": "20",
+            "LogLevel": "ERROR",
+        }
+        return [
+            "ssh",
+            "-F",
+            "/dev/null",
+            *(f"-o{k}={v}" for k, v in options.items()),
+            "-i",
+            str(self.key_file),
+            "-p",
+            str(self.info["port"]),
+            "-tt" if tty else "-T",
+            f"{user or self.info['user']}@{self.info['host']}",
+            *args,
+        ]
+
+    async def run(
+        self, *command: str, user: str | None = None, tty: bool = False, stdin: bytes = b"", timeout: float = 90
+    ) -> subprocess.CompletedProcess[bytes]:
+        with anyio.fail_after(timeout):
+            return await anyio.run_process(self.argv(*command, user=user, tty=tty), input=stdin, check=False)
+
+    async def out(self, command: str, **kw: Any) -> str:
+        """stdout of a command that must succeed."""
+        done = await self.run(command, **kw)
+        assert done.returncode == 0, (command, done.returncode, done.stdout, done.stderr)
+        return done.stdout.decode()

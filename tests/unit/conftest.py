@@ -104,7 +104,7 @@ def app_settings(tmp_path: Path, repo_dir: Path) -> Settings:
 @pytest.fixture
 def fake_backend(app_settings: Settings, listener: int, tmp_path: Path) -> FakeBackend:
     s = app_settings
-    images = {APP_IMAGE, s.image_python, s.image_postgres, s.image_redis, s.image_sshd, s.image_base}
+    images = {APP_IMAGE, s.image_python, s.image_postgres, s.image_redis, s.image_base}
     fake = FakeBackend(images, volume_root=tmp_path / "volumes")
     fake.publish_port = listener
     return fake

@@ -18,14 +18,26 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 
 import anyio
+from anyio.abc import ObjectReceiveStream
 
 from ...errors import AgentHostError, Conflict, InvalidInput, NotFound
 from ...labels import L_ID, L_INSTANCE, L_KIND, L_MANAGED, L_TENANT
-from ..base import BackendInfo, ExecResult, ExecSpec, LogLine, NodeInfo, WorkloadSpec, WorkloadStatus
+from ..base import (
+    BackendInfo,
+    ExecResult,
+    ExecSpec,
+    LogLine,
+    NodeInfo,
+    OnBytes,
+    SessionInput,
+    SessionSpec,
+    WorkloadSpec,
+    WorkloadStatus,
+)
 from ..threaded import ThreadBudget
 from .allocs import await_placement, await_stopped, job_allocs, register_job
 from .api import NomadApi, nomad_errors
-from .exec import exec_in_alloc, exec_url
+from .exec import Gone, exec_in_alloc, exec_url
 from .jobs import (
     HASH_ITEM,
     TASK,
@@ -43,6 +55,7 @@ from .jobs import (
 from .logs import check_since, follow_logs, read_tail
 from .net import Peer, TenantNetworks
 from .nodes import agent_info, list_nodes, node_info
+from .session import session_in_alloc
 from .vars import check_variable_path, delete_variable, get_variable, put_variable
 from .volume_jobs import NodeJobs, remove_volume, volume_path
 from .volumes import ensure_volume, job_volume_names, list_volumes, pin_after_placement, pin_job, volume_placement
@@ -316,12 +329,17 @@ class NomadBackend:
             async for line in follow_logs(self.api, alloc["ID"]):
                 yield line
 
-    async def exec(self, workload_id: str, spec: ExecSpec) -> ExecResult:
+    async def _running_alloc(self, workload_id: str) -> dict[str, Any]:
+        """Raises: InvalidInput when the workload's main task is not running."""
         alloc = await self._current_alloc(workload_id)
         task = (alloc.get("TaskStates") or {}).get(TASK) or {}
         if alloc.get("ClientStatus") != "running" or task.get("State") != "running":
             raise InvalidInput(f"workload {workload_id} is not running", "start it first")
-        began = task.get("StartedAt")
+        return alloc
+
+    def _gone(self, alloc: dict[str, Any]) -> Gone:
+        """Whether the task instance of ``alloc`` has stopped or been replaced since."""
+        began = ((alloc.get("TaskStates") or {}).get(TASK) or {}).get("StartedAt")
 
         async def gone() -> bool:
             try:
@@ -334,7 +352,19 @@ class NomadBackend:
             running = now.get("ClientStatus") == "running" and state.get("State") == "running"
             return not running or state.get("StartedAt") != began
 
-        return await exec_in_alloc(exec_url(self.api, alloc["ID"]), self.api.token, spec, gone)
+        return gone
+
+    async def exec(self, workload_id: str, spec: ExecSpec) -> ExecResult:
+        alloc = await self._running_alloc(workload_id)
+
+        return await exec_in_alloc(exec_url(self.api, alloc["ID"]), self.api.token, spec, self._gone(alloc))
+
+    async def session(
+        self, workload_id: str, spec: SessionSpec, stdin: ObjectReceiveStream[SessionInput], on_output: OnBytes
+    ) -> int | None:
+        alloc = await self._running_alloc(workload_id)
+        url = exec_url(self.api, alloc["ID"])
+        return await session_in_alloc(url, self.api.token, spec, stdin, on_output, self._gone(alloc))
 
     # -- volumes, networks, secrets -----------------------------------------------------------
 

@@ -30,7 +30,7 @@ from .jobs import TASK
 if TYPE_CHECKING:
     from .api import NomadApi
 
-__all__ = ["exec_in_alloc", "exec_url", "run_in_alloc"]
+__all__ = ["Gone", "exec_in_alloc", "exec_url", "run_in_alloc"]
 
 log = logging.getLogger(__name__)
 
