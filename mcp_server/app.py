@@ -234,8 +234,7 @@ def build_http_app(
         ):
             holder["state"] = AppState(platform=platform, limiter=RateLimiter(settings.rate_limit_per_minute))
             app.state.agenthost = holder["state"]
-            if settings.ssh_gateway:
-                tg.start_soon(_serve_ssh, platform)
+            tg.start_soon(_serve_ssh, platform)
             async with mcp.session_manager.run():
                 yield
             tg.cancel_scope.cancel()

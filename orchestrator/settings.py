@@ -299,19 +299,14 @@ class Settings(BaseSettings):
     sandbox_max_ttl_s: int = 86400
     sandbox_reap_interval_s: float = 5.0
 
-    # SSH: one gateway in `agenthost serve` (orchestrator/ssh/gateway.py); sessions run inside the workloads.
-    ssh_gateway: bool = Field(True, description="serve SSH (`agenthost serve` only)")
-    ssh_bind: str = Field("0.0.0.0", description="the address the SSH gateway listens on")
-    ssh_port: int = Field(2222, ge=1, le=65535, description="the SSH gateway's port")
-    ssh_host: str | None = Field(None, description="the host name ssh_info gives users; default publish_host")
+    ssh_bind: str = Field("0.0.0.0", description="where the SSH gateway of `agenthost serve` listens")
+    ssh_port: int = Field(2222, ge=1, le=65535, description="the SSH gateway's port (ssh_info gives publish_host)")
     ssh_max_keys: int = 10
     ssh_idle_timeout_s: float = Field(900.0, gt=0, description="an SSH connection with no traffic closes after this")
-    ssh_recheck_s: float = Field(2.0, gt=0, description="how often an open connection's key is checked again")
     ssh_max_sessions_per_tenant: int = Field(20, ge=1, description="open SSH sessions of one tenant")
     ssh_max_sessions_per_target: int = Field(5, ge=1, description="open SSH sessions into one service")
 
-    # Images. Production points these at ordinary registry images; air-gapped hosts
-    # (and this project's tests) at the ones `agenthost images build` makes.
+    # Images: ordinary registry images in production; on air-gapped hosts (and in tests) `agenthost images build`'s.
     image_base: str = "agenthost/base:bookworm"
     image_python: str = "agenthost/python:bookworm"
     image_postgres: str = "agenthost/postgres:bookworm"

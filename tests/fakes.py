@@ -299,20 +299,23 @@ class FakeBackend:
     async def session(
         self, workload_id: str, spec: SessionSpec, stdin: ObjectReceiveStream[SessionInput], on_output: OnBytes
     ) -> int | None:
-        """Reads stdin to its end (terminal sizes are noted in ``sizes``), then answers as ``exec`` would."""
+        """Answers as ``exec`` would; ``cat`` (which reads its input) first reads stdin to its end (terminal
+        sizes are noted in ``sizes``)."""
         self._up()
         w = self._get(workload_id)
         if w.state != "running":
             raise InvalidInput(f"workload {workload_id} is not running", "start it first")
+        argv = ["sh", *spec.argv[1:]] if spec.argv[:2] == ["/bin/sh", "-c"] else spec.argv
         data = bytearray()
-        async for item in stdin:
-            if item is None:
-                break
-            if isinstance(item, tuple):
-                self.sizes.append(item)
-            else:
-                data += item
-        result = await self.exec(workload_id, ExecSpec(spec.argv, stdin=bytes(data)))
+        if argv[-1] == "cat":
+            async for item in stdin:
+                if item is None:
+                    break
+                if isinstance(item, tuple):
+                    self.sizes.append(item)
+                else:
+                    data += item
+        result = await self.exec(workload_id, ExecSpec(argv, stdin=bytes(data)))
         for stream, text in (("stdout", result.stdout), ("stderr", result.stderr)):
             if text:
                 await on_output(stream, text.encode())

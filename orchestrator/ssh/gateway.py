@@ -8,7 +8,7 @@ when the client asks for one (its size changes passed on), else a command with i
 and exit status. When a session ends for any reason (the client left, the key was revoked, the
 connection idled) its command and everything it started are killed inside the workload.
 
-While a connection is open, its key is checked again every ``ssh_recheck_s`` (so a key removed in
+While a connection is open, its key is checked again every ``RECHECK_S`` (so a key removed in
 any process on the data dir closes its sessions within seconds), and a connection with no traffic for
 ``ssh_idle_timeout_s`` is closed. Forwarding, agent and X11 requests, sftp and other subsystems are refused.
 """
@@ -34,10 +34,11 @@ from ..store import Store
 from .hostkey import load_host_key
 from .manager import SshManager, Target
 
-__all__ = ["SHELL", "SshGateway"]
+__all__ = ["RECHECK_S", "SHELL", "SshGateway"]
 
 log = logging.getLogger(__name__)
 
+RECHECK_S = 2.0  # how often an open connection's key is checked again
 # A login shell: bash where the image has it, else sh.
 SHELL = ["/bin/sh", "-c", "if command -v bash >/dev/null 2>&1; then exec bash -il; fi; exec sh -il"]
 
@@ -168,7 +169,7 @@ class SshGateway:
         """Close the connection once its key no longer lets it in, or it idled too long."""
         assert conn.target is not None
         while not conn.closed.is_set():
-            with anyio.move_on_after(self.settings.ssh_recheck_s):
+            with anyio.move_on_after(RECHECK_S):
                 await conn.closed.wait()
             if conn.closed.is_set():
                 return

@@ -109,7 +109,7 @@ class SshManager:
 
     async def _info(self, p: Principal, rec: ServiceRecord) -> SshInfo:
         _, public, fp = load_host_key(self.settings.data_dir, self.store.secrets)
-        host, port = self.settings.ssh_host or self.settings.publish_host, self.settings.ssh_port
+        host, port = self.settings.publish_host, self.settings.ssh_port
         user = f"{rec.name}.{p.tenant_name}"
         info = SshInfo(
             service=rec.name,
@@ -151,7 +151,7 @@ class SshManager:
         return await self._info(p, rec)
 
     async def remove_key(self, p: Principal, ref: str, key: str) -> SshInfo:
-        """Revoke a key (by fingerprint or public key); its open sessions end within ssh_recheck_s.
+        """Revoke a key (by fingerprint or public key); its open sessions end within seconds.
 
         Raises: InvalidInput; NotFound for an unknown service or key."""
         ts = self.store.scoped(p.tenant_id)

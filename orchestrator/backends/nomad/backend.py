@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 import anyio
 from anyio.abc import ObjectReceiveStream
 
-from ...errors import AgentHostError, Conflict, InvalidInput, NotFound
+from ...errors import Conflict, InvalidInput, NotFound
 from ...labels import L_ID, L_INSTANCE, L_KIND, L_MANAGED, L_TENANT
 from ..base import (
     BackendInfo,
@@ -37,7 +37,7 @@ from ..base import (
 from ..threaded import ThreadBudget
 from .allocs import await_placement, await_stopped, job_allocs, register_job
 from .api import NomadApi, nomad_errors
-from .exec import Gone, exec_in_alloc, exec_url
+from .exec import Gone, exec_in_alloc, exec_url, task_gone
 from .jobs import (
     HASH_ITEM,
     TASK,
@@ -338,21 +338,7 @@ class NomadBackend:
         return alloc
 
     def _gone(self, alloc: dict[str, Any]) -> Gone:
-        """Whether the task instance of ``alloc`` has stopped or been replaced since."""
-        began = ((alloc.get("TaskStates") or {}).get(TASK) or {}).get("StartedAt")
-
-        async def gone() -> bool:
-            try:
-                now = await self._run("inspect allocation", self.api.get, "allocation", alloc["ID"])
-            except NotFound:
-                return True
-            except AgentHostError:
-                return False  # no news this time
-            state = (now.get("TaskStates") or {}).get(TASK) or {}
-            running = now.get("ClientStatus") == "running" and state.get("State") == "running"
-            return not running or state.get("StartedAt") != began
-
-        return gone
+        return task_gone(lambda: self._run("inspect allocation", self.api.get, "allocation", alloc["ID"]), alloc)
 
     async def exec(self, workload_id: str, spec: ExecSpec) -> ExecResult:
         alloc = await self._running_alloc(workload_id)
