@@ -10,7 +10,8 @@ connection idled) its command and everything it started are killed inside the wo
 
 While a connection is open, its key is checked again every ``RECHECK_S`` (so a key removed in
 any process on the data dir closes its sessions within seconds), and a connection with no traffic for
-``ssh_idle_timeout_s`` is closed. Forwarding, agent and X11 requests, sftp and other subsystems are refused.
+``ssh_idle_timeout_s`` is closed. ``ssh -L`` reaches the service's own port and the tenant's databases by
+name (``forwarding``); remote forwarding, agent and X11 requests, sftp and other subsystems are refused.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from ..errors import AgentHostError
 from ..events import EventLog
 from ..settings import Settings
 from ..store import Store
+from .forwarding import forward_endpoint
 from .hostkey import load_host_key
 from .manager import SshManager, Target
 
@@ -92,6 +94,24 @@ class _Connection(asyncssh.SSHServer):
         assert self.target is not None
         self.gateway.check_limits(self.target)
         return self._session
+
+    def connection_requested(self, dest_host: str, dest_port: int, orig_host: str, orig_port: int) -> Any:
+        """``ssh -L``: a coroutine the connection awaits (a truthy answer here; the refusal comes from it)."""
+        return self._forward(dest_host, dest_port)
+
+    def server_requested(self, listen_host: str, listen_port: int) -> bool:
+        return False  # ``ssh -R``: nothing listens on the gateway's behalf
+
+    async def _forward(self, host: str, port: int) -> Any:
+        assert self.conn is not None and self.target is not None
+        endpoint = await forward_endpoint(self.gateway.store, self.gateway.backend, self.target, host, port)
+        if endpoint is None:
+            raise asyncssh.ChannelOpenError(
+                asyncssh.OPEN_ADMINISTRATIVELY_PROHIBITED,
+                "only the service's own port (localhost:<port>) and the tenant's databases by name are forwarded",
+            )
+        self.active = time.monotonic()
+        return await self.conn.forward_connection(endpoint.host, endpoint.port)
 
     def close(self, reason: str) -> None:
         self.reason = reason

@@ -9,6 +9,8 @@ from __future__ import annotations
 import sqlite3
 import subprocess
 import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +23,7 @@ from mcp import Client
 
 from orchestrator.backends.base import Backend, WorkloadStatus
 
-from .harness import AgentHost, call, untrusted_body
+from .harness import AgentHost, call, free_port, untrusted_body
 from .nomad_agent import nomad_get
 
 __all__ = [
@@ -124,7 +126,7 @@ class OpenSsh:
         self.known_hosts = folder / "known_hosts"
         self.known_hosts.write_text(info["known_hosts_line"] + "\n")
 
-    def argv(self, *args: str, user: str | None = None, tty: bool = False) -> list[str]:
+    def argv(self, *args: str, user: str | None = None, tty: bool = False, extra: tuple[str, ...] = ()) -> list[str]:
         options = {
             "BatchMode": "yes",
             "IdentitiesOnly": "yes",
@@ -145,6 +147,7 @@ class OpenSsh:
             "-p",
             str(self.info["port"]),
             "-tt" if tty else "-T",
+            *extra,
             f"{user or self.info['user']}@{self.info['host']}",
             *args,
         ]
@@ -154,6 +157,25 @@ class OpenSsh:
     ) -> subprocess.CompletedProcess[bytes]:
         with anyio.fail_after(timeout):
             return await anyio.run_process(self.argv(*command, user=user, tty=tty), input=stdin, check=False)
+
+    @asynccontextmanager
+    async def forward(self, dest: str) -> AsyncIterator[int]:
+        """``ssh -N -L <a free port>:<dest>`` for as long as the block runs; yields the local port."""
+        local = free_port()
+        argv = self.argv(extra=("-N", "-oExitOnForwardFailure=yes", "-L", f"127.0.0.1:{local}:{dest}"))
+        async with await anyio.open_process(argv) as proc:
+            with anyio.fail_after(30):
+                while True:
+                    try:
+                        await (await anyio.connect_tcp("127.0.0.1", local)).aclose()
+                        break
+                    except OSError:
+                        assert proc.returncode is None, "ssh -L exited"
+                        await anyio.sleep(0.1)
+            try:
+                yield local
+            finally:
+                proc.terminate()
 
     async def out(self, command: str, **kw: Any) -> str:
         """stdout of a command that must succeed."""

@@ -14,7 +14,7 @@ import pytest
 
 from orchestrator.backends.base import Backend
 
-from .conformance import OpenSsh, container_of, sh, tenant
+from .conformance import OpenSsh, answers, container_of, sh, tenant
 from .harness import AgentHost, call, connect
 
 pytestmark = [pytest.mark.anyio, pytest.mark.e2e]
@@ -56,6 +56,13 @@ async def test_ssh_session_lands_inside_the_service(
         # A PTY when asked for one; none otherwise.
         assert re.fullmatch(r"/dev/pts/\d+\r?\n", await ssh.out("tty", tty=True))
         assert (await ssh.run("tty")).returncode == 1
+
+        # ssh -L reaches the service's own port; any other port is refused.
+        async with ssh.forward("localhost:8000") as local:
+            assert await answers(f"http://127.0.0.1:{local}/", timeout=30) == "hello from-set-env"
+        async with ssh.forward("localhost:22") as local, await anyio.connect_tcp("127.0.0.1", local) as refused:
+            with pytest.raises((anyio.EndOfStream, anyio.BrokenResourceError, OSError)):
+                await refused.receive()
 
         # Wrong key, unknown service, unknown tenant, a bare user name: one and the same refusal.
         refusals = [

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import anyio
 import asyncssh
 import docker
 import pytest
@@ -121,3 +122,30 @@ async def test_bad_public_keys_are_refused(agenthost: AgentHost, hello_image: st
             await call(client, "add_ssh_key", {"service": "nope", "public_key": ed})
         assert err.value.code == "not_found"
         await call(client, "delete_service", {"service": "k", "confirm": True})
+
+
+async def test_forwarding_reaches_the_tenants_own_database_by_name(
+    agenthost: AgentHost, hello_image: str, tmp_path: Path
+) -> None:
+    alice = asyncssh.generate_private_key("ssh-ed25519")
+    key = agenthost.tenant("ssh-fwd")
+    other = agenthost.tenant("ssh-fwd-other")
+    async with connect(agenthost, key, "http") as client, connect(agenthost, other, "stdio") as theirs:
+        public = alice.export_public_key().decode()
+        await call(
+            client, "deploy_service", {"name": "app", "image": hello_image, "port": 8000, "ssh_public_key": public}
+        )
+        assert (await call(client, "create_database", {"name": "cache", "engine": "redis"}))["status"] == "running"
+        await call(client, "link_database", {"database": "cache", "service": "app"})
+        assert (await call(theirs, "create_database", {"name": "theirs", "engine": "redis"}))["status"] == "running"
+        ssh = OpenSsh(tmp_path / "alice", await call(client, "ssh_info", {"service": "app"}), alice)
+
+        async with ssh.forward("cache:6379") as local, await anyio.connect_tcp("127.0.0.1", local) as redis:
+            await redis.send(b"PING\r\n")
+            assert (await redis.receive()).startswith(b"-NOAUTH"), "not the tenant's redis"
+        async with ssh.forward("theirs:6379") as local, await anyio.connect_tcp("127.0.0.1", local) as refused:
+            with pytest.raises((anyio.EndOfStream, anyio.BrokenResourceError, OSError)):
+                await refused.receive()
+        for ref, who in (("cache", client), ("theirs", theirs)):
+            await call(who, "delete_database", {"database": ref, "confirm": True})
+        await call(client, "delete_service", {"service": "app", "confirm": True})

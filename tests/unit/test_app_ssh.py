@@ -166,3 +166,38 @@ def test_an_idle_connection_is_closed(site: Site) -> None:
     site.run(idle)
     audit = site.call("list_audit", key=site.admin, tenant="acme")["entries"]
     assert any(a["action"] == "ssh_session" and "idle" in a["outcome"] for a in audit), audit
+
+
+def test_forwarding_reaches_the_service_and_the_tenants_databases_only(site: Site) -> None:
+    key, public = _key()
+    site.call("deploy_service", name="web", image=APP_IMAGE, port=8000, ssh_public_key=public)
+    site.call("deploy_service", name="other-web", image=APP_IMAGE, port=8000)
+    assert site.call("create_database", name="cache", engine="redis")["status"] == "running"
+    other = site.call("create_tenant", key=site.admin, name="other")["key"]["key"]
+    assert site.call("create_database", key=other, name="theirs", engine="redis")["status"] == "running"
+
+    async def forwards() -> tuple[list[bytes], list[str]]:
+        reached, refused = [], []
+        async with await _connect(site, "web.acme", key) as conn:
+            for host, port in [("localhost", 8000), ("web", 8000), ("cache", 6379)]:
+                reader, writer = await conn.open_connection(host, port)
+                writer.write(b"GET / HTTP/1.0\r\n\r\n" if port == 8000 else b"*1\r\n$4\r\nPING\r\n")
+                reached.append(await reader.read(100))
+                writer.close()
+            for host, port in [
+                ("localhost", 22),  # not the service's port
+                ("other-web", 8000),  # another service of the tenant
+                ("theirs", 6379),  # another tenant's database
+                ("cache", 8000),
+                ("127.0.0.2", 8000),
+                ("10.0.0.1", 8000),
+                ("169.254.169.254", 80),
+            ]:
+                with pytest.raises(asyncssh.ChannelOpenError) as err:
+                    await conn.open_connection(host, port)
+                refused.append(err.value.reason)
+        return reached, refused
+
+    reached, refused = site.run(forwards)
+    assert [r[:15] for r in reached] == [b"HTTP/1.0 200 OK", b"HTTP/1.0 200 OK", b"+OK\r\n+PONG\r\n"], reached
+    assert len(set(refused)) == 1 and "only the service's own port" in refused[0], refused
