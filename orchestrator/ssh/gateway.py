@@ -11,7 +11,8 @@ connection idled) its command and everything it started are killed inside the wo
 While a connection is open, its key is checked again every ``RECHECK_S`` (so a key removed in
 any process on the data dir closes its sessions within seconds), and a connection with no traffic for
 ``ssh_idle_timeout_s`` is closed. ``ssh -L`` reaches the service's own port and the tenant's databases by
-name (``forwarding``); remote forwarding, agent and X11 requests, sftp and other subsystems are refused.
+name (``forwarding``); sftp runs over the same exec channel (``sftp``); remote forwarding, agent and X11
+requests and other subsystems are refused.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from typing import Any
 import anyio
 import asyncssh
 from anyio.abc import TaskGroup, TaskStatus
+from asyncssh.stream import SSHServerStreamSession
 
 from ..backends.base import Backend, SessionInput, SessionSpec
 from ..errors import AgentHostError
@@ -35,6 +37,7 @@ from ..store import Store
 from .forwarding import forward_endpoint
 from .hostkey import load_host_key
 from .manager import SshManager, Target
+from .sftp import WorkloadSftp
 
 __all__ = ["RECHECK_S", "SHELL", "SshGateway"]
 
@@ -93,7 +96,17 @@ class _Connection(asyncssh.SSHServer):
     def session_requested(self) -> Any:
         assert self.target is not None
         self.gateway.check_limits(self.target)
-        return self._session
+        return SSHServerStreamSession(self._session, self._sftp, sftp_version=3)
+
+    def _sftp(self, chan: Any) -> WorkloadSftp:
+        target = self.target
+        assert target is not None
+        started = datetime.now(UTC)
+
+        async def ended() -> None:
+            await self.gateway.record(target, self.peer, "sftp", started, "closed", None)
+
+        return WorkloadSftp(chan, self.gateway.backend, target.service_id, ended)
 
     def connection_requested(self, dest_host: str, dest_port: int, orig_host: str, orig_port: int) -> Any:
         """``ssh -L``: a coroutine the connection awaits (a truthy answer here; the refusal comes from it)."""
@@ -281,10 +294,10 @@ class SshGateway:
             self.per_tenant[target.tenant_id] -= 1
             self.per_target[target.service_id] -= 1
             with anyio.CancelScope(shield=True):
-                await self._record(target, conn.peer, "command" if command else "shell", started, outcome, code)
+                await self.record(target, conn.peer, "command" if command else "shell", started, outcome, code)
         return code
 
-    async def _record(
+    async def record(
         self, target: Target, peer: str, what: str, started: datetime, outcome: str, code: int | None
     ) -> None:
         ended = datetime.now(UTC)

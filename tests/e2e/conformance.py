@@ -158,6 +158,13 @@ class OpenSsh:
         with anyio.fail_after(timeout):
             return await anyio.run_process(self.argv(*command, user=user, tty=tty), input=stdin, check=False)
 
+    async def sftp(self, batch: str, timeout: float = 90) -> subprocess.CompletedProcess[bytes]:
+        """``sftp -b -`` with the batch on stdin (it stops at the first failing command)."""
+        options = ["-P" if a == "-p" else a for a in self.argv()[1:-2]]  # ssh's options, less -T and the target
+        argv = ["sftp", *options, "-b", "-", f"{self.info['user']}@{self.info['host']}"]
+        with anyio.fail_after(timeout):
+            return await anyio.run_process(argv, input=batch.encode(), check=False)
+
     @asynccontextmanager
     async def forward(self, dest: str) -> AsyncIterator[int]:
         """``ssh -N -L <a free port>:<dest>`` for as long as the block runs; yields the local port."""

@@ -5,6 +5,7 @@ with a PTY when asked, exit statuses, stdin; refusals say nothing; a revoked key
 from __future__ import annotations
 
 import re
+from hashlib import sha256
 from pathlib import Path
 
 import anyio
@@ -31,7 +32,11 @@ async def test_ssh_session_lands_inside_the_service(
     alice = asyncssh.generate_private_key("ssh-ed25519", comment="alice@laptop")
     mallory = asyncssh.generate_private_key("ssh-ed25519")
     async with connect(host, key, "http") as client:
-        svc = await call(client, "deploy_service", {"name": "box", "image": hello_image, "port": 8000})
+        svc = await call(
+            client,
+            "deploy_service",
+            {"name": "box", "image": hello_image, "port": 8000, "volumes": [{"name": "home", "path": "/home/app"}]},
+        )
         assert svc["status"] == "running", svc
         await call(client, "set_env", {"service": "box", "vars": {"GREETING": "from-set-env"}})
         container = container_of(host, docker_client, svc["id"]).id
@@ -63,6 +68,19 @@ async def test_ssh_session_lands_inside_the_service(
         async with ssh.forward("localhost:22") as local, await anyio.connect_tcp("127.0.0.1", local) as refused:
             with pytest.raises((anyio.EndOfStream, anyio.BrokenResourceError, OSError)):
                 await refused.receive()
+
+        # sftp puts a file into a volume (exec reads it back) and gets it back; the image's root stays read-only.
+        payload = bytes(range(256)) * 1000
+        (tmp_path / "up.bin").write_bytes(payload)
+        up, down = tmp_path / "up.bin", tmp_path / "down.bin"
+        done = await ssh.sftp(f"put {up} /home/app/up.bin\nget /home/app/up.bin {down}\nls -l /home/app\n")
+        assert done.returncode == 0, done
+        assert (tmp_path / "down.bin").read_bytes() == payload and b"up.bin" in done.stdout
+        assert (await sh(client, "sha256sum /home/app/up.bin", service="box"))[1].split()[0] == sha256(
+            payload
+        ).hexdigest()
+        done = await ssh.sftp(f"put {tmp_path / 'up.bin'} /app/up.bin\n")
+        assert done.returncode != 0 and b"ermission denied" in done.stderr + done.stdout, done
 
         # Wrong key, unknown service, unknown tenant, a bare user name: one and the same refusal.
         refusals = [
