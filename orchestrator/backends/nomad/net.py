@@ -12,8 +12,9 @@ One bridge per tenant and node is also the limit: a tenant's workloads reach eac
 the same node; nomad/README.md says how to run a multi-node cluster with that.
 
 Other workloads: egress ``open`` without a tenant network joins the node's shared agenthost
-bridge (inter-container traffic off); egress ``none`` without ports gets no network at all; an
-SSH sidecar joins its service's network namespace (``container:main-<alloc id>``) on that node.
+bridge (inter-container traffic off); egress ``none`` without ports gets no network at all; a
+workload with ``share_network_with`` joins that workload's network namespace (``container:main-<alloc id>``) on
+its node.
 """
 
 from __future__ import annotations
