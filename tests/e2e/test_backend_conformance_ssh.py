@@ -61,6 +61,17 @@ async def test_ssh_session_lands_inside_the_service(
         # A PTY when asked for one; none otherwise.
         assert re.fullmatch(r"/dev/pts/\d+\r?\n", await ssh.out("tty", tty=True))
         assert (await ssh.run("tty")).returncode == 1
+        # The terminal's size, and a change of it, reach the shell's terminal.
+        async with asyncssh.connect(
+            info["host"], port=info["port"], username=info["user"], client_keys=[alice], known_hosts=None
+        ) as conn:
+            proc = await conn.create_process("stty size; read x; stty size", term_type="xterm", term_size=(80, 24))
+            with anyio.fail_after(60):
+                assert (await proc.stdout.readline()).strip() == "24 80"
+                proc.change_terminal_size(132, 43)  # applied in order: before the newline reaches the terminal
+                proc.stdin.write("\n")
+                assert (await proc.stdout.readline()).strip() == ""  # the terminal echoes the newline
+                assert (await proc.stdout.readline()).strip() == "43 132"
 
         # ssh -L reaches the service's own port; any other port is refused.
         async with ssh.forward("localhost:8000") as local:
