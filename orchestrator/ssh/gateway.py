@@ -102,11 +102,16 @@ class _Connection(asyncssh.SSHServer):
         target = self.target
         assert target is not None
         started = datetime.now(UTC)
+        self.gateway.opened(target)
+
+        def touch() -> None:
+            self.active = time.monotonic()
 
         async def ended() -> None:
+            self.gateway.closed(target)
             await self.gateway.record(target, self.peer, "sftp", started, "closed", None)
 
-        return WorkloadSftp(chan, self.gateway.backend, target.service_id, ended)
+        return WorkloadSftp(chan, self.gateway.backend, target.service_id, touch, ended)
 
     def connection_requested(self, dest_host: str, dest_port: int, orig_host: str, orig_port: int) -> Any:
         """``ssh -L``: a coroutine the connection awaits (a truthy answer here; the refusal comes from it)."""
@@ -229,6 +234,14 @@ class SshGateway:
                 f"{target.label} has {self.settings.ssh_max_sessions_per_target} SSH sessions open already",
             )
 
+    def opened(self, target: Target) -> None:
+        self.per_tenant[target.tenant_id] += 1
+        self.per_target[target.service_id] += 1
+
+    def closed(self, target: Target) -> None:
+        self.per_tenant[target.tenant_id] -= 1
+        self.per_target[target.service_id] -= 1
+
     async def run_session(
         self,
         conn: _Connection,
@@ -249,8 +262,7 @@ class SshGateway:
             term=term,
             size=(width, height) if term is not None and width and height else None,
         )
-        self.per_tenant[target.tenant_id] += 1
-        self.per_target[target.service_id] += 1
+        self.opened(target)
         started = datetime.now(UTC)
         code: int | None = None
         outcome = "lost"
@@ -291,8 +303,7 @@ class SshGateway:
             outcome = f"closed: {conn.reason or 'the client left'}"
             raise
         finally:
-            self.per_tenant[target.tenant_id] -= 1
-            self.per_target[target.service_id] -= 1
+            self.closed(target)
             with anyio.CancelScope(shield=True):
                 await self.record(target, conn.peer, "command" if command else "shell", started, outcome, code)
         return code

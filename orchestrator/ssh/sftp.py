@@ -51,10 +51,19 @@ def _attrs(line: str) -> asyncssh.SFTPAttrs:
 class WorkloadSftp(asyncssh.SFTPServer):
     """An SFTP server whose filesystem is the workload's, reached through ``backend.session``."""
 
-    def __init__(self, chan: Any, backend: Backend, workload_id: str, on_exit: Callable[[], Awaitable[None]]) -> None:
+    def __init__(
+        self,
+        chan: Any,
+        backend: Backend,
+        workload_id: str,
+        touch: Callable[[], None],
+        on_exit: Callable[[], Awaitable[None]],
+    ) -> None:
+        """``touch()`` is called at every request (the connection is not idle); ``on_exit()`` once at the end."""
         super().__init__(chan)
         self._backend = backend
         self._workload = workload_id
+        self._touch = touch
         self._on_exit = on_exit
         self._cwd: str | None = None
 
@@ -63,6 +72,7 @@ class WorkloadSftp(asyncssh.SFTPServer):
 
     async def _run(self, argv: list[str], stdin: bytes = b"", limit: int = 1024 * 1024) -> tuple[int, bytes, str]:
         """Raises: SFTPFailure when the workload cannot run it or its output passes ``limit``."""
+        self._touch()
         send, receive = anyio.create_memory_object_stream[SessionInput](4)
         out, err = bytearray(), bytearray()
 

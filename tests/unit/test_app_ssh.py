@@ -201,3 +201,20 @@ def test_forwarding_reaches_the_service_and_the_tenants_databases_only(site: Sit
     reached, refused = site.run(forwards)
     assert [r[:15] for r in reached] == [b"HTTP/1.0 200 OK", b"HTTP/1.0 200 OK", b"+OK\r\n+PONG\r\n"], reached
     assert len(set(refused)) == 1 and "only the service's own port" in refused[0], refused
+
+
+def test_a_terminal_and_its_size_changes_reach_the_backend(site: Site, fake_backend: FakeBackend) -> None:
+    key, public = _key()
+    site.call("deploy_service", name="web", image=APP_IMAGE, port=8000, ssh_public_key=public)
+
+    async def resized() -> Any:
+        async with await _connect(site, "web.acme", key) as conn:
+            proc = await conn.create_process("cat", term_type="xterm-256color", term_size=(80, 24))
+            proc.change_terminal_size(132, 43)
+            proc.stdin.write("typed")
+            proc.stdin.write_eof()
+            return await proc.wait(timeout=10)
+
+    done = site.run(resized)
+    assert (done.exit_status, done.stdout) == (0, "typed")
+    assert fake_backend.sizes == [(132, 43)]
