@@ -169,6 +169,7 @@ class SshGateway:
         self.per_tenant: Counter[str] = Counter()
         self.per_target: Counter[str] = Counter()
         self._tg: TaskGroup | None = None
+        self._conns: set[_Connection] = set()
 
     async def serve(self, *, task_status: TaskStatus[int] = anyio.TASK_STATUS_IGNORED) -> None:
         """Listen until cancelled; ``task_status`` gets the port. Raises: OSError when the port is taken."""
@@ -198,13 +199,27 @@ class SshGateway:
             server.close()
             with anyio.CancelScope(shield=True):
                 await server.wait_closed()
+                await self._close_all()
+
+    async def _close_all(self, grace_s: float = 15.0) -> None:
+        """Close every connection, and give their sessions the time to kill what they ran in the workloads."""
+        for conn in list(self._conns):
+            conn.close("the server is shutting down")
+        with anyio.move_on_after(grace_s):
+            while sum(self.per_tenant.values()) > 0:
+                await anyio.sleep(0.1)
 
     def watch(self, conn: _Connection) -> None:
         if self._tg is not None:
+            self._conns.add(conn)
             self._tg.start_soon(self._watch, conn)
 
     async def _watch(self, conn: _Connection) -> None:
         """Close the connection once its key no longer lets it in, or it idled too long."""
+        await self._check_until_closed(conn)
+        self._conns.discard(conn)  # (cancelled, it stays: the shutdown closes what is left)
+
+    async def _check_until_closed(self, conn: _Connection) -> None:
         assert conn.target is not None
         while not conn.closed.is_set():
             with anyio.move_on_after(RECHECK_S):
