@@ -1,5 +1,6 @@
-"""Where ``ssh -L`` may go: the service's own port (as ``localhost``, ``127.0.0.1`` or its name) and the
-tenant's own databases by name (their engine's port). Nothing else: no other tenant, no host, no LAN.
+"""Where ``ssh -L`` may go from a session in a service (nowhere from a sandbox): the service's own port
+(as ``localhost``, ``127.0.0.1`` or its name) and the tenant's own databases by name (their engine's
+port). Nothing else: no other tenant, no host, no LAN.
 
 A forward reaches the workload at the endpoint its engine publishes for that port (the one health checks
 use), so the gateway never needs a route into tenant networks.
@@ -19,9 +20,11 @@ _LOCAL = {"localhost", "127.0.0.1", "::1"}
 
 async def forward_endpoint(store: Store, backend: Backend, target: Target, host: str, port: int) -> Endpoint | None:
     """The endpoint a forward to ``host:port`` from a session of ``target`` reaches, or None when refused."""
+    if target.kind != "service":
+        return None  # a sandbox has no ports of its own, and its network is its own policy's
     ts = store.scoped(target.tenant_id)
     try:
-        svc = await ts.services.get(target.service_id)
+        svc = await ts.services.get(target.workload_id)
     except NotFound:
         return None
     if host in _LOCAL or host == svc.name:

@@ -111,7 +111,7 @@ class _Connection(asyncssh.SSHServer):
             self.gateway.closed(target)
             await self.gateway.record(target, self.peer, "sftp", started, "closed", None)
 
-        return WorkloadSftp(chan, self.gateway.backend, target.service_id, touch, ended)
+        return WorkloadSftp(chan, self.gateway.backend, target.workload_id, touch, ended)
 
     def connection_requested(self, dest_host: str, dest_port: int, orig_host: str, orig_port: int) -> Any:
         """``ssh -L``: a coroutine the connection awaits (a truthy answer here; the refusal comes from it)."""
@@ -243,7 +243,7 @@ class SshGateway:
                 asyncssh.OPEN_RESOURCE_SHORTAGE,
                 f"the tenant has {self.settings.ssh_max_sessions_per_tenant} SSH sessions open already",
             )
-        if self.per_target[target.service_id] >= self.settings.ssh_max_sessions_per_target:
+        if self.per_target[target.workload_id] >= self.settings.ssh_max_sessions_per_target:
             raise asyncssh.ChannelOpenError(
                 asyncssh.OPEN_RESOURCE_SHORTAGE,
                 f"{target.label} has {self.settings.ssh_max_sessions_per_target} SSH sessions open already",
@@ -251,11 +251,11 @@ class SshGateway:
 
     def opened(self, target: Target) -> None:
         self.per_tenant[target.tenant_id] += 1
-        self.per_target[target.service_id] += 1
+        self.per_target[target.workload_id] += 1
 
     def closed(self, target: Target) -> None:
         self.per_tenant[target.tenant_id] -= 1
-        self.per_target[target.service_id] -= 1
+        self.per_target[target.workload_id] -= 1
 
     async def run_session(
         self,
@@ -308,7 +308,7 @@ class SshGateway:
         try:
             async with anyio.create_task_group() as tg:
                 tg.start_soon(pump_in)
-                code = await self.backend.session(target.service_id, spec, receive, on_output)
+                code = await self.backend.session(target.workload_id, spec, receive, on_output)
                 outcome = f"exit {code}" if code is not None else "lost"
                 tg.cancel_scope.cancel()
         except AgentHostError as exc:
@@ -333,7 +333,7 @@ class SshGateway:
             f" ended {ended.isoformat(timespec='seconds')} ({seconds:.0f} s): {outcome}"
         )
         ts = self.store.scoped(target.tenant_id)
-        await self.events.record(ts, "service", target.service_id, target.service_name, "ssh_session", detail, code)
+        await self.events.record(ts, target.kind, target.workload_id, target.name, "ssh_session", detail, code)
         try:
             await ts.audit.record(f"ssh:{target.key_fingerprint}", "ssh_session", target.label, outcome, detail)
         except (AgentHostError, sqlite3.Error):  # the audit row is a record, never a reason for a session to fail

@@ -1,8 +1,9 @@
-"""SSH access to a service: its keys, what ssh_info says, and who the gateway lets in.
+"""SSH access to a service or a sandbox: its keys, what ssh_info says, and who the gateway lets in.
 
-The keys live in the service's spec (``ssh_public_keys``), outside what its container is made of: adding
-or removing one never touches the workload. The gateway (``gateway``) asks ``authorize`` at every login
-and ``still_allowed`` every few seconds while a connection is open, so a revoked key's sessions end.
+A service's keys live in its spec (``ssh_public_keys``), a sandbox's in its record, outside what the
+container is made of: adding or removing one never touches the workload. The gateway (``gateway``) asks
+``authorize`` at every login and ``still_allowed`` every few seconds while a connection is open, so a
+revoked key's sessions end.
 """
 
 from __future__ import annotations
@@ -10,23 +11,24 @@ from __future__ import annotations
 import logging
 import re
 from dataclasses import dataclass
+from typing import Literal
 
 import anyio
 from pydantic import BaseModel, Field
 
 from ..errors import InvalidInput, NotFound, QuotaExceeded
-from ..models import Principal, ServiceRecord, ServiceSpec
+from ..models import Principal, ServiceSpec
 from ..services import DeployRequest
 from ..settings import Settings
-from ..store import Store
+from ..store import Store, TenantStore
 from .hostkey import load_host_key
 from .keys import fingerprint, normalize_public_key
 
-__all__ = ["AuthorizedKey", "SshInfo", "SshManager", "Target"]
+__all__ = ["AuthorizedKey", "Kind", "SshInfo", "SshManager", "Target"]
 
 log = logging.getLogger(__name__)
 
-# '<service>.<tenant>': a service name has no dot, so the first one splits.
+# '<service or sandbox>.<tenant>': a name has no dot, so the first one splits.
 _USER = re.compile(r"([a-z][a-z0-9-]{0,39})\.([A-Za-z0-9][A-Za-z0-9._-]{0,99})")
 
 
@@ -37,16 +39,19 @@ class AuthorizedKey(BaseModel):
 
 
 class SshInfo(BaseModel):
-    service: str
+    target: str = Field(description="'service <name>' or 'sandbox <name>'")
     ready: bool = Field(description="the SSH gateway answers now")
     host: str
     port: int
-    user: str = Field(description="'<service>.<tenant>': the SSH user name addresses the service")
+    user: str = Field(description="'<name>.<tenant>': the SSH user name addresses the service or sandbox")
     host_key_fingerprint: str
     known_hosts_line: str
     command: str
     authorized_keys: list[AuthorizedKey] = []
     note: str | None = None
+
+
+Kind = Literal["service", "sandbox"]
 
 
 @dataclass(frozen=True)
@@ -55,13 +60,46 @@ class Target:
 
     tenant_id: str
     tenant_name: str
-    service_id: str
-    service_name: str
+    kind: Kind
+    workload_id: str
+    name: str
     key_fingerprint: str
 
     @property
     def label(self) -> str:
-        return f"service {self.service_name}"
+        return f"{self.kind} {self.name}"
+
+
+@dataclass(frozen=True)
+class _Box:
+    """A service or a sandbox, as far as SSH cares."""
+
+    kind: Kind
+    id: str
+    name: str
+    keys: list[str]
+    running: bool
+
+
+async def _load(ts: TenantStore, kind: Kind, ref: str) -> _Box:
+    """Raises: NotFound."""
+    if kind == "service":
+        svc = await ts.services.get(ref)
+        return _Box(kind, svc.id, svc.name, svc.spec.ssh_public_keys, svc.desired_state == "running")
+    sbx = await ts.sandboxes.get(ref)
+    return _Box(kind, sbx.id, sbx.name, sbx.ssh_public_keys, sbx.status == "running")
+
+
+async def _save(ts: TenantStore, box: _Box, keys: list[str]) -> None:
+    if box.kind == "service":
+        svc = await ts.services.get(box.id)
+        await ts.services.update(box.id, spec=svc.spec.model_copy(update={"ssh_public_keys": keys}))
+    else:
+        await ts.sandboxes.set_ssh_keys(box.id, keys)
+
+
+def _admits(box: _Box, key_fingerprint: str) -> bool:
+    return box.running and any(fingerprint(k) == key_fingerprint for k in box.keys)
 
 
 def _authorized(line: str) -> AuthorizedKey:
@@ -98,21 +136,19 @@ class SshManager:
 
     # -- use-cases ------------------------------------------------------------------------------------
 
-    async def info(self, p: Principal, ref: str) -> SshInfo:
-        """Raises: NotFound; InvalidInput when the service has no key."""
-        rec = await self.store.scoped(p.tenant_id).services.get(ref)
-        if not rec.spec.ssh_public_keys:
-            raise InvalidInput(
-                f"service {rec.name} has no SSH access", "add_ssh_key(service, public_key) lets a key in"
-            )
-        return await self._info(p, rec)
+    async def info(self, p: Principal, kind: Kind, ref: str) -> SshInfo:
+        """Raises: NotFound; InvalidInput when the target has no key."""
+        box = await _load(self.store.scoped(p.tenant_id), kind, ref)
+        if not box.keys:
+            raise InvalidInput(f"{kind} {box.name} has no SSH access", f"add_ssh_key({kind}, public_key) lets a key in")
+        return await self._info(p, box)
 
-    async def _info(self, p: Principal, rec: ServiceRecord) -> SshInfo:
+    async def _info(self, p: Principal, box: _Box) -> SshInfo:
         _, public, fp = load_host_key(self.settings.data_dir, self.store.secrets)
         host, port = self.settings.publish_host, self.settings.ssh_port
-        user = f"{rec.name}.{p.tenant_name}"
+        user = f"{box.name}.{p.tenant_name}"
         info = SshInfo(
-            service=rec.name,
+            target=f"{box.kind} {box.name}",
             ready=await _gateway_answers(host, port),
             host=host,
             port=port,
@@ -120,42 +156,41 @@ class SshManager:
             host_key_fingerprint=fp,
             known_hosts_line=f"[{host}]:{port} {public}" if port != 22 else f"{host} {public}",
             command=f"ssh -p {port} {user}@{host}",
-            authorized_keys=[_authorized(k) for k in rec.spec.ssh_public_keys],
+            authorized_keys=[_authorized(k) for k in box.keys],
         )
         notes = []
         if not info.authorized_keys:
             notes.append("no keys: SSH access is closed")
-        if rec.desired_state != "running":
-            notes.append(f"service {rec.name} is stopped; start_service lets sessions in again")
+        if not box.running:
+            notes.append(f"{box.kind} {box.name} is not running: no session gets in")
         if not info.ready:
             notes.append("the SSH gateway does not answer: it runs in `agenthost serve`")
         info.note = "; ".join(notes) or None
         return info
 
-    async def add_key(self, p: Principal, ref: str, public_key: str) -> SshInfo:
+    async def add_key(self, p: Principal, kind: Kind, ref: str, public_key: str) -> SshInfo:
         """Raises: InvalidInput for a bad key; NotFound; QuotaExceeded past ssh_max_keys."""
         key = normalize_public_key(public_key)
         ts = self.store.scoped(p.tenant_id)
-        rec = await ts.services.get(ref)
-        async with self._lock(rec.id):
-            rec = await ts.services.get(rec.id)
-            keys = rec.spec.ssh_public_keys
-            if not any(fingerprint(k) == fingerprint(key) for k in keys):
-                if len(keys) >= self.settings.ssh_max_keys:
+        box = await _load(ts, kind, ref)
+        async with self._lock(box.id):
+            box = await _load(ts, kind, box.id)
+            if not any(fingerprint(k) == fingerprint(key) for k in box.keys):
+                if len(box.keys) >= self.settings.ssh_max_keys:
                     raise QuotaExceeded(
-                        f"service {rec.name} already has {len(keys)} SSH keys",
+                        f"{kind} {box.name} already has {len(box.keys)} SSH keys",
                         "revoke one you no longer use with add_ssh_key(remove=true)",
                     )
-                await ts.services.update(rec.id, spec=rec.spec.model_copy(update={"ssh_public_keys": [*keys, key]}))
-                rec = await ts.services.get(rec.id)
-        return await self._info(p, rec)
+                await _save(ts, box, [*box.keys, key])
+                box = await _load(ts, kind, box.id)
+        return await self._info(p, box)
 
-    async def remove_key(self, p: Principal, ref: str, key: str) -> SshInfo:
+    async def remove_key(self, p: Principal, kind: Kind, ref: str, key: str) -> SshInfo:
         """Revoke a key (by fingerprint or public key); its open sessions end within seconds.
 
-        Raises: InvalidInput; NotFound for an unknown service or key."""
+        Raises: InvalidInput; NotFound for an unknown target or key."""
         ts = self.store.scoped(p.tenant_id)
-        rec = await ts.services.get(ref)
+        box = await _load(ts, kind, ref)
         wanted = key.strip() if key.strip().startswith("SHA256:") else None
         if wanted is None:
             try:
@@ -164,42 +199,43 @@ class SshManager:
                 raise InvalidInput(
                     "key is neither a SHA256 fingerprint nor a public key", "ssh_info lists the fingerprints"
                 ) from exc
-        async with self._lock(rec.id):
-            rec = await ts.services.get(rec.id)
-            rest = [k for k in rec.spec.ssh_public_keys if fingerprint(k) != wanted]
-            if len(rest) == len(rec.spec.ssh_public_keys):
-                raise NotFound(f"service {rec.name} has no SSH key {wanted}", "ssh_info lists the fingerprints")
-            await ts.services.update(rec.id, spec=rec.spec.model_copy(update={"ssh_public_keys": rest}))
-            rec = await ts.services.get(rec.id)
-        return await self._info(p, rec)
+        async with self._lock(box.id):
+            box = await _load(ts, kind, box.id)
+            rest = [k for k in box.keys if fingerprint(k) != wanted]
+            if len(rest) == len(box.keys):
+                raise NotFound(f"{kind} {box.name} has no SSH key {wanted}", "ssh_info lists the fingerprints")
+            await _save(ts, box, rest)
+            box = await _load(ts, kind, box.id)
+        return await self._info(p, box)
 
     # -- the gateway's questions ----------------------------------------------------------------------
 
     async def authorize(self, username: str, key_fingerprint: str) -> Target | None:
         """The target ``username`` addresses when ``key_fingerprint`` is one of its keys, else None (for every
-        reason alike: a malformed name, an unknown tenant or service, a stopped service, another key)."""
+        reason alike: a malformed name, an unknown tenant or target, one that does not run, another key).
+        A service and a sandbox of the same name: the one the key belongs to."""
         m = _USER.fullmatch(username)
         if m is None:
             return None
         try:
             tenant = await self.store.tenants.by_name(m[2])
-            rec = await self.store.scoped(tenant.id).services.get(m[1])
         except NotFound:
             return None
-        if rec.name != m[1] or not self._admits(rec, key_fingerprint):
-            return None
-        return Target(tenant.id, tenant.name, rec.id, rec.name, key_fingerprint)
+        ts = self.store.scoped(tenant.id)
+        kinds: tuple[Kind, ...] = ("service", "sandbox")
+        for kind in kinds:
+            try:
+                box = await _load(ts, kind, m[1])
+            except NotFound:
+                continue
+            if box.name == m[1] and _admits(box, key_fingerprint):
+                return Target(tenant.id, tenant.name, box.kind, box.id, box.name, key_fingerprint)
+        return None
 
     async def still_allowed(self, target: Target) -> bool:
-        """Whether the target still admits the key (not revoked, the service neither stopped nor deleted)."""
+        """Whether the target still admits the key (not revoked; the target neither stopped nor deleted)."""
         try:
-            rec = await self.store.scoped(target.tenant_id).services.get(target.service_id)
+            box = await _load(self.store.scoped(target.tenant_id), target.kind, target.workload_id)
         except NotFound:
             return False
-        return self._admits(rec, target.key_fingerprint)
-
-    @staticmethod
-    def _admits(rec: ServiceRecord, key_fingerprint: str) -> bool:
-        return rec.desired_state == "running" and any(
-            fingerprint(k) == key_fingerprint for k in rec.spec.ssh_public_keys
-        )
+        return _admits(box, target.key_fingerprint)

@@ -124,3 +124,22 @@ async def test_ssh_session_lands_inside_the_service(
         assert done.returncode == 255 and b"Permission denied (publickey)" in done.stderr, done
         assert container_of(host, docker_client, svc["id"]).id == container
         await call(client, "delete_service", {"service": "box", "confirm": True})
+
+
+async def test_ssh_session_lands_inside_a_sandbox(host: AgentHost, tmp_path: Path) -> None:
+    key = tenant(host, "conf-ssh-sbx")
+    alice = asyncssh.generate_private_key("ssh-ed25519")
+    async with connect(host, key, "http") as client:
+        sbx = await call(client, "create_sandbox", {"name": "scratch"})
+        assert sbx["status"] == "running", sbx
+        info = await call(
+            client, "add_ssh_key", {"sandbox": "scratch", "public_key": alice.export_public_key().decode()}
+        )
+        assert info["target"] == "sandbox scratch" and info["user"] == f"scratch.conf-ssh-sbx-{host.settings.backend}"
+        ssh = OpenSsh(tmp_path / "alice", info, alice)
+        assert await ssh.out("echo from-ssh > /workspace/f; cat /workspace/f") == "from-ssh\n"
+        assert (await sh(client, "cat /workspace/f", sandbox="scratch"))[1] == "from-ssh\n"
+        assert re.fullmatch(r"/dev/pts/\d+\r?\n", await ssh.out("tty", tty=True))
+        await call(client, "delete_sandbox", {"sandbox": "scratch", "confirm": True})
+        done = await ssh.run("true")
+        assert done.returncode == 255 and b"Permission denied (publickey)" in done.stderr, done

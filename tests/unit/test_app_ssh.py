@@ -119,7 +119,7 @@ def test_revoking_a_key_closes_its_open_connection(site: Site) -> None:
         async with await _connect(site, "web.acme", key) as conn:
             await conn.create_process("cat")  # waits for stdin that never ends
             with anyio.fail_after(10):
-                await site.platform.ssh.remove_key(me, "web", key.get_fingerprint("sha256"))
+                await site.platform.ssh.remove_key(me, "service", "web", key.get_fingerprint("sha256"))
                 await conn.wait_closed()
 
     site.run(held_open)
@@ -218,3 +218,32 @@ def test_a_terminal_and_its_size_changes_reach_the_backend(site: Site, fake_back
     done = site.run(resized)
     assert (done.exit_status, done.stdout) == (0, "typed")
     assert fake_backend.sizes == [(132, 43)]
+
+
+def test_a_sandbox_takes_keys_of_its_own(site: Site) -> None:
+    key, public = _key("sbx")
+    svc_key, svc_public = _key("svc")
+    sbx = site.call("create_sandbox", name="scratch")
+    assert sbx["status"] == "running", sbx
+    site.call("deploy_service", name="scratch", image=APP_IMAGE, port=8000, ssh_public_key=svc_public)
+    assert site.call("ssh_info", sandbox="scratch")["error"]["code"] == "invalid_input"
+    info = site.call("add_ssh_key", sandbox="scratch", public_key=public)
+    assert info["target"] == "sandbox scratch" and info["user"] == "scratch.acme", info
+    assert site.call("add_ssh_key", public_key=public)["error"]["code"] == "invalid_input"
+
+    # One user name, two targets of that name: each key lands in its own.
+    assert _run(site, "scratch.acme", key, "echo in-sandbox").stdout == "in-sandbox\n"
+    assert _run(site, "scratch.acme", svc_key, "echo in-service").stdout == "in-service\n"
+    events = site.call("list_events", kind="sandbox")["events"]
+    assert [e["type"] for e in events if e["type"] == "ssh_session"] == ["ssh_session"], events
+
+    async def forward() -> str:
+        async with await _connect(site, "scratch.acme", key) as conn:
+            with pytest.raises(asyncssh.ChannelOpenError) as err:
+                await conn.open_connection("localhost", 8000)
+            return err.value.reason
+
+    assert "only the service's own port" in site.run(forward)
+    site.call("delete_sandbox", sandbox="scratch", confirm=True)
+    with pytest.raises(asyncssh.PermissionDenied):
+        _run(site, "scratch.acme", key, "true")
