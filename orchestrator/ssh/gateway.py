@@ -306,14 +306,17 @@ class SshGateway:
             await writer.drain()
 
         try:
-            async with anyio.create_task_group() as tg:
-                tg.start_soon(pump_in)
-                code = await self.backend.session(target.workload_id, spec, receive, on_output)
-                outcome = f"exit {code}" if code is not None else "lost"
-                tg.cancel_scope.cancel()
-        except AgentHostError as exc:
-            stderr.write(f"agenthost: {exc.message}\r\n".encode())
-            outcome = exc.code
+            try:
+                async with anyio.create_task_group() as tg:
+                    tg.start_soon(pump_in)
+                    code = await self.backend.session(target.workload_id, spec, receive, on_output)
+                    outcome = f"exit {code}" if code is not None else "lost"
+                    tg.cancel_scope.cancel()
+            except* AgentHostError as group:  # the task group hands it on in a group
+                exc = group.exceptions[0]
+                assert isinstance(exc, AgentHostError)
+                stderr.write(f"agenthost: {exc.message} ({target.label})\r\n".encode())
+                outcome = exc.code
         except anyio.get_cancelled_exc_class():
             outcome = f"closed: {conn.reason or 'the client left'}"
             raise

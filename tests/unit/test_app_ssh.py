@@ -247,3 +247,11 @@ def test_a_sandbox_takes_keys_of_its_own(site: Site) -> None:
     site.call("delete_sandbox", sandbox="scratch", confirm=True)
     with pytest.raises(asyncssh.PermissionDenied):
         _run(site, "scratch.acme", key, "true")
+
+
+def test_a_workload_that_does_not_run_ends_the_session_with_a_reason(site: Site, fake_backend: FakeBackend) -> None:
+    key, public = _key()
+    svc = site.call("deploy_service", name="web", image=APP_IMAGE, port=8000, ssh_public_key=public)
+    fake_backend.crash(svc["id"], 1)  # exited; the service is still meant to run, so the key still logs in
+    done = _run(site, "web.acme", key, "echo hi")
+    assert done.exit_status == 255 and "is not running" in done.stderr and "service web" in done.stderr, done
