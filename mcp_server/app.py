@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator, Callable, Iterable
 from contextlib import asynccontextmanager
 from typing import Any
 
+import anyio
 from mcp.server.auth.settings import AuthSettings
 from mcp.server.context import CallNext, HandlerResult, ServerRequestContext
 from mcp.server.lowlevel.helper_types import ReadResourceContents
@@ -227,11 +228,16 @@ def build_http_app(
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        async with Platform.open(settings, background=True, backend=backend, builder=builder) as platform:
+        async with (
+            Platform.open(settings, background=True, backend=backend, builder=builder) as platform,
+            anyio.create_task_group() as tg,
+        ):
             holder["state"] = AppState(platform=platform, limiter=RateLimiter(settings.rate_limit_per_minute))
             app.state.agenthost = holder["state"]
+            tg.start_soon(_serve_ssh, platform)
             async with mcp.session_manager.run():
                 yield
+            tg.cancel_scope.cancel()
 
     auth = _oauth(settings, public_url)
     oauth = oauth_routes(auth, lambda: holder["state"].platform.oauth) if auth else []
@@ -250,6 +256,15 @@ def build_http_app(
         public_paths=OAUTH_PATHS if auth else frozenset(),
     )
     return app
+
+
+async def _serve_ssh(platform: Platform) -> None:
+    """The SSH gateway beside MCP and REST; a port that is taken leaves the rest of the server up."""
+    settings = platform.settings
+    try:
+        await platform.ssh_gateway.serve()
+    except OSError as exc:
+        log.error("SSH gateway not started on %s:%s: %s", settings.ssh_bind, settings.ssh_port, exc)
 
 
 def _oauth(settings: Settings, public_url: str | None) -> AuthSettings | None:

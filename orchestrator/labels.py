@@ -22,15 +22,12 @@ __all__ = [
     "L_KIND",
     "L_MANAGED",
     "L_NAME",
-    "L_PEER_STARTED",
     "L_POOL",
     "L_RECIPE",
-    "L_SERVICE",
     "L_TENANT",
     "PREFIX",
     "container_name",
     "database_volume",
-    "sidecar_id",
     "slot_base",
     "slot_id",
     "tenant_bridge_name",
@@ -47,8 +44,6 @@ L_TENANT = f"{PREFIX}.tenant"
 L_KIND = f"{PREFIX}.kind"
 L_HASH = f"{PREFIX}.spec-hash"
 L_NAME = f"{PREFIX}.name"  # the tenant's name of a service, database or build
-L_SERVICE = f"{PREFIX}.service"  # the service an SSH sidecar belongs to
-L_PEER_STARTED = f"{PREFIX}.peer-started"  # when that service's container started: a new one needs a new sidecar
 L_ENGINE = f"{PREFIX}.engine"
 L_DATABASE = f"{PREFIX}.database"
 L_BUILD = f"{PREFIX}.build"
@@ -78,11 +73,6 @@ def slot_base(workload_id: str) -> tuple[str, str] | None:
     """``(workload id, slot)`` when ``workload_id`` names a slot container, else None."""
     base, dot, slot = workload_id.rpartition(".")
     return (base, slot) if dot and base and slot in SLOTS else None
-
-
-def sidecar_id(service_id: str) -> str:
-    """The workload id of a service's SSH sidecar."""
-    return f"{service_id}-ssh"
 
 
 def volume_name(tenant_id: str, name: str) -> str:

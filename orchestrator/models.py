@@ -251,6 +251,7 @@ EventType = Literal[
     "succeeded",
     "failed",
     "restored",
+    "ssh_session",
 ]
 
 

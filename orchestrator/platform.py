@@ -31,7 +31,7 @@ from .sandboxes import SandboxManager, WarmPool
 from .secrets import SecretBox, load_master_key
 from .services import Reconciler, RevisionLog, ServiceDiagnosis, ServiceManager, ServiceRevisions, VolumeManager
 from .settings import Settings
-from .ssh import SshManager, SshSidecars
+from .ssh import SshGateway, SshManager
 from .status import Status
 from .store import Store
 from .tenants import TenantManager
@@ -95,14 +95,14 @@ class Platform:
             settings, store, self.builder, pulls_from_registry=settings.backend != "docker", events=self.events
         )
         images = ImagePolicy(settings, self.builds.pins)  # a tenant's builds are among the images it may run
-        self.sidecars = SshSidecars(settings, store, backend)
+        self.ssh = SshManager(settings, store)
         # Where the builder's engine is the one that runs workloads (Docker), revisions record image ids.
         digest_of = self._image_id if settings.backend == "docker" else None
         revisions = RevisionLog(store.db, settings.service_revisions_kept, digest_of)
         self.ingress = IngressManager(settings, store, backend)
         self.domains = DomainManager(settings, store, self.ingress)
         self.services = ServiceManager(
-            settings, store, backend, images, DatabaseLinks(), self.sidecars, self.events, revisions, self.ingress
+            settings, store, backend, images, DatabaseLinks(), self.ssh, self.events, revisions, self.ingress
         )
         self.revisions = ServiceRevisions(self.services)
         self.volumes = VolumeManager(store, backend)
@@ -112,7 +112,7 @@ class Platform:
         self.pool = WarmPool(settings, store, backend)
         self.sandboxes = SandboxManager(settings, store, backend, self.pool, images, self.events)
         self.exec = ExecManager(settings, store, backend, self.services, self.sandboxes)
-        self.ssh = SshManager(settings, store, backend, self.services, self.sidecars)
+        self.ssh_gateway = SshGateway(settings, store, backend, self.ssh, self.events)  # served by `agenthost serve`
         self.housekeeping = Housekeeping(settings, store, self.builds)
         self.nodes = Nodes(backend)
         self.reconciler = Reconciler(
@@ -123,13 +123,11 @@ class Platform:
                 self.databases.known_ids,
                 self.pool.known_ids,
                 self.sandboxes.known_ids,
-                self.sidecars.known_ids,
             ],
             passes=[
                 # Backups first: an abandoned restore hands its stopped database back before databases are checked.
                 self.backups.recover,
                 self.databases.reconcile,
-                self.sidecars.reconcile,
                 self.ingress.reconcile,  # after the services' repairs: routes to the workloads they recreated
                 self.housekeeping.expire_rows,
                 self.housekeeping.cap_build_logs,

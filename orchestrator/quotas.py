@@ -7,8 +7,7 @@ across processes sharing the data dir too, so each of any number of concurrent c
 of those before it, and a quota cannot be raced. Engine work comes after the record and is undone with
 it when it fails.
 
-Memory and CPUs are those of services, databases and sandboxes together (an SSH sidecar's, at most one
-per service, are not counted).
+Memory and CPUs are those of services, databases and sandboxes together.
 """
 
 from __future__ import annotations

@@ -280,17 +280,18 @@ class Settings(BaseSettings):
     sandbox_max_ttl_s: int = 86400
     sandbox_reap_interval_s: float = 5.0
 
-    # SSH: an sshd sidecar per service with keys; sessions run in it, within these limits.
-    ssh_memory_mb: int = 128
-    ssh_cpus: float = 0.5
+    ssh_bind: str = Field("0.0.0.0", description="where the SSH gateway of `agenthost serve` listens")
+    ssh_port: int = Field(2222, ge=1, le=65535, description="the SSH gateway's port (ssh_info gives publish_host)")
     ssh_max_keys: int = 10
+    ssh_idle_timeout_s: float = Field(900.0, gt=0, description="an SSH connection with no traffic closes after this")
+    ssh_max_sessions_per_tenant: int = Field(20, ge=1, description="open SSH sessions of one tenant")
+    ssh_max_sessions_per_target: int = Field(5, ge=1, description="open SSH sessions into one service")
 
-    # Images. Production points these at registry images; air-gapped hosts and tests at `agenthost images build`'s.
+    # Images: ordinary registry images in production; on air-gapped hosts (and in tests) `agenthost images build`'s.
     image_base: str = "agenthost/base:bookworm"
     image_python: str = "agenthost/python:bookworm"
     image_postgres: str = "agenthost/postgres:bookworm"
     image_redis: str = "agenthost/redis:bookworm"
-    image_sshd: str = "agenthost/sshd:bookworm"
     image_node: str = "agenthost/node:bookworm"
     # What else tenants may run and build FROM besides the images above and their own builds: glob
     # patterns (fnmatch) on the reference with its tag, e.g. ["python:3.*", "registry.example.com/shared/*"]

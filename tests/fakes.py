@@ -28,6 +28,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import anyio
+from anyio.abc import ObjectReceiveStream
 
 from orchestrator.backends.base import (
     BackendInfo,
@@ -36,6 +37,9 @@ from orchestrator.backends.base import (
     ExecSpec,
     LogLine,
     NodeInfo,
+    OnBytes,
+    SessionInput,
+    SessionSpec,
     WorkloadSpec,
     WorkloadState,
     WorkloadStatus,
@@ -100,6 +104,7 @@ class FakeBackend:
         self.refuse: dict[str, Exception] = {}
         self.exit_at_start: dict[str, int] = {}
         self.on_exec: ExecHandler | None = None
+        self.sizes: list[tuple[int, int]] = []
         # Commands that succeed silently (the database tools the platform runs inside its databases).
         self.quiet_commands: set[str] = {"psql", "redis-cli", "pg_dump", "pg_restore", "restic"}
         self.available = True
@@ -303,6 +308,31 @@ class FakeBackend:
             if stderr:
                 await spec.on_output("stderr", stderr)
         return result.model_copy(update={"stdout": stdout, "stderr": stderr, "truncated": cut_out or cut_err})
+
+    async def session(
+        self, workload_id: str, spec: SessionSpec, stdin: ObjectReceiveStream[SessionInput], on_output: OnBytes
+    ) -> int | None:
+        """Answers as ``exec`` would; ``cat`` (which reads its input) first reads stdin to its end (terminal
+        sizes are noted in ``sizes``)."""
+        self._up()
+        w = self._get(workload_id)
+        if w.state != "running":
+            raise InvalidInput(f"workload {workload_id} is not running", "start it first")
+        argv = ["sh", *spec.argv[1:]] if spec.argv[:2] == ["/bin/sh", "-c"] else spec.argv
+        data = bytearray()
+        if argv[-1] == "cat":
+            async for item in stdin:
+                if item is None:
+                    break
+                if isinstance(item, tuple):
+                    self.sizes.append(item)
+                else:
+                    data += item
+        result = await self.exec(workload_id, ExecSpec(argv, stdin=bytes(data)))
+        for stream, text in (("stdout", result.stdout), ("stderr", result.stderr)):
+            if text:
+                await on_output(stream, text.encode())
+        return result.exit_code
 
     @staticmethod
     def _interpret(workload: WorkloadSpec, spec: ExecSpec, quiet: set[str]) -> ExecResult:

@@ -14,6 +14,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Literal, Protocol, runtime_checkable
 
+from anyio.abc import ObjectReceiveStream
 from pydantic import BaseModel, Field
 
 from ..errors import NotSupported
@@ -28,6 +29,9 @@ __all__ = [
     "Endpoint",
     "ExecResult",
     "ExecSpec",
+    "SessionInput",
+    "SessionSpec",
+    "OnBytes",
     "ImageInfo",
     "ImageRef",
     "LogLine",
@@ -48,6 +52,9 @@ WorkloadState = Literal["pending", "running", "restarting", "exited", "missing"]
 OnLog = Callable[[str], Awaitable[None]]
 OnLayer = Callable[[str], Awaitable[None]]
 OnOutput = Callable[[str, str], Awaitable[None]]  # (stream 'stdout' | 'stderr', new text) while a command runs
+OnBytes = Callable[[str, bytes], Awaitable[None]]  # (stream 'stdout' | 'stderr', new bytes) of a session
+# What a session's caller sends: stdin bytes, a new terminal size (columns, rows), or None for end of stdin.
+SessionInput = bytes | tuple[int, int] | None
 
 
 class VolumeSpec(BaseModel):
@@ -142,6 +149,16 @@ class ExecSpec:
     max_output_bytes: int = 1024 * 1024
     # Gets new output while the command runs.
     on_output: OnOutput | None = None
+
+
+@dataclass(frozen=True)
+class SessionSpec:
+    """One interactive command in a workload (an SSH session): streamed both ways, no deadline of its own."""
+
+    argv: list[str]
+    tty: bool = False
+    term: str | None = None  # TERM for a terminal session
+    size: tuple[int, int] | None = None  # the terminal's (columns, rows) at the start
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -255,6 +272,17 @@ class Backend(Protocol):
     async def exec(self, workload_id: str, spec: ExecSpec) -> ExecResult:
         """Run ``spec.argv`` in a running workload, killing it and its children inside the workload at the
         deadline. Raises: InvalidInput when the workload is not running."""
+        ...
+
+    async def session(
+        self, workload_id: str, spec: SessionSpec, stdin: ObjectReceiveStream[SessionInput], on_output: OnBytes
+    ) -> int | None:
+        """Run ``spec.argv`` in a running workload as its user, with ``stdin`` streamed in (and terminal size
+        changes passed on) and output handed to ``on_output`` as it comes, until the command exits: its exit
+        status, or None when the session was lost (the workload stopped or restarted). Cancelled, the
+        command and everything it started are killed inside the workload.
+
+        Raises: InvalidInput when the workload is not running."""
         ...
 
     async def ensure_volume(self, name: str, labels: dict[str, str]) -> None: ...

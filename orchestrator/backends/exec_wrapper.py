@@ -31,6 +31,7 @@ pause between rounds.
 from __future__ import annotations
 
 import re
+import shlex
 import uuid
 from dataclasses import dataclass
 
@@ -39,6 +40,8 @@ from ..errors import InvalidInput
 __all__ = [
     "EXEC_MARKER",
     "KILLER",
+    "PTY_WRAPPER",
+    "SESSION_WRAPPER",
     "WORKDIR_MISSING",
     "WRAPPER",
     "WrappedExec",
@@ -46,6 +49,8 @@ __all__ = [
     "env_line",
     "killed_count",
     "killer_argv",
+    "resize_argv",
+    "session_wrap",
     "wrap",
 ]
 
@@ -69,6 +74,24 @@ WRAPPER = (
     'if ! command -v -- "$1" >/dev/null 2>&1; then echo "agenthost: command not found: $1" >&2; '
     'PATH=$AGENTHOST_P rm -f "/tmp/.ah-exec-$0"; exit 127; fi; '
     '"$@"; rc=$?; PATH=$AGENTHOST_P rm -f "/tmp/.ah-exec-$0"; exit "$rc"'
+)
+
+# An interactive session (SSH): stdin is the command's own, streamed, so nothing is read from it; $0 is the exec
+# key, $1 the TERM to set ('' for none), then the argv. Recorded and marked like an exec, for the same killer.
+SESSION_WRAPPER = (
+    'echo $$ > "/tmp/.ah-exec-$0" 2>/dev/null; '
+    f'export {EXEC_MARKER}="$0"; [ -z "$1" ] || export TERM="$1"; shift; '
+    '"$@"; rc=$?; rm -f "/tmp/.ah-exec-$0" "/tmp/.ah-pty-$0"; exit "$rc"'
+)
+# A terminal made inside the workload: the engines' own (docker exec -t, Nomad's tty exec) give none under
+# runsc, so the session is an ordinary exec and script(1) (util-linux, in every Debian-based image), else
+# Python's pty module, runs the command on a pseudo-terminal of the workload's own kernel. $1 is the
+# command line to run there, then the argv to run without a terminal when the image has neither.
+PTY_WRAPPER = (
+    'c=$1; shift; if command -v script >/dev/null 2>&1; then exec script -qfec "$c" /dev/null; fi; '
+    "if command -v python3 >/dev/null 2>&1; then exec python3 -c "
+    '\'import os, pty, sys; sys.exit(os.waitstatus_to_exitcode(pty.spawn(["/bin/sh", "-c", sys.argv[1]])))\' "$c"; fi; '
+    'echo "agenthost: the image has neither script(1) nor python3 to make a terminal: no PTY" >&2; exec "$@"'
 )
 
 # $1 is the exec key. Prints how many processes it killed. Zombies are skipped: they are already dead.
@@ -137,6 +160,36 @@ def wrap(argv: list[str], stdin: bytes | None, env: dict[str, str] | None, workd
     if stdin is None and not env:
         return WrappedExec(key, wrapped, None)  # no input to send: as fast as an exec without stdin
     return WrappedExec(key, wrapped, env_line(env) + (stdin or b""))
+
+
+def session_wrap(argv: list[str], term: str | None, size: tuple[int, int] | None = None) -> WrappedExec:
+    """An interactive session's command, its stdin streamed (``stdin`` of the result is None); with ``term``
+    it runs on a terminal of ``size`` (columns, rows) made inside the workload. Raises: InvalidInput."""
+    if not argv:
+        raise InvalidInput("command is empty", "pass an argv list or a shell string")
+    key = uuid.uuid4().hex[:16]
+    if term is None:
+        return WrappedExec(key, ["/bin/sh", "-c", SESSION_WRAPPER, key, "", *argv], None)
+    if not re.fullmatch(r"[A-Za-z0-9._+-]{1,64}", term):
+        term = "xterm"  # a client's odd TERM is not passed to a shell verbatim
+    cols, rows = size or (80, 24)
+    setup = f"tty > /tmp/.ah-pty-{key} 2>/dev/null; stty cols {int(cols)} rows {int(rows)} 2>/dev/null"
+    inner = f"{setup}; exec {shlex.join(argv)}"
+    return WrappedExec(
+        key, ["/bin/sh", "-c", SESSION_WRAPPER, key, term, "/bin/sh", "-c", PTY_WRAPPER, "ah-pty", inner, *argv], None
+    )
+
+
+def resize_argv(key: str, cols: int, rows: int) -> list[str]:
+    """Sets the size of session ``key``'s terminal; the kernel tells its foreground processes (SIGWINCH)."""
+    return [
+        "/bin/sh",
+        "-c",
+        'p=$(cat "/tmp/.ah-pty-$0") && stty -F "$p" cols "$1" rows "$2"',
+        key,
+        str(int(cols)),
+        str(int(rows)),
+    ]
 
 
 def killer_argv(key: str) -> list[str]:

@@ -28,7 +28,7 @@ from anyio.abc import TaskGroup
 from ..backends.base import Backend
 from ..errors import AgentHostError, Conflict, NotFound, NotSupported
 from ..events import EventLog
-from ..labels import L_TENANT, sidecar_id, volume_name
+from ..labels import L_TENANT, volume_name
 from ..models import BackupTarget, DatabaseRecord, EventType, Principal
 from ..owners import owner_token
 from ..progress import Reporter
@@ -160,15 +160,14 @@ class Operations:
 
     async def check_idle(self, ts: TenantStore, volume: str, what: str) -> None:
         """Raises: Conflict when something that can mount the volume runs (every such workload is in the store:
-        the services with the volume in their spec, whatever their state, and their SSH sidecars)."""
+        the services with the volume in their spec, whatever their state)."""
         for rec in await ts.services.all():
             if any(v.name == volume for v in rec.spec.volumes):
-                for wid in (rec.id, sidecar_id(rec.id)):
-                    if (await self.backend.workload_status(wid)).state in ("running", "restarting"):
-                        raise Conflict(
-                            f"service {rec.name} runs on volume {volume} while a {what} of it is under way",
-                            f"stop_service {rec.name}, then run the {what} again",
-                        )
+                if (await self.backend.workload_status(rec.id)).state in ("running", "restarting"):
+                    raise Conflict(
+                        f"service {rec.name} runs on volume {volume} while a {what} of it is under way",
+                        f"stop_service {rec.name}, then run the {what} again",
+                    )
 
     async def resume(self, ts: TenantStore, table: Table, op_id: str, ids: list[str], wait: bool = True) -> None:
         for sid in ids:

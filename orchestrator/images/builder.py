@@ -48,45 +48,6 @@ class Recipe:
 
 _APP_USER = "groupadd -g 10001 app && useradd -u 10001 -g 10001 -m -d /home/app -s /bin/sh app"
 
-# The SSH sidecar runs sshd as the unprivileged user 'app' (uid 10001): only that user can log in, root
-# cannot, and no capability is needed. Host key and authorized keys arrive as env from the platform and
-# are written to the sidecar's private tmpfs, never to the image or a volume.
-_SSHD_CONFIG = """\
-Port 2222
-HostKey /tmp/sshd/host_key
-PidFile /tmp/sshd/sshd.pid
-AuthorizedKeysFile /tmp/sshd/authorized_keys
-AllowUsers app
-PermitRootLogin no
-PubkeyAuthentication yes
-PasswordAuthentication no
-KbdInteractiveAuthentication no
-HostbasedAuthentication no
-UsePAM no
-StrictModes no
-MaxAuthTries 3
-LoginGraceTime 30
-X11Forwarding no
-AllowAgentForwarding no
-AllowTcpForwarding local
-AllowStreamLocalForwarding no
-PermitTunnel no
-GatewayPorts no
-PermitUserEnvironment no
-PrintMotd no
-Subsystem sftp internal-sftp
-"""
-_SSHD_ENTRYPOINT = """\
-#!/bin/sh
-set -eu
-umask 077
-mkdir -p /tmp/sshd
-printf '%s\\n' "${AH_SSH_HOST_KEY:?no host key given}" > /tmp/sshd/host_key
-printf '%s\\n' "${AH_SSH_AUTHORIZED_KEYS:?no authorized keys given}" > /tmp/sshd/authorized_keys
-unset AH_SSH_HOST_KEY AH_SSH_AUTHORIZED_KEYS
-exec /usr/sbin/sshd -D -e -f /etc/ssh/sshd_config
-"""
-
 RECIPES: dict[str, Recipe] = {
     "base": Recipe(
         setting="image_base",
@@ -104,19 +65,6 @@ RECIPES: dict[str, Recipe] = {
             "WORKDIR /app",
             "ENV LANG=C.UTF-8",
             "ENV PYTHONUNBUFFERED=1",
-        ),
-    ),
-    "sshd": Recipe(
-        setting="image_sshd",
-        packages=("openssh-server", "bash", "procps", "less"),
-        setup=_APP_USER.replace("/bin/sh", "/bin/bash") + " && rm -f /etc/ssh/ssh_host_*",
-        files={"/etc/ssh/sshd_config": _SSHD_CONFIG, "/usr/local/bin/ah-sshd": _SSHD_ENTRYPOINT},
-        changes=(
-            'ENTRYPOINT ["/usr/local/bin/ah-sshd"]',
-            "USER 10001",
-            "WORKDIR /home/app",
-            "ENV LANG=C.UTF-8",
-            "EXPOSE 2222",
         ),
     ),
     # The base of builds that detect a Node app (package.json): Debian's nodejs and npm.

@@ -4,7 +4,7 @@ to a service (companions), updates and their rollback (update), revisions and ro
 readiness), tenants' volumes and networks (volumes, networks), and the reconciler that repairs what the
 engine and the store disagree on (reconciler, repairs)."""
 
-from .companions import ServiceEvent, ServiceLinks, ServiceSidecar
+from .companions import ServiceAccess, ServiceEvent, ServiceLinks
 from .diagnose import Diagnosis, ServiceDiagnosis
 from .logs import LogQuery
 from .manager import ServiceManager
@@ -31,13 +31,13 @@ __all__ = [
     "RevisionLog",
     "RolledBack",
     "Service",
+    "ServiceAccess",
     "ServiceEvent",
     "ServiceLinks",
     "ServiceList",
     "ServiceManager",
     "ServiceRevisions",
     "ServiceDiagnosis",
-    "ServiceSidecar",
     "ServiceSummary",
     "UpdateRequest",
     "Volume",

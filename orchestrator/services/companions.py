@@ -3,9 +3,7 @@
 - ``ServiceLinks``: env a service gets from elsewhere (linked databases' connection strings) and the
   secrets in it, masked in the service's output like its own env.
 - ``ServiceRoutes``: the service's public address (the ingress), which follows its container.
-- ``ServiceSidecar``: a container that follows a service (the SSH sidecar): the ports it needs the
-  service to publish, its checks of a new service's spec, and what it does when the service's
-  container starts, stops or goes.
+- ``ServiceAccess``: who may reach into a service (SSH keys): its checks of a new service's spec.
 """
 
 from __future__ import annotations
@@ -16,7 +14,7 @@ from ..models import ServiceRecord, ServiceSpec
 from ..store import TenantStore
 from .requests import DeployRequest
 
-__all__ = ["ServiceEvent", "ServiceLinks", "ServiceRoutes", "ServiceSidecar"]
+__all__ = ["ServiceAccess", "ServiceEvent", "ServiceLinks", "ServiceRoutes"]
 
 # What just happened to a service's container.
 ServiceEvent = Literal["running", "stopped", "removing"]
@@ -28,17 +26,9 @@ class ServiceLinks(Protocol):
     async def secrets(self, ts: TenantStore, rec: ServiceRecord) -> list[str]: ...
 
 
-class ServiceSidecar(Protocol):
-    def ports(self, rec: ServiceRecord) -> list[int]:
-        """Ports the service's container publishes for the sidecar (it shares the service's network)."""
-        ...
-
+class ServiceAccess(Protocol):
     def check_spec(self, req: DeployRequest, spec: ServiceSpec) -> ServiceSpec:
         """The spec of a new service, checked and completed before it is recorded. Raises: InvalidInput."""
-        ...
-
-    async def follow(self, ts: TenantStore, rec: ServiceRecord, event: ServiceEvent) -> None:
-        """After the service's container started (or was recreated), stopped, or before it is removed."""
         ...
 
 

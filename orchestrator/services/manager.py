@@ -14,7 +14,7 @@ from ..progress import Reporter, silent
 from ..quotas import check_volumes, check_workload, workloads
 from ..settings import Quotas, Settings
 from ..store import Store, TenantStore, Tx
-from .companions import ServiceEvent, ServiceLinks, ServiceRoutes, ServiceSidecar
+from .companions import ServiceAccess, ServiceEvent, ServiceLinks, ServiceRoutes
 from .health import ServiceHealth, service_view
 from .logs import LogQuery, ServiceLogs
 from .models import EnvList, LogOutput, Service
@@ -38,20 +38,20 @@ class ServiceManager:
         backend: Backend,
         images: ImagePolicy | None = None,
         links: ServiceLinks | None = None,
-        sidecar: ServiceSidecar | None = None,
+        access: ServiceAccess | None = None,
         events: EventLog | None = None,
         revisions: RevisionLog | None = None,
         routes: ServiceRoutes | None = None,
     ) -> None:
         """``images``: which images tenants may run (without it, images by reference only); ``links``,
-        ``sidecar`` and ``routes``: what other use-cases add to a service (``companions``); ``events``: the
+        ``access`` and ``routes``: what other use-cases add to a service (``companions``); ``events``: the
         event log; ``revisions``: where each change is recorded (without it, images by reference)."""
         self.settings = settings
         self.store = store
         self.backend = backend
         self.images = images or ImagePolicy(settings)
         self.links = links
-        self.sidecar = sidecar
+        self.access = access
         self.events = events or EventLog(settings, store)
         self.revisions = revisions or RevisionLog(store.db, settings.service_revisions_kept)
         self.routes = routes
@@ -62,9 +62,7 @@ class ServiceManager:
         self.switch = ServiceSwitch(settings, backend, self.health, self.workload_spec, self.emit)
 
     async def emit(self, ts: TenantStore, rec: ServiceRecord, event: ServiceEvent) -> None:
-        """Tell the sidecar and the routes what just happened to a service's container."""
-        if self.sidecar is not None:
-            await self.sidecar.follow(ts, rec, event)
+        """Tell the routes what just happened to a service's container."""
         if self.routes is not None:
             await self.routes.follow(ts, rec, event)
 
@@ -121,7 +119,7 @@ class ServiceManager:
             image=spec.image,
             command=spec.command,
             env=env,
-            ports=([spec.port] if spec.port else []) + (self.sidecar.ports(rec) if self.sidecar else []),
+            ports=[spec.port] if spec.port else [],
             volumes=[VolumeSpec(name=volume_name(rec.tenant_id, v.name), path=v.path) for v in spec.volumes],
             memory_mb=spec.memory_mb,
             cpus=spec.cpus,
@@ -176,8 +174,8 @@ class ServiceManager:
         )
         if len({v.path for v in req.volumes}) != len(req.volumes):
             raise InvalidInput("two volumes share one mount path", "give each volume its own path")
-        if self.sidecar is not None:
-            spec = self.sidecar.check_spec(req, spec)
+        if self.access is not None:
+            spec = self.access.check_spec(req, spec)
         await self.check_env_count(ts, set(req.env))
         existing = await engine_volumes(self.backend, p.tenant_id)
         digest = await self.revisions.pin(ts, spec)

@@ -1,7 +1,7 @@
 """Tenants' private networks: made on demand by the backend, given back once nothing uses them.
 
 A tenant's services and databases join its private network (``ah-net-<tenant>``, one subnet of
-``tenant_network_pool``); an SSH sidecar lives in its service's network namespace. The network is
+``tenant_network_pool``). The network is
 removed once the tenant has no service and no database record left, in any state: the store decides,
 and a record is written before its workload is made, so a deploy under way keeps the network. The
 use-case that removed the last workload removes the network; a reconciler pass does it too, for deletes

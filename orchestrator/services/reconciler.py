@@ -43,7 +43,7 @@ class Reconciler:
         passes: Sequence[Pass] = (),
     ) -> None:
         """``known_ids``: the workload ids other use-cases own, so they are not taken for orphans; ``passes``:
-        their own repairs (databases, backups, sidecars, housekeeping), run in order before orphans are collected.
+        their own repairs (databases, backups, ingress, housekeeping), run in order before orphans are collected.
         """
         self.store = store
         self.services = services

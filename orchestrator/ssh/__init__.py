@@ -1,7 +1,7 @@
-"""SSH access to a service: the use-cases (manager), the sshd sidecar that follows its service (sidecar),
-and the keys (keys)."""
+"""SSH access to services and sandboxes: one gateway for the platform (gateway), the keys and who may log in (manager),
+the gateway's host key (hostkey) and key validation (keys)."""
 
-from .manager import SSH_USER, AuthorizedKey, SshInfo, SshManager
-from .sidecar import SSH_PORT, SshSidecars
+from .gateway import SshGateway
+from .manager import AuthorizedKey, Kind, SshInfo, SshManager, Target
 
-__all__ = ["SSH_PORT", "SSH_USER", "AuthorizedKey", "SshInfo", "SshManager", "SshSidecars"]
+__all__ = ["AuthorizedKey", "Kind", "SshGateway", "SshInfo", "SshManager", "Target"]

@@ -1,41 +1,35 @@
-"""SSH access to a service: an sshd sidecar beside the service's container (``sidecar``), and its keys.
+"""SSH access to a service or a sandbox: its keys, what ssh_info says, and who the gateway lets in.
 
-The sidecar joins the service's network namespace and mounts the service's volumes, so the SSH port
-(2222) is published by the *service* container: it is part of the service's ports while the service
-has keys, and adding the first key (or removing the last) recreates the service's container. We chose
-that over a sidecar on its own network sharing only volumes because a session that cannot reach
-``localhost:<port>`` of the service it was opened for is of little use for debugging, and the sidecar
-then needs no egress or tenant network.
-
-sshd runs as the unprivileged user ``app`` (uid 10001), key-only, with root login refused. The host key
-is an ed25519 key generated per service by the platform and kept encrypted with the tenant's key, so it
-survives restarts; the authorized keys live in the service's spec.
+A service's keys live in its spec (``ssh_public_keys``), a sandbox's in its record, outside what the
+container is made of: adding or removing one never touches the workload. The gateway (``gateway``) asks
+``authorize`` at every login and ``still_allowed`` every few seconds while a connection is open, so a
+revoked key's sessions end.
 """
 
 from __future__ import annotations
 
 import logging
-import time
+import re
+from dataclasses import dataclass
+from typing import Literal
 
 import anyio
 from pydantic import BaseModel, Field
 
-from ..backends.base import Backend
 from ..errors import InvalidInput, NotFound, QuotaExceeded
-from ..labels import sidecar_id
-from ..models import Principal, ServiceRecord
-from ..progress import Reporter, silent
-from ..services import ServiceManager
+from ..models import Principal, ServiceSpec
+from ..services import DeployRequest
 from ..settings import Settings
 from ..store import Store, TenantStore
-from .keys import fingerprint, generate_host_key, normalize_public_key
-from .sidecar import SSH_PORT, SshSidecars
+from .hostkey import load_host_key
+from .keys import fingerprint, normalize_public_key
 
-__all__ = ["SSH_USER", "AuthorizedKey", "SshInfo", "SshManager"]
+__all__ = ["AuthorizedKey", "Kind", "SshInfo", "SshManager", "Target"]
 
 log = logging.getLogger(__name__)
 
-SSH_USER = "app"
+# '<service or sandbox>.<tenant>': a name has no dot, so the first one splits.
+_USER = re.compile(r"([a-z][a-z0-9-]{0,39})\.([A-Za-z0-9][A-Za-z0-9._-]{0,99})")
 
 
 class AuthorizedKey(BaseModel):
@@ -45,16 +39,67 @@ class AuthorizedKey(BaseModel):
 
 
 class SshInfo(BaseModel):
-    service: str
-    ready: bool = Field(description="sshd answers now")
-    host: str | None = None
-    port: int | None = None
-    user: str = SSH_USER
-    host_key_fingerprint: str | None = None
-    known_hosts_line: str | None = None
-    command: str | None = None
+    target: str = Field(description="'service <name>' or 'sandbox <name>'")
+    ready: bool = Field(description="the SSH gateway answers now")
+    host: str
+    port: int
+    user: str = Field(description="'<name>.<tenant>': the SSH user name addresses the service or sandbox")
+    host_key_fingerprint: str
+    known_hosts_line: str
+    command: str
     authorized_keys: list[AuthorizedKey] = []
     note: str | None = None
+
+
+Kind = Literal["service", "sandbox"]
+
+
+@dataclass(frozen=True)
+class Target:
+    """Where an authenticated SSH connection lands, and with which key."""
+
+    tenant_id: str
+    tenant_name: str
+    kind: Kind
+    workload_id: str
+    name: str
+    key_fingerprint: str
+
+    @property
+    def label(self) -> str:
+        return f"{self.kind} {self.name}"
+
+
+@dataclass(frozen=True)
+class _Box:
+    """A service or a sandbox, as far as SSH cares."""
+
+    kind: Kind
+    id: str
+    name: str
+    keys: list[str]
+    running: bool
+
+
+async def _load(ts: TenantStore, kind: Kind, ref: str) -> _Box:
+    """Raises: NotFound."""
+    if kind == "service":
+        svc = await ts.services.get(ref)
+        return _Box(kind, svc.id, svc.name, svc.spec.ssh_public_keys, svc.desired_state == "running")
+    sbx = await ts.sandboxes.get(ref)
+    return _Box(kind, sbx.id, sbx.name, sbx.ssh_public_keys, sbx.status == "running")
+
+
+async def _save(ts: TenantStore, box: _Box, keys: list[str]) -> None:
+    if box.kind == "service":
+        svc = await ts.services.get(box.id)
+        await ts.services.update(box.id, spec=svc.spec.model_copy(update={"ssh_public_keys": keys}))
+    else:
+        await ts.sandboxes.set_ssh_keys(box.id, keys)
+
+
+def _admits(box: _Box, key_fingerprint: str) -> bool:
+    return box.running and any(fingerprint(k) == key_fingerprint for k in box.keys)
 
 
 def _authorized(line: str) -> AuthorizedKey:
@@ -62,8 +107,8 @@ def _authorized(line: str) -> AuthorizedKey:
     return AuthorizedKey(fingerprint=fingerprint(line), type=parts[0], comment=parts[2] if len(parts) > 2 else None)
 
 
-async def _sshd_answers(host: str, port: int, timeout_s: float = 2.0) -> bool:
-    """True when an SSH server greets on host:port (the port publisher accepts even with nothing behind it)."""
+async def _gateway_answers(host: str, port: int, timeout_s: float = 2.0) -> bool:
+    """True when an SSH server greets on host:port."""
     with anyio.move_on_after(timeout_s):
         try:
             async with await anyio.connect_tcp(host, port) as stream:
@@ -74,98 +119,123 @@ async def _sshd_answers(host: str, port: int, timeout_s: float = 2.0) -> bool:
 
 
 class SshManager:
-    def __init__(
-        self, settings: Settings, store: Store, backend: Backend, services: ServiceManager, sidecars: SshSidecars
-    ) -> None:
+    def __init__(self, settings: Settings, store: Store) -> None:
         self.settings = settings
         self.store = store
-        self.backend = backend
-        self.services = services
-        self.sidecars = sidecars
+        self._locks: dict[str, anyio.Lock] = {}
+
+    def _lock(self, service_id: str) -> anyio.Lock:
+        return self._locks.setdefault(service_id, anyio.Lock())
+
+    # -- the ServiceAccess companion: a key given at deploy -------------------------------------------
+
+    def check_spec(self, req: DeployRequest, spec: ServiceSpec) -> ServiceSpec:
+        if not req.ssh_public_key:
+            return spec
+        return spec.model_copy(update={"ssh_public_keys": [normalize_public_key(req.ssh_public_key)]})
 
     # -- use-cases ------------------------------------------------------------------------------------
 
-    async def info(self, p: Principal, ref: str) -> SshInfo:
-        ts = self.store.scoped(p.tenant_id)
-        rec = await ts.services.get(ref)
-        if not rec.spec.ssh_public_keys:
-            raise InvalidInput(
-                f"service {rec.name} has no SSH access", "add_ssh_key(service, public_key) gives it an SSH endpoint"
-            )
-        return await self._info(ts, rec)
+    async def info(self, p: Principal, kind: Kind, ref: str) -> SshInfo:
+        """Raises: NotFound; InvalidInput when the target has no key."""
+        box = await _load(self.store.scoped(p.tenant_id), kind, ref)
+        if not box.keys:
+            raise InvalidInput(f"{kind} {box.name} has no SSH access", f"add_ssh_key({kind}, public_key) lets a key in")
+        return await self._info(p, box)
 
-    async def _info(self, ts: TenantStore, rec: ServiceRecord, wait_s: float = 0.0) -> SshInfo:
-        keys = [_authorized(k) for k in rec.spec.ssh_public_keys]
-        if not keys:
-            return SshInfo(service=rec.name, ready=False, note="no keys: SSH access is closed")
-        _, public, fp = await ts.ssh_host_keys.get_or_create(rec.id, generate_host_key)
-        info = SshInfo(service=rec.name, ready=False, host_key_fingerprint=fp, authorized_keys=keys)
-        if rec.desired_state != "running":
-            info.note = f"service {rec.name} is stopped; start_service brings SSH back"
-            return info
-        deadline = time.monotonic() + wait_s
-        while True:
-            st = await self.backend.workload_status(rec.id)
-            ep = st.endpoints.get(SSH_PORT)
-            if ep is not None:
-                info.host, info.port = ep.host, ep.port
-                info.ready = await _sshd_answers(ep.host, ep.port)
-            if info.ready or time.monotonic() >= deadline:
-                break
-            await anyio.sleep(0.25)
-        if info.host is not None:
-            info.known_hosts_line = f"[{info.host}]:{info.port} {public}"
-            info.command = f"ssh -p {info.port} {SSH_USER}@{info.host}"
+    async def _info(self, p: Principal, box: _Box) -> SshInfo:
+        _, public, fp = load_host_key(self.settings.data_dir, self.store.secrets)
+        host, port = self.settings.publish_host, self.settings.ssh_port
+        user = f"{box.name}.{p.tenant_name}"
+        info = SshInfo(
+            target=f"{box.kind} {box.name}",
+            ready=await _gateway_answers(host, port),
+            host=host,
+            port=port,
+            user=user,
+            host_key_fingerprint=fp,
+            known_hosts_line=f"[{host}]:{port} {public}" if port != 22 else f"{host} {public}",
+            command=f"ssh -p {port} {user}@{host}",
+            authorized_keys=[_authorized(k) for k in box.keys],
+        )
+        notes = []
+        if not info.authorized_keys:
+            notes.append("no keys: SSH access is closed")
+        if not box.running:
+            notes.append(f"{box.kind} {box.name} is not running: no session gets in")
         if not info.ready:
-            info.note = "sshd is not answering yet (starting, or the service is not running); call ssh_info again"
+            notes.append("the SSH gateway does not answer: it runs in `agenthost serve`")
+        info.note = "; ".join(notes) or None
         return info
 
-    async def add_key(self, p: Principal, ref: str, public_key: str, wait: bool, report: Reporter = silent) -> SshInfo:
+    async def add_key(self, p: Principal, kind: Kind, ref: str, public_key: str) -> SshInfo:
+        """Raises: InvalidInput for a bad key; NotFound; QuotaExceeded past ssh_max_keys."""
         key = normalize_public_key(public_key)
         ts = self.store.scoped(p.tenant_id)
-        rec = await ts.services.get(ref)
-        async with self.sidecars.lock(rec.id):
-            rec = await ts.services.get(rec.id)
-            keys = rec.spec.ssh_public_keys
-            if any(fingerprint(k) == fingerprint(key) for k in keys):
-                return await self._info(ts, rec, self.settings.wait_timeout_s if wait else 0.0)
-            if len(keys) >= self.settings.ssh_max_keys:
-                raise QuotaExceeded(
-                    f"service {rec.name} already has {len(keys)} SSH keys",
-                    "revoke one you no longer use with add_ssh_key(remove=true)",
-                )
-            self.sidecars.check_port(rec.spec)
-            await ts.services.update(rec.id, spec=rec.spec.model_copy(update={"ssh_public_keys": [*keys, key]}))
-            rec = await ts.services.get(rec.id)
-        if not keys:
-            await report(f"publishing the SSH port of {rec.name}: its container is recreated", 0, None)
-            rec = await self.services.redeploy(ts, rec, wait, report)  # emits 'running', which starts the sidecar
-        else:
-            await self.sidecars.sync(ts, rec)
-        return await self._info(ts, rec, self.settings.wait_timeout_s if wait else 0.0)
+        box = await _load(ts, kind, ref)
+        async with self._lock(box.id):
+            box = await _load(ts, kind, box.id)
+            if not any(fingerprint(k) == fingerprint(key) for k in box.keys):
+                if len(box.keys) >= self.settings.ssh_max_keys:
+                    raise QuotaExceeded(
+                        f"{kind} {box.name} already has {len(box.keys)} SSH keys",
+                        "revoke one you no longer use with add_ssh_key(remove=true)",
+                    )
+                await _save(ts, box, [*box.keys, key])
+                box = await _load(ts, kind, box.id)
+        return await self._info(p, box)
 
-    async def remove_key(self, p: Principal, ref: str, key: str, wait: bool, report: Reporter = silent) -> SshInfo:
+    async def remove_key(self, p: Principal, kind: Kind, ref: str, key: str) -> SshInfo:
+        """Revoke a key (by fingerprint or public key); its open sessions end within seconds.
+
+        Raises: InvalidInput; NotFound for an unknown target or key."""
         ts = self.store.scoped(p.tenant_id)
-        rec = await ts.services.get(ref)
-        async with self.sidecars.lock(rec.id):
-            rec = await ts.services.get(rec.id)
-            wanted = key.strip() if key.strip().startswith("SHA256:") else None
-            if wanted is None:
-                try:
-                    wanted = fingerprint(normalize_public_key(key))
-                except InvalidInput as exc:
-                    raise InvalidInput(
-                        "key is neither a SHA256 fingerprint nor a public key", "ssh_info lists the fingerprints"
-                    ) from exc
-            rest = [k for k in rec.spec.ssh_public_keys if fingerprint(k) != wanted]
-            if len(rest) == len(rec.spec.ssh_public_keys):
-                raise NotFound(f"service {rec.name} has no SSH key {wanted}", "ssh_info lists the fingerprints")
-            await ts.services.update(rec.id, spec=rec.spec.model_copy(update={"ssh_public_keys": rest}))
-            rec = await ts.services.get(rec.id)
-        if rest:
-            await self.sidecars.sync(ts, rec)  # a new sidecar with the remaining keys; sessions of the removed key end
-        else:
-            await self.backend.remove_workload(sidecar_id(rec.id))
-            await report(f"closing the SSH port of {rec.name}: its container is recreated", 0, None)
-            rec = await self.services.redeploy(ts, rec, wait, report)
-        return await self._info(ts, rec)
+        box = await _load(ts, kind, ref)
+        wanted = key.strip() if key.strip().startswith("SHA256:") else None
+        if wanted is None:
+            try:
+                wanted = fingerprint(normalize_public_key(key))
+            except InvalidInput as exc:
+                raise InvalidInput(
+                    "key is neither a SHA256 fingerprint nor a public key", "ssh_info lists the fingerprints"
+                ) from exc
+        async with self._lock(box.id):
+            box = await _load(ts, kind, box.id)
+            rest = [k for k in box.keys if fingerprint(k) != wanted]
+            if len(rest) == len(box.keys):
+                raise NotFound(f"{kind} {box.name} has no SSH key {wanted}", "ssh_info lists the fingerprints")
+            await _save(ts, box, rest)
+            box = await _load(ts, kind, box.id)
+        return await self._info(p, box)
+
+    # -- the gateway's questions ----------------------------------------------------------------------
+
+    async def authorize(self, username: str, key_fingerprint: str) -> Target | None:
+        """The target ``username`` addresses when ``key_fingerprint`` is one of its keys, else None (for every
+        reason alike: a malformed name, an unknown tenant or target, one that does not run, another key).
+        A service and a sandbox of the same name: the one the key belongs to."""
+        m = _USER.fullmatch(username)
+        if m is None:
+            return None
+        try:
+            tenant = await self.store.tenants.by_name(m[2])
+        except NotFound:
+            return None
+        ts = self.store.scoped(tenant.id)
+        kinds: tuple[Kind, ...] = ("service", "sandbox")
+        for kind in kinds:
+            try:
+                box = await _load(ts, kind, m[1])
+            except NotFound:
+                continue
+            if box.name == m[1] and _admits(box, key_fingerprint):
+                return Target(tenant.id, tenant.name, box.kind, box.id, box.name, key_fingerprint)
+        return None
+
+    async def still_allowed(self, target: Target) -> bool:
+        """Whether the target still admits the key (not revoked; the target neither stopped nor deleted)."""
+        try:
+            box = await _load(self.store.scoped(target.tenant_id), target.kind, target.workload_id)
+        except NotFound:
+            return False
+        return _admits(box, target.key_fingerprint)

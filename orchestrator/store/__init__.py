@@ -19,7 +19,6 @@ from .oauth import OAuthRepo
 from .revisions import RevisionRepo
 from .sandboxes import PoolRepo, SandboxRecord, SandboxRepo, all_sandbox_records
 from .services import ServiceRepo, all_service_records
-from .ssh import HostKeyRepo
 from .tenants import TenantRepo
 
 __all__ = [
@@ -59,7 +58,6 @@ class TenantStore:
         self.events = EventRepo(db, tenant_id)
         self.idempotency = IdempotencyRepo(db, tenant_id)
         self.sandboxes = SandboxRepo(db, tenant_id)
-        self.ssh_host_keys = HostKeyRepo(db, tenant_id, secrets.for_tenant(tenant_id))
         self.builds = BuildRepo(db, tenant_id)
         self.databases = DatabaseRepo(db, tenant_id, secrets.for_tenant(tenant_id))
         self.backups = BackupRepo(db, tenant_id, secrets.for_tenant(tenant_id))

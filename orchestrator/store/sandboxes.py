@@ -8,6 +8,7 @@ collector never sees it unowned).
 
 from __future__ import annotations
 
+import json
 import uuid
 from datetime import datetime
 from typing import Literal
@@ -38,6 +39,7 @@ class SandboxRecord(BaseModel):
     from_pool: bool
     created_at: datetime
     expires_at: datetime
+    ssh_public_keys: list[str] = []
 
 
 class PoolRow(BaseModel):
@@ -48,7 +50,9 @@ class PoolRow(BaseModel):
 
 
 def _record(row: Row) -> SandboxRecord:
-    return SandboxRecord(**dict(row))
+    values = dict(row)
+    values["ssh_public_keys"] = json.loads(values.get("ssh_public_keys") or "[]")
+    return SandboxRecord(**values)
 
 
 async def all_sandbox_records(db: Database) -> list[SandboxRecord]:
@@ -127,6 +131,12 @@ class SandboxRepo:
     async def set_status(self, sandbox_id: str, status: SandboxStatus) -> None:
         await self._db.execute(
             "UPDATE sandboxes SET status = ? WHERE id = ? AND tenant_id = ?", (status, sandbox_id, self._tenant)
+        )
+
+    async def set_ssh_keys(self, sandbox_id: str, keys: list[str]) -> None:
+        await self._db.execute(
+            "UPDATE sandboxes SET ssh_public_keys = ? WHERE id = ? AND tenant_id = ?",
+            (json.dumps(keys), sandbox_id, self._tenant),
         )
 
     async def extend(self, sandbox_id: str, expires_at: str) -> bool:

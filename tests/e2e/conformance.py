@@ -7,6 +7,11 @@ The ``host``, ``product_backend`` and ``backend`` fixtures live in conftest.py.
 from __future__ import annotations
 
 import sqlite3
+import subprocess
+import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import Any
 
 import anyio
@@ -18,11 +23,12 @@ from mcp import Client
 
 from orchestrator.backends.base import Backend, WorkloadStatus
 
-from .harness import AgentHost, call, untrusted_body
+from .harness import AgentHost, call, free_port, untrusted_body
 from .nomad_agent import nomad_get
 
 __all__ = [
     "HTTP_VIA_LOCALHOST",
+    "OpenSsh",
     "REGISTRY",
     "SERVER_PY",
     "answers",
@@ -30,7 +36,6 @@ __all__ = [
     "container_of",
     "pool_ready",
     "sh",
-    "ssh_run",
     "state",
     "tenant",
 ]
@@ -109,19 +114,78 @@ def container_of(host: AgentHost, client: docker.DockerClient, workload_id: str)
     return client.containers.get(f"main-{allocs[0]['ID']}")
 
 
-async def ssh_run(info: dict[str, Any], key: asyncssh.SSHKey, command: str, user: str = "app") -> tuple[str, str]:
-    """Run a command over SSH (``info`` from ssh_info); returns (stdout, server host key fingerprint)."""
-    async with asyncssh.connect(
-        info["host"],
-        port=info["port"],
-        username=user,
-        client_keys=[key],
-        known_hosts=None,
-        agent_path=None,
-        preferred_auth="publickey",
-        connect_timeout=20,
-    ) as conn:
-        fp = conn.get_server_host_key().get_fingerprint("sha256")
-        result = await conn.run(command, timeout=30)
-        assert result.exit_status == 0, (command, result.exit_status, result.stdout, result.stderr)
-        return str(result.stdout), fp
+class OpenSsh:
+    """The OpenSSH client (``ssh``) with one key, trusting only the host key ssh_info gave (``info``)."""
+
+    def __init__(self, folder: Path, info: dict[str, Any], key: asyncssh.SSHKey) -> None:
+        folder.mkdir(parents=True, exist_ok=True)
+        self.info = info
+        self.key_file = folder / f"id-{uuid.uuid4().hex[:8]}"
+        self.key_file.write_bytes(key.export_private_key())
+        self.key_file.chmod(0o600)
+        self.known_hosts = folder / "known_hosts"
+        self.known_hosts.write_text(info["known_hosts_line"] + "\n")
+
+    def argv(self, *args: str, user: str | None = None, tty: bool = False, extra: tuple[str, ...] = ()) -> list[str]:
+        options = {
+            "BatchMode": "yes",
+            "IdentitiesOnly": "yes",
+            "IdentityAgent": "none",
+            "StrictHostKeyChecking": "yes",
+            "UserKnownHostsFile": str(self.known_hosts),
+            "GlobalKnownHostsFile": "/dev/null",
+            "ConnectTimeout": "20",
+            "LogLevel": "ERROR",
+        }
+        return [
+            "ssh",
+            "-F",
+            "/dev/null",
+            *(f"-o{k}={v}" for k, v in options.items()),
+            "-i",
+            str(self.key_file),
+            "-p",
+            str(self.info["port"]),
+            "-tt" if tty else "-T",
+            *extra,
+            f"{user or self.info['user']}@{self.info['host']}",
+            *args,
+        ]
+
+    async def run(
+        self, *command: str, user: str | None = None, tty: bool = False, stdin: bytes = b"", timeout: float = 90
+    ) -> subprocess.CompletedProcess[bytes]:
+        with anyio.fail_after(timeout):
+            return await anyio.run_process(self.argv(*command, user=user, tty=tty), input=stdin, check=False)
+
+    async def sftp(self, batch: str, timeout: float = 90) -> subprocess.CompletedProcess[bytes]:
+        """``sftp -b -`` with the batch on stdin (it stops at the first failing command)."""
+        options = ["-P" if a == "-p" else a for a in self.argv()[1:-2]]  # ssh's options, less -T and the target
+        argv = ["sftp", *options, "-b", "-", f"{self.info['user']}@{self.info['host']}"]
+        with anyio.fail_after(timeout):
+            return await anyio.run_process(argv, input=batch.encode(), check=False)
+
+    @asynccontextmanager
+    async def forward(self, dest: str) -> AsyncIterator[int]:
+        """``ssh -N -L <a free port>:<dest>`` for as long as the block runs; yields the local port."""
+        local = free_port()
+        argv = self.argv(extra=("-N", "-oExitOnForwardFailure=yes", "-L", f"127.0.0.1:{local}:{dest}"))
+        async with await anyio.open_process(argv) as proc:
+            with anyio.fail_after(30):
+                while True:
+                    try:
+                        await (await anyio.connect_tcp("127.0.0.1", local)).aclose()
+                        break
+                    except OSError:
+                        assert proc.returncode is None, "ssh -L exited"
+                        await anyio.sleep(0.1)
+            try:
+                yield local
+            finally:
+                proc.terminate()
+
+    async def out(self, command: str, **kw: Any) -> str:
+        """stdout of a command that must succeed."""
+        done = await self.run(command, **kw)
+        assert done.returncode == 0, (command, done.returncode, done.stdout, done.stderr)
+        return done.stdout.decode()

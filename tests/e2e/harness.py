@@ -175,6 +175,8 @@ class AgentHost:
     tenants: dict[str, str] = field(default_factory=dict)  # name -> key
     tenant_ids: dict[str, str] = field(default_factory=dict)
     env: dict[str, str] = field(default_factory=dict)  # extra AGENTHOST_* settings for every process
+    # Where its SSH gateway listens: a free port on 127.0.0.1 of its own (unless env sets AGENTHOST_SSH_PORT).
+    ssh_port: int = field(default_factory=lambda: free_port())
     _server: subprocess.Popen[bytes] | None = None
     _url: str | None = None
 
@@ -182,12 +184,23 @@ class AgentHost:
     def settings(self) -> Settings:
         """The settings its processes run with. From the environment, pydantic-settings reads complex values
         (lists, objects) as JSON; given as arguments they must be decoded first."""
-        values = {k[10:].lower(): json.loads(v) if v[:1] in "[{" else v for k, v in self.env.items()}
+        env = {**self._ssh_env, **self.env}
+        values = {k[10:].lower(): json.loads(v) if v[:1] in "[{" else v for k, v in env.items()}
         return Settings(data_dir=self.data_dir, **values)
+
+    @property
+    def _ssh_env(self) -> dict[str, str]:
+        return {"AGENTHOST_SSH_BIND": "127.0.0.1", "AGENTHOST_SSH_PORT": str(self.ssh_port)}
 
     def process_env(self, key: str | None = None) -> dict[str, str]:
         # Every toolset, unless a test chooses: tests of a feature call its tools whatever the default offers.
-        env = {**os.environ, "AGENTHOST_TOOLSETS": "all", **self.env, "AGENTHOST_DATA_DIR": str(self.data_dir)}
+        env = {
+            **os.environ,
+            "AGENTHOST_TOOLSETS": "all",
+            **self._ssh_env,
+            **self.env,
+            "AGENTHOST_DATA_DIR": str(self.data_dir),
+        }
         if key:
             env["AGENTHOST_API_KEY"] = key
         return env

@@ -8,14 +8,13 @@ from __future__ import annotations
 import uuid
 
 import anyio
-import asyncssh
 import httpx
 import pytest
 
 from orchestrator.backends.base import Backend, ExecSpec, VolumeSpec, WorkloadSpec
 
-from .conformance import HTTP_VIA_LOCALHOST, answers, body, pool_ready, sh, ssh_run, state, tenant
-from .harness import AgentHost, ToolFailed, call, connect, until
+from .conformance import answers, body, pool_ready, sh, state, tenant
+from .harness import AgentHost, ToolFailed, call, connect
 
 pytestmark = [pytest.mark.anyio, pytest.mark.e2e]
 
@@ -167,45 +166,6 @@ async def test_sandboxes_from_the_pool_exec_list_delete(
             await call(client, "exec", {"sandbox": "scratch", "command": ["true"]})
         assert err.value.code == "not_found"
         await call(client, "delete_service", {"service": "web", "confirm": True})
-
-
-async def test_ssh_sidecar_shares_the_service_network_and_files(
-    host: AgentHost, product_backend: Backend, hello_image: str
-) -> None:
-    key = tenant(host, "conf-ssh")
-    alice = asyncssh.generate_private_key("ssh-ed25519", comment="alice@laptop")
-    async with connect(host, key, "http") as client:
-        svc = await call(
-            client,
-            "deploy_service",
-            {
-                "name": "box",
-                "image": hello_image,
-                "port": 8000,
-                "command": ["sh", "-c", "echo from-service > /home/app/f.txt && exec python3 /app/app.py"],
-                "volumes": [{"name": "home", "path": "/home/app"}],
-                "ssh_public_key": alice.export_public_key().decode(),
-            },
-        )
-        assert svc["status"] == "running", svc
-        info = await until(client, "ssh_info", {"service": "box"}, lambda i: i["ready"], timeout=120)
-        assert info["host"] == "127.0.0.1" and info["user"] == "app"
-        sidecar = await product_backend.workload_status(f"{svc['id']}-ssh")
-        assert sidecar.state == "running" and sidecar.labels["agenthost.kind"] == "sidecar"
-        out, fp = await ssh_run(info, alice, "cat /home/app/f.txt; id -un; " + HTTP_VIA_LOCALHOST)
-        assert fp == info["host_key_fingerprint"]
-        assert out.startswith("from-service\napp\n") and "hello world" in out, out
-
-        # A restart gives the service a new network namespace: the sidecar follows it there.
-        await call(client, "restart_service", {"service": "box"})
-        again = await until(client, "ssh_info", {"service": "box"}, lambda i: i["ready"], timeout=120)
-        out, fp = await ssh_run(again, alice, HTTP_VIA_LOCALHOST)
-        assert fp == info["host_key_fingerprint"] and "hello world" in out
-
-        await call(client, "delete_service", {"service": "box", "confirm": True})
-        assert (await product_backend.workload_status(f"{svc['id']}-ssh")).state == "missing"
-        with pytest.raises((OSError, asyncssh.Error)):  # refused, or dropped by a port publisher on its way out
-            await ssh_run(again, alice, "true")
 
 
 async def test_crash_on_start_is_failed_with_log_tail(

@@ -1,35 +1,30 @@
-"""SSH access through a real MCP client and a real SSH client (asyncssh) with keys the test generates."""
+"""SSH access through a real MCP client and the real OpenSSH client, on Docker: another tenant's key, the
+host key kept across restarts (of the service and of the server) and stored encrypted, sessions recorded as
+events and audit rows, and bad keys refused. (What both backends share is in test_backend_conformance_ssh.py.)"""
 
 from __future__ import annotations
 
-import sqlite3
+from pathlib import Path
 
 import anyio
 import asyncssh
 import docker
 import pytest
 
-from .conformance import HTTP_VIA_LOCALHOST, ssh_run
+from .conformance import OpenSsh
 from .harness import AgentHost, ToolFailed, call, connect
 
 pytestmark = [pytest.mark.anyio, pytest.mark.e2e]
 
-SERVICE_CMD = "echo written-by-service > /home/app/from-service.txt && exec python3 /app/app.py"
 
-
-async def ready_info(client: object, service: str) -> dict:
-    with anyio.fail_after(120):
-        while not (info := await call(client, "ssh_info", {"service": service}))["ready"]:  # type: ignore[arg-type]
-            await anyio.sleep(0.5)
-    return info
-
-
-async def test_ssh_access_lifecycle(agenthost: AgentHost, hello_image: str, docker_client: docker.DockerClient) -> None:
-    key = agenthost.tenant("ssh-life")
+async def test_ssh_keys_tenants_restarts_and_records(
+    agenthost: AgentHost, hello_image: str, docker_client: docker.DockerClient, tmp_path: Path
+) -> None:
     alice = asyncssh.generate_private_key("ssh-ed25519", comment="alice@laptop")
-    bob = asyncssh.generate_private_key("ecdsa-sha2-nistp256")
-    mallory = asyncssh.generate_private_key("ssh-ed25519")
-    async with connect(agenthost, key, "http") as client:
+    bob = asyncssh.generate_private_key("ecdsa-sha2-nistp256", comment="bob")
+    key = agenthost.tenant("ssh-life")
+    other = agenthost.tenant("ssh-other")
+    async with connect(agenthost, key, "http") as client, connect(agenthost, other, "http") as theirs:
         svc = await call(
             client,
             "deploy_service",
@@ -37,84 +32,57 @@ async def test_ssh_access_lifecycle(agenthost: AgentHost, hello_image: str, dock
                 "name": "box",
                 "image": hello_image,
                 "port": 8000,
-                "command": ["sh", "-c", SERVICE_CMD],
-                "volumes": [{"name": "home", "path": "/home/app"}],
                 "ssh_public_key": alice.export_public_key().decode(),
             },
         )
         assert svc["status"] == "running", svc
-        info = await ready_info(client, "box")
-        assert info["host"] == "127.0.0.1" and info["user"] == "app" and info["ready"]
-        assert info["command"] == f"ssh -p {info['port']} app@127.0.0.1"
-        assert info["known_hosts_line"].startswith(f"[127.0.0.1]:{info['port']} ssh-ed25519 ")
-        assert [k["comment"] for k in info["authorized_keys"]] == ["alice@laptop"]
-        sidecar = docker_client.containers.get(f"ah-{svc['id']}-ssh")
-        assert sidecar.attrs["HostConfig"]["Runtime"] == "runsc"
-        assert (
-            sidecar.attrs["HostConfig"]["NetworkMode"]
-            == f"container:{docker_client.containers.get('ah-' + svc['id']).id}"
-        )
+        await call(theirs, "deploy_service", {"name": "box", "image": hello_image, "port": 8000})
+        bob_info = await call(theirs, "add_ssh_key", {"service": "box", "public_key": bob.export_public_key().decode()})
+        assert bob_info["user"] == "box.ssh-other"
+        info = await call(client, "ssh_info", {"service": "box"})
+        assert info["user"] == "box.ssh-life" and info["ready"], info
+        assert bob_info["host_key_fingerprint"] == info["host_key_fingerprint"]  # one gateway, one host key
+        ssh = OpenSsh(tmp_path / "alice", info, alice)
+        as_bob = OpenSsh(tmp_path / "bob", info, bob)
+        assert await ssh.out("id -u; hostname") and await as_bob.out("echo in", user="box.ssh-other") == "in\n"
 
-        out, fp = await ssh_run(info, alice, "cat /home/app/from-service.txt; id -un; " + HTTP_VIA_LOCALHOST)
-        assert fp == info["host_key_fingerprint"]
-        assert out.startswith("written-by-service\napp\n") and "hello world" in out
+        # Another tenant's key, on this tenant's service, is refused as an unknown service is.
+        foreign = await as_bob.run("true")
+        unknown = await ssh.run("true", user="nothing.ssh-life")
+        for done in (foreign, unknown):
+            assert done.returncode == 255 and b"Permission denied (publickey)" in done.stderr, done
+        assert foreign.stderr.replace(b"box.ssh-life", b"X") == unknown.stderr.replace(b"nothing.ssh-life", b"X")
 
-        with pytest.raises(asyncssh.PermissionDenied):
-            await ssh_run(info, mallory, "true")
-        with pytest.raises(asyncssh.PermissionDenied):
-            await ssh_run(info, alice, "true", user="root")
-
-        # The host key survives a restart: same fingerprint, advertised and presented.
+        # A restarted service: the session lands in its new run; the host key stays.
         await call(client, "restart_service", {"service": "box"})
-        again = await ready_info(client, "box")
-        assert again["host_key_fingerprint"] == info["host_key_fingerprint"]
-        out, fp = await ssh_run(again, alice, "cat /home/app/from-service.txt")
-        assert fp == info["host_key_fingerprint"] and out == "written-by-service\n"
+        assert "python3 /app/app.py" in await ssh.out("ps -eo args")
+        assert (await ssh.run("exit 3")).returncode == 3
 
-        # A second key; then removing the first closes access for it alone.
-        added = await call(client, "add_ssh_key", {"service": "box", "public_key": bob.export_public_key().decode()})
-        assert len(added["authorized_keys"]) == 2
-        info = await ready_info(client, "box")
-        assert (await ssh_run(info, bob, "echo bob-in"))[0] == "bob-in\n"
-        alice_fp = next(k["fingerprint"] for k in info["authorized_keys"] if k["comment"] == "alice@laptop")
-        assert alice_fp == alice.get_fingerprint("sha256")
-        left = await call(client, "add_ssh_key", {"service": "box", "public_key": alice_fp, "remove": True})
-        assert [k["fingerprint"] for k in left["authorized_keys"]] == [bob.get_fingerprint("sha256")]
-        info = await ready_info(client, "box")
-        with pytest.raises(asyncssh.PermissionDenied):
-            await ssh_run(info, alice, "true")
-        assert (await ssh_run(info, bob, "echo still-in"))[0] == "still-in\n"
-        assert info["host_key_fingerprint"] == again["host_key_fingerprint"]
+        # Every session is an event and an audit row: who (the key), what, when, how it ended.
+        events = (await call(client, "list_events", {"kind": "service"}))["events"]
+        sessions = [e for e in events if e["type"] == "ssh_session"]
+        assert {e["exit_code"] for e in sessions} >= {0, 3}, sessions
+        assert all(alice.get_fingerprint("sha256") in e["cause"] for e in sessions)
+        async with connect(agenthost, agenthost.admin_key, "stdio") as admin:
+            audit = (await call(admin, "list_audit", {"tenant": "ssh-life"}))["entries"]
+        rows = [a for a in audit if a["action"] == "ssh_session"]
+        assert {r["key_id"] for r in rows} == {f"ssh:{alice.get_fingerprint('sha256')}"}, rows
+        assert "exit 3" in {r["outcome"] for r in rows}
 
-        # Removing the last key closes SSH entirely: no sidecar, no published port.
-        bob_pub = bob.export_public_key().decode()
-        closed = await call(client, "add_ssh_key", {"service": "box", "public_key": bob_pub, "remove": True})
-        assert closed["authorized_keys"] == [] and closed["port"] is None
-        with pytest.raises(ToolFailed) as err:
-            await call(client, "ssh_info", {"service": "box"})
-        assert err.value.code == "invalid_input"
-        with pytest.raises(OSError):
-            await ssh_run(info, bob, "true")
-        assert not docker_client.containers.list(all=True, filters={"name": f"ah-{svc['id']}-ssh"})
-        assert (await call(client, "get_service", {"service": "box"}))["status"] == "running"
+        await call(theirs, "delete_service", {"service": "box", "confirm": True})
 
-        # Back on, then deleting the service removes the sidecar too.
-        await call(client, "add_ssh_key", {"service": "box", "public_key": alice.export_public_key().decode()})
-        info = await ready_info(client, "box")
-        assert info["host_key_fingerprint"] == again["host_key_fingerprint"]
-        assert (await ssh_run(info, alice, "echo back"))[0] == "back\n"
-
-        # The host key is stored encrypted.
-        db = sqlite3.connect(agenthost.data_dir / "agenthost.db")
-        (blob,) = db.execute("SELECT private_key FROM ssh_host_keys WHERE service_id = ?", (svc["id"],)).fetchone()
-        assert b"PRIVATE KEY" not in blob and b"openssh" not in blob.lower()
-
+    # The host key survives a restart of the server itself, and is stored encrypted, readable by no one else.
+    agenthost.kill_server()
+    assert agenthost.url
+    path = agenthost.data_dir / "ssh_host_key.json"
+    assert "PRIVATE KEY" not in path.read_text() and path.stat().st_mode & 0o077 == 0
+    async with connect(agenthost, key, "stdio") as client:
+        again = await call(client, "ssh_info", {"service": "box"})
+        assert again["host_key_fingerprint"] == info["host_key_fingerprint"] and again["ready"]
+        assert await ssh.out("echo back") == "back\n"  # known_hosts from before: the same host key
         await call(client, "delete_service", {"service": "box", "confirm": True})
-        assert not docker_client.containers.list(all=True, filters={"name": f"ah-{svc['id']}"})
-        assert db.execute("SELECT COUNT(*) FROM ssh_host_keys WHERE service_id = ?", (svc["id"],)).fetchone() == (0,)
-        db.close()
-        with pytest.raises(OSError):
-            await ssh_run(info, alice, "true")
+    done = await ssh.run("true")
+    assert done.returncode == 255 and b"Permission denied (publickey)" in done.stderr, done
 
 
 async def test_bad_public_keys_are_refused(agenthost: AgentHost, hello_image: str) -> None:
@@ -145,7 +113,7 @@ async def test_bad_public_keys_are_refused(agenthost: AgentHost, hello_image: st
         with pytest.raises(ToolFailed) as err:
             await call(client, "add_ssh_key", {"service": "k", "public_key": weak_rsa})
         assert err.value.code == "invalid_input"
-        info = await call(client, "add_ssh_key", {"service": "k", "public_key": strong_rsa, "wait": False})
+        info = await call(client, "add_ssh_key", {"service": "k", "public_key": strong_rsa})
         assert info["authorized_keys"][0]["type"] == "ssh-rsa"
         with pytest.raises(ToolFailed) as err:
             await call(client, "add_ssh_key", {"service": "k", "public_key": "SHA256:nope", "remove": True})
@@ -154,3 +122,30 @@ async def test_bad_public_keys_are_refused(agenthost: AgentHost, hello_image: st
             await call(client, "add_ssh_key", {"service": "nope", "public_key": ed})
         assert err.value.code == "not_found"
         await call(client, "delete_service", {"service": "k", "confirm": True})
+
+
+async def test_forwarding_reaches_the_tenants_own_database_by_name(
+    agenthost: AgentHost, hello_image: str, tmp_path: Path
+) -> None:
+    alice = asyncssh.generate_private_key("ssh-ed25519")
+    key = agenthost.tenant("ssh-fwd")
+    other = agenthost.tenant("ssh-fwd-other")
+    async with connect(agenthost, key, "http") as client, connect(agenthost, other, "stdio") as theirs:
+        public = alice.export_public_key().decode()
+        await call(
+            client, "deploy_service", {"name": "app", "image": hello_image, "port": 8000, "ssh_public_key": public}
+        )
+        assert (await call(client, "create_database", {"name": "cache", "engine": "redis"}))["status"] == "running"
+        await call(client, "link_database", {"database": "cache", "service": "app"})
+        assert (await call(theirs, "create_database", {"name": "theirs", "engine": "redis"}))["status"] == "running"
+        ssh = OpenSsh(tmp_path / "alice", await call(client, "ssh_info", {"service": "app"}), alice)
+
+        async with ssh.forward("cache:6379") as local, await anyio.connect_tcp("127.0.0.1", local) as redis:
+            await redis.send(b"PING\r\n")
+            assert (await redis.receive()).startswith(b"-NOAUTH"), "not the tenant's redis"
+        async with ssh.forward("theirs:6379") as local, await anyio.connect_tcp("127.0.0.1", local) as refused:
+            with pytest.raises((anyio.EndOfStream, anyio.BrokenResourceError, OSError)):
+                await refused.receive()
+        for ref, who in (("cache", client), ("theirs", theirs)):
+            await call(who, "delete_database", {"database": ref, "confirm": True})
+        await call(client, "delete_service", {"service": "app", "confirm": True})

@@ -10,6 +10,7 @@ backtracks catastrophically fails.
 from __future__ import annotations
 
 import os
+import socket
 import socketserver
 import threading
 from collections.abc import AsyncIterator, Iterator
@@ -83,6 +84,12 @@ def listener() -> Iterator[int]:
     thread.join()
 
 
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
 @pytest.fixture
 def app_settings(tmp_path: Path, repo_dir: Path) -> Settings:
     data = tmp_path / "data"
@@ -99,13 +106,15 @@ def app_settings(tmp_path: Path, repo_dir: Path) -> Settings:
         registry="",
         allow_local_git=True,  # builds from repositories in repo_dir
         build_dir=repo_dir / "builds",
+        ssh_bind="127.0.0.1",  # the app's SSH gateway: this host only, on a port of its own
+        ssh_port=_free_port(),
     )
 
 
 @pytest.fixture
 def fake_backend(app_settings: Settings, listener: int, tmp_path: Path) -> FakeBackend:
     s = app_settings
-    images = {APP_IMAGE, s.image_python, s.image_postgres, s.image_redis, s.image_sshd, s.image_base}
+    images = {APP_IMAGE, s.image_python, s.image_postgres, s.image_redis, s.image_base}
     fake = FakeBackend(images, volume_root=tmp_path / "volumes")
     fake.publish_port = listener
     return fake

@@ -4,24 +4,37 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from datetime import datetime
 from pathlib import Path
 
 import anyio
 import docker
 import docker.errors
+from anyio.abc import ObjectReceiveStream
 from docker.models.containers import Container
 
 from ...errors import Conflict, InvalidInput, NotFound
 from ...labels import container_name, slot_id, tenant_bridge_name
-from ..base import BackendInfo, ExecResult, ExecSpec, LogLine, NodeInfo, WorkloadSpec, WorkloadStatus
+from ..base import (
+    BackendInfo,
+    ExecResult,
+    ExecSpec,
+    LogLine,
+    NodeInfo,
+    OnBytes,
+    SessionInput,
+    SessionSpec,
+    WorkloadSpec,
+    WorkloadStatus,
+)
 from ..sizes import check_node_size
 from .containers import container_status, find_container, guard_sync, listed_id, run_container_sync
 from .engine import DockerEngine, docker_errors
 from .exec import Emit, exec_sync
 from .logs import after_tail, follow_logs, merged_tail, read_stream
 from .net import NetworkGone, remove_network_sync
+from .session import run_session
 
 __all__ = ["DockerBackend"]
 
@@ -259,6 +272,20 @@ class DockerBackend:
         except anyio.get_cancelled_exc_class():
             cancel.set()  # the worker sees it within 0.25 s and kills the command inside the container
             raise
+
+    async def session(
+        self, workload_id: str, spec: SessionSpec, stdin: ObjectReceiveStream[SessionInput], on_output: OnBytes
+    ) -> int | None:
+        async def thread(fn: Callable[[], object]) -> object:
+            with docker_errors(f"session in {workload_id}"):
+                return await anyio.to_thread.run_sync(fn, limiter=self._exec_limiter)
+
+        try:
+            return await run_session(
+                self.engine.client().api, container_name(workload_id), spec, stdin, on_output, thread
+            )
+        except (NotFound, Conflict) as exc:
+            raise InvalidInput(f"workload {workload_id} is not running", "start it first") from exc
 
     # -- volumes, networks, secrets -----------------------------------------------------------
 

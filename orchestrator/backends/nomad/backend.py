@@ -1,10 +1,9 @@
 """The Nomad backend: agenthost workloads as Nomad jobs on a cluster, over Nomad's HTTP API.
 
-Services and databases are service jobs, sandboxes and builds batch jobs, all from one HCL2
-file (``nomad/workload.nomad.hcl``) that Nomad parses with typed variables. Env values live in
-Nomad Variables and reach tasks through a template, never in a job definition. Volumes are
-Docker named volumes on the node that holds them (``volumes``), so a database's job
-follows its data there.
+Services and databases are service jobs, sandboxes and builds batch jobs, all from one HCL2 file
+(``nomad/workload.nomad.hcl``) that Nomad parses with typed variables. Env values live in Nomad Variables
+and reach tasks through a template, never in a job definition. Volumes are Docker named volumes on the
+node that holds them (``volumes``), so a database's job follows its data there.
 
 Everything this platform creates carries its instance id (job meta ``agenthost.instance``),
 so two platforms on one cluster never take each other's workloads for orphans.
@@ -18,16 +17,29 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 
 import anyio
+from anyio.abc import ObjectReceiveStream
 
-from ...errors import AgentHostError, BackendUnavailable, Conflict, InvalidInput, NoCapacity, NotFound
+from ...errors import BackendUnavailable, Conflict, InvalidInput, NoCapacity, NotFound
 from ...labels import L_ID, L_INSTANCE, L_KIND, L_MANAGED, L_TENANT
-from ..base import BackendInfo, ExecResult, ExecSpec, LogLine, NodeInfo, NoStagedUpdates, WorkloadSpec, WorkloadStatus
+from ..base import (
+    BackendInfo,
+    ExecResult,
+    ExecSpec,
+    LogLine,
+    NodeInfo,
+    NoStagedUpdates,
+    OnBytes,
+    SessionInput,
+    SessionSpec,
+    WorkloadSpec,
+    WorkloadStatus,
+)
 from ..sizes import check_node_size
 from ..threaded import ThreadBudget
 from .allocs import await_placement, await_stopped, job_allocs, register_job
 from .api import NomadApi, nomad_errors
 from .capacity import Shares
-from .exec import exec_in_alloc, exec_url
+from .exec import Gone, exec_in_alloc, exec_url, task_gone
 from .jobs import (
     HASH_ITEM,
     TASK,
@@ -43,8 +55,9 @@ from .jobs import (
     variable_path,
 )
 from .logs import check_since, follow_logs, read_tail
-from .net import Peer, TenantNetworks
+from .net import NodeNetworks, Peer, TenantNetworks
 from .nodes import agent_info, list_nodes, node_info
+from .session import session_in_alloc
 from .vars import check_variable_path, delete_variable, get_variable, put_variable
 from .volume_jobs import NodeJobs, remove_volume, volume_path
 from .volumes import ensure_volume, job_volume_names, list_volumes, pin_after_placement, pin_job, volume_placement
@@ -63,7 +76,7 @@ _STOP_WAIT_S = 60.0
 _NODES_TTL_S = 5.0
 
 
-class NomadBackend(NoStagedUpdates):  # Nomad's deployments replace allocations by its own rules
+class NomadBackend(NoStagedUpdates, NodeNetworks):  # Nomad's deployments replace allocations by its own rules
     name = "nomad"
 
     def __init__(
@@ -145,10 +158,8 @@ class NomadBackend(NoStagedUpdates):  # Nomad's deployments replace allocations 
         return await self._run(f"set eligibility of node {node_id}", update)
 
     async def image_exists(self, image: str) -> bool:
-        """Nomad clients resolve images when a task is placed; here the reference must be well-formed.
-
-        A node that cannot get the image makes ``ensure_workload`` raise ImageNotFound.
-        """
+        """Nodes resolve images when a task is placed (ensure_workload raises ImageNotFound): here the
+        reference must be well-formed."""
         check_reference(image)
         return True
 
@@ -337,27 +348,28 @@ class NomadBackend(NoStagedUpdates):  # Nomad's deployments replace allocations 
             async for line in follow_logs(self.api, alloc["ID"]):
                 yield line
 
-    async def exec(self, workload_id: str, spec: ExecSpec) -> ExecResult:
+    async def _running_alloc(self, workload_id: str) -> dict[str, Any]:
+        """Raises: InvalidInput when the workload's main task is not running."""
         alloc = await self._current_alloc(workload_id)
         task = (alloc.get("TaskStates") or {}).get(TASK) or {}
         if alloc.get("ClientStatus") != "running" or task.get("State") != "running":
             raise InvalidInput(f"workload {workload_id} is not running", "start it first")
-        began = task.get("StartedAt")
+        return alloc
 
-        async def gone() -> bool:
-            try:
-                now = await self._run("inspect allocation", self.api.get, "allocation", alloc["ID"])
-            except NotFound:
-                return True
-            except AgentHostError:
-                return False  # no news this time
-            state = (now.get("TaskStates") or {}).get(TASK) or {}
-            running = now.get("ClientStatus") == "running" and state.get("State") == "running"
-            return not running or state.get("StartedAt") != began
+    def _gone(self, alloc: dict[str, Any]) -> Gone:
+        return task_gone(lambda: self._run("inspect allocation", self.api.get, "allocation", alloc["ID"]), alloc)
 
-        return await exec_in_alloc(exec_url(self.api, alloc["ID"]), self.api.token, spec, gone)
+    async def exec(self, workload_id: str, spec: ExecSpec) -> ExecResult:
+        alloc = await self._running_alloc(workload_id)
 
-    # -- volumes, networks, secrets -----------------------------------------------------------
+        return await exec_in_alloc(exec_url(self.api, alloc["ID"]), self.api.token, spec, self._gone(alloc))
+
+    async def session(
+        self, workload_id: str, spec: SessionSpec, stdin: ObjectReceiveStream[SessionInput], on_output: OnBytes
+    ) -> int | None:
+        alloc = await self._running_alloc(workload_id)
+        url = exec_url(self.api, alloc["ID"])
+        return await session_in_alloc(url, self.api.token, spec, stdin, on_output, self._gone(alloc))
 
     async def ensure_volume(self, name: str, labels: dict[str, str]) -> None:
         """Record the volume; the node's dockerd makes it where the first workload that mounts it runs."""
@@ -372,18 +384,6 @@ class NomadBackend(NoStagedUpdates):  # Nomad's deployments replace allocations 
 
     async def list_volumes(self, labels: dict[str, str]) -> list[str]:
         return await self._run("list volumes", list_volumes, self.api, self.instance, labels)
-
-    async def ensure_network(self, name: str, labels: dict[str, str]) -> None:
-        """Tenant networks are made on the node a job lands on, by the job's own prestart task
-        (``net``): the control plane has no Docker socket of the nodes to make them ahead."""
-
-    async def remove_network(self, name: str) -> bool:
-        """See ensure_network: the bridges live on the nodes, which the control plane cannot reach."""
-        return False
-
-    async def list_networks(self, labels: dict[str, str]) -> list[str]:
-        """None the control plane could remove: see remove_network."""
-        return []
 
     async def put_secret(self, path: str, values: dict[str, str]) -> None:
         """Store values as the Nomad Variable ``path`` (``nomad/jobs/<job id>`` is readable by that job's tasks)."""

@@ -21,7 +21,7 @@ import anyio
 import httpx2
 from httpx2.websockets import HTTPXWSException, WebSocketDisconnect
 
-from ...errors import BackendUnavailable
+from ...errors import AgentHostError, BackendUnavailable, NotFound
 from ..base import ExecResult, ExecSpec, OnOutput
 from ..exec_output import OutputStreamer
 from ..exec_wrapper import check_workdir, killer_argv, wrap
@@ -30,7 +30,7 @@ from .jobs import TASK
 if TYPE_CHECKING:
     from .api import NomadApi
 
-__all__ = ["exec_in_alloc", "exec_url", "run_in_alloc"]
+__all__ = ["Gone", "exec_in_alloc", "exec_url", "run_in_alloc", "task_gone"]
 
 log = logging.getLogger(__name__)
 
@@ -80,6 +80,25 @@ async def _every(interval_s: float, tick: Callable[[], Awaitable[None]]) -> None
 
 # Whether the task instance an exec began in has stopped or been replaced since (True: the session is lost).
 Gone = Callable[[], Awaitable[bool]]
+
+
+def task_gone(inspect: Callable[[], Awaitable[dict[str, Any]]], alloc: dict[str, Any]) -> Gone:
+    """Whether the task instance of ``alloc`` has stopped or been replaced since; ``inspect()`` reads the
+    allocation again."""
+    began = ((alloc.get("TaskStates") or {}).get(TASK) or {}).get("StartedAt")
+
+    async def gone() -> bool:
+        try:
+            now = await inspect()
+        except NotFound:
+            return True
+        except AgentHostError:
+            return False  # no news this time
+        state = (now.get("TaskStates") or {}).get(TASK) or {}
+        running = now.get("ClientStatus") == "running" and state.get("State") == "running"
+        return not running or state.get("StartedAt") != began
+
+    return gone
 
 
 async def _until_gone(gone: Gone, scope: anyio.CancelScope, lost: list[bool]) -> None:

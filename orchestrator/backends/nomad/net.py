@@ -12,8 +12,9 @@ One bridge per tenant and node is also the limit: a tenant's workloads reach eac
 the same node; nomad/README.md says how to run a multi-node cluster with that.
 
 Other workloads: egress ``open`` without a tenant network joins the node's shared agenthost
-bridge (inter-container traffic off); egress ``none`` without ports gets no network at all; an
-SSH sidecar joins its service's network namespace (``container:main-<alloc id>``) on that node.
+bridge (inter-container traffic off); egress ``none`` without ports gets no network at all; a
+workload with ``share_network_with`` joins that workload's network namespace (``container:main-<alloc id>``) on
+its node.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ from ...labels import tenant_bridge_name
 from ..base import WorkloadSpec
 from .node_scripts import ENGINE_API
 
-__all__ = ["NET_SCRIPT", "NET_TASK", "Peer", "TenantNetworks", "network_variables"]
+__all__ = ["NET_SCRIPT", "NET_TASK", "NodeNetworks", "Peer", "TenantNetworks", "network_variables"]
 
 NET_TASK = "net"
 _NAME = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,62}$")
@@ -71,6 +72,22 @@ for _ in range(30):
 sys.exit("could not create network %s: %s" % (name, out))
 """
 )
+
+
+class NodeNetworks:
+    """The backend's part: tenant networks are made on the node a job lands on, by the job's own prestart
+    task (``net``), since the control plane has no Docker socket of the nodes to make them ahead."""
+
+    async def ensure_network(self, name: str, labels: dict[str, str]) -> None:
+        return None
+
+    async def remove_network(self, name: str) -> bool:
+        """The bridges live on the nodes, which the control plane cannot reach."""
+        return False
+
+    async def list_networks(self, labels: dict[str, str]) -> list[str]:
+        """None the control plane could remove: see remove_network."""
+        return []
 
 
 @dataclass(frozen=True)
