@@ -18,7 +18,14 @@ import pydantic
 
 from orchestrator.errors import AgentHostError
 from orchestrator.images import RECIPES, build_images
-from orchestrator.ingress import CaddyAdmin, IngressManager, caddy_command, clear_stale_socket
+from orchestrator.ingress import (
+    MIGRATE_REQ,
+    CaddyAdmin,
+    IngressManager,
+    caddy_command,
+    clear_stale_socket,
+    migrate_queued_connections,
+)
 from orchestrator.platform import Platform, host_egress
 from orchestrator.ratelimit import RateLimiter
 from orchestrator.secrets import SecretBox, load_master_key, write_master_key
@@ -208,6 +215,10 @@ def cmd_doctor(settings: Settings, args: argparse.Namespace) -> int:
             running = await CaddyAdmin(settings.ingress_socket, timeout_s=3).config() or {}
             servers = running.get("apps", {}).get("http", {}).get("servers", {})
             check("agenthost" in servers, f"Caddy answers on {settings.ingress_socket} with agenthost's routes")
+            if MIGRATE_REQ.exists():  # Linux 5.14 and later
+                migrating = MIGRATE_REQ.read_text().strip() == "1"
+                fix = "sysctl -w net.ipv4.tcp_migrate_req=1 (agenthost ingress run sets it when run as root)"
+                check(migrating, "net.ipv4.tcp_migrate_req=1: a Caddy reload resets no client", fix)
         except AgentHostError as exc:
             check(False, f"Caddy (the HTTPS proxy): {exc.message}", exc.hint)
 
@@ -239,6 +250,8 @@ def cmd_ingress(settings: Settings, args: argparse.Namespace) -> int:
         _json(config)
         return 0
     clear_stale_socket(settings.ingress_socket)
+    if (why := migrate_queued_connections()) is not None:
+        logging.getLogger(__name__).warning(why)
     argv, env = caddy_command(settings, config)
     if shutil.which(argv[0]) is None:
         sys.stderr.write(f"error: {argv[0]} is not installed\nhint: apt-get install caddy\n")

@@ -157,8 +157,8 @@ class Load:
                 self.stop.set()
 
     def bodies(self) -> list[str]:
-        """The distinct bodies answered, in the order they first appeared."""
-        return list(dict.fromkeys(body for _, body in self.answers))
+        """The distinct bodies of the 200 answers, in the order they first appeared."""
+        return list(dict.fromkeys(body for status, body in self.answers if status == 200))
 
 
 async def test_updates_and_env_changes_never_drop_a_request(
@@ -177,10 +177,9 @@ async def test_updates_and_env_changes_never_drop_a_request(
                 f"\nload during update_service + set_env: {len(load.answers)} answers, {len(load.failures)} failed"
                 f" {sorted({f.split(':')[0] for f in load.failures})}, {load.seconds:.1f} s\n"
             )
-        # Recreating the container in place failed every request for a second or more (hundreds here). What is
-        # left are connections Caddy 2.6 resets while it reloads its configuration (docs/operations.md).
-        assert len(load.failures) * 100 < len(load.answers), (load.failures[:5], ingress.log_tail())
-        assert not [f for f in load.failures if f.startswith("503")], load.failures  # never "not answering"
+        # Recreating the container in place failed every request for a second or more (hundreds here); each
+        # switch also reloads Caddy, which must neither cut a request in flight nor reset a new connection.
+        assert load.failures == [], (load.failures[:5], ingress.log_tail())
         assert load.bodies() == ["hello v1", "hello v2", "hello v3"]  # it spanned both switches
         svc = await call(client, "get_service", {"service": "steady"})
         assert svc["id"] == first["id"] and svc["status"] == "running" and svc["restarts"] == 0
@@ -199,7 +198,7 @@ async def test_a_broken_update_leaves_the_old_version_serving(
                 await call(client, "update_service", {"service": "kept", "command": crash})
         assert refused.value.code == "workload_failed"
         assert "exited with code 3" in refused.value.message and "new version: bad config" in refused.value.message
-        assert len(load.failures) * 100 < len(load.answers), (load.failures[:5], ingress.log_tail())
+        assert load.failures == [], (load.failures[:5], ingress.log_tail())
         assert load.bodies() == ["hello world"], load.bodies()  # the broken version never answered
         after = await call(client, "get_service", {"service": "kept"})
         assert after["status"] == "running" and after["command"] is None

@@ -10,7 +10,14 @@ import anyio
 import pytest
 
 from orchestrator.errors import Conflict, IngressUnavailable
-from orchestrator.ingress import CaddyAdmin, Route, caddy_command, clear_stale_socket, render
+from orchestrator.ingress import (
+    CaddyAdmin,
+    Route,
+    caddy_command,
+    clear_stale_socket,
+    migrate_queued_connections,
+    render,
+)
 from orchestrator.settings import Settings
 
 from .site import APP_IMAGE, Site
@@ -124,3 +131,12 @@ async def test_a_dead_caddys_socket_is_cleared_and_a_live_ones_is_not(tmp_path: 
     clear_stale_socket(path)
     assert not path.exists()
     clear_stale_socket(path)  # nothing there: nothing to do
+
+
+def test_the_kernel_is_told_to_hand_queued_connections_to_the_new_listener(tmp_path: Path) -> None:
+    knob = tmp_path / "tcp_migrate_req"
+    knob.write_text("0\n")
+    assert migrate_queued_connections(knob) is None
+    assert knob.read_text() == "1\n"
+    why = migrate_queued_connections(tmp_path / "absent" / "tcp_migrate_req")  # a kernel before 5.14
+    assert why is not None and "tcp_migrate_req" in why and "reset" in why
