@@ -78,6 +78,8 @@ def _issuers(settings: Settings) -> list[dict[str, Any]]:
         acme["email"] = settings.ingress_acme_email
     if settings.ingress_acme_ca:
         acme["ca"] = settings.ingress_acme_ca
+    if settings.ingress_acme_ca_root:  # a private ACME CA (an internal one, or a test's)
+        acme["trusted_roots_pem_files"] = [str(settings.ingress_acme_ca_root)]
     return [acme]
 
 
