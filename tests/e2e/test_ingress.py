@@ -19,6 +19,7 @@ import httpx
 import pytest
 
 from .harness import EGRESS_PROBE, ToolFailed, call, connect, probe_results, untrusted_body
+from .nomad_agent import NOMAD_DEV_SIZES, purge_tenants
 from .proxy import DOMAIN, Ingress, running_ingress
 
 pytestmark = [pytest.mark.anyio, pytest.mark.e2e]
@@ -205,3 +206,26 @@ async def test_a_broken_update_leaves_the_old_version_serving(
         names = [c.name for c in docker_client.containers.list(all=True) if svc["id"] in c.name]
         assert names == [f"ah-{svc['id']}"], names  # the new version's container is gone
         await call(client, "delete_service", {"service": "kept", "confirm": True})
+
+
+async def test_on_nomad_a_route_follows_the_allocation(
+    nomad_agent: str, hello_image: str, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    env = {**NOMAD_DEV_SIZES, "AGENTHOST_BACKEND": "nomad", "AGENTHOST_NOMAD_ADDR": nomad_agent}
+    with running_ingress(tmp_path_factory, env) as ingress:
+        try:
+            async with connect(ingress.host, ingress.host.tenant("acme"), "stdio") as client:
+                args = {"name": "web", "image": hello_image, "port": 8000, "env": {"GREETING": "nomad"}}
+                await call(client, "deploy_service", args)
+                url = ingress.url("web", "acme")
+                assert ingress.get(url) == (200, "hello nomad")
+                await call(client, "restart_service", {"service": "web"})
+                assert ingress.get(url) == (200, "hello nomad")
+                await call(client, "update_service", {"service": "web", "env": {"GREETING": "moved"}})
+                assert ingress.get(url) == (200, "hello moved")
+                await call(client, "stop_service", {"service": "web"})
+                assert ingress.get(url)[0] == 503
+                await call(client, "delete_service", {"service": "web", "confirm": True})
+                assert ingress.get(url)[0] == 404
+        finally:
+            purge_tenants(ingress.host)
