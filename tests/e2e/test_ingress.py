@@ -229,3 +229,31 @@ async def test_on_nomad_a_route_follows_the_allocation(
                 assert ingress.get(url)[0] == 404
         finally:
             purge_tenants(ingress.host)
+
+
+async def test_attack_the_proxy_leads_nowhere_but_routed_services(ingress: Ingress, hello_image: str) -> None:
+    """Host names and SNI chosen to reach what is not a routed service: the control plane's HTTP API, the
+    registry, Caddy's admin endpoint, the host itself, another tenant's private service."""
+    control_plane = httpx.URL(ingress.host.url)
+    async with connect(ingress.host, ingress.host.tenant("victim"), "stdio") as client:
+        await call(client, "deploy_service", {"name": "secret", "image": hello_image, "port": 8000, "public": False})
+        hosts = [
+            f"127.0.0.1:{control_plane.port}",
+            "127.0.0.1:5000",  # the registry builds are pushed to
+            "localhost",
+            "127.0.0.1",
+            "[::1]",
+            "agenthost-ingress",  # the admin endpoint's origin
+            f"secret-victim.{DOMAIN}",  # a private service's would-be name
+            f"*.{DOMAIN}",
+            f"{DOMAIN}",
+        ]
+        with httpx.Client(verify=ssl.create_default_context(cafile=str(ingress.ca)), timeout=10) as web:
+            for host in hosts:
+                response = web.get(
+                    f"https://127.0.0.1:{ingress.https_port}/config/",
+                    headers={"Host": host},
+                    extensions={"sni_hostname": f"nobody-nowhere.{DOMAIN}"},
+                )
+                assert response.status_code == 404 and "No service answers" in response.text, (host, response.text)
+        await call(client, "delete_service", {"service": "secret", "confirm": True})
