@@ -164,10 +164,12 @@ def cmd_doctor(settings: Settings, args: argparse.Namespace) -> int:
 
     problems = 0
 
-    def check(ok: bool, what: str, fix: str = "") -> None:
+    def check(ok: bool, what: str, fix: str = "", optional: bool = False) -> None:
+        """One line; a failed check that is not ``optional`` makes the exit status 1."""
         nonlocal problems
-        problems += not ok
-        _out(f"{'ok  ' if ok else 'FAIL'} {what}" + ("" if ok or not fix else f"  -> {fix}"))
+        problems += not ok and not optional
+        verdict = "ok  " if ok else "warn" if optional else "FAIL"
+        _out(f"{verdict} {what}" + ("" if ok or not fix else f"  -> {fix}"))
 
     check(settings.master_key_path.exists(), f"data dir {settings.data_dir}", "run `agenthost init`")
     if settings.master_key_path.exists():
@@ -198,7 +200,12 @@ def cmd_doctor(settings: Settings, args: argparse.Namespace) -> int:
                 f"default runtime {settings.default_runtime} present",
                 "install it and register it with the engine (docs/operations.md, section 'The runsc runtime')",
             )
-            check("sysbox-runc" in runtimes, "sysbox-runc present (only needed for Docker-in-Docker)")
+            check(
+                "sysbox-runc" in runtimes,
+                "sysbox-runc present (only for workloads with runtime \"sysbox\": Docker-in-Docker)",
+                "install Sysbox to offer it (docs/operations.md)",
+                optional=True,
+            )
             for name, recipe in RECIPES.items():
                 tag = getattr(settings, recipe.setting)
                 check(await backend.image_exists(tag), f"image {tag} ({name})", "run `agenthost images build`")

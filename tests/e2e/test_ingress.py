@@ -7,6 +7,7 @@ from __future__ import annotations
 import contextlib
 import socket
 import ssl
+import subprocess
 import sys
 import threading
 import time
@@ -18,7 +19,7 @@ import docker
 import httpx
 import pytest
 
-from .harness import EGRESS_PROBE, ToolFailed, call, connect, probe_results, untrusted_body
+from .harness import EGRESS_PROBE, VENV_BIN, ToolFailed, call, connect, probe_results, untrusted_body
 from .nomad_agent import NOMAD_DEV_SIZES, purge_tenants
 from .proxy import DOMAIN, Ingress, running_ingress
 
@@ -257,3 +258,20 @@ async def test_attack_the_proxy_leads_nowhere_but_routed_services(ingress: Ingre
                 )
                 assert response.status_code == 404 and "No service answers" in response.text, (host, response.text)
         await call(client, "delete_service", {"service": "secret", "confirm": True})
+
+
+async def test_doctor_checks_the_proxy(ingress: Ingress) -> None:
+    doctor = subprocess.run(
+        [str(VENV_BIN / "agenthost"), "doctor"],
+        env=ingress.host.process_env(),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    lines = doctor.stdout.splitlines()
+    assert f"ok   Caddy answers on {ingress.host.settings.ingress_socket} with agenthost's routes" in lines, (
+        doctor.stdout
+    )
+    assert "ok   net.ipv4.tcp_migrate_req=1: a Caddy reload resets no client" in lines, doctor.stdout
+    assert any(line.startswith(("ok   sysbox-runc", "warn sysbox-runc")) for line in lines), doctor.stdout  # optional
+    assert doctor.returncode == 0, doctor.stdout
