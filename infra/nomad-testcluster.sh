@@ -397,18 +397,18 @@ push() {  # image...: push each local image to the cluster registry; print "imag
 
 env_out() {
   cat <<ENV
-AGENTHOST_NOMAD_CLUSTER_ADDR=$ADDR
-AGENTHOST_NOMAD_CLUSTER_REGISTRY=$REGISTRY
-AGENTHOST_NOMAD_CLUSTER_DOCKER_CONFIG=$STATE/registry/docker-config
-AGENTHOST_NOMAD_CLUSTER_CA=$STATE/pki/ca.crt
+CLUSTER_ADDR=$ADDR
+CLUSTER_REGISTRY=$REGISTRY
+CLUSTER_DOCKER_CONFIG=$STATE/registry/docker-config
+CLUSTER_CA=$STATE/pki/ca.crt
 ENV
-  for n in $NODES; do echo "AGENTHOST_NOMAD_CLUSTER_NODE_${n^^}=$(node_ip "$n") $STATE/$n/docker.sock $(netns "$n")"; done
+  for n in $NODES; do echo "CLUSTER_NODE_${n^^}=$(node_ip "$n") $STATE/$n/docker.sock $(netns "$n")"; done
 }
 
 case "${1:-}" in
   start) start ;;
   stop) stop ;;
-  status) answers && two_ready ;;
+  status) if answers && two_ready; then exit 0; else exit 1; fi ;;
   env) env_out ;;
   push) shift; push "$@" ;;
   *) sed -n '2,10p' "$0" >&2; exit 2 ;;

@@ -76,14 +76,14 @@ def cluster_env(images: dict[str, str]) -> Cluster:
     values = dict(line.split("=", 1) for line in _script("env").stdout.splitlines() if "=" in line)
     nodes = {}
     for key, value in values.items():
-        if key.startswith("AGENTHOST_NOMAD_CLUSTER_NODE_"):
+        if key.startswith("CLUSTER_NODE_"):
             address, socket, netns = value.split(" ")
             nodes[f"ahcl-{key.rsplit('_', 1)[1].lower()}"] = (address, socket, netns)
     return Cluster(
-        addr=values["AGENTHOST_NOMAD_CLUSTER_ADDR"],
-        registry=values["AGENTHOST_NOMAD_CLUSTER_REGISTRY"],
-        docker_config=values["AGENTHOST_NOMAD_CLUSTER_DOCKER_CONFIG"],
-        ca=values["AGENTHOST_NOMAD_CLUSTER_CA"],
+        addr=values["CLUSTER_ADDR"],
+        registry=values["CLUSTER_REGISTRY"],
+        docker_config=values["CLUSTER_DOCKER_CONFIG"],
+        ca=values["CLUSTER_CA"],
         nodes=nodes,
         images=images,
     )

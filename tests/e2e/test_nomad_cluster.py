@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+import docker
 import httpx
 import pytest
 
@@ -41,6 +42,14 @@ def _node_of(cluster: Cluster, service_id: str) -> str:
     allocs = cluster_get(cluster, f"job/ah-{service_id}/allocations")
     (node,) = {a["NodeName"] for a in allocs if a["ClientStatus"] == "running"}
     return str(node)
+
+
+def _networks(base_url: str | None, labels: list[str]) -> list[str]:
+    engine = docker.DockerClient(base_url=base_url) if base_url else docker.from_env()
+    try:
+        return [n.name for n in engine.networks.list(filters={"label": labels})]
+    finally:
+        engine.close()
 
 
 def _deploy_args(cluster: Cluster, name: str) -> dict[str, Any]:
@@ -97,6 +106,12 @@ async def test_services_run_on_each_client_from_the_registry_by_digest(
             (task,) = cluster_get(nomad_cluster, f"job/ah-{svc['id']}")["TaskGroups"][0]["Tasks"][-1:]
             image = task["Config"]["image"]
             assert image.startswith(f"{nomad_cluster.registry}/") and "@sha256:" in image, image
+        # The tenant's network was made by each node's own dockerd (the net prestart task mounts the node's
+        # socket), never on the control plane's engine.
+        labels = [f"agenthost.instance={host.instance}", "agenthost.nomad-network"]
+        for _, socket, _ in nomad_cluster.nodes.values():
+            assert len(_networks(f"unix://{socket}", labels)) == 1
+        assert _networks(None, labels) == []
         for name in ("one", "two"):
             await call(client, "delete_service", {"service": name, "confirm": True})
 
