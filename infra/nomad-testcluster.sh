@@ -91,21 +91,16 @@ network_up() {
   done
 }
 
-# The node's mount namespace, kept by a bind mount of its nsfs file: /run/docker.sock there is the
-# node's own dockerd (the socket a task mounts, e.g. the net prestart task, is the node's, as on a real
-# host) and /etc/docker/certs.d is the node's own trust store. Nothing mounted there shows on the host.
-mount_ns_up() {
-  local n="$1" d="$STATE/$1"
-  [ -f "$d/mnt.ns" ] && grep -q " $d/mnt.ns " /proc/self/mountinfo && return 0
-  mkdir -p "$d/certs.d" /etc/docker/certs.d
-  touch "$d/mnt.ns"
-  unshare --mount="$d/mnt.ns" --propagation private true
-  nsenter --mount="$d/mnt.ns" mount --bind "$d/certs.d" /etc/docker/certs.d
-}
+# Each node's daemons share a mount namespace of their own, the one its dockerd is started in
+# (`unshare --mount`, all mounts private): in it /run/docker.sock is the node's own dockerd (a task that
+# mounts the socket, e.g. the net prestart task, talks to its own node, as on a real host) and
+# /etc/docker/certs.d is the node's own trust store. Nothing mounted there shows on the host, and it
+# goes when the last process in it ends.
+mnt_ns() { echo "/proc/$(cat "$STATE/$1/dockerd.pid")/ns/mnt"; }
 
 on_node() {  # node command...: run in the node's network and mount namespaces
   local n="$1"; shift
-  nsenter --net="/var/run/netns/$(netns "$n")" --mount="$STATE/$n/mnt.ns" "$@"
+  nsenter --net="/var/run/netns/$(netns "$n")" --mount="$(mnt_ns "$n")" "$@"
 }
 
 # --- the registry ---------------------------------------------------------------------------------
@@ -201,8 +196,11 @@ dockerd_up() {
  "default-runtime": "runsc", "cgroup-parent": "/ahcl-$n-docker", "iptables": true, "ip-forward": true}
 JSON
     say "starting dockerd of node $n"
-    spawn "$d/dockerd.pid" "$d/dockerd.log" nsenter --net="/var/run/netns/$(netns "$n")" --mount="$d/mnt.ns" \
-      dockerd --config-file "$d/daemon.json" --data-root "$d/docker" --exec-root "$d/exec" \
+    mkdir -p "$d/certs.d" /etc/docker/certs.d
+    # unshare, sh and nsenter exec in turn: the pid recorded is dockerd's.
+    spawn "$d/dockerd.pid" "$d/dockerd.log" unshare --mount --propagation private sh -c \
+      'mount --bind "$1" /etc/docker/certs.d && shift && exec nsenter --net="$@"' sh "$d/certs.d" \
+      "/var/run/netns/$(netns "$n")" dockerd --config-file "$d/daemon.json" --data-root "$d/docker" --exec-root "$d/exec" \
       --pidfile "$d/exec/dockerd.pid" -H "unix://$d/docker.sock"
   fi
   wait_for "dockerd of node $n" 120 docker_node "$n" info >/dev/null 2>&1 || { tail -20 "$d/dockerd.log" >&2; exit 1; }
@@ -267,7 +265,12 @@ HCL
 
 client_up() {
   local bin="$1" n="$2" d="$STATE/$2"
-  alive "$d/nomad.pid" && return 0
+  if alive "$d/nomad.pid"; then
+    # Still in the namespace of the dockerd it started with? Else its mounts (alloc secrets) are not
+    # where the node's (restarted) dockerd looks: restart it.
+    [ "$(readlink "/proc/$(cat "$d/nomad.pid")/ns/mnt")" = "$(readlink "$(mnt_ns "$n")")" ] && return 0
+    kill_pidfile "$d/nomad.pid"
+  fi
   mkdir -p "$d/nomad"
   cat >"$d/client.hcl" <<HCL
 name                 = "ahcl-$n"
@@ -308,7 +311,7 @@ plugin "docker" {
 }
 HCL
   say "starting the Nomad client of node $n"
-  spawn "$d/nomad.pid" "$d/nomad.log" nsenter --net="/var/run/netns/$(netns "$n")" --mount="$d/mnt.ns" \
+  spawn "$d/nomad.pid" "$d/nomad.log" nsenter --net="/var/run/netns/$(netns "$n")" --mount="$(mnt_ns "$n")" \
     "$bin" agent -config "$d/client.hcl"
 }
 
@@ -321,7 +324,7 @@ start() {
   network_up
   registry_up
   server_up "$bin"
-  for n in $NODES; do mount_ns_up "$n"; dockerd_up "$n"; done
+  for n in $NODES; do dockerd_up "$n"; done
   wait_for "the Nomad server at $ADDR" 120 answers || { tail -20 "$STATE/server/agent.log" >&2; exit 1; }
   for n in $NODES; do client_up "$bin" "$n"; done
   wait_for "two ready Nomad clients" 240 two_ready || {
@@ -368,8 +371,6 @@ for j in json.load(sys.stdin): print(j["Namespace"], j["ID"])' | while read -r n
   done
   kill_pidfile "$STATE/registry/pid"
   for n in $NODES; do
-    # The namespace's own mounts go with it once nothing runs in it and its file is unmounted.
-    grep -q " $STATE/$n/mnt.ns " /proc/self/mountinfo && umount "$STATE/$n/mnt.ns"
     ip netns del "$(netns "$n")" 2>/dev/null || true
     ip link del "nclu-$n" 2>/dev/null || true
   done
