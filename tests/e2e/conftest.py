@@ -152,6 +152,8 @@ def cluster_agenthost(nomad_cluster: Cluster, tmp_path_factory: pytest.TempPathF
             "AGENTHOST_REGISTRY": nomad_cluster.registry,
             "AGENTHOST_IMAGE_PYTHON": nomad_cluster.images[settings.image_python],
             "AGENTHOST_IMAGE_BASE": nomad_cluster.images[settings.image_base],
+            "AGENTHOST_REGISTRY_CA_FILE": nomad_cluster.ca,
+            "AGENTHOST_ALLOW_LOCAL_GIT": "true",
             "AGENTHOST_SANDBOX_POOL_SIZE": "0",
             "DOCKER_CONFIG": nomad_cluster.docker_config,
         },

@@ -17,7 +17,7 @@ import httpx
 import pytest
 
 from .conformance import answers
-from .harness import EGRESS_PROBE, AgentHost, call, connect, probe_results, untrusted_body
+from .harness import EGRESS_PROBE, AgentHost, call, connect, make_repo, probe_results, untrusted_body
 from .nomad_cluster import Cluster, cluster_get
 
 pytestmark = [pytest.mark.anyio, pytest.mark.e2e]
@@ -175,3 +175,37 @@ async def test_a_workload_reaches_neither_the_registry_nor_the_control_plane(
         timeout=10,
     )
     assert "agenthost/python" in login.json()["repositories"], login.text
+
+
+async def test_a_build_is_pushed_with_the_builders_login_and_pulled_by_a_node(
+    cluster_agenthost: AgentHost, nomad_cluster: Cluster, repo_dir: Path
+) -> None:
+    """The builder (the control plane's dockerd) pushes to the TLS registry with its login; the deploy checks
+    what the registry serves under the tag (CA and login of the control plane) and a node pulls it with its own."""
+    host = cluster_agenthost
+    marker = f"built-{uuid.uuid4().hex[:8]}"
+    repo = make_repo(
+        repo_dir / "app",
+        {
+            "app.py": APP.replace("os.environ['GREETING']", repr(marker)),
+            "Dockerfile": (
+                f"FROM {host.settings.image_python}\nCOPY app.py /app/app.py\nEXPOSE 8000\n"
+                'CMD ["python3", "/app/app.py"]\n'
+            ),
+        },
+    )
+    async with connect(host, host.tenant("cluster-build"), "http") as client:
+        build = await call(client, "build_from_git", {"git_url": str(repo), "name": "web", "wait_timeout_s": 300})
+        assert build["status"] == "succeeded", build
+        assert build["image"].startswith(f"{nomad_cluster.registry}/"), build
+        svc = await call(client, "deploy_service", {"name": "web", "build_id": build["id"]})
+        assert svc["status"] == "running" and svc["image"] == build["image"], svc
+        assert await answers(svc["url"]) == f"hello {marker}"
+        node = _node_of(nomad_cluster, svc["id"])
+        _, socket, _ = nomad_cluster.nodes[node]
+        pulled = docker.DockerClient(base_url=f"unix://{socket}")
+        try:
+            assert pulled.images.get(build["image"]).id  # the node's own engine holds it: it pulled
+        finally:
+            pulled.close()
+        await call(client, "delete_service", {"service": "web", "confirm": True})
