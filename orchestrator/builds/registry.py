@@ -11,6 +11,7 @@ from __future__ import annotations
 import ssl
 
 import docker.auth
+import docker.errors
 import httpx
 
 from ..errors import BackendUnavailable
@@ -40,8 +41,17 @@ def _loopback(host: str) -> bool:
 
 def _login(registry: str) -> tuple[str, str] | None:
     """The login the control plane's docker client config holds for ``registry`` (DOCKER_CONFIG, else
-    ~/.docker/config.json): the one the builder pushes with."""
-    found = docker.auth.resolve_authconfig(docker.auth.load_config(), registry) or {}
+    ~/.docker/config.json): the one the builder pushes with.
+
+    Raises: BackendUnavailable when its credential helper fails.
+    """
+    try:
+        found = docker.auth.resolve_authconfig(docker.auth.load_config(), registry) or {}
+    except docker.errors.DockerException as exc:  # a credential helper that failed or is missing
+        raise BackendUnavailable(
+            f"the control plane's docker credentials for {registry} cannot be read ({exc})",
+            "an operator must fix the docker client config (DOCKER_CONFIG) of the agenthost service",
+        ) from exc
     user, password = found.get("username"), found.get("password")
     return (str(user), str(password)) if user and password else None
 

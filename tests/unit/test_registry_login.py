@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from orchestrator.builds.registry import _login
+from orchestrator.errors import BackendUnavailable
 
 
 def test_the_login_comes_from_the_docker_client_config(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -23,3 +24,11 @@ def test_the_login_comes_from_the_docker_client_config(tmp_path: Path, monkeypat
 def test_no_config_means_no_login(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("DOCKER_CONFIG", str(tmp_path))
     assert _login("10.89.0.1:25000") is None
+
+
+def test_a_broken_credential_helper_is_a_clear_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    (tmp_path / "config.json").write_text(json.dumps({"credsStore": "agenthost-test-no-such-helper"}))
+    monkeypatch.setenv("DOCKER_CONFIG", str(tmp_path))
+    with pytest.raises(BackendUnavailable) as err, pytest.warns(UserWarning, match="not installed"):
+        _login("10.89.0.1:25000")
+    assert "docker credentials for 10.89.0.1:25000 cannot be read" in err.value.message
