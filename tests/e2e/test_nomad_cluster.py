@@ -16,9 +16,12 @@ import docker
 import httpx
 import pytest
 
+from orchestrator.settings import Settings
+
 from .conformance import answers
-from .harness import EGRESS_PROBE, AgentHost, call, connect, make_repo, probe_results, untrusted_body
-from .nomad_cluster import Cluster, cluster_get
+from .harness import EGRESS_PROBE, AgentHost, call, connect, make_repo, probe_results, untrusted_body, wait_for
+from .nomad_cluster import Cluster, cluster_get, purge_jobs
+from .proxy import running_ingress
 
 pytestmark = [pytest.mark.anyio, pytest.mark.e2e]
 
@@ -209,3 +212,61 @@ async def test_a_build_is_pushed_with_the_builders_login_and_pulled_by_a_node(
         finally:
             pulled.close()
         await call(client, "delete_service", {"service": "web", "confirm": True})
+
+
+async def test_the_https_route_follows_a_service_moved_to_the_other_node(
+    nomad_cluster: Cluster, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    """The proxy on the control plane's host routes to the node the service runs on; when Nomad moves it (its
+    node made ineligible, its allocation stopped), the route follows to the new node by the next pass."""
+    settings = Settings()
+    env = {
+        "AGENTHOST_BACKEND": "nomad",
+        "AGENTHOST_NOMAD_ADDR": nomad_cluster.addr,
+        "AGENTHOST_REGISTRY": nomad_cluster.registry,
+        "AGENTHOST_IMAGE_PYTHON": nomad_cluster.images[settings.image_python],
+        "AGENTHOST_IMAGE_BASE": nomad_cluster.images[settings.image_base],
+        "AGENTHOST_REGISTRY_CA_FILE": nomad_cluster.ca,
+        "AGENTHOST_SANDBOX_POOL_SIZE": "0",
+        "AGENTHOST_RECONCILE_INTERVAL_S": "1",
+        "DOCKER_CONFIG": nomad_cluster.docker_config,
+    }
+    with running_ingress(tmp_path_factory, env) as ingress:
+        host = ingress.host
+        try:
+            async with (
+                connect(host, host.admin_key, "stdio") as admin,
+                connect(host, host.tenant("roaming"), "stdio") as client,
+            ):
+                svc = await call(client, "deploy_service", _deploy_args(nomad_cluster, "roam"))
+                url = ingress.url("roam", "roaming")
+                assert svc["public_url"] == url and ingress.get(url) == (200, "hello roam")
+                first = _node_of(nomad_cluster, svc["id"])
+                (node_id,) = [n["ID"] for n in cluster_get(nomad_cluster, "nodes") if n["Name"] == first]
+                await call(admin, "set_node_eligibility", {"node": node_id, "eligible": False})
+                try:
+                    (alloc,) = [
+                        a
+                        for a in cluster_get(nomad_cluster, f"job/ah-{svc['id']}/allocations")
+                        if a["ClientStatus"] == "running"
+                    ]
+                    httpx.post(f"{nomad_cluster.addr}/v1/allocation/{alloc['ID']}/stop", timeout=30).raise_for_status()
+
+                    def moved() -> bool:
+                        allocs = cluster_get(nomad_cluster, f"job/ah-{svc['id']}/allocations")
+                        return any(a["ClientStatus"] == "running" and a["NodeName"] != first for a in allocs)
+
+                    wait_for(moved, 120, 0.5, "Nomad to place the service on the other node")
+
+                    def served() -> tuple[int, str] | None:
+                        answer = ingress.get(url)
+                        return answer if answer == (200, "hello roam") else None
+
+                    assert wait_for(served, 60, 0.5, "the route to follow it") == (200, "hello roam")
+                    assert _node_of(nomad_cluster, svc["id"]) != first
+                finally:
+                    await call(admin, "set_node_eligibility", {"node": node_id, "eligible": True})
+                await call(client, "delete_service", {"service": "roam", "confirm": True})
+                assert ingress.get(url)[0] == 404
+        finally:
+            purge_jobs(nomad_cluster, host.instance, set(host.tenant_ids.values()))
