@@ -3,7 +3,7 @@
 Both sides, per engine: the same image, env and command (password from the environment, data on a fresh named
 volume, so Postgres runs initdb), runsc, read-only root with tmpfs, no capabilities, no-new-privileges, the
 engine's own user, memory/CPU/pids limits, the port published on 127.0.0.1; then the same protocol probe
-(Postgres asks for authentication, Redis answers AUTH and PING) every 0.2 s until the database accepts
+(Postgres asks for authentication, Redis answers AUTH and PING) every 0.05 s until the database accepts
 connections. agenthost's time also covers its side of the work: validation, quota, the encrypted record, the
 tenant network. Runs alternate, so both see the same machine.
 Usage: .venv/bin/python bench/database.py [ROUNDS]
@@ -41,7 +41,7 @@ def _spec(engine: str, name: str, image: str) -> DatabaseSpec:
 async def _until_ready(engine: str, spec: DatabaseSpec, password: str, port: int) -> None:
     with anyio.fail_after(120):
         while not await accepts_connections(engine, spec, password, "127.0.0.1", port):  # type: ignore[arg-type]
-            await anyio.sleep(0.2)
+            await anyio.sleep(0.05)
 
 
 async def raw_create(client: docker.DockerClient, engine: str, image: str, name: str) -> float:

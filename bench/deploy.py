@@ -2,7 +2,9 @@
 
 Both sides: the same image, runsc, read-only root with tmpfs, no capabilities, no-new-privileges, memory/CPU/pids
 limits, a port published on 127.0.0.1, then an HTTP GET until the service answers. Runs alternate, one after the
-other, so both see the same machine. Usage: .venv/bin/python bench/deploy.py [ROUNDS]
+other, so both see the same machine. The tenant keeps one service running throughout, so its private network
+exists (the raw side uses the engine's default bridge): a tenant's very first deploy also makes the network,
+which bench/deploy_profile.py shows apart. Usage: .venv/bin/python bench/deploy.py [ROUNDS]
 """
 
 from __future__ import annotations
@@ -41,9 +43,8 @@ async def main(rounds: int) -> None:
     raw: list[float] = []
     try:
         async with platform.client() as mcp:
-            # One warm-up of each, untimed: first use creates networks and warms caches.
-            await tool(mcp, "deploy_service", {"name": "warm", "image": image, "port": 8000})
-            await tool(mcp, "delete_service", {"service": "warm", "confirm": True})
+            # One warm-up of each, untimed; the anchor (and with it the tenant's network) stays.
+            await tool(mcp, "deploy_service", {"name": "anchor", "image": image, "port": 8000})
             raw_deploy(client, image, -1)
             for i in range(rounds):
                 started = time.monotonic()

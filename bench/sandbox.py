@@ -9,7 +9,7 @@ the sandbox's settings (runsc, no network, read-only root, the same limits) and 
 Part 2: with a pool of BURST/2 per shape, BURST concurrent create_sandbox calls; prints how many were served
 warm (the first BURST/2 should be) and how long the pool took to refill.
 
-Usage: .venv/bin/python bench/sandbox.py [ROUNDS] [--no-burst]
+Usage: .venv/bin/python bench/sandbox.py [ROUNDS] [--no-burst | --burst-only]
 """
 
 from __future__ import annotations
@@ -105,7 +105,11 @@ async def side_by_side(client: docker.DockerClient, rounds: int) -> None:
 async def burst(client: docker.DockerClient) -> None:
     size = BURST // 2
     quotas = {"max_sandboxes": BURST, "max_memory_mb": 512 * BURST, "max_cpus": float(BURST)}
-    platform = Platform(AGENTHOST_SANDBOX_POOL_SIZE=str(size), AGENTHOST_QUOTAS=json.dumps(quotas))
+    platform = Platform(
+        AGENTHOST_SANDBOX_POOL_SIZE=str(size),
+        AGENTHOST_QUOTAS=json.dumps(quotas),
+        AGENTHOST_TENANT_MAX_INFLIGHT=str(BURST),  # one agent's burst, not refused as too many calls at once
+    )
     results: list[tuple[float, bool]] = []
     try:
         async with platform.client() as mcp:
@@ -138,13 +142,14 @@ async def burst(client: docker.DockerClient) -> None:
     print(f"  pool full again {refilled:.1f} s after the burst began")
 
 
-async def main(rounds: int, with_burst: bool) -> None:
+async def main(rounds: int, flags: list[str]) -> None:
     client = docker.from_env(version="auto")
-    await side_by_side(client, rounds)
-    if with_burst:
+    if "--burst-only" not in flags:
+        await side_by_side(client, rounds)
+    if "--no-burst" not in flags:
         await burst(client)
 
 
 if __name__ == "__main__":
     args = [a for a in sys.argv[1:] if not a.startswith("--")]
-    anyio.run(main, int(args[0]) if args else 10, "--no-burst" not in sys.argv)
+    anyio.run(main, int(args[0]) if args else 10, sys.argv[1:])
