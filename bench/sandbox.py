@@ -56,14 +56,18 @@ def instance_of(platform: Platform) -> str:
     return instance_id((platform.dir / "master.key").read_bytes())
 
 
-def pooled(client: docker.DockerClient, platform: Platform) -> int:
+def pooled(client: docker.DockerClient, platform: Platform, claimed: set[str]) -> int:
+    """Running pooled containers not yet claimed (a claimed one keeps the labels it was started with)."""
     label = [f"agenthost.instance={instance_of(platform)}", "agenthost.tenant=pool"]
-    return len(client.containers.list(filters={"label": label, "status": "running"}))
+    running = client.containers.list(filters={"label": label, "status": "running"})
+    return len([c for c in running if c.name.removeprefix("ah-") not in claimed])
 
 
-async def pool_full(client: docker.DockerClient, platform: Platform, size: int) -> None:
+async def pool_full(
+    client: docker.DockerClient, platform: Platform, size: int, claimed: frozenset[str] = frozenset()
+) -> None:
     with anyio.fail_after(600):
-        while await anyio.to_thread.run_sync(pooled, client, platform) < size:
+        while await anyio.to_thread.run_sync(pooled, client, platform, set(claimed)) < size:
             await anyio.sleep(0.2)
     await anyio.sleep(0.5)  # the last one's warm-up exec and mark_ready
 
@@ -111,6 +115,7 @@ async def burst(client: docker.DockerClient) -> None:
         AGENTHOST_TENANT_MAX_INFLIGHT=str(BURST),  # one agent's burst, not refused as too many calls at once
     )
     results: list[tuple[float, bool]] = []
+    claimed: set[str] = set()
     try:
         async with platform.client() as mcp:
             await tool(mcp, "create_sandbox", {"name": "warm"})
@@ -121,12 +126,13 @@ async def burst(client: docker.DockerClient) -> None:
                 started = time.monotonic()
                 sbx = await tool(mcp, "create_sandbox", {"name": f"burst{i}"})
                 results.append((time.monotonic() - started, bool(sbx["from_pool"])))
+                claimed.add(sbx["id"])
 
             began = time.monotonic()
             async with anyio.create_task_group() as tg:
                 for i in range(BURST):
                     tg.start_soon(create, i, mcp)
-            await pool_full(client, platform, size)
+            await pool_full(client, platform, size, frozenset(claimed))
             refilled = time.monotonic() - began
             for i in range(BURST):
                 await tool(mcp, "delete_sandbox", {"sandbox": f"burst{i}", "confirm": True})
