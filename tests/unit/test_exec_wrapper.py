@@ -9,7 +9,14 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator.backends.exec_wrapper import WORKDIR_MISSING, check_workdir, env_line, killer_argv, wrap
+from orchestrator.backends.exec_wrapper import (
+    WORKDIR_MISSING,
+    check_workdir,
+    env_line,
+    killer_argv,
+    session_wrap,
+    wrap,
+)
 from orchestrator.errors import InvalidInput
 
 PATH = {"PATH": "/usr/local/bin:/usr/bin:/bin"}
@@ -176,3 +183,23 @@ def test_killer_ends_a_builtin_loop_in_the_wrapper_itself(tmp_path: Path, with_e
 @pytest.mark.parametrize("with_env", [True, False], ids=["engine-env", "env-prefix"])
 def test_killer_ends_a_program_that_replaced_the_wrapper(tmp_path: Path, with_env: bool) -> None:
     _marked_loop(["sleep", "3104"], tmp_path, with_env)
+
+
+def test_killer_ends_a_session_found_by_its_recorded_pid(tmp_path: Path) -> None:
+    """A session (SSH) is started without the marker in its environment: the killer finds its shell by the pid
+    it recorded, and kills its group."""
+    w = session_wrap(["sh", "-c", "sleep 3106 & wait"], None)
+    proc = subprocess.Popen(w.argv, stdin=subprocess.DEVNULL, env=PATH, start_new_session=True)
+    pidfile = Path(f"/tmp/.ah-exec-{w.key}")
+    try:
+        deadline = time.monotonic() + 20
+        while not pidfile.exists():
+            assert time.monotonic() < deadline, "the session never started"
+            time.sleep(0.05)
+        time.sleep(0.2)
+        killer = subprocess.run(killer_argv(w.key), capture_output=True, env=PATH, timeout=60)
+        assert killer.returncode == 0 and int(killer.stdout.split()[-1]) >= 1, killer
+        assert proc.wait(10) == -9
+        assert not pidfile.exists()
+    finally:
+        proc.kill()
