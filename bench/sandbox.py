@@ -1,49 +1,54 @@
-"""create_sandbox + first exec from a warm pool, against a cold `docker run` of the same image doing the same.
+"""create_sandbox + first exec from the warm pool, against one raw exec_run on an already running container of
+the same image (the floor: a warm sandbox is a running container); then a burst of concurrent creates.
 
-agenthost side (MCP over stdio): create_sandbox (served from the warm pool) and the first exec in it; the
-sandbox is deleted untimed and the pool refilled before the next round. Raw side: the Docker SDK runs the
-same image with runsc, the same limits and no network, and execs the same command in it (container
-start plus first exec: what an agent waits for without a pool). Usage: .venv/bin/python bench/sandbox.py [ROUNDS]
+Part 1, side by side, alternating (agenthost over MCP stdio): create_sandbox, served from the warm pool, and
+the first exec in it; the sandbox is deleted untimed and the pool refilled before the next round. Raw side:
+the Docker SDK's exec_run of the same command in a container of the same image, started once beforehand with
+the sandbox's settings (runsc, no network, read-only root, the same limits) and already used once.
+
+Part 2: with a pool of BURST/2 per shape, BURST concurrent create_sandbox calls; prints how many were served
+warm (the first BURST/2 should be) and how long the pool took to refill.
+
+Usage: .venv/bin/python bench/sandbox.py [ROUNDS] [--no-burst | --burst-only]
 """
 
 from __future__ import annotations
 
+import json
 import sys
 import time
+from typing import Any
 
 import anyio
 import docker
+from mcp import Client
 
-from common import Platform, report, tool
+from common import Platform, median_ms, report, tool
 from orchestrator.platform import instance_id
 
 IMAGE = "agenthost/python:bookworm"
 COMMAND = ["python3", "-c", "print(6 * 7)"]
+BURST = 20
+SANDBOX: dict[str, Any] = {
+    "runtime": "runsc",
+    "init": True,
+    "network_mode": "none",
+    "read_only": True,
+    "tmpfs": {"/tmp": "rw,nosuid,nodev,size=64m", "/workspace": "rw,nosuid,nodev,size=256m"},
+    "working_dir": "/workspace",
+    "cap_drop": ["ALL"],
+    "security_opt": ["no-new-privileges"],
+    "mem_limit": "512m",
+    "nano_cpus": 1_000_000_000,
+    "pids_limit": 1024,
+}
 
 
-def cold_run(client: docker.DockerClient, i: int) -> float:
+def raw_exec(container: Any) -> float:
     started = time.monotonic()
-    container = client.containers.run(
-        IMAGE,
-        ["sleep", "infinity"],
-        name=f"ah-bench-cold-{i}",
-        detach=True,
-        runtime="runsc",
-        init=True,
-        network_mode="none",
-        read_only=True,
-        tmpfs={"/tmp": "rw,nosuid,nodev,size=64m", "/workspace": "rw,nosuid,nodev,size=256m"},
-        working_dir="/workspace",
-        cap_drop=["ALL"],
-        security_opt=["no-new-privileges"],
-        mem_limit="512m",
-        nano_cpus=1_000_000_000,
-        pids_limit=256,
-    )
     out = container.exec_run(COMMAND)
     elapsed = time.monotonic() - started
     assert out.output == b"42\n", out
-    container.remove(force=True)
     return elapsed
 
 
@@ -51,22 +56,37 @@ def instance_of(platform: Platform) -> str:
     return instance_id((platform.dir / "master.key").read_bytes())
 
 
-async def pool_full(client: docker.DockerClient, platform: Platform, size: int) -> None:
+def pooled(client: docker.DockerClient, platform: Platform, claimed: set[str]) -> int:
+    """Running pooled containers not yet claimed (a claimed one keeps the labels it was started with)."""
     label = [f"agenthost.instance={instance_of(platform)}", "agenthost.tenant=pool"]
-    with anyio.fail_after(300):
-        while len(client.containers.list(filters={"label": label, "status": "running"})) < size:
+    running = client.containers.list(filters={"label": label, "status": "running"})
+    return len([c for c in running if c.name.removeprefix("ah-") not in claimed])
+
+
+async def pool_full(
+    client: docker.DockerClient, platform: Platform, size: int, claimed: frozenset[str] = frozenset()
+) -> None:
+    with anyio.fail_after(600):
+        while await anyio.to_thread.run_sync(pooled, client, platform, set(claimed)) < size:
             await anyio.sleep(0.2)
+    await anyio.sleep(0.5)  # the last one's warm-up exec and mark_ready
 
 
-async def main(rounds: int) -> None:
-    client = docker.from_env(version="auto")
+def remove_all(client: docker.DockerClient, platform: Platform) -> None:
+    platform.cleanup(client)
+    for c in client.containers.list(all=True, filters={"label": f"agenthost.instance={instance_of(platform)}"}):
+        c.remove(force=True)
+
+
+async def side_by_side(client: docker.DockerClient, rounds: int) -> None:
     platform = Platform(AGENTHOST_SANDBOX_POOL_SIZE="2")
     ours: list[float] = []
     raw: list[float] = []
     served = 0
+    floor = client.containers.run(IMAGE, ["sleep", "infinity"], name="ah-bench-floor", detach=True, **SANDBOX)
     try:
+        raw_exec(floor)  # already used once, as a claimed sandbox is after its warm-up
         async with platform.client() as mcp:
-            cold_run(client, -1)  # warm-up, untimed
             await tool(mcp, "create_sandbox", {"name": "warm"})  # the first request of a shape warms its pool
             await tool(mcp, "delete_sandbox", {"sandbox": "warm", "confirm": True})
             for i in range(rounds):
@@ -78,14 +98,64 @@ async def main(rounds: int) -> None:
                 assert r["exit_code"] == 0 and "42" in r["stdout"], r
                 served += sbx["from_pool"]
                 await tool(mcp, "delete_sandbox", {"sandbox": f"b{i}", "confirm": True})
-                raw.append(await anyio.to_thread.run_sync(cold_run, client, i))
+                raw.append(await anyio.to_thread.run_sync(raw_exec, floor))
     finally:
-        platform.cleanup(client)
-        for c in client.containers.list(all=True, filters={"label": f"agenthost.instance={instance_of(platform)}"}):
-            c.remove(force=True)
+        floor.remove(force=True)
+        remove_all(client, platform)
     print(f"{served} of {rounds} sandboxes came from the warm pool")
-    report("create_sandbox + first exec (warm pool) vs cold docker run + exec", ours, raw, "docker run")
+    report("create_sandbox + first exec (warm pool) vs exec_run in a running container", ours, raw, "exec_run")
+
+
+async def burst(client: docker.DockerClient) -> None:
+    size = BURST // 2
+    quotas = {"max_sandboxes": BURST, "max_memory_mb": 512 * BURST, "max_cpus": float(BURST)}
+    platform = Platform(
+        AGENTHOST_SANDBOX_POOL_SIZE=str(size),
+        AGENTHOST_QUOTAS=json.dumps(quotas),
+        AGENTHOST_TENANT_MAX_INFLIGHT=str(BURST),  # one agent's burst, not refused as too many calls at once
+    )
+    results: list[tuple[float, bool]] = []
+    claimed: set[str] = set()
+    try:
+        async with platform.client() as mcp:
+            await tool(mcp, "create_sandbox", {"name": "warm"})
+            await tool(mcp, "delete_sandbox", {"sandbox": "warm", "confirm": True})
+            await pool_full(client, platform, size)
+
+            async def create(i: int, mcp: Client) -> None:
+                started = time.monotonic()
+                sbx = await tool(mcp, "create_sandbox", {"name": f"burst{i}"})
+                results.append((time.monotonic() - started, bool(sbx["from_pool"])))
+                claimed.add(sbx["id"])
+
+            began = time.monotonic()
+            async with anyio.create_task_group() as tg:
+                for i in range(BURST):
+                    tg.start_soon(create, i, mcp)
+            await pool_full(client, platform, size, frozenset(claimed))
+            refilled = time.monotonic() - began
+            for i in range(BURST):
+                await tool(mcp, "delete_sandbox", {"sandbox": f"burst{i}", "confirm": True})
+    finally:
+        remove_all(client, platform)
+    warm = [t for t, w in results if w]
+    cold = [t for t, w in results if not w]
+    print(f"burst of {BURST} concurrent create_sandbox with a pool of {size}: {len(warm)} served warm")
+    if warm:
+        print(f"  warm  median {median_ms(warm):8.1f} ms (max {max(warm) * 1000:.1f})")
+    if cold:
+        print(f"  cold  median {median_ms(cold):8.1f} ms (max {max(cold) * 1000:.1f})")
+    print(f"  pool full again {refilled:.1f} s after the burst began")
+
+
+async def main(rounds: int, flags: list[str]) -> None:
+    client = docker.from_env(version="auto")
+    if "--burst-only" not in flags:
+        await side_by_side(client, rounds)
+    if "--no-burst" not in flags:
+        await burst(client)
 
 
 if __name__ == "__main__":
-    anyio.run(main, int(sys.argv[1]) if len(sys.argv) > 1 else 10)
+    args = [a for a in sys.argv[1:] if not a.startswith("--")]
+    anyio.run(main, int(args[0]) if args else 10, sys.argv[1:])

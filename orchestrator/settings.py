@@ -277,6 +277,10 @@ class Settings(BaseSettings):
     sandbox_pool_networks: list[Literal["none", "egress"]] = Field(default_factory=lambda: ["none"])  # type: ignore[arg-type]
     sandbox_pool_size: int = Field(2, ge=0, le=64, description="warm containers kept per image and network")
     sandbox_pool_idle_s: float = Field(86400.0, description="a shape's pool drains after this long unasked")
+    sandbox_pool_warmup: str = Field(
+        "python3 -c pass 2>/dev/null; true",
+        description="shell command run once in each new pooled container (empty: none), so the first exec is warm",
+    )
     sandbox_memory_mb: int = 512
     sandbox_cpus: float = 1.0
     sandbox_workspace_mb: int = 256

@@ -16,12 +16,19 @@ command's stdin (so input the command never reads is not left pending in the eng
 programs (``cat``, ``rm``), so a tenant's PATH cannot change what those are.
 
 The engines start each exec as a session leader (Docker's exec, and Nomad's alloc exec through the
-docker driver): the wrapper's pid, recorded in /tmp, is the session and group id of everything the
-command starts. Everything it starts also inherits ``AGENTHOST_EXEC_ID=<key>``, which marks processes
-that ``setsid`` and double-fork out of the group and away from their parent. The killer kills the group
-at once (no fork can outrun that), then every live process carrying the marker and every descendant
-of either, in up to three rounds, until none is left. A process that scrubs its own environment
+docker driver), with ``AGENTHOST_EXEC_ID=<key>`` in its environment from its first instruction (``wrap(...).env``:
+Docker sets it on the exec; Nomad, which cannot, runs ``wrap(...).argv_with_env`` through ``env``). Everything
+the command starts inherits the marker, which also marks processes that ``setsid`` and double-fork out of the
+group and away from their parent. The wrapper ends by ``exec``-ing the command (a shell builtin runs in the
+wrapper itself), so it forks nothing after its set-up and leaves no file behind: under gVisor every fork and
+program costs milliseconds, and an exec is one of the platform's hottest paths. The killer finds every live
+process carrying the marker; each that leads its process group (the exec itself, or one that left with
+``setsid``) has its whole group killed at once (no fork can outrun that), then every marked process and every
+descendant of one, in up to three rounds, until none is left. A process that scrubs its own environment
 *and* leaves the session escapes the deadline: it is the tenant's own process in its own workload.
+
+An interactive session (``session_wrap``) records its shell's pid in /tmp instead; the killer kills that group
+too.
 
 Known engine fault: Debian's runsc 20221219 now and then crashes a whole sandbox (exit code 2) after
 several exec'd process trees were killed in it, so the kill stays gentle: SIGKILL once per round, a
@@ -61,19 +68,19 @@ WORKDIR_MISSING = 125
 # the workload's own), then the argv. The wrapper's own variables carry the reserved AGENTHOST_ prefix, which
 # no tenant env key may use, so applying the env cannot overwrite them; the key is $0, which nothing can.
 WRAPPER = (
-    'IFS= read -r AGENTHOST_E; echo $$ > "/tmp/.ah-exec-$0" 2>/dev/null; '
+    "IFS= read -r AGENTHOST_E; "
     'if [ "$1" = i ]; then f="/tmp/.ah-in-$0"; if cat > "$f" 2>/dev/null; then exec < "$f"; fi; rm -f "$f"; '
     "else exec </dev/null; fi; shift; "
     'if [ -n "$1" ]; then cd -- "$1" 2>/dev/null || '
-    '{ echo "agenthost: workdir $1: no such directory" >&2; rm -f "/tmp/.ah-exec-$0"; '
-    f"exit {WORKDIR_MISSING}; }}; fi; shift; "
+    f'{{ echo "agenthost: workdir $1: no such directory" >&2; exit {WORKDIR_MISSING}; }}; fi; shift; '
     # The env line is ours, each value single-quoted (see env_line): eval applies it without a fork.
-    "AGENTHOST_P=$PATH; AGENTHOST_NL='\n'; "
+    "AGENTHOST_NL='\n'; "
     '[ -z "$AGENTHOST_E" ] || eval "export $AGENTHOST_E"; '
     f'unset AGENTHOST_E AGENTHOST_NL; export {EXEC_MARKER}="$0"; '
-    'if ! command -v -- "$1" >/dev/null 2>&1; then echo "agenthost: command not found: $1" >&2; '
-    'PATH=$AGENTHOST_P rm -f "/tmp/.ah-exec-$0"; exit 127; fi; '
-    '"$@"; rc=$?; PATH=$AGENTHOST_P rm -f "/tmp/.ah-exec-$0"; exit "$rc"'
+    'if ! command -v -- "$1" >/dev/null 2>&1; then echo "agenthost: command not found: $1" >&2; exit 127; fi; '
+    # A builtin (echo, cd, eval...) runs here as it would in any shell; a program replaces the wrapper (no fork).
+    'case $1 in */*) ;; *) if PATH=/nonexistent command -v -- "$1" >/dev/null 2>&1; then "$@"; exit; fi;; esac; '
+    'exec "$@"'
 )
 
 # An interactive session (SSH): stdin is the command's own, streamed, so nothing is read from it; $0 is the exec
@@ -97,26 +104,29 @@ PTY_WRAPPER = (
 # $1 is the exec key. Prints how many processes it killed. Zombies are skipped: they are already dead.
 KILLER = (
     "k=$1; me=$$; killed=0; "
-    # the parent pid of a live process (fails for a zombie or a process that is gone)
-    "live_ppid() { s=$(cat /proc/$1/stat 2>/dev/null) || return 1; s=${s##*) }; set -- $s; "
-    '[ "$1" != Z ] || return 1; echo $2; }; '
-    # the recorded wrapper, if it still runs: a live process whose argv holds the key (not a recycled pid)
-    'wrapper() { r=$(cat "/tmp/.ah-exec-$k" 2>/dev/null) && [ -n "$r" ] && live_ppid $r >/dev/null || return 1; '
+    # the parent pid and process group of a live process (fails for a zombie or a process that is gone)
+    "live_stat() { s=$(cat /proc/$1/stat 2>/dev/null) || return 1; s=${s##*) }; set -- $s; "
+    '[ "$1" != Z ] || return 1; echo $2 $3; }; '
+    # a session's recorded shell, if it still runs: a live process whose argv holds the key (not a recycled pid)
+    'wrapper() { r=$(cat "/tmp/.ah-exec-$k" 2>/dev/null) && [ -n "$r" ] && live_stat $r >/dev/null || return 1; '
     '  case "$(cat /proc/$r/cmdline 2>/dev/null)" in *"$k"*) echo $r;; *) return 1;; esac; }; '
+    # Sets found (every process of the exec) and groups (the groups led by one of them).
     "victims() { "
-    '  found=" "; root=$(wrapper) && found=" $root "; '
+    '  found=" "; groups=""; if root=$(wrapper); then found=" $root "; groups=$root; fi; '
     '  for d in /proc/[0-9]*; do p=${d#/proc/}; [ "$p" = "$me" ] && continue; '
     f'    case "$(cat $d/environ 2>/dev/null)" in *"{EXEC_MARKER}=$k"*) '
-    '      case "$found" in *" $p "*) ;; *) live_ppid $p >/dev/null && found="$found$p ";; esac;; esac; done; '
+    '      st=$(live_stat $p) || continue; [ "${st#* }" = "$p" ] && groups="$groups $p"; '
+    '      case "$found" in *" $p "*) ;; *) found="$found$p ";; esac;; esac; done; '
     "  grew=1; while [ $grew = 1 ]; do grew=0; "
     '    for d in /proc/[0-9]*; do p=${d#/proc/}; case "$found" in *" $p "*) continue;; esac; '
-    '      pp=$(live_ppid $p) || continue; case "$found" in *" $pp "*) found="$found$p "; grew=1;; esac; done; '
-    "  done; echo $found; }; "
-    # The whole group first, in one call; then a few rounds catch what left it or forked meanwhile. The pause
-    # lets the dead be reaped before /proc is read again.
-    "if root=$(wrapper); then kill -KILL -$root 2>/dev/null; fi; "
-    'for round in 1 2 3; do v=$(victims); [ -z "$v" ] && break; '
-    "  kill -KILL $v 2>/dev/null; set -- $v; killed=$((killed + $#)); "
+    '      st=$(live_stat $p) || continue; case "$found" in *" ${st%% *} "*) found="$found$p "; grew=1;; esac; '
+    "    done; "
+    "  done; }; "
+    # Each group in one call, then each process found; a few rounds catch what left or forked meanwhile. The
+    # pause lets the dead be reaped before /proc is read again.
+    "for round in 1 2 3; do victims; set -- $found; [ $# = 0 ] && break; "
+    "  for g in $groups; do kill -KILL -$g 2>/dev/null; done; "
+    "  kill -KILL $found 2>/dev/null; killed=$((killed + $#)); "
     "  sleep 0.3 2>/dev/null || true; done; "
     'rm -f "/tmp/.ah-exec-$k"; echo $killed'
 )
@@ -126,12 +136,22 @@ _KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
 @dataclass(frozen=True)
 class WrappedExec:
-    """What a backend runs: ``argv`` with ``stdin`` as its whole input (None: attach none, the wrapper reads
-    end of file at once); ``key`` names it to the killer."""
+    """What a backend runs: ``argv`` with ``env`` in its environment and ``stdin`` as its whole input (None:
+    attach none, the wrapper reads end of file at once); ``key`` names it to the killer. An engine that cannot
+    set an exec's environment runs ``argv_with_env`` instead."""
 
     key: str
     argv: list[str]
     stdin: bytes | None
+
+    @property
+    def env(self) -> dict[str, str]:
+        """The marker the killer finds the exec's processes by (it holds nothing secret)."""
+        return {EXEC_MARKER: self.key}
+
+    @property
+    def argv_with_env(self) -> list[str]:
+        return ["env", f"{EXEC_MARKER}={self.key}", *self.argv]
 
 
 def _quoted(value: str) -> str:

@@ -177,13 +177,15 @@ class ServiceManager:
         if self.access is not None:
             spec = self.access.check_spec(req, spec)
         await self.check_env_count(ts, set(req.env))
-        existing = await engine_volumes(self.backend, p.tenant_id)
+        # The engine's volume list only matters to a service that mounts one (the volume quota).
+        existing = await engine_volumes(self.backend, p.tenant_id) if spec.volumes else set()
         digest = await self.revisions.pin(ts, spec)
         async with self.store.db.transaction() as tx:
             # Quotas are read where the record is written, so concurrent deploys cannot both take the last slot;
             # a backup of a volume starting meanwhile sees the record.
             quotas = await self.check_quota(ts, tx, memory_mb, cpus)
-            check_volumes(quotas, await volumes_held(ts, existing, tx), {v.name for v in spec.volumes})
+            if spec.volumes:
+                check_volumes(quotas, await volumes_held(ts, existing, tx), {v.name for v in spec.volumes})
             await ts.backups.check_free("volume", [v.name for v in spec.volumes], tx)
             rec = await ts.services.insert(req.name, spec, tx)
             await ts.env.set_many(rec.id, req.env, tx)

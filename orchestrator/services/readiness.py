@@ -6,6 +6,9 @@ when nothing listens inside the container, and then closes them at once.
 
 from __future__ import annotations
 
+import ssl
+from functools import cache
+
 import anyio
 import httpx
 
@@ -14,12 +17,20 @@ from ..models import HealthCheck
 __all__ = ["endpoint_answers"]
 
 
+@cache
+def _tls() -> ssl.SSLContext:
+    """Made once: httpx makes a fresh one (about 20 ms of CPU) for every client otherwise, and a deploy polls
+    readiness every 100 ms. The check speaks plain HTTP, so the context is never used for a connection."""
+    return ssl.create_default_context()
+
+
 async def endpoint_answers(host: str, port: int, check: HealthCheck, timeout_s: float = 2.0) -> bool:
     if check.type == "none":
         return True
     if check.type == "http":
         try:
-            async with httpx.AsyncClient(timeout=timeout_s) as client:
+            # trust_env off: the workload's own address is checked, never through a proxy from the environment.
+            async with httpx.AsyncClient(timeout=timeout_s, verify=_tls(), trust_env=False) as client:
                 await client.get(f"http://{host}:{port}{check.path}")
             return True
         except httpx.HTTPError:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from orchestrator.backends.base import ExecResult, ExecSpec, WorkloadSpec
 from orchestrator.settings import Settings
 from tests.fakes import FakeBackend
 
@@ -41,3 +42,33 @@ def test_a_sandbox_within_its_ttl_is_not_reaped(site: Site, fake_backend: FakeBa
     assert box["status_code"] == 200, box
     assert site.run(site.platform.sandboxes.reap) == 0
     assert [b["name"] for b in site.call("list_sandboxes")["sandboxes"]] == ["short"]
+
+
+def test_a_pooled_container_is_warmed_up_before_anyone_can_claim_it(site: Site, fake_backend: FakeBackend) -> None:
+    """The warm-up runs once in each new pooled container, before it is ready; a container that cannot finish
+    it is discarded, never handed to a tenant."""
+    ran: list[tuple[str, list[str]]] = []
+    failing = {"on": True}
+
+    async def on_exec(w: WorkloadSpec, spec: ExecSpec) -> ExecResult | None:
+        ran.append((w.id, spec.argv))
+        if failing["on"]:
+            return ExecResult(exit_code=None, stdout="", stderr="", truncated=False, timed_out=True, duration_ms=1)
+        return None
+
+    fake_backend.on_exec = on_exec
+    first = site.call("create_sandbox", name="one")  # cold: warms the shape's pool
+    assert first["status"] == "running" and not first["from_pool"], first
+    site.until(lambda: len(ran) >= 2, "the pool tried to warm two containers")
+    second = site.call("create_sandbox", name="two")
+    assert not second["from_pool"], second
+    failing["on"] = False
+    site.until(lambda: len({s.id for s in fake_backend.running("sandbox")} - {first["id"], second["id"]}) == 1, "warm")
+    (pooled,) = {s.id for s in fake_backend.running("sandbox")} - {first["id"], second["id"]}
+    assert (pooled, ["/bin/sh", "-c", site.platform.settings.sandbox_pool_warmup]) in ran
+    failed = {w for w, _ in ran} - {pooled}
+    assert len(failed) >= 2 and not failed & {s.id for s in fake_backend.running()}, "failed ones were discarded"
+    third = site.call("create_sandbox", name="three")
+    assert third["id"] == pooled and third["from_pool"], third
+    for name in ("one", "two", "three"):
+        assert site.call("delete_sandbox", sandbox=name, confirm=True)["status_code"] == 200

@@ -9,7 +9,14 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator.backends.exec_wrapper import WORKDIR_MISSING, check_workdir, env_line, killer_argv, wrap
+from orchestrator.backends.exec_wrapper import (
+    WORKDIR_MISSING,
+    check_workdir,
+    env_line,
+    killer_argv,
+    session_wrap,
+    wrap,
+)
 from orchestrator.errors import InvalidInput
 
 PATH = {"PATH": "/usr/local/bin:/usr/bin:/bin"}
@@ -20,7 +27,7 @@ def run(
 ) -> subprocess.CompletedProcess[bytes]:
     w = wrap(argv, stdin, env, workdir)
     return subprocess.run(
-        w.argv, input=w.stdin if w.stdin is not None else b"", capture_output=True, env=PATH, timeout=30
+        w.argv, input=w.stdin if w.stdin is not None else b"", capture_output=True, env={**PATH, **w.env}, timeout=30
     )
 
 
@@ -95,7 +102,9 @@ def test_killer_ends_children_and_a_setsid_double_fork(tmp_path: Path) -> None:
     )
     w = wrap(["sh", "-c", script], None, {"SECRET": "s"}, None)
     # A session of its own, as the engines start an exec.
-    proc = subprocess.Popen(w.argv, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, env=PATH, start_new_session=True)
+    proc = subprocess.Popen(
+        w.argv, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, env={**PATH, **w.env}, start_new_session=True
+    )
     assert proc.stdin is not None and w.stdin is not None
     proc.stdin.write(w.stdin)
     proc.stdin.close()
@@ -114,4 +123,83 @@ def test_killer_ends_children_and_a_setsid_double_fork(tmp_path: Path) -> None:
         for p in [int(p) for p in pids.read_text().split()] if pids.exists() else []:
             if _alive(p):
                 os.kill(p, 9)
+        proc.kill()
+
+
+def test_a_program_replaces_the_wrapper_a_builtin_runs_in_it_and_nothing_is_left_in_tmp() -> None:
+    w = wrap(["sh", "-c", "echo $$"], None, None, None)
+    proc = subprocess.run(w.argv, capture_output=True, env={**PATH, **w.env}, timeout=30)
+    assert proc.returncode == 0
+    # No fork: the command has the wrapper's pid (the exec's session leader), which the engine started.
+    cat = subprocess.Popen(wrap(["sh", "-c", "echo $$; exit 4"], None, None, None).argv, stdout=subprocess.PIPE)
+    out, _ = cat.communicate(timeout=30)
+    assert (cat.returncode, out) == (4, f"{cat.pid}\n".encode())
+    assert run(["echo", "a", "b"]).stdout == b"a b\n"
+    assert run(["cd", "/nonexistent"]).returncode != 0 and run(["cd", "/"]).returncode == 0
+    assert run(["test", "-d", "/"]).returncode == 0 and run(["false"]).returncode == 1
+    assert run(["cat"], b"in\n").stdout == b"in\n"
+    assert not list(Path("/tmp").glob(f".ah-*-{w.key}"))
+
+
+def _marked_loop(argv: list[str], tmp_path: Path, with_env: bool) -> None:
+    """A command that never ends and forks nothing is still found (by the marker the engine set) and killed."""
+    w = wrap(argv, b"x" * 100_000, None, None)
+    if with_env:
+        cmd, env = w.argv, {**PATH, **w.env}  # as Docker starts it
+    else:
+        cmd, env = w.argv_with_env, PATH  # as Nomad starts it
+    proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, env=env, start_new_session=True)
+    assert proc.stdin is not None and w.stdin is not None
+    proc.stdin.write(w.stdin)
+    proc.stdin.close()
+    try:
+        deadline = time.monotonic() + 20
+        while not list(Path("/proc").glob("[0-9]*/environ")) or not _runs_marked(w.key):
+            assert time.monotonic() < deadline, "the command never started"
+            time.sleep(0.05)
+        time.sleep(0.2)  # past the wrapper's set-up, into the loop
+        killer = subprocess.run(killer_argv(w.key), capture_output=True, env=PATH, timeout=60)
+        assert killer.returncode == 0 and int(killer.stdout.split()[-1]) >= 1, killer
+        assert proc.wait(10) == -9
+    finally:
+        proc.kill()
+
+
+def _runs_marked(key: str) -> bool:
+    for environ in Path("/proc").glob("[0-9]*/environ"):
+        try:
+            if f"AGENTHOST_EXEC_ID={key}".encode() in environ.read_bytes():
+                return True
+        except OSError:
+            continue
+    return False
+
+
+@pytest.mark.parametrize("with_env", [True, False], ids=["engine-env", "env-prefix"])
+def test_killer_ends_a_builtin_loop_in_the_wrapper_itself(tmp_path: Path, with_env: bool) -> None:
+    _marked_loop(["eval", "while :; do :; done"], tmp_path, with_env)
+
+
+@pytest.mark.parametrize("with_env", [True, False], ids=["engine-env", "env-prefix"])
+def test_killer_ends_a_program_that_replaced_the_wrapper(tmp_path: Path, with_env: bool) -> None:
+    _marked_loop(["sleep", "3104"], tmp_path, with_env)
+
+
+def test_killer_ends_a_session_found_by_its_recorded_pid(tmp_path: Path) -> None:
+    """A session (SSH) is started without the marker in its environment: the killer finds its shell by the pid
+    it recorded, and kills its group."""
+    w = session_wrap(["sh", "-c", "sleep 3106 & wait"], None)
+    proc = subprocess.Popen(w.argv, stdin=subprocess.DEVNULL, env=PATH, start_new_session=True)
+    pidfile = Path(f"/tmp/.ah-exec-{w.key}")
+    try:
+        deadline = time.monotonic() + 20
+        while not pidfile.exists():
+            assert time.monotonic() < deadline, "the session never started"
+            time.sleep(0.05)
+        time.sleep(0.2)
+        killer = subprocess.run(killer_argv(w.key), capture_output=True, env=PATH, timeout=60)
+        assert killer.returncode == 0 and int(killer.stdout.split()[-1]) >= 1, killer
+        assert proc.wait(10) == -9
+        assert not pidfile.exists()
+    finally:
         proc.kill()

@@ -192,7 +192,7 @@ def exec_sync(
     exec_key = wrapped.key
     started = time.monotonic()
     watch = _ContainerWatch(api, container)
-    exec_id = api.exec_create(container, wrapped.argv, stdin=wrapped.stdin is not None)["Id"]
+    exec_id = api.exec_create(container, wrapped.argv, stdin=wrapped.stdin is not None, environment=wrapped.env)["Id"]
     sock = api.exec_start(exec_id, socket=True)
     raw = _raw_socket(sock)
     outputs = {1: BoundedOutput(max_output_bytes), 2: BoundedOutput(max_output_bytes)}

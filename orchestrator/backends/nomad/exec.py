@@ -247,7 +247,7 @@ async def exec_in_alloc(url_for: Any, token: str | None, spec: ExecSpec, gone: G
         result = await run_in_alloc(
             url_for,
             token,
-            wrapped.argv,
+            wrapped.argv_with_env,  # alloc exec takes no environment
             timeout_s=spec.timeout_s,
             stdin=wrapped.stdin,
             max_output_bytes=spec.max_output_bytes,
