@@ -46,7 +46,7 @@ async def deploy_service(
     egress: Annotated[Egress, Field(description="outbound: open (internet, not LAN), web (80/443) or none")] = "open",
     user: Annotated[str | None, Field(description="uid[:gid] or name to run as; default: the image's user")] = None,
     ssh_public_key: Annotated[str | None, Field(max_length=16384, description="enables SSH (see ssh_info)")] = None,
-    public: Annotated[bool, Field(description="false: no HTTPS route (public_url)")] = True,
+    public: Annotated[bool, Field(description="false: no HTTPS route (url)")] = True,
     wait: Wait = True,
     wait_timeout_s: Annotated[float | None, Field(gt=0, le=600, description="default 45")] = None,
 ) -> Service:

@@ -11,6 +11,7 @@ import anyio
 from ..backends.base import Backend, WorkloadStatus
 from ..errors import AgentHostError, BackendUnavailable
 from ..events import EventLog
+from ..ingress.traffic import Traffic
 from ..models import ServiceConfig, ServiceRecord, untrusted
 from ..progress import Reporter
 from ..secrets import mask_secrets
@@ -23,20 +24,26 @@ __all__ = ["ServiceHealth", "service_view"]
 
 
 def service_view(
-    rec: ServiceRecord, st: WorkloadStatus | None, env_keys: list[str], public_url: str | None = None
+    rec: ServiceRecord,
+    st: WorkloadStatus | None,
+    env_keys: list[str],
+    url: str | None = None,
+    traffic: Traffic | None = None,
 ) -> Service:
-    """What a caller sees of a service: its record, the engine's restart count, its URL on the host while it
-    runs, and its stable public address (``public_url``, from the ingress)."""
-    url = None
+    """What a caller sees of a service: its record, the engine's restart count, its stable public address
+    (``url``, from the ingress), its address on the host while it runs (``internal_url``), and what reached
+    its routes lately (``traffic``)."""
+    internal_url = None
     if st is not None and st.state == "running" and rec.spec.port and rec.spec.port in st.endpoints:
         ep = st.endpoints[rec.spec.port]
-        url = f"http://{ep.host}:{ep.port}"
+        internal_url = f"http://{ep.host}:{ep.port}"
     return Service(
         id=rec.id,
         name=rec.name,
         status=rec.status,
-        url=url if rec.status == "running" else None,
-        public_url=public_url,
+        url=url,
+        internal_url=internal_url if rec.status == "running" else None,
+        traffic=traffic,
         env_keys=env_keys,
         **rec.spec.model_dump(include=set(ServiceConfig.model_fields)),
         restarts=st.restarts if st is not None else rec.restarts,

@@ -135,10 +135,12 @@ class ServiceManager:
             labels={L_NAME: rec.name},
         )
 
-    async def view(self, ts: TenantStore, rec: ServiceRecord) -> Service:
+    async def view(self, ts: TenantStore, rec: ServiceRecord, traffic: bool = False) -> Service:
+        """``traffic``: with the request counters from the proxy (they read its logs; get_service only)."""
         rec, st = await self.health.refresh(ts, rec)
-        public_url = await self.routes.public_url(ts, rec) if self.routes is not None else None
-        return service_view(rec, st, await ts.env.keys(rec.id), public_url)
+        url = await self.routes.public_url(ts, rec) if self.routes is not None else None
+        counters = await self.routes.traffic(ts, rec) if traffic and self.routes is not None else None
+        return service_view(rec, st, await ts.env.keys(rec.id), url, counters)
 
     # -- use-cases ------------------------------------------------------------------------------
 
@@ -223,7 +225,7 @@ class ServiceManager:
 
     async def get(self, p: Principal, ref: str) -> Service:
         ts = self.store.scoped(p.tenant_id)
-        return await self.view(ts, await ts.services.get(ref))
+        return await self.view(ts, await ts.services.get(ref), traffic=True)
 
     async def _mark_running(self, ts: TenantStore, rec: ServiceRecord, holder: str | None) -> ServiceRecord:
         """Raises: Conflict while a backup/restore other than ``holder`` holds a volume (checked in the same tx)."""

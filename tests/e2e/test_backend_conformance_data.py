@@ -61,7 +61,7 @@ async def test_databases_linked_durable_and_private(
         assert (code, out) == (0, "OK\n"), err
         _, out, _ = await sh(client, "redis-cli -h cache GET greeting", service="cacheapp")
         assert "NOAUTH" in out  # no password, no data
-        pg_url = (await call(client, "database_connection_string", {"database": "pg", "reveal": True}))["url"]
+        pg_url = (await call(client, "database_connection_string", {"database": "pg", "reveal": True}))["internal_url"]
 
         # The engine stops both (a node reboot); the platform brings them back on their volumes.
         for db in (pg, cache):
@@ -143,7 +143,7 @@ async def test_build_from_git_is_deployed_from_the_registry(
 
             svc = await call(client, "deploy_service", {"name": "web", "build_id": build["id"]})
             assert svc["status"] == "running" and svc["image"] == build["image"], svc
-            assert await answers(svc["url"]) == marker
+            assert await answers(svc["internal_url"]) == marker
             pulled = docker_client.images.get(build["image"]).id
             assert container_of(host, docker_client, svc["id"]).attrs["Image"] == pulled
             if host.settings.backend == "nomad":

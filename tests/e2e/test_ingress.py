@@ -36,8 +36,8 @@ async def test_a_service_answers_at_its_https_address_through_its_lifecycle(ingr
             client, "deploy_service", {"name": "web", "image": hello_image, "port": 8000, "env": {"GREETING": "web"}}
         )
         url = ingress.url("web", "acme")
-        assert svc["status"] == "running" and svc["public_url"] == url, svc
-        assert svc["url"].startswith("http://127.0.0.1:")  # the host port, as before
+        assert svc["status"] == "running" and svc["url"] == url, svc
+        assert svc["internal_url"].startswith("http://127.0.0.1:")  # the host port
         assert ingress.get(url) == (200, "hello web")
 
         await call(client, "restart_service", {"service": "web"})
@@ -46,7 +46,7 @@ async def test_a_service_answers_at_its_https_address_through_its_lifecycle(ingr
         assert ingress.get(url) == (200, "hello updated")  # a recreated container, maybe on a new host port
 
         stopped = await call(client, "stop_service", {"service": "web"})
-        assert stopped["public_url"] == url
+        assert stopped["url"] == url
         status, page = ingress.get(url)
         assert status == 503 and "web" in page and "stopped" in page, page
 
@@ -85,7 +85,7 @@ async def test_tenants_reach_only_their_own_services(ingress: Ingress, hello_ima
         private = await call(
             second, "deploy_service", {"name": "hidden", "image": hello_image, "port": 8000, "public": False}
         )
-        assert private["public_url"] is None and private["public"] is False
+        assert private["url"] is None and private["public"] is False
         assert ingress.get(ingress.url("hidden", "second"))[0] == 404
         for client, name in ((first, "app"), (second, "app"), (second, "hidden")):
             await call(client, "delete_service", {"service": name, "confirm": True})
