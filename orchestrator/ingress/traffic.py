@@ -78,7 +78,8 @@ def access_logging(settings: Settings, hosts: Iterable[tuple[str, str]]) -> tupl
             },
             "encoder": {
                 "format": "filter",
-                "wrap": {"format": "json"},
+                # Each line only {"ts":…,"duration":…,"status":…}: the file names the service.
+                "wrap": {"format": "json", "message_key": "", "level_key": "", "name_key": ""},
                 "fields": {name: {"filter": "delete"} for name in _DROPPED},
             },
             "include": [_LOGGER + _logger(service_id)],

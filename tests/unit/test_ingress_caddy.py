@@ -6,6 +6,7 @@ and a workload probing the admin API, is tests/e2e/test_ingress.py.
 
 from __future__ import annotations
 
+import json
 import shutil
 import socket
 import socketserver
@@ -252,8 +253,12 @@ def test_attack_a_tenants_counters_hold_only_what_reached_its_own_routes(
         assert (traffic["requests"], traffic["errors_5xx"], traffic["window_s"]) == (want, 0, 300), traffic
         assert traffic["p50_ms"] > 0, traffic
     assert site.call("list_services")["services"][0].get("traffic") is None  # counters are get_service's
-    files = sorted(p.name for p in (app_settings.ingress_dir / "access").iterdir())
-    assert len(files) == 2 and (app_settings.ingress_dir / "access").stat().st_mode & 0o077 == 0
+    access = app_settings.ingress_dir / "access"
+    assert len(list(access.iterdir())) == 2 and access.stat().st_mode & 0o077 == 0
+    for path in access.iterdir():  # the time, status and duration, no client address, path or header
+        assert {tuple(sorted(json.loads(line))) for line in path.read_text().splitlines()} == {
+            ("duration", "status", "ts")
+        }
 
 
 def test_a_stopped_services_503_page_counts_as_its_5xx(
