@@ -16,6 +16,7 @@ from orchestrator.services import (
     RevisionList,
     RolledBack,
     Service,
+    ServiceDetail,
     ServiceList,
     ServiceSummary,
     UpdateRequest,
@@ -117,8 +118,8 @@ async def list_services(call: Call) -> ServiceList:
 
 
 @tool(read_only=True, title="Get service")
-async def get_service(call: Call, service: ServiceRef) -> Service:
-    """One service's live status, URL, limits, env var names and last error."""
+async def get_service(call: Call, service: ServiceRef) -> ServiceDetail:
+    """One service's live status, URLs, limits, env var names, last error and recent traffic."""
     return await call.platform.services.get(call.principal, service)
 
 

@@ -23,7 +23,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel
 
 from ..settings import Settings
 
@@ -38,13 +38,14 @@ _DROPPED = ("request", "resp_headers", "user_id", "size")
 
 
 class Traffic(BaseModel):
-    """Requests through the proxy to the service's routes in the last ``window_s`` seconds."""
+    """Requests that reached its routes in the last window_s seconds (counted from since)."""
 
     window_s: int
     requests: int
     errors_5xx: int
-    p50_ms: float | None = Field(None, description="median time to answer, in the proxy")
-    since: datetime = Field(description="counted from then (later than window_s ago when older entries rolled off)")
+    p50_ms: float | None = None
+    # Later than window_s ago when the service's older entries rolled off (a busy service).
+    since: datetime
 
 
 def access_dir(settings: Settings) -> Path:

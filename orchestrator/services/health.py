@@ -11,7 +11,6 @@ import anyio
 from ..backends.base import Backend, WorkloadStatus
 from ..errors import AgentHostError, BackendUnavailable
 from ..events import EventLog
-from ..ingress.traffic import Traffic
 from ..models import ServiceConfig, ServiceRecord, untrusted
 from ..progress import Reporter
 from ..secrets import mask_secrets
@@ -28,11 +27,9 @@ def service_view(
     st: WorkloadStatus | None,
     env_keys: list[str],
     url: str | None = None,
-    traffic: Traffic | None = None,
 ) -> Service:
     """What a caller sees of a service: its record, the engine's restart count, its stable public address
-    (``url``, from the ingress), its address on the host while it runs (``internal_url``), and what reached
-    its routes lately (``traffic``)."""
+    (``url``, from the ingress) and its address on the host while it runs (``internal_url``)."""
     internal_url = None
     if st is not None and st.state == "running" and rec.spec.port and rec.spec.port in st.endpoints:
         ep = st.endpoints[rec.spec.port]
@@ -43,7 +40,6 @@ def service_view(
         status=rec.status,
         url=url,
         internal_url=internal_url if rec.status == "running" else None,
-        traffic=traffic,
         env_keys=env_keys,
         **rec.spec.model_dump(include=set(ServiceConfig.model_fields)),
         restarts=st.restarts if st is not None else rec.restarts,

@@ -9,7 +9,17 @@ from pydantic import BaseModel, Field
 from ..ingress.traffic import Traffic
 from ..models import RevisionRecord, ServiceConfig, ServiceStatus
 
-__all__ = ["EnvList", "LogOutput", "Revision", "RevisionList", "RolledBack", "Service", "ServiceList", "ServiceSummary"]
+__all__ = [
+    "EnvList",
+    "LogOutput",
+    "Revision",
+    "RevisionList",
+    "RolledBack",
+    "Service",
+    "ServiceDetail",
+    "ServiceList",
+    "ServiceSummary",
+]
 
 
 class Service(ServiceConfig):
@@ -21,9 +31,14 @@ class Service(ServiceConfig):
     env_keys: list[str] = []
     restarts: int = 0
     last_error: str | None = None
-    traffic: Traffic | None = Field(None, description="get_service: requests through the proxy lately")
     created_at: datetime
     updated_at: datetime
+
+
+class ServiceDetail(Service):
+    """What get_service returns: the service and its request counters from the proxy (null without a route)."""
+
+    traffic: Traffic | None = None
 
 
 class ServiceSummary(BaseModel):
