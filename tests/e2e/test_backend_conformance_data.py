@@ -61,7 +61,7 @@ async def test_databases_linked_durable_and_private(
         assert (code, out) == (0, "OK\n"), err
         _, out, _ = await sh(client, "redis-cli -h cache GET greeting", service="cacheapp")
         assert "NOAUTH" in out  # no password, no data
-        pg_url = (await call(client, "database_connection_string", {"database": "pg", "reveal": True}))["internal_url"]
+        pg_url = (await call(client, "database_connection_string", {"database": "pg", "reveal": True}))["url"]
 
         # The engine stops both (a node reboot); the platform brings them back on their volumes.
         for db in (pg, cache):
