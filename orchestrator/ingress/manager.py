@@ -130,7 +130,7 @@ class IngressManager:
             for rec in await all_service_records(self.store.db)
             if self.host(rec, tenants.get(rec.tenant_id, rec.tenant_id)) is not None
         }
-        return await anyio.to_thread.run_sync(prune, self.settings, routed)
+        return await anyio.to_thread.run_sync(prune, self.settings, routed, time.time())
 
 
 def _route(rec: ServiceRecord, host: str, st: WorkloadStatus | None) -> Route:

@@ -33,6 +33,7 @@ WINDOW_S = 300
 ROLL_MB = 5
 # Entries are written when a request ends, from many goroutines: a little out of order near the window's edge.
 _SLACK_S = 30.0
+_QUIET_S = 60.0
 _LOGGER = "http.log.access."
 _DROPPED = ("request", "resp_headers", "user_id", "size")
 
@@ -145,8 +146,11 @@ def read_traffic(settings: Settings, service_id: str, now: float) -> Traffic:
     return summarize(got, now, oldest if truncated else None)
 
 
-def prune(settings: Settings, routed: set[str]) -> int:
-    """Remove the files of services that have no route any more; returns how many."""
+def prune(settings: Settings, routed: set[str], now: float) -> int:
+    """Remove the files of services that have no route any more; returns how many.
+
+    A file written in the last ``_QUIET_S`` seconds stays: ``routed`` was read from the store a moment ago, and
+    a service created since may already be logging (Caddy would go on writing to a removed file)."""
     directory = access_dir(settings)
     removed = 0
     try:
@@ -154,8 +158,14 @@ def prune(settings: Settings, routed: set[str]) -> int:
     except FileNotFoundError:
         return 0
     for name in names:
-        service_id = name.removesuffix(".log").split("-", 1)[0]
-        if name.endswith(".log") and service_id not in routed:
-            (directory / name).unlink(missing_ok=True)
-            removed += 1
+        path = directory / name
+        if not name.endswith(".log") or name.removesuffix(".log").split("-", 1)[0] in routed:
+            continue
+        try:
+            if path.stat().st_mtime > now - _QUIET_S:
+                continue
+            path.unlink()
+        except FileNotFoundError:
+            continue
+        removed += 1
     return removed

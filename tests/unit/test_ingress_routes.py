@@ -124,3 +124,15 @@ async def test_a_dead_caddys_socket_is_cleared_and_a_live_ones_is_not(tmp_path: 
     clear_stale_socket(path)
     assert not path.exists()
     clear_stale_socket(path)  # nothing there: nothing to do
+
+
+def test_get_service_shows_traffic_only_for_a_routed_service(site: Site) -> None:
+    routed = site.call("deploy_service", name="web", image=APP_IMAGE, port=8000)
+    assert "traffic" not in routed  # deploy answers without reading the proxy's logs
+    traffic = site.call("get_service", service="web")["traffic"]
+    assert (traffic["requests"], traffic["errors_5xx"], traffic["p50_ms"], traffic["window_s"]) == (0, 0, None, 300)
+    site.call("deploy_service", name="internal", image=APP_IMAGE, port=8000, public=False)
+    site.call("deploy_service", name="worker", image=APP_IMAGE)
+    for name, port in (("internal", True), ("worker", False)):
+        got = site.call("get_service", service=name)
+        assert got["traffic"] is None and got["url"] is None and bool(got["internal_url"]) is port, got

@@ -5,6 +5,7 @@ tests/unit/test_ingress_caddy.py and tests/e2e/test_ingress.py."""
 from __future__ import annotations
 
 import json
+import os
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -102,11 +103,20 @@ def test_each_routed_service_gets_a_logger_and_file_of_its_own_its_domains_inclu
     assert render(settings, list(reversed(routes)), tmp_path / "caddy") == config
 
 
-def test_the_files_of_services_without_a_route_are_pruned(tmp_path: Path) -> None:
+def test_the_files_of_services_without_a_route_are_pruned_once_quiet(tmp_path: Path) -> None:
     settings = _settings(tmp_path)
     directory = access_dir(settings)
-    for name in ("svc_kept.log", "svc_kept-2027-01-15T08-00-00.000.log", "svc_gone.log", "svc_gone-2027.log"):
-        _write(directory / name, [(NOW, 200, 0.1)])
-    assert prune(settings, {"svc_kept"}) == 2
-    assert sorted(p.name for p in directory.iterdir()) == ["svc_kept-2027-01-15T08-00-00.000.log", "svc_kept.log"]
-    assert prune(_settings(tmp_path / "elsewhere"), set()) == 0
+    names = ("svc_kept.log", "svc_kept-2027-01-15T08-00-00.000.log", "svc_gone.log", "svc_gone-2027.log", "svc_new.log")
+    for name in names:
+        _write(directory / name, [(NOW - 120, 200, 0.1)])
+        if name != "svc_new.log":  # just written: a service created after the routes were read may own it
+            os.utime(directory / name, (NOW - 120, NOW - 120))
+        else:
+            os.utime(directory / name, (NOW - 10, NOW - 10))
+    assert prune(settings, {"svc_kept"}, NOW) == 2
+    assert sorted(p.name for p in directory.iterdir()) == [
+        "svc_kept-2027-01-15T08-00-00.000.log",
+        "svc_kept.log",
+        "svc_new.log",
+    ]
+    assert prune(_settings(tmp_path / "elsewhere"), set(), NOW) == 0
