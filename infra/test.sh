@@ -14,5 +14,7 @@ export AGENTHOST_REQUIRE_E2E=1
 # The Nomad backend's tests run against a real dev agent (built from source once, then cached).
 bash infra/nomad.sh start
 trap 'bash infra/nomad.sh stop' EXIT
+# Pebble, the ACME CA of tests/e2e/test_acme.py (built from source once, then cached).
+bash infra/pebble.sh binary >/dev/null
 # Then the e2e suite (or what the arguments name).
 .venv/bin/pytest "${@:-tests/e2e}"

@@ -18,7 +18,14 @@ import pydantic
 
 from orchestrator.errors import AgentHostError
 from orchestrator.images import RECIPES, build_images
-from orchestrator.ingress import CaddyAdmin, IngressManager, caddy_command, clear_stale_socket
+from orchestrator.ingress import (
+    MIGRATE_REQ,
+    CaddyAdmin,
+    IngressManager,
+    caddy_command,
+    clear_stale_socket,
+    migrate_queued_connections,
+)
 from orchestrator.platform import Platform, host_egress
 from orchestrator.ratelimit import RateLimiter
 from orchestrator.secrets import SecretBox, load_master_key, write_master_key
@@ -157,10 +164,12 @@ def cmd_doctor(settings: Settings, args: argparse.Namespace) -> int:
 
     problems = 0
 
-    def check(ok: bool, what: str, fix: str = "") -> None:
+    def check(ok: bool, what: str, fix: str = "", optional: bool = False) -> None:
+        """One line; a failed check that is not ``optional`` makes the exit status 1."""
         nonlocal problems
-        problems += not ok
-        _out(f"{'ok  ' if ok else 'FAIL'} {what}" + ("" if ok or not fix else f"  -> {fix}"))
+        problems += not ok and not optional
+        verdict = "ok  " if ok else "warn" if optional else "FAIL"
+        _out(f"{verdict} {what}" + ("" if ok or not fix else f"  -> {fix}"))
 
     check(settings.master_key_path.exists(), f"data dir {settings.data_dir}", "run `agenthost init`")
     if settings.master_key_path.exists():
@@ -191,7 +200,12 @@ def cmd_doctor(settings: Settings, args: argparse.Namespace) -> int:
                 f"default runtime {settings.default_runtime} present",
                 "install it and register it with the engine (docs/operations.md, section 'The runsc runtime')",
             )
-            check("sysbox-runc" in runtimes, "sysbox-runc present (only needed for Docker-in-Docker)")
+            check(
+                "sysbox-runc" in runtimes,
+                'sysbox-runc present (only for workloads with runtime "sysbox": Docker-in-Docker)',
+                "install Sysbox to offer it (docs/operations.md)",
+                optional=True,
+            )
             for name, recipe in RECIPES.items():
                 tag = getattr(settings, recipe.setting)
                 check(await backend.image_exists(tag), f"image {tag} ({name})", "run `agenthost images build`")
@@ -208,6 +222,10 @@ def cmd_doctor(settings: Settings, args: argparse.Namespace) -> int:
             running = await CaddyAdmin(settings.ingress_socket, timeout_s=3).config() or {}
             servers = running.get("apps", {}).get("http", {}).get("servers", {})
             check("agenthost" in servers, f"Caddy answers on {settings.ingress_socket} with agenthost's routes")
+            if MIGRATE_REQ.exists():  # Linux 5.14 and later
+                migrating = MIGRATE_REQ.read_text().strip() == "1"
+                fix = "sysctl -w net.ipv4.tcp_migrate_req=1 (agenthost ingress run sets it when run as root)"
+                check(migrating, "net.ipv4.tcp_migrate_req=1: a Caddy reload resets no client", fix)
         except AgentHostError as exc:
             check(False, f"Caddy (the HTTPS proxy): {exc.message}", exc.hint)
 
@@ -239,6 +257,8 @@ def cmd_ingress(settings: Settings, args: argparse.Namespace) -> int:
         _json(config)
         return 0
     clear_stale_socket(settings.ingress_socket)
+    if (why := migrate_queued_connections()) is not None:
+        logging.getLogger(__name__).warning(why)
     argv, env = caddy_command(settings, config)
     if shutil.which(argv[0]) is None:
         sys.stderr.write(f"error: {argv[0]} is not installed\nhint: apt-get install caddy\n")

@@ -148,6 +148,7 @@ class Settings(BaseSettings):
     ingress_acme_ca: str | None = Field(
         None, description="the ACME directory URL; unset: Caddy's default (Let's Encrypt)"
     )
+    ingress_acme_ca_root: Path | None = Field(None, description="PEM root the ACME directory's HTTPS chains to")
     ingress_drain_s: float = Field(2.0, ge=0, le=60, description="seconds a replaced container serves on")
     ingress_on_demand_tls: bool = Field(
         False, description="ACME certificates at the first handshake, for routed hosts only"

@@ -8,7 +8,7 @@ from .config import Route, render
 from .domains import Domain, DomainList, DomainManager, TxtRecord
 from .hosts import service_host, service_label
 from .manager import IngressManager
-from .process import caddy_command, clear_stale_socket
+from .process import MIGRATE_REQ, caddy_command, clear_stale_socket, migrate_queued_connections
 from .traffic import Traffic, read_traffic
 
 __all__ = [
@@ -17,9 +17,11 @@ __all__ = [
     "DomainList",
     "DomainManager",
     "IngressManager",
+    "MIGRATE_REQ",
     "Route",
     "caddy_command",
     "clear_stale_socket",
+    "migrate_queued_connections",
     "render",
     "service_host",
     "service_label",

@@ -56,12 +56,13 @@ def _page(status: int, title: str, text: str) -> dict[str, Any]:
 
 def _handler(route: Route) -> dict[str, Any]:
     if route.upstream is not None:
-        # flush_interval -1: server-sent events and long polls reach the client as they are written. A request
-        # whose upstream cannot be dialled is tried again for a moment (a container being switched).
+        # A request whose upstream cannot be dialled is tried again for a moment (a container being switched).
+        # No flush_interval: Caddy already streams server-sent events and responses of unknown length as they
+        # are written, and with -1 Caddy 2.6 ties each request to its configuration, so every reload (any
+        # service's change) cut the requests in flight.
         return {
             "handler": "reverse_proxy",
             "upstreams": [{"dial": route.upstream}],
-            "flush_interval": -1,
             "load_balancing": {"try_duration": "2s", "try_interval": "100ms"},
         }
     why = {
@@ -79,6 +80,8 @@ def _issuers(settings: Settings) -> list[dict[str, Any]]:
         acme["email"] = settings.ingress_acme_email
     if settings.ingress_acme_ca:
         acme["ca"] = settings.ingress_acme_ca
+    if settings.ingress_acme_ca_root:  # a private ACME CA (an internal one, or a test's)
+        acme["trusted_roots_pem_files"] = [str(settings.ingress_acme_ca_root)]
     return [acme]
 
 

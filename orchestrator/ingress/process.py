@@ -13,7 +13,11 @@ from ..errors import Conflict
 from ..settings import Settings
 from .traffic import access_dir
 
-__all__ = ["caddy_command", "clear_stale_socket"]
+__all__ = ["MIGRATE_REQ", "caddy_command", "clear_stale_socket", "migrate_queued_connections"]
+
+# Caddy binds a new listening socket (SO_REUSEPORT) on every configuration load and closes the previous one;
+# the kernel resets the connections still queued on a closed one unless it may hand them to its sibling.
+MIGRATE_REQ = Path("/proc/sys/net/ipv4/tcp_migrate_req")
 
 
 def clear_stale_socket(path: Path) -> None:
@@ -50,3 +54,15 @@ def caddy_command(settings: Settings, config: dict[str, Any]) -> tuple[list[str]
         "XDG_CONFIG_HOME": home,
     }
     return [settings.caddy_bin, "run", "--config", str(path)], env
+
+
+def migrate_queued_connections(knob: Path = MIGRATE_REQ) -> str | None:
+    """Let the kernel move connections queued on a listener Caddy closes to the one that replaces it
+    (``net.ipv4.tcp_migrate_req``, Linux 5.14 and later, per network namespace), so that a reload resets no
+    client. Returns why it could not, or None."""
+    try:
+        if knob.read_text().strip() != "1":
+            knob.write_text("1\n")
+    except OSError as exc:
+        return f"cannot set net.ipv4.tcp_migrate_req=1 ({exc.strerror or exc}): a reload may reset a few clients"
+    return None

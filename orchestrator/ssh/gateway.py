@@ -21,6 +21,7 @@ import logging
 import sqlite3
 import time
 from collections import Counter
+from collections.abc import Callable, Coroutine
 from datetime import UTC, datetime
 from typing import Any
 
@@ -34,7 +35,7 @@ from ..errors import AgentHostError
 from ..events import EventLog
 from ..settings import Settings
 from ..store import Store
-from .forwarding import forward_endpoint
+from .forwarding import forward_endpoint, open_forward
 from .hostkey import load_host_key
 from .manager import SshManager, Target
 from .sftp import WorkloadSftp
@@ -128,8 +129,30 @@ class _Connection(asyncssh.SSHServer):
                 asyncssh.OPEN_ADMINISTRATIVELY_PROHIBITED,
                 "only the service's own port (localhost:<port>) and the tenant's databases by name are forwarded",
             )
+        target = self.target
+        self.gateway.check_limits(target)  # a forward is a session too: it holds a connection into the workload
+        self.gateway.opened(target)
+        started = datetime.now(UTC)
+        sent, received = [0], [0]
+
+        def counter(total: list[int]) -> Callable[[int], None]:
+            def count(n: int) -> None:
+                total[0] += n
+                self.active = time.monotonic()
+
+            return count
+
+        def ended() -> None:
+            self.gateway.closed(target)
+            outcome = f"closed: {sent[0]} bytes sent, {received[0]} received"
+            self.gateway.spawn(self.gateway.record, target, self.peer, f"forward to {host}:{port}", started, outcome)
+
         self.active = time.monotonic()
-        return await self.conn.forward_connection(endpoint.host, endpoint.port)
+        try:
+            return await open_forward(endpoint, counter(sent), counter(received), ended)
+        except BaseException:
+            self.gateway.closed(target)
+            raise
 
     def close(self, reason: str) -> None:
         self.reason = reason
@@ -208,6 +231,11 @@ class SshGateway:
         with anyio.move_on_after(grace_s):
             while sum(self.per_tenant.values()) > 0:
                 await anyio.sleep(0.1)
+
+    def spawn(self, fn: Callable[..., Coroutine[Any, Any, None]], *args: Any) -> None:
+        """Run ``fn(*args)`` in the gateway's task group (a callback of asyncssh cannot await)."""
+        if self._tg is not None:
+            self._tg.start_soon(fn, *args)
 
     def watch(self, conn: _Connection) -> None:
         if self._tg is not None:
@@ -327,7 +355,7 @@ class SshGateway:
         return code
 
     async def record(
-        self, target: Target, peer: str, what: str, started: datetime, outcome: str, code: int | None
+        self, target: Target, peer: str, what: str, started: datetime, outcome: str, code: int | None = None
     ) -> None:
         ended = datetime.now(UTC)
         seconds = (ended - started).total_seconds()

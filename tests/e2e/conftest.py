@@ -18,7 +18,7 @@ from orchestrator.backends.base import Backend
 from orchestrator.settings import Settings
 
 from .harness import TEST_IMAGES_ENV, AgentHost, TestHost, wait_for
-from .nomad_agent import NOMAD_ADDR, backend_of, purge_tenants, start_dev_agent, stop_dev_agent
+from .nomad_agent import NOMAD_ADDR, NOMAD_DEV_SIZES, backend_of, purge_tenants, start_dev_agent, stop_dev_agent
 
 HELLO_APP = textwrap.dedent(
     """
@@ -39,9 +39,6 @@ HELLO_IMAGE = "ah-test/hello:1"
 # What the session's platforms (Docker and Nomad alike) allow beyond the defaults: the conformance
 # suite builds from local git repositories, and tenants run the test images (ah-test/*).
 CONFORMANCE_ENV = {"AGENTHOST_ALLOW_LOCAL_GIT": "true", **TEST_IMAGES_ENV}
-# The default sizes fit on the two-core dev node: a job reserves a tenth of its cpus (docs/backends.md,
-# "Capacity on Nomad"). One warm sandbox, not two, to spare the machine.
-NOMAD_DEV_SIZES = {"AGENTHOST_SANDBOX_POOL_SIZE": "1"}
 
 
 @pytest.fixture(scope="session")

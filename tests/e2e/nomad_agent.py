@@ -19,6 +19,7 @@ from orchestrator.secrets import load_master_key
 from .harness import AgentHost
 
 __all__ = [
+    "NOMAD_DEV_SIZES",
     "NOMAD_ADDR",
     "backend_of",
     "node_volumes",
@@ -29,6 +30,10 @@ __all__ = [
     "start_dev_agent",
     "stop_dev_agent",
 ]
+
+# The default sizes fit on the two-core dev node: a job reserves a tenth of its cpus (docs/backends.md,
+# "Capacity on Nomad"). One warm sandbox, not two, to spare the machine.
+NOMAD_DEV_SIZES = {"AGENTHOST_SANDBOX_POOL_SIZE": "1"}
 
 NOMAD_ADDR = "http://127.0.0.1:14646"
 _SCRIPT = Path(__file__).resolve().parents[2] / "infra" / "nomad.sh"

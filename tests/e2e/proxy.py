@@ -26,9 +26,12 @@ class Ingress:
     host: AgentHost
     https_port: int
     caddy: subprocess.Popen[bytes] | None = None
+    trust: Path | None = None  # the root clients trust; None: Caddy's internal CA
 
     @property
     def ca(self) -> Path:
+        if self.trust is not None:
+            return self.trust
         return self.host.data_dir / "ingress" / "caddy" / "pki" / "authorities" / "local" / "root.crt"
 
     def url(self, service: str, tenant: str) -> str:
@@ -62,6 +65,8 @@ class Ingress:
             assert self.caddy is not None and self.caddy.poll() is None, (
                 self.host.data_dir / "ingress.log"
             ).read_text()
+            if self.trust is not None:  # ACME: no certificate for a host nobody routes; the admin socket is up
+                return self.host.settings.ingress_socket.exists()
             try:
                 # A host nobody routes: TLS works (the wildcard certificate is there) and the 404 answers.
                 return self.ca.exists() and self.get(self.url("nobody", "nowhere"))[0] == 404
@@ -82,9 +87,15 @@ class Ingress:
 
 
 @contextmanager
-def running_ingress(tmp_path_factory: pytest.TempPathFactory, env: dict[str, str] | None = None) -> Iterator[Ingress]:
-    """A platform on a new data dir with its Caddy serving HTTPS (settings ``env`` added), until the block ends."""
-    https_port, http_port = free_port(), free_port()
+def running_ingress(
+    tmp_path_factory: pytest.TempPathFactory,
+    env: dict[str, str] | None = None,
+    trust: Path | None = None,
+    ports: tuple[int, int] | None = None,
+) -> Iterator[Ingress]:
+    """A platform on a new data dir with its Caddy serving HTTPS (settings ``env`` added) on ``ports`` (HTTPS,
+    HTTP; default: free ones), trusted by ``trust`` (default: Caddy's internal CA), until the block ends."""
+    https_port, http_port = ports or (free_port(), free_port())
     settings = {
         **TEST_IMAGES_ENV,
         "AGENTHOST_BASE_DOMAIN": DOMAIN,
@@ -96,7 +107,7 @@ def running_ingress(tmp_path_factory: pytest.TempPathFactory, env: dict[str, str
     }
     host = AgentHost(data_dir=Path(tmp_path_factory.mktemp("ingress-data")), env=settings)
     host.init()
-    proxy = Ingress(host, https_port)
+    proxy = Ingress(host, https_port, trust=trust)
     try:
         proxy.start_caddy()
         yield proxy

@@ -7,6 +7,7 @@ from __future__ import annotations
 import contextlib
 import socket
 import ssl
+import subprocess
 import sys
 import threading
 import time
@@ -18,7 +19,8 @@ import docker
 import httpx
 import pytest
 
-from .harness import EGRESS_PROBE, ToolFailed, call, connect, probe_results, untrusted_body
+from .harness import EGRESS_PROBE, VENV_BIN, ToolFailed, call, connect, probe_results, untrusted_body
+from .nomad_agent import NOMAD_DEV_SIZES, purge_tenants
 from .proxy import DOMAIN, Ingress, running_ingress
 
 pytestmark = [pytest.mark.anyio, pytest.mark.e2e]
@@ -157,8 +159,8 @@ class Load:
                 self.stop.set()
 
     def bodies(self) -> list[str]:
-        """The distinct bodies answered, in the order they first appeared."""
-        return list(dict.fromkeys(body for _, body in self.answers))
+        """The distinct bodies of the 200 answers, in the order they first appeared."""
+        return list(dict.fromkeys(body for status, body in self.answers if status == 200))
 
 
 async def test_updates_and_env_changes_never_drop_a_request(
@@ -177,10 +179,9 @@ async def test_updates_and_env_changes_never_drop_a_request(
                 f"\nload during update_service + set_env: {len(load.answers)} answers, {len(load.failures)} failed"
                 f" {sorted({f.split(':')[0] for f in load.failures})}, {load.seconds:.1f} s\n"
             )
-        # Recreating the container in place failed every request for a second or more (hundreds here). What is
-        # left are connections Caddy 2.6 resets while it reloads its configuration (docs/operations.md).
-        assert len(load.failures) * 100 < len(load.answers), (load.failures[:5], ingress.log_tail())
-        assert not [f for f in load.failures if f.startswith("503")], load.failures  # never "not answering"
+        # Recreating the container in place failed every request for a second or more (hundreds here); each
+        # switch also reloads Caddy, which must neither cut a request in flight nor reset a new connection.
+        assert load.failures == [], (load.failures[:5], ingress.log_tail())
         assert load.bodies() == ["hello v1", "hello v2", "hello v3"]  # it spanned both switches
         svc = await call(client, "get_service", {"service": "steady"})
         assert svc["id"] == first["id"] and svc["status"] == "running" and svc["restarts"] == 0
@@ -199,7 +200,7 @@ async def test_a_broken_update_leaves_the_old_version_serving(
                 await call(client, "update_service", {"service": "kept", "command": crash})
         assert refused.value.code == "workload_failed"
         assert "exited with code 3" in refused.value.message and "new version: bad config" in refused.value.message
-        assert len(load.failures) * 100 < len(load.answers), (load.failures[:5], ingress.log_tail())
+        assert load.failures == [], (load.failures[:5], ingress.log_tail())
         assert load.bodies() == ["hello world"], load.bodies()  # the broken version never answered
         after = await call(client, "get_service", {"service": "kept"})
         assert after["status"] == "running" and after["command"] is None
@@ -267,3 +268,71 @@ async def test_attack_traffic_never_counts_for_a_service_it_did_not_reach(ingres
         assert (await _counted(beta, "app", 2))["requests"] == 2
         for client in (alpha, beta):
             await call(client, "delete_service", {"service": "app", "confirm": True})
+
+
+async def test_on_nomad_a_route_follows_the_allocation(
+    nomad_agent: str, hello_image: str, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    env = {**NOMAD_DEV_SIZES, "AGENTHOST_BACKEND": "nomad", "AGENTHOST_NOMAD_ADDR": nomad_agent}
+    with running_ingress(tmp_path_factory, env) as ingress:
+        try:
+            async with connect(ingress.host, ingress.host.tenant("acme"), "stdio") as client:
+                args = {"name": "web", "image": hello_image, "port": 8000, "env": {"GREETING": "nomad"}}
+                await call(client, "deploy_service", args)
+                url = ingress.url("web", "acme")
+                assert ingress.get(url) == (200, "hello nomad")
+                await call(client, "restart_service", {"service": "web"})
+                assert ingress.get(url) == (200, "hello nomad")
+                await call(client, "update_service", {"service": "web", "env": {"GREETING": "moved"}})
+                assert ingress.get(url) == (200, "hello moved")
+                await call(client, "stop_service", {"service": "web"})
+                assert ingress.get(url)[0] == 503
+                await call(client, "delete_service", {"service": "web", "confirm": True})
+                assert ingress.get(url)[0] == 404
+        finally:
+            purge_tenants(ingress.host)
+
+
+async def test_attack_the_proxy_leads_nowhere_but_routed_services(ingress: Ingress, hello_image: str) -> None:
+    """Host names and SNI chosen to reach what is not a routed service: the control plane's HTTP API, the
+    registry, Caddy's admin endpoint, the host itself, another tenant's private service."""
+    control_plane = httpx.URL(ingress.host.url)
+    async with connect(ingress.host, ingress.host.tenant("victim"), "stdio") as client:
+        await call(client, "deploy_service", {"name": "secret", "image": hello_image, "port": 8000, "public": False})
+        hosts = [
+            f"127.0.0.1:{control_plane.port}",
+            "127.0.0.1:5000",  # the registry builds are pushed to
+            "localhost",
+            "127.0.0.1",
+            "[::1]",
+            "agenthost-ingress",  # the admin endpoint's origin
+            f"secret-victim.{DOMAIN}",  # a private service's would-be name
+            f"*.{DOMAIN}",
+            f"{DOMAIN}",
+        ]
+        with httpx.Client(verify=ssl.create_default_context(cafile=str(ingress.ca)), timeout=10) as web:
+            for host in hosts:
+                response = web.get(
+                    f"https://127.0.0.1:{ingress.https_port}/config/",
+                    headers={"Host": host},
+                    extensions={"sni_hostname": f"nobody-nowhere.{DOMAIN}"},
+                )
+                assert response.status_code == 404 and "No service answers" in response.text, (host, response.text)
+        await call(client, "delete_service", {"service": "secret", "confirm": True})
+
+
+async def test_doctor_checks_the_proxy(ingress: Ingress) -> None:
+    doctor = subprocess.run(
+        [str(VENV_BIN / "agenthost"), "doctor"],
+        env=ingress.host.process_env(),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    lines = doctor.stdout.splitlines()
+    assert f"ok   Caddy answers on {ingress.host.settings.ingress_socket} with agenthost's routes" in lines, (
+        doctor.stdout
+    )
+    assert "ok   net.ipv4.tcp_migrate_req=1: a Caddy reload resets no client" in lines, doctor.stdout
+    assert any(line.startswith(("ok   sysbox-runc", "warn sysbox-runc")) for line in lines), doctor.stdout  # optional
+    assert doctor.returncode == 0, doctor.stdout

@@ -3,6 +3,9 @@ gateway with a real SSH client (asyncssh): who gets in, what a session runs, rev
 
 from __future__ import annotations
 
+import socketserver
+import threading
+from collections.abc import Iterator
 from typing import Any
 
 import anyio
@@ -255,3 +258,48 @@ def test_a_workload_that_does_not_run_ends_the_session_with_a_reason(site: Site,
     fake_backend.crash(svc["id"], 1)  # exited; the service is still meant to run, so the key still logs in
     done = _run(site, "web.acme", key, "echo hi")
     assert done.exit_status == 255 and "is not running" in done.stderr and "service web" in done.stderr, done
+
+
+class _Echo(socketserver.BaseRequestHandler):
+    def handle(self) -> None:
+        while data := self.request.recv(4096):
+            self.request.sendall(data)
+
+
+@pytest.fixture
+def echo() -> Iterator[int]:
+    server = socketserver.ThreadingTCPServer(("127.0.0.1", 0), _Echo)
+    server.daemon_threads = True
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True)
+    thread.start()
+    yield server.server_address[1]
+    server.shutdown()
+    server.server_close()
+    thread.join()
+
+
+def test_a_tunnel_in_use_is_not_idle_and_is_recorded(site: Site, fake_backend: FakeBackend, echo: int) -> None:
+    key, public = _key()
+    site.call("deploy_service", name="web", image=APP_IMAGE, port=8000, ssh_public_key=public)
+    fake_backend.publish_port = echo  # the service's port echoes
+    site.platform.settings.ssh_idle_timeout_s = 0.5
+    rounds = 12
+
+    async def tunnel() -> list[bytes]:
+        answers = []
+        async with await _connect(site, "web.acme", key) as conn:  # `ssh -N -L`: no session, one forward
+            reader, writer = await conn.open_connection("localhost", 8000)
+            for i in range(rounds):  # about 2 s of traffic: four idle timeouts and more
+                writer.write(b"ping %d\n" % i)
+                answers.append(await reader.readline())
+                await anyio.sleep(0.2)
+            writer.close()
+            with anyio.fail_after(10):  # and once it carries nothing, it idles out
+                await conn.wait_closed()
+        return answers
+
+    assert site.run(tunnel) == [b"ping %d\n" % i for i in range(rounds)]
+    audit = site.call("list_audit", key=site.admin, tenant="acme")["entries"]
+    forwards = [a for a in audit if a["action"] == "ssh_session" and "forward to localhost:8000" in a["detail"]]
+    sent = sum(len(b"ping %d\n" % i) for i in range(rounds))
+    assert [a["outcome"] for a in forwards] == [f"closed: {sent} bytes sent, {sent} received"], audit

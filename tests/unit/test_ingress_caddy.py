@@ -133,12 +133,18 @@ def test_a_caddy_that_lost_its_configuration_is_healed_by_the_next_reconciler_pa
 
 class _Streamer(socketserver.BaseRequestHandler):
     """An upstream that streams: server-sent events (one event, then it holds the line until told to stop), and
-    a WebSocket-style upgrade that echoes what it gets."""
+    a WebSocket-style upgrade that echoes what it gets, and a slow answer."""
 
     release = threading.Event()
+    arrived = threading.Event()
 
     def handle(self) -> None:
         request = self.request.recv(65536)
+        if request.startswith(b"GET /slow "):  # answers once released
+            self.arrived.set()
+            self.release.wait(10)
+            self.request.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\ndone")
+            return
         if b"upgrade: websocket" in request.lower():
             self.request.sendall(
                 b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n"
@@ -153,6 +159,7 @@ class _Streamer(socketserver.BaseRequestHandler):
 @pytest.fixture
 def streamer() -> Iterator[int]:
     _Streamer.release.clear()
+    _Streamer.arrived.clear()
     server = socketserver.ThreadingTCPServer(("127.0.0.1", 0), _Streamer)
     server.daemon_threads = True
     thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True)
@@ -282,3 +289,30 @@ def test_a_stopped_services_503_page_counts_as_its_5xx(
         os.utime(path, (time.time() - 120, time.time() - 120))
     site.run(site.platform.reconciler.reconcile_once)
     assert list(access.iterdir()) == []  # a deleted service's log goes too
+
+
+def test_a_reload_lets_the_requests_in_flight_finish(
+    site: Site, app_settings: Settings, caddy: subprocess.Popen[bytes], fake_backend: FakeBackend, streamer: int
+) -> None:
+    """Every change of any service loads a new configuration; a request another service was answering goes on."""
+    fake_backend.publish_port = streamer
+    site.call("deploy_service", name="slow", image=APP_IMAGE, port=8000, health_check={"type": "none"})
+    host = "slow-acme.ingress.localhost"
+    ca = app_settings.ingress_dir / "caddy" / "pki" / "authorities" / "local" / "root.crt"
+    answer: list[tuple[int, str]] = []
+
+    async def slow_request() -> None:
+        async with httpx.AsyncClient(verify=ssl.create_default_context(cafile=str(ca)), timeout=10) as client:
+            url = f"https://127.0.0.1:{app_settings.ingress_https_port}/slow"
+            response = await client.get(url, headers={"Host": host}, extensions={"sni_hostname": host})
+            answer.append((response.status_code, response.text))
+
+    thread = threading.Thread(target=site.run, args=(slow_request,))
+    thread.start()
+    assert _Streamer.arrived.wait(10)
+    loaded = site.run(site.platform.ingress.admin.config)
+    site.call("deploy_service", name="other", image=APP_IMAGE, port=8000, health_check={"type": "none"})
+    assert site.run(site.platform.ingress.admin.config) != loaded  # Caddy runs a new configuration
+    _Streamer.release.set()
+    thread.join(15)
+    assert answer == [(200, "done")]

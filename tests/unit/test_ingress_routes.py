@@ -10,7 +10,14 @@ import anyio
 import pytest
 
 from orchestrator.errors import Conflict, IngressUnavailable
-from orchestrator.ingress import CaddyAdmin, Route, caddy_command, clear_stale_socket, render
+from orchestrator.ingress import (
+    CaddyAdmin,
+    Route,
+    caddy_command,
+    clear_stale_socket,
+    migrate_queued_connections,
+    render,
+)
 from orchestrator.settings import Settings
 
 from .site import APP_IMAGE, Site
@@ -136,3 +143,12 @@ def test_get_service_shows_traffic_only_for_a_routed_service(site: Site) -> None
     for name, port in (("internal", True), ("worker", False)):
         got = site.call("get_service", service=name)
         assert got["traffic"] is None and got["url"] is None and bool(got["internal_url"]) is port, got
+
+
+def test_the_kernel_is_told_to_hand_queued_connections_to_the_new_listener(tmp_path: Path) -> None:
+    knob = tmp_path / "tcp_migrate_req"
+    knob.write_text("0\n")
+    assert migrate_queued_connections(knob) is None
+    assert knob.read_text() == "1\n"
+    why = migrate_queued_connections(tmp_path / "absent" / "tcp_migrate_req")  # a kernel before 5.14
+    assert why is not None and "tcp_migrate_req" in why and "reset" in why
