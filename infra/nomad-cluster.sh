@@ -5,6 +5,8 @@
 #   infra/nomad-cluster.sh client --addr 10.0.0.11 --iface eth0 --servers 10.0.0.1,10.0.0.2,10.0.0.3
 #   infra/nomad-cluster.sh acl    (once, on a server, after the three joined: prints agenthost's token)
 #   infra/nomad-cluster.sh render server|client ... --out DIR   (write the config only; used by tests)
+#   infra/nomad-cluster.sh start|stop|status|env|push ...   the tests' cluster on this one machine
+#                                                            (infra/nomad-testcluster.sh)
 #
 # Run it on each host. The binary comes from infra/nomad.sh (built from source once, cached);
 # configs are nomad/server.hcl and nomad/client.hcl with their placeholders filled in.
@@ -13,6 +15,9 @@ cd "$(dirname "$0")/.."
 say() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
 SUDO=""; [ "$(id -u)" = 0 ] || SUDO="sudo"
 
+case "${1:-}" in
+  start|stop|status|env|push) exec bash infra/nomad-testcluster.sh "$@" ;;
+esac
 role="${1:-}"; shift || true
 render_only=""
 if [ "$role" = render ]; then render_only=1; role="${1:-}"; shift || true; fi

@@ -6,7 +6,7 @@ cd "$(dirname "$0")/.."
 say() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
 SUDO=""; [ "$(id -u)" = 0 ] || SUDO="sudo"
 
-PACKAGES=(docker.io runsc restic debootstrap docker-registry iptables git curl python3-venv caddy ${AGENTHOST_EXTRA_APT:-})
+PACKAGES=(docker.io runsc restic debootstrap docker-registry iptables iproute2 openssl git curl python3-venv caddy ${AGENTHOST_EXTRA_APT:-})
 missing=()
 for pkg in "${PACKAGES[@]}"; do dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg"); done
 if ((${#missing[@]})); then

@@ -16,5 +16,9 @@ bash infra/nomad.sh start
 trap 'bash infra/nomad.sh stop' EXIT
 # Pebble, the ACME CA of tests/e2e/test_acme.py (built from source once, then cached).
 bash infra/pebble.sh binary >/dev/null
+# And the three-node cluster (tests/e2e/test_nomad_cluster.py): a server and two clients in network
+# namespaces of their own, each with its own dockerd, and a TLS registry (seconds to start).
+bash infra/nomad-testcluster.sh start
+trap 'bash infra/nomad-testcluster.sh stop; bash infra/nomad.sh stop' EXIT
 # Then the e2e suite (or what the arguments name).
 .venv/bin/pytest "${@:-tests/e2e}"

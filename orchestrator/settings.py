@@ -229,6 +229,9 @@ class Settings(BaseSettings):
         False, description="accept git hosts that resolve to private or link-local addresses (never metadata ones)"
     )
     registry: str = Field("127.0.0.1:5000", description="registry builds are pushed to; empty: keep images local")
+    registry_ca_file: str = Field(
+        "", description="CA certificate that signs an https registry's certificate; empty: the system's CAs"
+    )
     build_dir: Path | None = Field(None, description="where sources are checked out; default: a temp dir")
     build_timeout_s: float = Field(900.0, description="time limit of one build, and the most a request may ask for")
     build_memory_mb: int = 2048

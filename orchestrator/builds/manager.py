@@ -101,7 +101,7 @@ class BuildManager:
         ``events``: the event log, where builds that end are recorded."""
         self.settings = settings
         self.store = store
-        self.pins = BuildPins(builder, via_registry=pulls_from_registry)
+        self.pins = BuildPins(builder, via_registry=pulls_from_registry, ca_file=settings.registry_ca_file)
         self.log_files = LogFiles(settings.data_dir)
         # Its own policy: a Dockerfile's FROM is checked against the tenant's builds on the builder's engine.
         events = events or EventLog(settings, store)

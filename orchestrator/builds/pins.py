@@ -24,9 +24,10 @@ class BuildPins:
     engine, so a deploy checks what the registry serves.
     """
 
-    def __init__(self, builder: Builder, via_registry: bool) -> None:
+    def __init__(self, builder: Builder, via_registry: bool, ca_file: str = "") -> None:
         self.builder = builder
         self.via_registry = via_registry
+        self.ca_file = ca_file
 
     async def image_for_deploy(self, ts: TenantStore, build_id: str) -> tuple[str, int | None]:
         """The image and port of a tenant's succeeded build, still the image it made.
@@ -41,7 +42,7 @@ class BuildPins:
                 else "read build_logs, fix the cause and build again"
             )
             raise InvalidInput(f"build {rec.id} is {rec.status}, not succeeded", hint)
-        await check_pin(self.builder, rec, via_registry=self.via_registry)
+        await check_pin(self.builder, rec, via_registry=self.via_registry, ca_file=self.ca_file)
         return rec.image, rec.port
 
     async def pinned(self, ts: TenantStore, image: str, *, on_builder: bool = False) -> bool:
@@ -53,12 +54,13 @@ class BuildPins:
         rec = await ts.builds.succeeded_with_image(image)
         if rec is None:
             return False
-        await check_pin(self.builder, rec, via_registry=self.via_registry and not on_builder)
+        await check_pin(self.builder, rec, via_registry=self.via_registry and not on_builder, ca_file=self.ca_file)
         return True
 
 
-async def check_pin(builder: Builder, rec: BuildRecord, via_registry: bool) -> None:
-    """``via_registry``: where workloads pull from (Nomad), else the builder's engine (Docker, FROM).
+async def check_pin(builder: Builder, rec: BuildRecord, via_registry: bool, ca_file: str = "") -> None:
+    """``via_registry``: where workloads pull from (Nomad), else the builder's engine (Docker, FROM);
+    ``ca_file``: the CA of an https registry.
 
     Raises: ImageNotFound when the image is gone; ImageNotAllowed when the tag names another image now.
     """
@@ -68,7 +70,7 @@ async def check_pin(builder: Builder, rec: BuildRecord, via_registry: bool) -> N
         "build again; an operator should find out who retagged it",
     )
     if via_registry and registry_of(rec.image):
-        served = await registry_digest(rec.image)
+        served = await registry_digest(rec.image, ca_file=ca_file)
         if served is None:
             raise ImageNotFound(f"the image of build {rec.id} is no longer in the registry", "build it again")
         if served != rec.image_digest:

@@ -19,6 +19,7 @@ from orchestrator.settings import Settings
 
 from .harness import TEST_IMAGES_ENV, AgentHost, TestHost, wait_for
 from .nomad_agent import NOMAD_ADDR, NOMAD_DEV_SIZES, backend_of, purge_tenants, start_dev_agent, stop_dev_agent
+from .nomad_cluster import Cluster, cannot_run, cluster_env, purge_jobs, push_images, start_cluster, stop_cluster
 
 HELLO_APP = textwrap.dedent(
     """
@@ -116,6 +117,48 @@ def nomad_agenthost(
     yield host
     host.stop()
     purge_tenants(host)
+
+
+@pytest.fixture(scope="session")
+def nomad_cluster(platform_images: Settings) -> Iterator[Cluster]:
+    """The three-node cluster (infra/nomad-testcluster.sh): reused when it runs (infra/test.sh starts it), else
+    started here; the platform's python and base images pushed to its registry (the nodes pull them by digest)."""
+    reason = cannot_run()
+    if reason:
+        pytest.skip(reason)
+    try:
+        started = start_cluster()
+        images = push_images([platform_images.image_python, platform_images.image_base])
+    except RuntimeError as exc:
+        pytest.fail(str(exc))
+    yield cluster_env(images)
+    if started:
+        stop_cluster()
+
+
+@pytest.fixture(scope="session")
+def cluster_agenthost(nomad_cluster: Cluster, tmp_path_factory: pytest.TempPathFactory) -> Iterator[AgentHost]:
+    """agenthost on the Nomad backend against the cluster: its images by digest from the cluster registry, whose
+    login only the builder (DOCKER_CONFIG) and the nodes hold."""
+    settings = Settings()
+    host = AgentHost(
+        data_dir=Path(tmp_path_factory.mktemp("agenthost-cluster")),
+        env={
+            "AGENTHOST_BACKEND": "nomad",
+            "AGENTHOST_NOMAD_ADDR": nomad_cluster.addr,
+            "AGENTHOST_REGISTRY": nomad_cluster.registry,
+            "AGENTHOST_IMAGE_PYTHON": nomad_cluster.images[settings.image_python],
+            "AGENTHOST_IMAGE_BASE": nomad_cluster.images[settings.image_base],
+            "AGENTHOST_REGISTRY_CA_FILE": nomad_cluster.ca,
+            "AGENTHOST_ALLOW_LOCAL_GIT": "true",
+            "AGENTHOST_SANDBOX_POOL_SIZE": "0",
+            "DOCKER_CONFIG": nomad_cluster.docker_config,
+        },
+    )
+    host.init()
+    yield host
+    host.stop()
+    purge_jobs(nomad_cluster, host.instance, set(host.tenant_ids.values()))
 
 
 @pytest.fixture(params=["docker", "nomad"])

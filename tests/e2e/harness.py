@@ -185,7 +185,9 @@ class AgentHost:
         """The settings its processes run with. From the environment, pydantic-settings reads complex values
         (lists, objects) as JSON; given as arguments they must be decoded first."""
         env = {**self._ssh_env, **self.env}
-        values = {k[10:].lower(): json.loads(v) if v[:1] in "[{" else v for k, v in env.items()}
+        values = {
+            k[10:].lower(): json.loads(v) if v[:1] in "[{" else v for k, v in env.items() if k.startswith("AGENTHOST_")
+        }
         return Settings(data_dir=self.data_dir, **values)
 
     @property

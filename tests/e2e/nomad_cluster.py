@@ -1,0 +1,104 @@
+"""The three-node Nomad cluster for e2e tests (infra/nomad-testcluster.sh): one server on a bridge address,
+two clients each in its own network namespace with its own dockerd, and a TLS registry they pull from."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+__all__ = [
+    "Cluster",
+    "cannot_run",
+    "cluster_env",
+    "cluster_get",
+    "purge_jobs",
+    "push_images",
+    "start_cluster",
+    "stop_cluster",
+]
+
+_SCRIPT = Path(__file__).resolve().parents[2] / "infra" / "nomad-testcluster.sh"
+
+
+@dataclass(frozen=True)
+class Cluster:
+    addr: str  # the server's HTTP API
+    registry: str  # host:port of the TLS registry
+    docker_config: str  # a docker client config dir holding the registry login (the nodes' and builder's)
+    ca: str  # the CA the registry's certificate is signed by
+    nodes: dict[str, tuple[str, str, str]]  # node name -> (address, dockerd socket, network namespace)
+    images: dict[str, str]  # platform image -> its reference by digest in the cluster registry
+
+
+def _script(*args: str, timeout: float = 900) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(["bash", str(_SCRIPT), *args], capture_output=True, text=True, timeout=timeout)
+
+
+def cannot_run() -> str | None:
+    """Why this machine cannot run the cluster, or None."""
+    if os.geteuid() != 0:
+        return "the Nomad test cluster needs root (network namespaces, a bridge, dockerd per node)"
+    for tool in ("ip", "nsenter", "unshare", "dockerd", "docker-registry", "openssl"):
+        if shutil.which(tool) is None:
+            return f"{tool} is not installed; run `bash infra/setup.sh`"
+    return None
+
+
+def start_cluster() -> bool:
+    """Start the cluster unless it is up; True when this call started it. Raises RuntimeError when it fails."""
+    if _script("status").returncode == 0:
+        return False
+    proc = _script("start")
+    if proc.returncode != 0:
+        raise RuntimeError(f"infra/nomad-testcluster.sh start failed:\n{proc.stderr[-3000:]}")
+    return True
+
+
+def stop_cluster() -> None:
+    _script("stop")
+
+
+def push_images(images: list[str]) -> dict[str, str]:
+    """Push local images to the cluster registry: {image: reference by digest}."""
+    proc = _script("push", *images)
+    if proc.returncode != 0:
+        raise RuntimeError(f"pushing {images} to the cluster registry failed:\n{proc.stderr[-3000:]}")
+    return dict(line.split(" ", 1) for line in proc.stdout.splitlines() if line.strip())
+
+
+def cluster_env(images: dict[str, str]) -> Cluster:
+    values = dict(line.split("=", 1) for line in _script("env").stdout.splitlines() if "=" in line)
+    nodes = {}
+    for key, value in values.items():
+        if key.startswith("CLUSTER_NODE_"):
+            address, socket, netns = value.split(" ")
+            nodes[f"ahcl-{key.rsplit('_', 1)[1].lower()}"] = (address, socket, netns)
+    return Cluster(
+        addr=values["CLUSTER_ADDR"],
+        registry=values["CLUSTER_REGISTRY"],
+        docker_config=values["CLUSTER_DOCKER_CONFIG"],
+        ca=values["CLUSTER_CA"],
+        nodes=nodes,
+        images=images,
+    )
+
+
+def cluster_get(cluster: Cluster, path: str, **params: Any) -> Any:
+    response = httpx.get(f"{cluster.addr}/v1/{path}", params=params, timeout=30)
+    response.raise_for_status()
+    return response.json()
+
+
+def purge_jobs(cluster: Cluster, instance: str, tenants: set[str]) -> None:
+    """Remove the jobs (and their env Variables) a platform instance or its tenants left on the cluster."""
+    for job in cluster_get(cluster, "jobs", meta="true"):
+        meta = job.get("Meta") or {}
+        if meta.get("agenthost.tenant") in tenants or meta.get("agenthost.instance") == instance:
+            httpx.delete(f"{cluster.addr}/v1/job/{job['ID']}", params={"purge": "true"}, timeout=30)
+            httpx.delete(f"{cluster.addr}/v1/var/nomad/jobs/{job['ID']}", timeout=30)
