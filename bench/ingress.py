@@ -105,7 +105,7 @@ async def main(n: int) -> None:
                 raise TimeoutError("the proxy never answered; see " + str(platform.dir / "ingress.log"))
             time.sleep(0.2)
 
-        direct = str(svc["url"]) + "/"
+        direct = str(svc["internal_url"]) + "/"
         with via_proxy() as c:
             timed(c, proxied, 50, headers, host)  # warm both paths
             ours = timed(c, proxied, n, headers, host)

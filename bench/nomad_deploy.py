@@ -114,7 +114,7 @@ async def main(rounds: int) -> None:
                         client, "deploy_service", {"name": f"b{n}", "image": IMAGE, "port": 8000, "env": env}
                     )
                     ours.append(time.monotonic() - t)
-                    assert svc["status"] == "running" and answers(svc["url"]), svc
+                    assert svc["status"] == "running" and answers(svc["internal_url"]), svc
                     template = nomad.get(f"/v1/job/ah-{svc['id']}").json()
                     await call(client, "delete_service", {"service": f"b{n}", "confirm": True})
                     raw.append(raw_deploy(nomad, template, env, n))

@@ -202,7 +202,7 @@ def cmd_doctor(settings: Settings, args: argparse.Namespace) -> int:
             )
             check(
                 "sysbox-runc" in runtimes,
-                "sysbox-runc present (only for workloads with runtime \"sysbox\": Docker-in-Docker)",
+                'sysbox-runc present (only for workloads with runtime "sysbox": Docker-in-Docker)',
                 "install Sysbox to offer it (docs/operations.md)",
                 optional=True,
             )

@@ -16,6 +16,7 @@ from orchestrator.services import (
     RevisionList,
     RolledBack,
     Service,
+    ServiceDetail,
     ServiceList,
     ServiceSummary,
     UpdateRequest,
@@ -46,7 +47,7 @@ async def deploy_service(
     egress: Annotated[Egress, Field(description="outbound: open (internet, not LAN), web (80/443) or none")] = "open",
     user: Annotated[str | None, Field(description="uid[:gid] or name to run as; default: the image's user")] = None,
     ssh_public_key: Annotated[str | None, Field(max_length=16384, description="enables SSH (see ssh_info)")] = None,
-    public: Annotated[bool, Field(description="false: no HTTPS route (public_url)")] = True,
+    public: Annotated[bool, Field(description="false: no HTTPS route (url)")] = True,
     wait: Wait = True,
     wait_timeout_s: Annotated[float | None, Field(gt=0, le=600, description="default 45")] = None,
 ) -> Service:
@@ -117,8 +118,8 @@ async def list_services(call: Call) -> ServiceList:
 
 
 @tool(read_only=True, title="Get service")
-async def get_service(call: Call, service: ServiceRef) -> Service:
-    """One service's live status, URL, limits, env var names and last error."""
+async def get_service(call: Call, service: ServiceRef) -> ServiceDetail:
+    """One service's live status, URLs, limits, env var names, last error and recent traffic."""
     return await call.platform.services.get(call.principal, service)
 
 

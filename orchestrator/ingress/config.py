@@ -14,11 +14,12 @@ reloads all of it.
 from __future__ import annotations
 
 import html
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from ..settings import Settings
+from .traffic import access_logging
 
 __all__ = ["ADMIN_ORIGIN", "Route", "render"]
 
@@ -37,6 +38,7 @@ class Route:
     upstream: str | None = None
     state: str = "stopped"
     custom: bool = False
+    service_id: str = field(default="", compare=False)  # whose request counters its traffic goes to
 
 
 def _page(status: int, title: str, text: str) -> dict[str, Any]:
@@ -117,6 +119,7 @@ def render(settings: Settings, routes: list[Route], storage: Path) -> dict[str, 
         # Caddy's own redirects drop a non-standard HTTPS port: the server below redirects instead.
         "automatic_https": {"disable_redirects": True},
     }
+    server["logs"], logging = access_logging(settings, [(r.host, r.service_id) for r in ordered])
     https_port = settings.ingress_https_port
     location = "https://{http.request.host}" + ("" if https_port == 443 else f":{https_port}") + "{http.request.uri}"
     redirect = {
@@ -132,6 +135,7 @@ def render(settings: Settings, routes: list[Route], storage: Path) -> dict[str, 
             "config": {"persist": False},
         },
         "storage": {"module": "file_system", "root": str(storage)},
+        "logging": logging,
         "apps": {
             "http": {
                 "http_port": settings.ingress_http_port,

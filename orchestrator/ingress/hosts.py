@@ -119,6 +119,6 @@ def custom_domain(domain: str, platform_domain: str) -> str:
             raise _refuse(
                 ascii_domain,
                 f"is {reserved} or under it: those names are the platform's own",
-                "use a domain you own; your services already answer at their public_url",
+                "use a domain you own; your services already answer at their url",
             )
     return ascii_domain

@@ -12,6 +12,7 @@ sent at all, so open connections are not disturbed by a pass that changes nothin
 from __future__ import annotations
 
 import logging
+import time
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -26,6 +27,7 @@ from ..store import Store, TenantStore, all_service_records, verified_domains
 from .caddy import CaddyAdmin
 from .config import Route, render
 from .hosts import service_host
+from .traffic import Traffic, prune, read_traffic
 
 __all__ = ["IngressManager"]
 
@@ -112,12 +114,29 @@ class IngressManager:
         """The reconciler's pass. Raises: IngressUnavailable (the reconciler logs it and goes on)."""
         if not self.settings.ingress:
             return {}
-        return {"routes": await self.sync()}
+        return {"routes": await self.sync(), "access_logs_removed": await self.prune_traffic()}
+
+    async def traffic(self, ts: TenantStore, rec: ServiceRecord) -> Traffic | None:
+        """What reached ``rec``'s routes lately (``traffic.py``), or None when it has no route."""
+        if await self.public_url(ts, rec) is None:
+            return None
+        return await anyio.to_thread.run_sync(read_traffic, self.settings, rec.id, time.time())
+
+    async def prune_traffic(self) -> int:
+        """Remove the request logs of services that lost their route; returns how many files."""
+        tenants = {t.id: t.name for t in await self.store.tenants.all()}
+        routed = {
+            rec.id
+            for rec in await all_service_records(self.store.db)
+            if self.host(rec, tenants.get(rec.tenant_id, rec.tenant_id)) is not None
+        }
+        return await anyio.to_thread.run_sync(prune, self.settings, routed, time.time())
 
 
 def _route(rec: ServiceRecord, host: str, st: WorkloadStatus | None) -> Route:
     endpoint = st.endpoints.get(rec.spec.port or 0) if st is not None else None
     if rec.desired_state == "running" and st is not None and st.state in ("running", "restarting") and endpoint:
-        return Route(host=host, service=rec.name, upstream=f"{endpoint.host}:{endpoint.port}", state="running")
+        upstream = f"{endpoint.host}:{endpoint.port}"
+        return Route(host=host, service=rec.name, upstream=upstream, state="running", service_id=rec.id)
     state = "failed" if rec.status == "failed" else "stopped" if rec.desired_state == "stopped" else "starting"
-    return Route(host=host, service=rec.name, state=state)
+    return Route(host=host, service=rec.name, state=state, service_id=rec.id)

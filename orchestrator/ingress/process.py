@@ -11,6 +11,7 @@ from typing import Any
 
 from ..errors import Conflict
 from ..settings import Settings
+from .traffic import access_dir
 
 __all__ = ["MIGRATE_REQ", "caddy_command", "clear_stale_socket", "migrate_queued_connections"]
 
@@ -40,6 +41,7 @@ def caddy_command(settings: Settings, config: dict[str, Any]) -> tuple[list[str]
     Caddy on it, with its home and XDG directories inside the data dir (no file of it lands elsewhere)."""
     settings.ingress_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
     os.chmod(settings.ingress_dir, 0o700)
+    access_dir(settings).mkdir(mode=0o700, exist_ok=True)  # Caddy's request logs (traffic.py), root only
     path = settings.ingress_dir / "caddy.json"
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w") as out:

@@ -8,7 +8,17 @@ from .companions import ServiceAccess, ServiceEvent, ServiceLinks
 from .diagnose import Diagnosis, ServiceDiagnosis
 from .logs import LogQuery
 from .manager import ServiceManager
-from .models import EnvList, LogOutput, Revision, RevisionList, RolledBack, Service, ServiceList, ServiceSummary
+from .models import (
+    EnvList,
+    LogOutput,
+    Revision,
+    RevisionList,
+    RolledBack,
+    Service,
+    ServiceDetail,
+    ServiceList,
+    ServiceSummary,
+)
 from .networks import NetworkCollector
 from .reconciler import Reconciler
 from .repairs import PassFailures
@@ -31,6 +41,7 @@ __all__ = [
     "RevisionLog",
     "RolledBack",
     "Service",
+    "ServiceDetail",
     "ServiceAccess",
     "ServiceEvent",
     "ServiceLinks",

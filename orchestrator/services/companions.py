@@ -2,7 +2,7 @@
 
 - ``ServiceLinks``: env a service gets from elsewhere (linked databases' connection strings) and the
   secrets in it, masked in the service's output like its own env.
-- ``ServiceRoutes``: the service's public address (the ingress), which follows its container.
+- ``ServiceRoutes``: the service's public address (the ingress), which follows its container, and its traffic.
 - ``ServiceAccess``: who may reach into a service (SSH keys): its checks of a new service's spec.
 """
 
@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import Literal, Protocol
 
+from ..ingress.traffic import Traffic
 from ..models import ServiceRecord, ServiceSpec
 from ..store import TenantStore
 from .requests import DeployRequest
@@ -35,6 +36,10 @@ class ServiceAccess(Protocol):
 class ServiceRoutes(Protocol):
     async def public_url(self, ts: TenantStore, rec: ServiceRecord) -> str | None:
         """The service's stable public address, or None when it has no route."""
+        ...
+
+    async def traffic(self, ts: TenantStore, rec: ServiceRecord) -> Traffic | None:
+        """Requests that reached the service's routes lately, or None when it has no route."""
         ...
 
     async def follow(self, ts: TenantStore, rec: ServiceRecord, event: ServiceEvent) -> None:

@@ -23,20 +23,23 @@ __all__ = ["ServiceHealth", "service_view"]
 
 
 def service_view(
-    rec: ServiceRecord, st: WorkloadStatus | None, env_keys: list[str], public_url: str | None = None
+    rec: ServiceRecord,
+    st: WorkloadStatus | None,
+    env_keys: list[str],
+    url: str | None = None,
 ) -> Service:
-    """What a caller sees of a service: its record, the engine's restart count, its URL on the host while it
-    runs, and its stable public address (``public_url``, from the ingress)."""
-    url = None
+    """What a caller sees of a service: its record, the engine's restart count, its stable public address
+    (``url``, from the ingress) and its address on the host while it runs (``internal_url``)."""
+    internal_url = None
     if st is not None and st.state == "running" and rec.spec.port and rec.spec.port in st.endpoints:
         ep = st.endpoints[rec.spec.port]
-        url = f"http://{ep.host}:{ep.port}"
+        internal_url = f"http://{ep.host}:{ep.port}"
     return Service(
         id=rec.id,
         name=rec.name,
         status=rec.status,
-        url=url if rec.status == "running" else None,
-        public_url=public_url,
+        url=url,
+        internal_url=internal_url if rec.status == "running" else None,
         env_keys=env_keys,
         **rec.spec.model_dump(include=set(ServiceConfig.model_fields)),
         restarts=st.restarts if st is not None else rec.restarts,

@@ -17,7 +17,7 @@ from ..store import Store, TenantStore, Tx
 from .companions import ServiceAccess, ServiceEvent, ServiceLinks, ServiceRoutes
 from .health import ServiceHealth, service_view
 from .logs import LogQuery, ServiceLogs
-from .models import EnvList, LogOutput, Service
+from .models import EnvList, LogOutput, Service, ServiceDetail
 from .networks import NetworkCollector
 from .requests import DeployRequest, UpdateRequest, check_command, check_env, resolve_runtime
 from .revisions import RevisionLog, cause
@@ -137,8 +137,8 @@ class ServiceManager:
 
     async def view(self, ts: TenantStore, rec: ServiceRecord) -> Service:
         rec, st = await self.health.refresh(ts, rec)
-        public_url = await self.routes.public_url(ts, rec) if self.routes is not None else None
-        return service_view(rec, st, await ts.env.keys(rec.id), public_url)
+        url = await self.routes.public_url(ts, rec) if self.routes is not None else None
+        return service_view(rec, st, await ts.env.keys(rec.id), url)
 
     # -- use-cases ------------------------------------------------------------------------------
 
@@ -223,9 +223,13 @@ class ServiceManager:
         ts = self.store.scoped(p.tenant_id)
         return [await self.view(ts, rec) for rec in await ts.services.all()]
 
-    async def get(self, p: Principal, ref: str) -> Service:
+    async def get(self, p: Principal, ref: str) -> ServiceDetail:
+        """The service with its request counters from the proxy (they read its logs: here only)."""
         ts = self.store.scoped(p.tenant_id)
-        return await self.view(ts, await ts.services.get(ref))
+        rec = await ts.services.get(ref)
+        svc = await self.view(ts, rec)
+        traffic = await self.routes.traffic(ts, rec) if self.routes is not None else None
+        return ServiceDetail(**dict(svc), traffic=traffic)
 
     async def _mark_running(self, ts: TenantStore, rec: ServiceRecord, holder: str | None) -> ServiceRecord:
         """Raises: Conflict while a backup/restore other than ``holder`` holds a volume (checked in the same tx)."""

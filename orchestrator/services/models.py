@@ -6,22 +6,39 @@ from datetime import datetime
 
 from pydantic import BaseModel, Field
 
+from ..ingress.traffic import Traffic
 from ..models import RevisionRecord, ServiceConfig, ServiceStatus
 
-__all__ = ["EnvList", "LogOutput", "Revision", "RevisionList", "RolledBack", "Service", "ServiceList", "ServiceSummary"]
+__all__ = [
+    "EnvList",
+    "LogOutput",
+    "Revision",
+    "RevisionList",
+    "RolledBack",
+    "Service",
+    "ServiceDetail",
+    "ServiceList",
+    "ServiceSummary",
+]
 
 
 class Service(ServiceConfig):
     id: str
     name: str
     status: ServiceStatus
-    url: str | None = Field(None, description="where the service answers on the host, when running and it has a port")
-    public_url: str | None = Field(None, description="its stable HTTPS address, unless public=false")
+    url: str | None = Field(None, description="its stable HTTPS address (a port, public=true)")
+    internal_url: str | None = Field(None, description="its port on the host, while running")
     env_keys: list[str] = []
     restarts: int = 0
     last_error: str | None = None
     created_at: datetime
     updated_at: datetime
+
+
+class ServiceDetail(Service):
+    """What get_service returns: the service and its request counters from the proxy (null without a route)."""
+
+    traffic: Traffic | None = None
 
 
 class ServiceSummary(BaseModel):
@@ -30,7 +47,7 @@ class ServiceSummary(BaseModel):
     name: str
     status: ServiceStatus
     url: str | None = None
-    public_url: str | None = None
+    internal_url: str | None = None
     image: str
     restarts: int = 0
     last_error: str | None = None

@@ -179,7 +179,7 @@ async def test_a_routed_host_gets_its_certificate_from_the_acme_ca(
     async with connect(acme_ingress.host, acme_ingress.host.tenant("acme"), "stdio") as client:
         svc = await call(client, "deploy_service", {"name": "web", "image": hello_image, "port": 8000})
         url = _https_url(acme_ingress, "web", "acme")
-        assert svc["public_url"] == url
+        assert svc["url"] == url
         assert _certified(acme_ingress, pebble, url) == (200, "hello world")
         assert host in pebble.zone.queries  # Pebble looked the name up to validate the order
         http = httpx.get(f"http://127.0.0.1:{pebble.ports[1]}/x", headers={"Host": host}, timeout=10)

@@ -29,10 +29,10 @@ async def test_service_lifecycle_env_logs_exec(host: AgentHost, product_backend:
             {"name": "web", "image": hello_image, "port": 8000, "env": {"GREETING": "conform", "TOKEN": secret}},
         )
         assert svc["status"] == "running", svc
-        assert svc["url"].startswith("http://127.0.0.1:")
-        assert await answers(svc["url"]) == "hello conform"
+        assert svc["internal_url"].startswith("http://127.0.0.1:")
+        assert await answers(svc["internal_url"]) == "hello conform"
         got = await call(client, "get_service", {"service": "web"})
-        assert got["status"] == "running" and got["url"] == svc["url"]
+        assert got["status"] == "running" and got["internal_url"] == svc["internal_url"]
         assert sorted(got["env_keys"]) == ["GREETING", "TOKEN"]
 
         run = await product_backend.exec(svc["id"], ExecSpec(["printenv", "TOKEN"], timeout_s=30))
@@ -73,24 +73,24 @@ async def test_service_lifecycle_env_logs_exec(host: AgentHost, product_backend:
             await call(client, "exec", {"service": "nope", "command": ["true"]})
         assert err.value.code == "not_found"
 
-        await answers(svc["url"])
+        await answers(svc["internal_url"])
         logs = await call(client, "service_logs", {"service": "web", "tail": 50})
         assert "hello app starting" in logs["output"]
         assert logs["output"].startswith("<<<UNTRUSTED WORKLOAD OUTPUT")
 
         stopped = await call(client, "stop_service", {"service": "web"})
-        assert stopped["status"] == "stopped" and stopped["url"] is None
+        assert stopped["status"] == "stopped" and stopped["internal_url"] is None
         with pytest.raises(httpx.HTTPError):
-            httpx.get(svc["url"], timeout=3).raise_for_status()
+            httpx.get(svc["internal_url"], timeout=3).raise_for_status()
         with pytest.raises(ToolFailed) as err:
             await call(client, "exec", {"service": "web", "command": ["true"]})
         assert err.value.code == "invalid_input" and "not running" in err.value.message
         started = await call(client, "start_service", {"service": "web"})
         assert started["status"] == "running"
-        assert await answers(started["url"]) == "hello conform"
+        assert await answers(started["internal_url"]) == "hello conform"
         restarted = await call(client, "restart_service", {"service": "web"})
         assert restarted["status"] == "running"
-        assert await answers(restarted["url"]) == "hello conform"
+        assert await answers(restarted["internal_url"]) == "hello conform"
 
         rotated = f"rotated-{uuid.uuid4().hex[:8]}"
         env = await call(client, "set_env", {"service": "web", "vars": {"TOKEN": rotated}})
@@ -140,7 +140,7 @@ async def test_sandboxes_from_the_pool_exec_list_delete(
         assert run["timed_out"] and run["exit_code"] is None
 
         # Network none: loopback only, so even the tenant's own service is out of reach.
-        port = svc["url"].rsplit(":", 1)[1]
+        port = svc["internal_url"].rsplit(":", 1)[1]
         run = await call(client, "exec", {"sandbox": "scratch", "command": ["python3", "-c", NET_PROBE, port]})
         out = body(run["stdout"])
         assert run["exit_code"] == 0 and "ifaces ['lo']" in out, run

@@ -143,7 +143,7 @@ async def test_build_from_git_is_deployed_from_the_registry(
 
             svc = await call(client, "deploy_service", {"name": "web", "build_id": build["id"]})
             assert svc["status"] == "running" and svc["image"] == build["image"], svc
-            assert await answers(svc["url"]) == marker
+            assert await answers(svc["internal_url"]) == marker
             pulled = docker_client.images.get(build["image"]).id
             assert container_of(host, docker_client, svc["id"]).attrs["Image"] == pulled
             if host.settings.backend == "nomad":

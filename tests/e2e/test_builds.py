@@ -80,7 +80,7 @@ async def _deploy_and_get(client: object, build: dict[str, object], service: str
     assert svc["status"] == "running", svc
     assert svc["build_id"] == build["id"]
     assert svc["image"] == build["image"]
-    body = httpx.get(svc["url"], timeout=5).text
+    body = httpx.get(svc["internal_url"], timeout=5).text
     await call(client, "delete_service", {"service": service, "confirm": True})  # type: ignore[arg-type]
     return body
 
@@ -208,10 +208,10 @@ async def test_branch_tag_and_commit_refs(builds_host: AgentHost, repo_dir: Path
             assert build["commit"] == expected, (ref, build)
             builds.append(build)
         svc = await call(client, "deploy_service", {"name": "site", "build_id": builds[0]["id"]})
-        assert httpx.get(svc["url"], timeout=5).text == "v1"
+        assert httpx.get(svc["internal_url"], timeout=5).text == "v1"
         svc = await call(client, "update_service", {"service": "site", "build_id": builds[2]["id"]})
         assert svc["build_id"] == builds[2]["id"] and svc["image"] == builds[2]["image"]
-        assert httpx.get(svc["url"], timeout=5).text == "v2"
+        assert httpx.get(svc["internal_url"], timeout=5).text == "v2"
         await call(client, "delete_service", {"service": "site", "confirm": True})
 
 
@@ -395,7 +395,7 @@ async def test_attack_another_tenants_build_private_images_and_ids_are_refused(
         assert await _deploy_and_get(client, build, "by-id") == "victim secret"
         svc = await call(client, "deploy_service", {"name": "by-ref", "image": image, "port": build["port"]})
         assert svc["status"] == "running" and svc["image"] == image
-        assert httpx.get(svc["url"], timeout=5).text == "victim secret"
+        assert httpx.get(svc["internal_url"], timeout=5).text == "victim secret"
         await call(client, "delete_service", {"service": "by-ref", "confirm": True})
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass
 
+import anyio
 import httpx
 import pytest
 
@@ -141,3 +142,33 @@ async def test_attack_another_tenant_claims_a_domain(proxy: Proxy, hello_image: 
         for client in (owner, thief):
             await call(client, "delete_service", {"service": "site", "confirm": True})
         proxy.assert_no_route("owned.example.com")
+
+
+async def _traffic(client: object, service: str, requests: int) -> int:
+    """get_service's request count once it reaches ``requests`` (Caddy logs a request as it ends; bounded)."""
+    with anyio.fail_after(15):
+        while (got := (await call(client, "get_service", {"service": service}))["traffic"]["requests"]) < requests:
+            await anyio.sleep(0.1)
+    return int(got)
+
+
+async def test_a_domains_requests_count_for_the_service_that_held_it_then(proxy: Proxy, hello_image: str) -> None:
+    host = proxy.ingress.host
+    domain = "moved.example.com"
+    async with (
+        connect(host, host.tenant("holder"), "stdio") as holder,
+        connect(host, host.tenant("taker"), "stdio") as taker,
+    ):
+        for client in (holder, taker):
+            await call(client, "deploy_service", {"name": "site", "image": hello_image, "port": 8000})
+            claim = await call(client, "add_domain", {"service": "site", "domain": domain})
+            proxy.zone.records[claim["publish"]["name"]] = [claim["publish"]["value"]]
+            assert (await call(client, "add_domain", {"service": "site", "domain": domain}))["status"] == "verified"
+            sent = 3 if client is holder else 2
+            assert [proxy.ingress.get(proxy.url(domain))[0] for _ in range(sent)] == [200] * sent
+            assert await _traffic(client, "site", sent) == sent  # the domain counts for the service it leads to
+            if client is holder:
+                await call(client, "remove_domain", {"service": "site", "domain": domain})
+        assert await _traffic(holder, "site", 3) == 3  # what the domain carried after it moved is not the holder's
+        for client in (holder, taker):
+            await call(client, "delete_service", {"service": "site", "confirm": True})

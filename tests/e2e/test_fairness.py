@@ -83,7 +83,7 @@ async def test_attack_execs_beyond_the_cap_are_busy_and_others_still_answer(
         async with anyio.create_task_group() as tg:
             for i in range(EXEC_CAP):
                 tg.start_soon(hold, i)
-            await _started(http, gate["url"], EXEC_CAP)
+            await _started(http, gate["internal_url"], EXEC_CAP)
 
             # One more exec, even a trivial one, is refused at once over MCP...
             with pytest.raises(ToolFailed) as err:
@@ -108,7 +108,7 @@ async def test_attack_execs_beyond_the_cap_are_busy_and_others_still_answer(
             assert [s["name"] for s in (await call(b, "list_services"))["services"]] == ["app"]
             assert finished == {}  # nothing of the greedy tenant's ended meanwhile
 
-            await http.get(f"{gate['url']}/go")
+            await http.get(f"{gate['internal_url']}/go")
 
         assert sorted(finished) == list(range(EXEC_CAP))
         for i, result in finished.items():

@@ -38,8 +38,8 @@ async def test_a_service_answers_at_its_https_address_through_its_lifecycle(ingr
             client, "deploy_service", {"name": "web", "image": hello_image, "port": 8000, "env": {"GREETING": "web"}}
         )
         url = ingress.url("web", "acme")
-        assert svc["status"] == "running" and svc["public_url"] == url, svc
-        assert svc["url"].startswith("http://127.0.0.1:")  # the host port, as before
+        assert svc["status"] == "running" and svc["url"] == url, svc
+        assert svc["internal_url"].startswith("http://127.0.0.1:")  # the host port
         assert ingress.get(url) == (200, "hello web")
 
         await call(client, "restart_service", {"service": "web"})
@@ -48,7 +48,7 @@ async def test_a_service_answers_at_its_https_address_through_its_lifecycle(ingr
         assert ingress.get(url) == (200, "hello updated")  # a recreated container, maybe on a new host port
 
         stopped = await call(client, "stop_service", {"service": "web"})
-        assert stopped["public_url"] == url
+        assert stopped["url"] == url
         status, page = ingress.get(url)
         assert status == 503 and "web" in page and "stopped" in page, page
 
@@ -87,7 +87,7 @@ async def test_tenants_reach_only_their_own_services(ingress: Ingress, hello_ima
         private = await call(
             second, "deploy_service", {"name": "hidden", "image": hello_image, "port": 8000, "public": False}
         )
-        assert private["public_url"] is None and private["public"] is False
+        assert private["url"] is None and private["public"] is False
         assert ingress.get(ingress.url("hidden", "second"))[0] == 404
         for client, name in ((first, "app"), (second, "app"), (second, "hidden")):
             await call(client, "delete_service", {"service": name, "confirm": True})
@@ -207,6 +207,67 @@ async def test_a_broken_update_leaves_the_old_version_serving(
         names = [c.name for c in docker_client.containers.list(all=True) if svc["id"] in c.name]
         assert names == [f"ah-{svc['id']}"], names  # the new version's container is gone
         await call(client, "delete_service", {"service": "kept", "confirm": True})
+
+
+def _send(ingress: Ingress, host: str, sni: str, method: str = "GET") -> int:
+    """One request through the proxy with ``host`` in the Host header and ``sni`` as the TLS name."""
+    context = ssl.create_default_context(cafile=str(ingress.ca))
+    with httpx.Client(verify=context, timeout=10) as client:
+        response = client.request(
+            method, f"https://127.0.0.1:{ingress.https_port}/", headers={"Host": host}, extensions={"sni_hostname": sni}
+        )
+    return response.status_code
+
+
+async def _counted(client: object, service: str, requests: int) -> dict[str, object]:
+    """get_service's traffic once it holds ``requests`` requests: Caddy logs a request as it ends, a moment
+    after the client may have read the answer (bounded wait)."""
+    with anyio.fail_after(15):
+        while (traffic := (await call(client, "get_service", {"service": service}))["traffic"])["requests"] < requests:
+            await anyio.sleep(0.1)
+    return traffic  # type: ignore[no-any-return]
+
+
+async def test_get_service_counts_the_requests_that_reached_the_service(ingress: Ingress, hello_image: str) -> None:
+    async with connect(ingress.host, ingress.host.tenant("counted"), "stdio") as client:
+        await call(client, "deploy_service", {"name": "busy", "image": hello_image, "port": 8000})
+        fresh = await call(client, "get_service", {"service": "busy"})
+        assert fresh["traffic"]["requests"] == 0 and fresh["traffic"]["p50_ms"] is None, fresh
+        host = f"busy-counted.{DOMAIN}"
+        assert [_send(ingress, host, host) for _ in range(5)] == [200] * 5
+        assert [_send(ingress, f"{host}:{ingress.https_port}", host, "POST") for _ in range(2)] == [
+            501
+        ] * 2  # the app's
+        await call(client, "stop_service", {"service": "busy"})
+        assert [_send(ingress, host, host) for _ in range(3)] == [503] * 3  # the proxy's page: it is stopped
+        traffic = await _counted(client, "busy", 10)
+        assert traffic["requests"] == 10 and traffic["errors_5xx"] == 5 and traffic["window_s"] == 300, traffic
+        assert isinstance(traffic["p50_ms"], float) and traffic["p50_ms"] > 0, traffic
+        listed = await call(client, "list_services", {})
+        assert "traffic" not in listed["services"][0]  # the counters read Caddy's logs: get_service only
+        await call(client, "delete_service", {"service": "busy", "confirm": True})
+
+
+async def test_attack_traffic_never_counts_for_a_service_it_did_not_reach(ingress: Ingress, hello_image: str) -> None:
+    async with (
+        connect(ingress.host, ingress.host.tenant("alpha"), "stdio") as alpha,
+        connect(ingress.host, ingress.host.tenant("beta"), "stdio") as beta,
+    ):
+        for client in (alpha, beta):
+            await call(client, "deploy_service", {"name": "app", "image": hello_image, "port": 8000})
+        mine, theirs = f"app-alpha.{DOMAIN}", f"app-beta.{DOMAIN}"
+        assert [_send(ingress, mine, mine) for _ in range(4)] == [200] * 4
+        # Host names near the other tenant's that no route matches, and a host nobody routes: the 404 page, which
+        # counts for nobody.
+        for near in (f"{theirs}.", f"x{theirs}", f"{theirs}.evil.example", f"app-gamma.{DOMAIN}"):
+            assert _send(ingress, near, mine) == 404, near
+        # The other tenant's name in Host under the attacker's own TLS name: Caddy routes by Host, so these do
+        # reach the other service (and its app answers them); they count there, and only there.
+        assert [_send(ingress, theirs, mine) for _ in range(2)] == [200] * 2
+        assert (await _counted(alpha, "app", 4))["requests"] == 4
+        assert (await _counted(beta, "app", 2))["requests"] == 2
+        for client in (alpha, beta):
+            await call(client, "delete_service", {"service": "app", "confirm": True})
 
 
 async def test_on_nomad_a_route_follows_the_allocation(

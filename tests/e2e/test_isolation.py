@@ -39,14 +39,14 @@ async def test_container_runs_with_isolation_defaults(
         assert bindings and all(b["HostIp"] == "127.0.0.1" and b["HostPort"] in ("", "0") for b in bindings)
         published = attrs["NetworkSettings"]["Ports"]["8000/tcp"][0]
         assert published["HostIp"] == "127.0.0.1"
-        assert svc["url"] == f"http://127.0.0.1:{published['HostPort']}"
+        assert svc["internal_url"] == f"http://127.0.0.1:{published['HostPort']}"
 
         # Inside: the root fs refuses writes, /tmp accepts them, and the kernel is gVisor's.
         container = docker_client.containers.get(f"ah-{svc['id']}")
         assert container.exec_run(["sh", "-c", "echo x > /etc/x"]).exit_code != 0
         assert container.exec_run(["sh", "-c", "echo x > /tmp/x"]).exit_code == 0
         dmesg = container.exec_run(["sh", "-c", "cat /proc/version"]).output.decode()
-        assert httpx.get(svc["url"], timeout=5).status_code == 200
+        assert httpx.get(svc["internal_url"], timeout=5).status_code == 200
         assert "4.4.0" in dmesg  # gVisor reports its own synthetic kernel version
 
         await call(client, "delete_service", {"service": "iso", "confirm": True})

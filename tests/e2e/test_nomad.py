@@ -210,7 +210,7 @@ async def test_job_carries_the_isolation_defaults(nomad_agenthost: AgentHost, he
         assert job["Meta"]["agenthost.tenant"] == host.tenant_ids["nomad-defaults"]
         alloc = [a for a in nomad_get("allocations", resources="true") if a["JobID"] == job["ID"]][-1]
         port = alloc["AllocatedResources"]["Shared"]["Ports"][0]
-        assert port["HostIP"] == "127.0.0.1" and svc["url"] == f"http://127.0.0.1:{port['Value']}"
+        assert port["HostIP"] == "127.0.0.1" and svc["internal_url"] == f"http://127.0.0.1:{port['Value']}"
         # The instance is the job's (in Meta); the workload's own task carries no platform label.
         assert job["Meta"]["agenthost.instance"] == host.instance and "agenthost.instance" not in json.dumps(task)
         await call(client, "delete_service", {"service": "web", "confirm": True})

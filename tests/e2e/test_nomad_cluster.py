@@ -102,8 +102,8 @@ async def test_services_run_on_each_client_from_the_registry_by_digest(
         second_node = _node_of(nomad_cluster, second["id"])
         assert {first_node, second_node} == set(nomad_cluster.nodes)
         for svc, node in ((first, first_node), (second, second_node)):
-            assert urlsplit(svc["url"]).hostname == nomad_cluster.nodes[node][0], svc
-            assert await answers(svc["url"]) == f"hello {svc['name']}"
+            assert urlsplit(svc["internal_url"]).hostname == nomad_cluster.nodes[node][0], svc
+            assert await answers(svc["internal_url"]) == f"hello {svc['name']}"
             run = await call(client, "exec", {"service": svc["name"], "command": ["printenv", "GREETING"]})
             assert run["exit_code"] == 0 and untrusted_body(run["stdout"]).strip() == svc["name"], run
             (task,) = cluster_get(nomad_cluster, f"job/ah-{svc['id']}")["TaskGroups"][0]["Tasks"][-1:]
@@ -203,7 +203,7 @@ async def test_a_build_is_pushed_with_the_builders_login_and_pulled_by_a_node(
         assert build["image"].startswith(f"{nomad_cluster.registry}/"), build
         svc = await call(client, "deploy_service", {"name": "web", "build_id": build["id"]})
         assert svc["status"] == "running" and svc["image"] == build["image"], svc
-        assert await answers(svc["url"]) == f"hello {marker}"
+        assert await answers(svc["internal_url"]) == f"hello {marker}"
         node = _node_of(nomad_cluster, svc["id"])
         _, socket, _ = nomad_cluster.nodes[node]
         pulled = docker.DockerClient(base_url=f"unix://{socket}")
@@ -240,7 +240,7 @@ async def test_the_https_route_follows_a_service_moved_to_the_other_node(
             ):
                 svc = await call(client, "deploy_service", _deploy_args(nomad_cluster, "roam"))
                 url = ingress.url("roam", "roaming")
-                assert svc["public_url"] == url and ingress.get(url) == (200, "hello roam")
+                assert svc["url"] == url and ingress.get(url) == (200, "hello roam")
                 first = _node_of(nomad_cluster, svc["id"])
                 (node_id,) = [n["ID"] for n in cluster_get(nomad_cluster, "nodes") if n["Name"] == first]
                 await call(admin, "set_node_eligibility", {"node": node_id, "eligible": False})

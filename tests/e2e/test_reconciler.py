@@ -46,7 +46,7 @@ async def test_lost_container_is_recreated(
 
         wait_for(back, 60, what="the reconciler to recreate the container")
         now = await until(client, "get_service", {"service": "keeper"}, lambda s: s["status"] == "running")
-        assert httpx.get(now["url"], timeout=5).text == "hello world"
+        assert httpx.get(now["internal_url"], timeout=5).text == "hello world"
         await call(client, "delete_service", {"service": "keeper", "confirm": True})
 
 
@@ -220,6 +220,6 @@ async def test_attack_a_record_whose_repair_raises_does_not_stop_the_pass(
     wait_for(lambda: logged in log.read_text(), 30, what="the failed repair to be logged with the record's id")
     async with connect(fast_host, key, "http") as client:
         now = await until(client, "get_service", {"service": "good"}, lambda s: s["status"] == "running")
-        assert httpx.get(now["url"], timeout=5).text == "hello world"
+        assert httpx.get(now["internal_url"], timeout=5).text == "hello world"
         await call(client, "delete_service", {"service": "good", "confirm": True})
         await call(client, "delete_service", {"service": "bad", "confirm": True})

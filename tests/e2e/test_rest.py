@@ -32,11 +32,11 @@ def test_rest_service_flow(agenthost: AgentHost, hello_image: str, docker_client
     assert created.status_code == 200, created.text
     svc = created.json()
     assert svc["status"] == "running"
-    assert httpx.get(svc["url"]).text == "hello rest"
+    assert httpx.get(svc["internal_url"]).text == "hello rest"
 
     assert post("stop_service", {"service": "api"}).json()["status"] == "stopped"
     started = post("start_service", {"service": "api"}).json()
-    assert httpx.get(started["url"]).text == "hello rest"
+    assert httpx.get(started["internal_url"]).text == "hello rest"
     assert post("restart_service", {"service": "api"}).json()["status"] == "running"
     assert "hello app starting" in post("service_logs", {"service": "api"}).json()["output"]
     assert post("diagnose_service", {"service": "api"}).json()["likely_cause"] is None
@@ -45,7 +45,7 @@ def test_rest_service_flow(agenthost: AgentHost, hello_image: str, docker_client
 
     post("set_env", {"service": "api", "vars": {"GREETING": "changed"}}).raise_for_status()
     svc = post("get_service", {"service": "api"}).json()
-    assert httpx.get(svc["url"]).text == "hello changed"
+    assert httpx.get(svc["internal_url"]).text == "hello changed"
 
     # Errors: a stable code, a message, a hint and a fitting status.
     missing = post("get_service", {"service": "nope"})

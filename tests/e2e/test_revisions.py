@@ -54,7 +54,7 @@ def second_image(
 
 
 async def _answer(client: Any, service: str) -> str:
-    url = (await call(client, "get_service", {"service": service}))["url"]
+    url = (await call(client, "get_service", {"service": service}))["internal_url"]
     return httpx.get(url, timeout=5).text
 
 

@@ -121,8 +121,8 @@ async def test_network_none_cannot_reach_a_service_on_the_host(
     async with connect(agenthost, key, "http") as client:
         svc = await call(client, "deploy_service", {"name": "web", "image": hello_image, "port": 8000})
         assert svc["status"] == "running"
-        port = int(svc["url"].rsplit(":", 1)[1])
-        assert httpx.get(svc["url"], timeout=5).text == "hello world"  # reachable from the host itself
+        port = int(svc["internal_url"].rsplit(":", 1)[1])
+        assert httpx.get(svc["internal_url"], timeout=5).text == "hello world"  # reachable from the host itself
         with socket.create_connection(("127.0.0.1", port), timeout=5):
             pass
 

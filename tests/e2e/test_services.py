@@ -30,8 +30,8 @@ async def test_deploy_lifecycle_env_logs_delete(
             progress_callback=on_progress,
         )
         assert svc["status"] == "running", svc
-        assert svc["url"].startswith("http://127.0.0.1:")
-        assert httpx.get(svc["url"], timeout=5).text == "hello agents"
+        assert svc["internal_url"].startswith("http://127.0.0.1:")
+        assert httpx.get(svc["internal_url"], timeout=5).text == "hello agents"
         assert any("waiting" in m for m in progress), progress
         assert svc["env_keys"] == ["GREETING"]
 
@@ -39,17 +39,17 @@ async def test_deploy_lifecycle_env_logs_delete(
         assert [s["name"] for s in listed["services"]] == ["web"]
 
         stopped = await call(client, "stop_service", {"service": "web"})
-        assert stopped["status"] == "stopped" and stopped["url"] is None
+        assert stopped["status"] == "stopped" and stopped["internal_url"] is None
         with pytest.raises(httpx.HTTPError):
-            httpx.get(svc["url"], timeout=5).raise_for_status()
+            httpx.get(svc["internal_url"], timeout=5).raise_for_status()
 
         started = await call(client, "start_service", {"service": "web"})
         assert started["status"] == "running"
-        assert httpx.get(started["url"], timeout=5).text == "hello agents"
+        assert httpx.get(started["internal_url"], timeout=5).text == "hello agents"
 
         restarted = await call(client, "restart_service", {"service": "web"})
         assert restarted["status"] == "running"
-        assert httpx.get(restarted["url"], timeout=5).text == "hello agents"
+        assert httpx.get(restarted["internal_url"], timeout=5).text == "hello agents"
 
         logs = await call(client, "service_logs", {"service": "web", "tail": 50})
         assert "hello app starting" in logs["output"]
@@ -59,7 +59,7 @@ async def test_deploy_lifecycle_env_logs_delete(
         env = await call(client, "set_env", {"service": "web", "vars": {"GREETING": "again", "EXTRA": "s3cr3t-value"}})
         assert env["vars"] == {"EXTRA": "****", "GREETING": "****"}
         svc = await call(client, "get_service", {"service": "web"})
-        assert httpx.get(svc["url"], timeout=5).text == "hello again"
+        assert httpx.get(svc["internal_url"], timeout=5).text == "hello again"
         container = docker_client.containers.get(f"ah-{svc['id']}")
         assert container.exec_run(["printenv", "EXTRA"]).output.decode().strip() == "s3cr3t-value"
 
@@ -90,9 +90,9 @@ async def test_wait_false_returns_deploying_then_running(agenthost: AgentHost, h
             {"name": "quick", "image": hello_image, "port": 8000, "command": slow_start, "wait": False},
         )
         assert svc["status"] == "deploying"
-        assert svc["url"] is None
+        assert svc["internal_url"] is None
         svc = await until(client, "get_service", {"service": "quick"}, lambda s: s["status"] == "running")
-        assert httpx.get(svc["url"], timeout=5).text == "hello world"
+        assert httpx.get(svc["internal_url"], timeout=5).text == "hello world"
         await call(client, "delete_service", {"service": "quick", "confirm": True})
 
 
@@ -112,7 +112,7 @@ async def test_crash_on_start_is_failed_with_log_tail(
             },
         )
         assert svc["status"] == "failed"
-        assert svc["url"] is None
+        assert svc["internal_url"] is None
         assert "exited with code 3" in svc["last_error"]
         assert "kaboom-marker" in svc["last_error"]
         again = await call(client, "get_service", {"service": "boom"})
@@ -127,7 +127,7 @@ async def test_update_applies_or_rolls_back(agenthost: AgentHost, hello_image: s
         await call(client, "deploy_service", {"name": "app", "image": hello_image, "port": 8000})
         updated = await call(client, "update_service", {"service": "app", "memory_mb": 320, "env": {"GREETING": "v2"}})
         assert updated["status"] == "running" and updated["memory_mb"] == 320
-        assert httpx.get(updated["url"], timeout=5).text == "hello v2"
+        assert httpx.get(updated["internal_url"], timeout=5).text == "hello v2"
 
         broken = ["sh", "-c", "echo new-version-broken >&2; exit 9"]
         with pytest.raises(ToolFailed) as err:
@@ -136,7 +136,7 @@ async def test_update_applies_or_rolls_back(agenthost: AgentHost, hello_image: s
         assert "rolled back" in err.value.message and "new-version-broken" in err.value.message
         after = await call(client, "get_service", {"service": "app"})
         assert after["status"] == "running" and after["command"] is None
-        assert httpx.get(after["url"], timeout=5).text == "hello v2"  # the previous version, env included
+        assert httpx.get(after["internal_url"], timeout=5).text == "hello v2"  # the previous version, env included
 
         with pytest.raises(ToolFailed) as err:
             await call(client, "update_service", {"service": "app", "image": "ah-test/missing:0"})
@@ -194,5 +194,5 @@ async def test_attack_update_whose_redeploy_raises_rolls_back(agenthost: AgentHo
         assert "/no/such/binary" in err.value.message  # what the engine said about the new version
         after = await call(client, "get_service", {"service": "app"})
         assert after["status"] == "running" and after["command"] is None, after
-        assert httpx.get(after["url"], timeout=5).text == "hello v1"  # the previous version, env included
+        assert httpx.get(after["internal_url"], timeout=5).text == "hello v1"  # the previous version, env included
         await call(client, "delete_service", {"service": "app", "confirm": True})

@@ -47,7 +47,7 @@ async def test_other_tenant_cannot_see_or_touch(agenthost: AgentHost, hello_imag
         # A's service is untouched.
         after = await call(a, "get_service", {"service": "private"})
         assert after["status"] == "running"
-        assert httpx.get(after["url"], timeout=5).text == "hello world"
+        assert httpx.get(after["internal_url"], timeout=5).text == "hello world"
         assert (await call(a, "list_env", {"service": "private", "reveal": True}))["vars"] == {"K": "v"}
         await call(a, "delete_service", {"service": "private", "confirm": True})
 

@@ -13,7 +13,7 @@ from .site import APP_IMAGE, Site
 def test_deploy_get_list_and_delete_a_service(site: Site, fake_backend: FakeBackend) -> None:
     svc = site.call("deploy_service", name="web", image=APP_IMAGE, port=8000, env={"GREETING": "hi"})
     assert svc["status_code"] == 200, svc
-    assert svc["status"] == "running" and svc["url"].startswith("http://127.0.0.1:")
+    assert svc["status"] == "running" and svc["internal_url"].startswith("http://127.0.0.1:")
     got = site.call("get_service", service="web")
     assert got["env_keys"] == ["GREETING"] and got["status"] == "running"
     assert [s["name"] for s in site.call("list_services")["services"]] == ["web"]

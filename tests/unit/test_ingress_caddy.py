@@ -6,6 +6,8 @@ and a workload probing the admin API, is tests/e2e/test_ingress.py.
 
 from __future__ import annotations
 
+import json
+import os
 import shutil
 import socket
 import socketserver
@@ -13,8 +15,10 @@ import ssl
 import subprocess
 import tempfile
 import threading
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import anyio
 import httpx
@@ -103,7 +107,7 @@ def test_a_route_follows_its_service_through_a_real_caddy(
 ) -> None:
     host = "web-acme.ingress.localhost"
     svc = site.call("deploy_service", name="web", image=APP_IMAGE, port=8000)
-    assert svc["public_url"] == f"https://{host}:{app_settings.ingress_https_port}"
+    assert svc["url"] == f"https://{host}:{app_settings.ingress_https_port}"
     assert site.run(_get, app_settings, host) == (200, "ok")
     site.call("stop_service", service="web")
     status, page = site.run(_get, app_settings, host)
@@ -201,6 +205,90 @@ def test_server_sent_events_and_websockets_pass_through(
             assert answer.startswith(b"HTTP/1.1 101"), answer
             tls.sendall(b"echo me")
             assert tls.recv(1024) == b"echo me"
+
+
+async def _send(settings: Settings, host: str, sni: str, method: str = "GET") -> int:
+    ca = settings.ingress_dir / "caddy" / "pki" / "authorities" / "local" / "root.crt"
+    async with httpx.AsyncClient(verify=ssl.create_default_context(cafile=str(ca)), timeout=5) as client:
+        response = await client.request(
+            method,
+            f"https://127.0.0.1:{settings.ingress_https_port}/",
+            headers={"Host": host},
+            extensions={"sni_hostname": sni},
+        )
+    return response.status_code
+
+
+def _eventually(check: Callable[[], bool], what: str, timeout_s: float = 10) -> None:
+    """Caddy writes an entry as a request ends, a moment after the client may have its answer: wait, bounded."""
+    deadline = time.monotonic() + timeout_s
+    while not check():
+        assert time.monotonic() < deadline, f"not within {timeout_s} s: {what}"
+        time.sleep(0.05)
+
+
+def test_attack_a_tenants_counters_hold_only_what_reached_its_own_routes(
+    site: Site, app_settings: Settings, caddy: subprocess.Popen[bytes]
+) -> None:
+    rival = site.call("create_tenant", key=site.admin, name="rival")["key"]["key"]
+    site.call("deploy_service", name="web", image=APP_IMAGE, port=8000)
+    site.call("deploy_service", key=rival, name="web", image=APP_IMAGE, port=8000)
+    mine, theirs = "web-acme.ingress.localhost", "web-rival.ingress.localhost"
+    port = app_settings.ingress_https_port
+    sent = [
+        (mine, mine, 200),
+        (f"{mine}:{port}", mine, 200),  # as a client on a port other than 443 sends it
+        (mine, mine, 200),
+        # The rival's host in Host, under the attacker's own TLS name: Caddy routes by Host, so these really
+        # reach the rival's service, and count there, not for the attacker.
+        (theirs, mine, 200),
+        (f"{theirs}:{port}", mine, 200),
+        # Names near the rival's that no route matches: the 404 page, counted for nobody.
+        (f"{theirs}.", mine, 404),
+        (f"x{theirs}", mine, 404),
+        (f"{theirs}.evil.example", mine, 404),
+    ]
+    for host, sni, status in sent:
+        assert site.run(_send, app_settings, host, sni) == status, host
+
+    def counted(key: str | None, want: int) -> bool:
+        traffic = site.call("get_service", key=key, service="web")["traffic"]
+        return bool(traffic["requests"] == want)
+
+    _eventually(lambda: counted(None, 3) and counted(rival, 2), "Caddy to log the requests")
+    for key, want in ((None, 3), (rival, 2)):
+        traffic = site.call("get_service", key=key, service="web")["traffic"]
+        assert (traffic["requests"], traffic["errors_5xx"], traffic["window_s"]) == (want, 0, 300), traffic
+        assert traffic["p50_ms"] > 0, traffic
+    assert site.call("list_services")["services"][0].get("traffic") is None  # counters are get_service's
+    access = app_settings.ingress_dir / "access"
+    assert len(list(access.iterdir())) == 2 and access.stat().st_mode & 0o077 == 0
+    for path in access.iterdir():  # the time, status and duration, no client address, path or header
+        assert {tuple(sorted(json.loads(line))) for line in path.read_text().splitlines()} == {
+            ("duration", "status", "ts")
+        }
+
+
+def test_a_stopped_services_503_page_counts_as_its_5xx(
+    site: Site, app_settings: Settings, caddy: subprocess.Popen[bytes]
+) -> None:
+    site.call("deploy_service", name="web", image=APP_IMAGE, port=8000)
+    host = "web-acme.ingress.localhost"
+    assert site.run(_send, app_settings, host, host) == 200
+    site.call("stop_service", service="web")
+    assert [site.run(_send, app_settings, host, host) for _ in range(2)] == [503, 503]
+
+    def traffic() -> dict[str, Any]:
+        return site.call("get_service", service="web")["traffic"]  # type: ignore[no-any-return]
+
+    _eventually(lambda: traffic()["requests"] == 3, "Caddy to log the requests")
+    assert traffic()["errors_5xx"] == 2
+    site.call("delete_service", service="web", confirm=True)
+    access = app_settings.ingress_dir / "access"
+    for path in access.iterdir():  # a minute on: the reconciler leaves a file written just now alone
+        os.utime(path, (time.time() - 120, time.time() - 120))
+    site.run(site.platform.reconciler.reconcile_once)
+    assert list(access.iterdir()) == []  # a deleted service's log goes too
 
 
 def test_a_reload_lets_the_requests_in_flight_finish(

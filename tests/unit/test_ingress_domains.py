@@ -119,7 +119,7 @@ def test_a_domain_is_routed_only_once_its_txt_record_proves_ownership(site: Site
     live = site.call("add_domain", service="web", domain="shop.example.com")
     assert live["status"] == "verified" and live["url"] == "https://shop.example.com" and live["publish"] is None
     route = _routes(site)["shop.example.com"]
-    assert route.custom and route.service == "web" and route.upstream == svc["url"].removeprefix("http://")
+    assert route.custom and route.service == "web" and route.upstream == svc["internal_url"].removeprefix("http://")
     again = site.call("add_domain", service="web", domain="shop.example.com")  # idempotent once verified
     assert again["status"] == "verified"
     assert [d["domain"] for d in site.call("list_domains", service="web")["domains"]] == ["shop.example.com"]

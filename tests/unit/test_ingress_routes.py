@@ -33,17 +33,17 @@ def _server(config: dict[str, Any]) -> dict[str, Any]:
 
 def test_a_service_gets_a_stable_public_url_and_a_route_to_its_port(site: Site) -> None:
     svc = site.call("deploy_service", name="web", image=APP_IMAGE, port=8000)
-    assert svc["public_url"] == "https://web-acme.localhost" and svc["public"] is True
+    assert svc["url"] == "https://web-acme.localhost" and svc["public"] is True
     route = _routes(site)["web"]
-    assert route.host == "web-acme.localhost" and route.upstream == svc["url"].removeprefix("http://")
+    assert route.host == "web-acme.localhost" and route.upstream == svc["internal_url"].removeprefix("http://")
     listed = site.call("list_services")["services"]
-    assert listed[0]["public_url"] == svc["public_url"]
+    assert listed[0]["url"] == svc["url"]
 
 
 def test_a_stopped_service_keeps_its_route_with_the_503_page_and_a_deleted_one_loses_it(site: Site) -> None:
     site.call("deploy_service", name="web", image=APP_IMAGE, port=8000)
     stopped = site.call("stop_service", service="web")
-    assert stopped["public_url"] == "https://web-acme.localhost"
+    assert stopped["url"] == "https://web-acme.localhost"
     assert _routes(site)["web"] == Route(host="web-acme.localhost", service="web", state="stopped")
     site.call("start_service", service="web")
     assert _routes(site)["web"].upstream is not None
@@ -53,12 +53,12 @@ def test_a_stopped_service_keeps_its_route_with_the_503_page_and_a_deleted_one_l
 
 def test_private_services_and_services_without_a_port_get_no_route(site: Site) -> None:
     private = site.call("deploy_service", name="internal", image=APP_IMAGE, port=8000, public=False)
-    assert private["public_url"] is None and private["public"] is False
+    assert private["url"] is None and private["public"] is False
     worker = site.call("deploy_service", name="worker", image=APP_IMAGE)
-    assert worker["public_url"] is None
+    assert worker["url"] is None
     assert _routes(site) == {}
     opened = site.call("update_service", service="internal", public=True)
-    assert opened["public_url"] == "https://internal-acme.localhost"
+    assert opened["url"] == "https://internal-acme.localhost"
     assert set(_routes(site)) == {"internal"}
 
 
@@ -131,6 +131,18 @@ async def test_a_dead_caddys_socket_is_cleared_and_a_live_ones_is_not(tmp_path: 
     clear_stale_socket(path)
     assert not path.exists()
     clear_stale_socket(path)  # nothing there: nothing to do
+
+
+def test_get_service_shows_traffic_only_for_a_routed_service(site: Site) -> None:
+    routed = site.call("deploy_service", name="web", image=APP_IMAGE, port=8000)
+    assert "traffic" not in routed  # deploy answers without reading the proxy's logs
+    traffic = site.call("get_service", service="web")["traffic"]
+    assert (traffic["requests"], traffic["errors_5xx"], traffic["p50_ms"], traffic["window_s"]) == (0, 0, None, 300)
+    site.call("deploy_service", name="internal", image=APP_IMAGE, port=8000, public=False)
+    site.call("deploy_service", name="worker", image=APP_IMAGE)
+    for name, port in (("internal", True), ("worker", False)):
+        got = site.call("get_service", service=name)
+        assert got["traffic"] is None and got["url"] is None and bool(got["internal_url"]) is port, got
 
 
 def test_the_kernel_is_told_to_hand_queued_connections_to_the_new_listener(tmp_path: Path) -> None:
