@@ -17,7 +17,7 @@ from ..store import Store, TenantStore, Tx
 from .companions import ServiceAccess, ServiceEvent, ServiceLinks, ServiceRoutes
 from .health import ServiceHealth, service_view
 from .logs import LogQuery, ServiceLogs
-from .models import EnvList, LogOutput, Service
+from .models import EnvList, LogOutput, Service, ServiceSummary
 from .networks import NetworkCollector
 from .requests import DeployRequest, UpdateRequest, check_command, check_env, resolve_runtime
 from .revisions import RevisionLog, cause
@@ -135,10 +135,11 @@ class ServiceManager:
             labels={L_NAME: rec.name},
         )
 
-    async def view(self, ts: TenantStore, rec: ServiceRecord) -> Service:
+    async def view(self, ts: TenantStore, rec: ServiceRecord, env_keys: bool = True) -> Service:
+        """``env_keys=False``: without the env var names (a summary has none: one query fewer a service)."""
         rec, st = await self.health.refresh(ts, rec)
         public_url = await self.routes.public_url(ts, rec) if self.routes is not None else None
-        return service_view(rec, st, await ts.env.keys(rec.id), public_url)
+        return service_view(rec, st, await ts.env.keys(rec.id) if env_keys else [], public_url)
 
     # -- use-cases ------------------------------------------------------------------------------
 
@@ -217,9 +218,9 @@ class ServiceManager:
             await ts.services.delete(rec.id)
         await self.networks.release(ts.tenant_id)
 
-    async def list_services(self, p: Principal) -> list[Service]:
+    async def list_services(self, p: Principal) -> list[ServiceSummary]:
         ts = self.store.scoped(p.tenant_id)
-        return [await self.view(ts, rec) for rec in await ts.services.all()]
+        return [ServiceSummary.of(await self.view(ts, rec, env_keys=False)) for rec in await ts.services.all()]
 
     async def get(self, p: Principal, ref: str) -> Service:
         ts = self.store.scoped(p.tenant_id)

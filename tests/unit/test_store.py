@@ -1,7 +1,9 @@
 from __future__ import annotations
 
+import sqlite3
 from pathlib import Path
 
+import anyio
 import pytest
 
 from orchestrator.errors import AgentHostError, Conflict, NotFound
@@ -88,5 +90,31 @@ async def test_database_superuser_password_is_kept_apart_and_old_records_keep_th
         await store.db.execute("UPDATE databases SET password = admin_password WHERE id = ?", (new,))
         with pytest.raises(AgentHostError, match="integrity"):
             await ts.databases.password(new)
+    finally:
+        await store.close()
+
+
+async def test_reads_see_committed_state_without_waiting_for_an_open_transaction(tmp_path: Path) -> None:
+    store = await Store.open(tmp_path / "db.sqlite", SecretBox(b"k" * 32))
+    try:
+        tenant = await store.tenants.create("a", Quotas())
+        services = store.scoped(tenant.id).services
+        await services.insert("web", _spec())
+        async with store.db.transaction() as tx:
+            await services.update((await services.get("web")).id, status="failed", tx=tx)
+            # Another caller's read answers at once, from the last committed state (it used to wait here).
+            with anyio.fail_after(5):
+                assert (await services.get("web")).status == "deploying"
+        # Once committed, the very next read sees it.
+        assert (await services.get("web")).status == "failed"
+    finally:
+        await store.close()
+
+
+async def test_a_read_outside_a_transaction_cannot_write(tmp_path: Path) -> None:
+    store = await Store.open(tmp_path / "db.sqlite", SecretBox(b"k" * 32))
+    try:
+        with pytest.raises(sqlite3.OperationalError, match="readonly"):
+            await store.db.fetchall("DELETE FROM tenants RETURNING id")
     finally:
         await store.close()
