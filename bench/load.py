@@ -171,18 +171,20 @@ def _profile(server: Server, path: str, duration: float) -> subprocess.Popen[byt
 
 
 def _orphans(platform: Platform, client: docker.DockerClient, tenant_ids: list[str]) -> list[str]:
-    """What the churn left: containers, volumes or rows of churn-* services."""
-    left: list[str] = []
+    """What the churn left: containers, volumes or rows of the churn-* services (or of no service at all)."""
+    with sqlite3.connect(f"file:{platform.dir / 'agenthost.db'}?mode=ro", uri=True) as db:
+        left = [f"row services/{r[0]}" for r in db.execute("SELECT name FROM services WHERE name LIKE 'churn-%'")]
+        for table in ("env_vars", "service_revisions"):
+            orphaned = db.execute(
+                f"SELECT DISTINCT service_id FROM {table} WHERE service_id NOT IN (SELECT id FROM services)"
+            )
+            left += [f"row {table}/{r[0]}" for r in orphaned]
+        services = {r[0] for r in db.execute("SELECT id FROM services")}
     for tenant_id in tenant_ids:
         label = {"label": f"agenthost.tenant={tenant_id}"}
-        left += [f"container {c.name}" for c in client.containers.list(all=True, filters=label) if "churn" in c.name]
+        containers = client.containers.list(all=True, filters=label)
+        left += [f"container {c.name}" for c in containers if c.labels.get("agenthost.id") not in services]
         left += [f"volume {v.name}" for v in client.volumes.list(filters=label) if "churn" in v.name]
-    with sqlite3.connect(f"file:{platform.dir / 'agenthost.db'}?mode=ro", uri=True) as db:
-        left += [f"row services/{r[0]}" for r in db.execute("SELECT name FROM services WHERE name LIKE 'churn-%'")]
-        left += [
-            f"row env/{r[0]}"
-            for r in db.execute("SELECT service_id FROM env_vars WHERE service_id NOT IN (SELECT id FROM services)")
-        ]
     return left
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import anyio
 
 from ..backends.base import Backend, VolumeSpec, WorkloadSpec
-from ..errors import Conflict, ImageNotFound, InvalidInput, QuotaExceeded
+from ..errors import Conflict, ImageNotFound, InvalidInput, NotFound, QuotaExceeded
 from ..events import EventLog
 from ..images import ImagePolicy
 from ..labels import L_NAME, L_TENANT, tenant_network, volume_name
@@ -220,7 +220,13 @@ class ServiceManager:
 
     async def list_services(self, p: Principal) -> list[ServiceSummary]:
         ts = self.store.scoped(p.tenant_id)
-        return [ServiceSummary.of(await self.view(ts, rec, env_keys=False)) for rec in await ts.services.all()]
+        listed = []
+        for rec in await ts.services.all():
+            try:
+                listed.append(ServiceSummary.of(await self.view(ts, rec, env_keys=False)))
+            except NotFound:
+                continue  # deleted while the list was made: it is no longer the tenant's
+        return listed
 
     async def get(self, p: Principal, ref: str) -> Service:
         ts = self.store.scoped(p.tenant_id)
