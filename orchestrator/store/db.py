@@ -60,11 +60,13 @@ class Tx:
 class Database:
     """Every write takes one lock, so no coroutine's statement lands inside another's transaction.
 
-    Reads outside a transaction (``fetchone``, ``fetchall``) go to a second, query-only connection and take
-    no lock: under WAL a reader sees every transaction committed before its statement began and never
-    waits for a writer, so a burst of reads no longer queues behind each other and behind every write (it
-    did, one thread round trip at a time, when all statements shared the lock). Each read is one round trip
-    to the reader's thread and leaves no statement open (an open one would pin an old snapshot)."""
+    Reads outside a transaction (``fetchone``, ``fetchall``) go to a second, query-only connection. A read
+    waits for the writes and transactions issued before it (it passes through the lock, so it sees what
+    another task wrote or began writing first, as when every statement ran under the lock), but it does not
+    hold the lock while it runs: under WAL a reader sees every committed transaction and never blocks a
+    writer, so a burst of reads no longer queues behind each other, one thread round trip at a time. Each
+    read is one round trip to the reader's thread and leaves no statement open (an open one would pin an old
+    snapshot)."""
 
     def __init__(self, conn: aiosqlite.Connection, reader: aiosqlite.Connection | None = None) -> None:
         self._conn = conn
@@ -120,9 +122,10 @@ class Database:
 
     async def fetchall(self, sql: str, params: Iterable[Any] = ()) -> list[Row]:
         """Every row of a read, from the committed state (see the class docstring)."""
-        if self._reader is None:
-            async with self._lock:
+        async with self._lock:
+            if self._reader is None:
                 return await self._tx.fetchall(sql, params)
+            # Past the writes issued before it (so it sees them), but not holding the lock while it runs.
         return list(await self._reader.execute_fetchall(sql, tuple(params)))
 
     @asynccontextmanager
