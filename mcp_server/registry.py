@@ -30,7 +30,15 @@ from typing import Any, TypeVar
 
 from pydantic import BaseModel, ConfigDict, ValidationError, create_model
 
-from orchestrator.errors import AgentHostError, Busy, ConfirmationRequired, Forbidden, InvalidInput, ReadOnly
+from orchestrator.errors import (
+    AgentHostError,
+    BackendUnavailable,
+    Busy,
+    ConfirmationRequired,
+    Forbidden,
+    InvalidInput,
+    ReadOnly,
+)
 from orchestrator.models import Principal
 from orchestrator.platform import Platform
 from orchestrator.progress import Reporter, silent
@@ -254,6 +262,8 @@ async def execute(td: ToolDef, call: Call, arguments: dict[str, Any]) -> BaseMod
             await audit.record(p.key_id, td.name, _target(arguments), refused.code, refused.message[:500])
         raise refused from exc
     except AgentHostError as exc:
+        if isinstance(exc, BackendUnavailable):
+            call.platform.status.forget_engine_facts()  # so platform_status, asked next, says the engine is away
         if audited and not isinstance(exc, ConfirmationRequired):
             await audit.record(p.key_id, td.name, _target(arguments), exc.code, exc.message[:500])
         raise

@@ -11,6 +11,7 @@ Outputs keep their nested properties, enums, field descriptions and required fie
 
 from __future__ import annotations
 
+from functools import cache
 from typing import Any
 
 from pydantic import BaseModel
@@ -80,8 +81,10 @@ def _always_present(schema: Any, *, _in_properties: bool = False) -> Any:
     return result
 
 
+@cache
 def output_schema(model: type[BaseModel]) -> dict[str, Any]:
-    """The full schema of a tool's answer, nested models, enums and all, as an agent reads it.
+    """The full schema of a tool's answer, nested models, enums and all, as an agent reads it (made once per
+    model: generating them all took about 100 ms of every tools/list; callers must not change it).
 
     Every field of an answer is always sent (the SDK dumps the whole model), so every property is
     required; defaults and patterns, which only matter for input, and a model's docstring are left out.

@@ -198,6 +198,9 @@ class Settings(BaseSettings):
     disk_warn_percent: float = 80.0
     disk_refuse_percent: float = 90.0
     reconcile_interval_s: float = 30.0
+    engine_facts_ttl_s: float = Field(
+        2.0, ge=0, description="platform_status reuses the engine's version, runtimes and nodes this long"
+    )
     audit_retention_days: float = Field(90.0, gt=0, description="audit rows older than this are deleted")
     event_retention_days: float = Field(30.0, gt=0, description="events older than this are deleted")
     events_per_tenant: int = Field(5000, ge=10, description="a tenant's newest events kept; older ones go")

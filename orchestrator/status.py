@@ -5,14 +5,16 @@ that refuses new work."""
 from __future__ import annotations
 
 import shutil
+import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
 import anyio
 from pydantic import BaseModel, Field
 
-from .backends.base import Backend, Builder
+from .backends.base import Backend, BackendInfo, Builder, NodeInfo
 from .builds.logs import LogFiles, logs_size
 from .errors import AgentHostError, BackendUnavailable
 from .models import Principal, Usage
@@ -57,6 +59,15 @@ class PlatformStatus(BaseModel):
     )
 
 
+@dataclass(frozen=True)
+class _EngineFacts:
+    info: BackendInfo
+    runtimes: set[str]
+    nodes: list[NodeInfo]
+    build_notes: list[str]
+    at: float
+
+
 class Status:
     def __init__(
         self,
@@ -66,6 +77,7 @@ class Status:
         builder: Builder,
         log_files: LogFiles,
         reconcile_passes: Callable[[], int] = lambda: 0,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.settings = settings
         self.store = store
@@ -73,6 +85,41 @@ class Status:
         self.builder = builder
         self.log_files = log_files
         self.reconcile_passes = reconcile_passes
+        self._clock = clock
+        self._facts: _EngineFacts | None = None
+        self._facts_lock = anyio.Lock()
+
+    def forget_engine_facts(self) -> None:
+        """The next platform_status asks the engine again (a call has just found it unavailable, or changed a
+        node)."""
+        self._facts = None
+
+    def _fresh(self) -> _EngineFacts | None:
+        facts = self._facts
+        if facts is not None and self._clock() - facts.at < self.settings.engine_facts_ttl_s:
+            return facts
+        return None
+
+    async def _engine_facts(self) -> _EngineFacts:
+        """The engine's version, runtimes, nodes and build isolation, asked at most once per
+        ``engine_facts_ttl_s`` however many callers ask at once (four round trips, the slowest of which,
+        Docker's /info, takes tens of milliseconds). A failure is never kept.
+
+        Raises: BackendUnavailable."""
+        if (facts := self._fresh()) is not None:
+            return facts
+        async with self._facts_lock:
+            if (facts := self._fresh()) is not None:
+                return facts  # another caller asked while this one waited
+            info = await self.backend.info()
+            runtimes = await self.backend.runtimes()
+            nodes = await self.backend.nodes()
+            try:
+                build_notes = [f"builds: {note}" for note in (await self.builder.build_isolation()).notes]
+            except AgentHostError as exc:
+                build_notes = [f"builds: the builder's engine did not answer ({exc.message})"]
+            self._facts = _EngineFacts(info, runtimes, nodes, build_notes, self._clock())
+            return self._facts
 
     async def usage(self, p: Principal) -> Usage:
         """What the tenant holds, counted as its quotas are checked."""
@@ -144,13 +191,12 @@ class Status:
             reconcile_passes=self.reconcile_passes() if p.is_admin else None,
         )
         try:
-            info = await self.backend.info()
-            runtimes = await self.backend.runtimes()
-            nodes = await self.backend.nodes()
+            facts = await self._engine_facts()
         except BackendUnavailable as exc:
             base.error = exc.message
             base.notes.append("mutating tools fail with backend_unavailable until the engine is back")
             return base
+        info, runtimes, nodes = facts.info, facts.runtimes, facts.nodes
         notes = []
         if "sysbox-runc" not in runtimes:
             notes.append("sysbox-runc is not installed: runtime='sysbox' (Docker-in-Docker) is refused")
@@ -161,10 +207,7 @@ class Status:
         notes += egress_notes(info.details)
         if info.details.get("egress_note"):
             notes.append(info.details["egress_note"])
-        try:
-            notes += [f"builds: {note}" for note in (await self.builder.build_isolation()).notes]
-        except AgentHostError as exc:
-            notes.append(f"builds: the builder's engine did not answer ({exc.message})")
+        notes += facts.build_notes
         ready = [n for n in nodes if n.status == "ready"]
         cluster = ClusterSummary(
             leader=info.details.get("leader") or None,

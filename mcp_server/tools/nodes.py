@@ -29,4 +29,6 @@ async def set_node_eligibility(
     eligible: Annotated[bool, Field(description="false: no new work is placed there; running work stays")],
 ) -> NodeInfo:
     """Admin (Nomad): mark a node eligible or ineligible for new workloads, e.g. before maintenance."""
-    return await call.platform.nodes.set_eligibility(node, eligible)
+    changed = await call.platform.nodes.set_eligibility(node, eligible)
+    call.platform.status.forget_engine_facts()  # platform_status counts eligible nodes
+    return changed

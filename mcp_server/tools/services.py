@@ -112,9 +112,7 @@ async def update_service(
 @tool(read_only=True, title="List services")
 async def list_services(call: Call) -> ServiceList:
     """Your services with status, URL, image, restarts and last error."""
-    return ServiceList(
-        services=[ServiceSummary.of(s) for s in await call.platform.services.list_services(call.principal)]
-    )
+    return ServiceList(services=await call.platform.services.list_services(call.principal))
 
 
 @tool(read_only=True, title="Get service")

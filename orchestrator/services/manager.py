@@ -5,7 +5,7 @@ from __future__ import annotations
 import anyio
 
 from ..backends.base import Backend, VolumeSpec, WorkloadSpec
-from ..errors import Conflict, ImageNotFound, InvalidInput, QuotaExceeded
+from ..errors import Conflict, ImageNotFound, InvalidInput, NotFound, QuotaExceeded
 from ..events import EventLog
 from ..images import ImagePolicy
 from ..labels import L_NAME, L_TENANT, tenant_network, volume_name
@@ -17,13 +17,13 @@ from ..store import Store, TenantStore, Tx
 from .companions import ServiceAccess, ServiceEvent, ServiceLinks, ServiceRoutes
 from .health import ServiceHealth, service_view
 from .logs import LogQuery, ServiceLogs
-from .models import EnvList, LogOutput, Service, ServiceDetail
+from .models import EnvList, LogOutput, Service, ServiceDetail, ServiceSummary
 from .networks import NetworkCollector
 from .requests import DeployRequest, UpdateRequest, check_command, check_env, resolve_runtime
 from .revisions import RevisionLog, cause
 from .switch import ServiceSwitch
 from .update import apply_update
-from .volumes import engine_volumes, volumes_held, volumes_only_of
+from .volumes import deletion_summary, engine_volumes, volumes_held, volumes_only_of
 
 __all__ = ["ServiceManager"]
 
@@ -135,10 +135,11 @@ class ServiceManager:
             labels={L_NAME: rec.name},
         )
 
-    async def view(self, ts: TenantStore, rec: ServiceRecord) -> Service:
+    async def view(self, ts: TenantStore, rec: ServiceRecord, env_keys: bool = True) -> Service:
+        """``env_keys=False``: without the env var names (a summary has none: one query fewer a service)."""
         rec, st = await self.health.refresh(ts, rec)
         url = await self.routes.public_url(ts, rec) if self.routes is not None else None
-        return service_view(rec, st, await ts.env.keys(rec.id), url)
+        return service_view(rec, st, await ts.env.keys(rec.id) if env_keys else [], url)
 
     # -- use-cases ------------------------------------------------------------------------------
 
@@ -219,9 +220,15 @@ class ServiceManager:
             await ts.services.delete(rec.id)
         await self.networks.release(ts.tenant_id)
 
-    async def list_services(self, p: Principal) -> list[Service]:
+    async def list_services(self, p: Principal) -> list[ServiceSummary]:
         ts = self.store.scoped(p.tenant_id)
-        return [await self.view(ts, rec) for rec in await ts.services.all()]
+        listed = []
+        for rec in await ts.services.all():
+            try:
+                listed.append(ServiceSummary.of(await self.view(ts, rec, env_keys=False)))
+            except NotFound:
+                continue  # deleted while the list was made: it is no longer the tenant's
+        return listed
 
     async def get(self, p: Principal, ref: str) -> ServiceDetail:
         """The service with its request counters from the proxy (they read its logs: here only)."""
@@ -354,13 +361,7 @@ class ServiceManager:
     async def describe_delete(self, p: Principal, ref: str, keep_volumes: bool) -> str:
         """What delete would remove, for the confirmation prompt. Raises: NotFound."""
         ts = self.store.scoped(p.tenant_id)
-        rec = await ts.services.get(ref)
-        lost = [] if keep_volumes else await volumes_only_of(ts, rec)
-        kept = [v.name for v in rec.spec.volumes if v.name not in lost]
-        what = f"Delete service {rec.name!r}: its container and its {len(await ts.env.keys(rec.id))} env vars"
-        what += f", and the volumes {', '.join(lost)} with ALL their files" if lost else ""
-        what += f". The volumes {', '.join(kept)} are kept" if kept else ""
-        return what + ". This cannot be undone."
+        return await deletion_summary(ts, await ts.services.get(ref), keep_volumes)
 
     async def logs(self, p: Principal, ref: str, query: LogQuery, report: Reporter = silent) -> LogOutput:
         ts = self.store.scoped(p.tenant_id)

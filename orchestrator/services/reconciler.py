@@ -16,6 +16,7 @@ from datetime import UTC, datetime
 
 import anyio
 
+from ..backends.base import WorkloadStatus
 from ..errors import AgentHostError, BackendUnavailable
 from ..labels import L_KIND, slot_base
 from ..models import ServiceRecord
@@ -73,15 +74,18 @@ class Reconciler:
         now = datetime.now(UTC)
         counts = {"redeployed": 0, "failed": 0, "orphans_removed": 0, "deleted": 0}
         records = PassFailures()
+        # One listing for every record's state, instead of one engine call a record (a thousand services were a
+        # thousand round trips); a record's repair asks again before it acts on a state other than running.
+        listed = {st.id: st for st in await backend.list_workloads({})}
         for rec in await all_service_records(self.store.db):
             with records.guard(f"service {rec.id}"):
-                await self._repair(rec, now, counts)
+                await self._repair(rec, now, counts, listed.get(rec.id))
         passes = PassFailures()
         for extra in self.passes:
             with passes.guard(f"pass {getattr(extra, '__qualname__', extra)}"):
                 counts.update(await extra())
-        # List first, then read who owns what: a workload created meanwhile had its record written before
-        # its container, so it is known here and never taken for an orphan.
+        # List again, after the passes, then read who owns what: a workload created meanwhile had its record
+        # written before its container, so it is known here and never taken for an orphan.
         workloads = await backend.list_workloads({})
         services = {r.id: r for r in await all_service_records(self.store.db)}
         known = set(services)
@@ -100,7 +104,10 @@ class Reconciler:
         counts["passes_failed"] = passes.count
         return counts
 
-    async def _repair(self, rec: ServiceRecord, now: datetime, counts: dict[str, int]) -> None:
+    async def _repair(
+        self, rec: ServiceRecord, now: datetime, counts: dict[str, int], listed: WorkloadStatus | None
+    ) -> None:
+        """``listed``: the workload's state in the pass's listing, taken before the record was read."""
         backend = self.services.backend
         ts = self.store.scoped(rec.tenant_id)
         if rec.desired_state == "deleted":
@@ -112,7 +119,9 @@ class Reconciler:
             await self.services.note(ts, rec, "deleted", "the reconciler finished a delete that was interrupted")
             counts["deleted"] += 1
             return
-        st = await backend.workload_status(rec.id)
+        # Running as listed needs nothing (a record still deploying is looked at again by view). Any other
+        # state may be older than the record (a start since the listing): asked afresh before it is acted on.
+        st = listed if listed is not None and listed.state == "running" else await backend.workload_status(rec.id)
         if rec.status == "deploying" and (now - rec.updated_at).total_seconds() < _GRACE_S:
             return  # another process may be creating it right now
         if rec.desired_state == "running" and st.state == "missing":

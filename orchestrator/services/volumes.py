@@ -18,7 +18,15 @@ from ..labels import L_TENANT, volume_name
 from ..models import Deleted, Principal, ServiceRecord
 from ..store import Store, TenantStore, Tx
 
-__all__ = ["Volume", "VolumeList", "VolumeManager", "engine_volumes", "volumes_held", "volumes_only_of"]
+__all__ = [
+    "Volume",
+    "VolumeList",
+    "VolumeManager",
+    "deletion_summary",
+    "engine_volumes",
+    "volumes_held",
+    "volumes_only_of",
+]
 
 
 async def engine_volumes(backend: Backend, tenant_id: str) -> set[str]:
@@ -32,6 +40,16 @@ async def volumes_only_of(ts: TenantStore, rec: ServiceRecord) -> list[str]:
     """The volumes of ``rec`` that no other service of the tenant mounts (a delete removes those)."""
     others = {v.name for o in await ts.services.all() if o.id != rec.id for v in o.spec.volumes}
     return [v.name for v in rec.spec.volumes if v.name not in others]
+
+
+async def deletion_summary(ts: TenantStore, rec: ServiceRecord, keep_volumes: bool) -> str:
+    """What deleting ``rec`` would remove, for the confirmation prompt."""
+    lost = [] if keep_volumes else await volumes_only_of(ts, rec)
+    kept = [v.name for v in rec.spec.volumes if v.name not in lost]
+    what = f"Delete service {rec.name!r}: its container and its {len(await ts.env.keys(rec.id))} env vars"
+    what += f", and the volumes {', '.join(lost)} with ALL their files" if lost else ""
+    what += f". The volumes {', '.join(kept)} are kept" if kept else ""
+    return what + ". This cannot be undone."
 
 
 async def volumes_held(ts: TenantStore, engine: set[str], tx: Tx | None = None) -> set[str]:

@@ -72,6 +72,7 @@ class Store:
         self.keys = KeyLookup(db)
         self.pool = PoolRepo(db)
         self.oauth = OAuthRepo(db, secrets.for_tenant("oauth:clients"))
+        self._scoped: dict[str, TenantStore] = {}
 
     @classmethod
     async def open(cls, path: Path, secrets: SecretBox) -> Store:
@@ -81,4 +82,9 @@ class Store:
         await self.db.close()
 
     def scoped(self, tenant_id: str) -> TenantStore:
-        return TenantStore(self.db, tenant_id, self.secrets)
+        # The repositories hold nothing but the tenant's id and handles: made once per tenant, not on every call
+        # (a tool call asks for them several times; making them showed in the server's profile under load).
+        found = self._scoped.get(tenant_id)
+        if found is None:
+            found = self._scoped[tenant_id] = TenantStore(self.db, tenant_id, self.secrets)
+        return found

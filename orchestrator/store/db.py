@@ -1,4 +1,5 @@
-"""One SQLite connection in WAL mode, numbered SQL migrations, and serialized transactions."""
+"""SQLite in WAL mode: one connection for writes and transactions (serialized), one for reads outside them,
+numbered SQL migrations."""
 
 from __future__ import annotations
 
@@ -28,6 +29,14 @@ class Executor(Protocol):
     async def fetchall(self, sql: str, params: Iterable[Any] = ()) -> list[Row]: ...
 
 
+async def _connect(path: Path) -> aiosqlite.Connection:
+    conn = await aiosqlite.connect(str(path), isolation_level=None)
+    conn.row_factory = sqlite3.Row
+    await conn.execute("PRAGMA foreign_keys=ON")
+    await conn.execute("PRAGMA busy_timeout=5000")
+    return conn
+
+
 class Tx:
     """Statements inside an open transaction; only the task that opened it holds this handle."""
 
@@ -49,27 +58,37 @@ class Tx:
 
 
 class Database:
-    """Every statement takes one lock, so no coroutine's statement lands inside another's transaction."""
+    """Every write takes one lock, so no coroutine's statement lands inside another's transaction.
 
-    def __init__(self, conn: aiosqlite.Connection) -> None:
+    Reads outside a transaction (``fetchone``, ``fetchall``) go to a second, query-only connection. A read
+    waits for the writes and transactions issued before it (it passes through the lock, so it sees what
+    another task wrote or began writing first, as when every statement ran under the lock), but it does not
+    hold the lock while it runs: under WAL a reader sees every committed transaction and never blocks a
+    writer, so a burst of reads no longer queues behind each other, one thread round trip at a time. Each
+    read is one round trip to the reader's thread and leaves no statement open (an open one would pin an old
+    snapshot)."""
+
+    def __init__(self, conn: aiosqlite.Connection, reader: aiosqlite.Connection | None = None) -> None:
         self._conn = conn
+        self._reader = reader
         self._tx = Tx(conn)
         self._lock = anyio.Lock()
 
     @classmethod
     async def open(cls, path: Path) -> Database:
         path.parent.mkdir(parents=True, exist_ok=True)
-        conn = await aiosqlite.connect(str(path), isolation_level=None)
-        conn.row_factory = sqlite3.Row
+        conn = await _connect(path)
         await conn.execute("PRAGMA journal_mode=WAL")
-        await conn.execute("PRAGMA foreign_keys=ON")
-        await conn.execute("PRAGMA busy_timeout=5000")
         await conn.execute("PRAGMA synchronous=NORMAL")
         db = cls(conn)
         await db._migrate()
+        db._reader = await _connect(path)
+        await db._reader.execute("PRAGMA query_only=ON")
         return db
 
     async def close(self) -> None:
+        if self._reader is not None:
+            await self._reader.close()
         await self._conn.close()
 
     async def _migrate(self) -> None:
@@ -97,12 +116,17 @@ class Database:
             return await self._tx.execute(sql, params)
 
     async def fetchone(self, sql: str, params: Iterable[Any] = ()) -> Row | None:
-        async with self._lock:
-            return await self._tx.fetchone(sql, params)
+        """The first row of a read, from the committed state (see the class docstring)."""
+        rows = await self.fetchall(sql, params)
+        return rows[0] if rows else None
 
     async def fetchall(self, sql: str, params: Iterable[Any] = ()) -> list[Row]:
+        """Every row of a read, from the committed state (see the class docstring)."""
         async with self._lock:
-            return await self._tx.fetchall(sql, params)
+            if self._reader is None:
+                return await self._tx.fetchall(sql, params)
+            # Past the writes issued before it (so it sees them), but not holding the lock while it runs.
+        return list(await self._reader.execute_fetchall(sql, tuple(params)))
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[Tx]:

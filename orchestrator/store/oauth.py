@@ -50,9 +50,10 @@ class OAuthRepo:
 
     async def take_pending(self, id_hash: bytes) -> Row | None:
         """Remove and return a live pending consent: it answers once."""
-        return await self._db.fetchone(
-            "DELETE FROM oauth_pending WHERE id_hash = ? AND expires_at > ? RETURNING *", (id_hash, time.time())
-        )
+        async with self._db.transaction() as tx:  # a write: reads outside a transaction cannot write
+            return await tx.fetchone(
+                "DELETE FROM oauth_pending WHERE id_hash = ? AND expires_at > ? RETURNING *", (id_hash, time.time())
+            )
 
     async def add_code(
         self,

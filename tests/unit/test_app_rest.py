@@ -112,5 +112,8 @@ def test_platform_status_shows_the_engine_and_usage(site: Site, fake_backend: Fa
     admin = site.call("platform_status", key=site.admin)
     assert admin["status_code"] == 200
     fake_backend.available = False
+    # The engine's facts are kept for engine_facts_ttl_s; a call that finds the engine away drops them, so the
+    # platform_status an agent asks after a backend_unavailable error says so.
+    assert site.call("deploy_service", name="web2", image=APP_IMAGE)["error"]["code"] == "backend_unavailable"
     away = site.call("platform_status")
     assert away["status_code"] == 200 and "away" in str(away), away

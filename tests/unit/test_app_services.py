@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import socket
 
+from orchestrator.backends.base import WorkloadStatus
 from orchestrator.errors import BackendUnavailable
 from tests.fakes import FakeBackend
 
@@ -201,3 +202,22 @@ def test_an_argument_breaking_a_rule_the_schema_does_not_state_is_invalid_input(
     assert refused["status_code"] == 400, refused
     assert refused["error"]["code"] == "invalid_input" and "user" in refused["error"]["message"], refused
     assert site.call("list_services")["services"] == [] and not fake_backend.workloads
+
+
+def test_a_service_deleted_while_the_list_is_made_is_left_out(site: Site, fake_backend: FakeBackend) -> None:
+    """list_services under churn: another caller's delete lands between the listing and one service's refresh."""
+    site.call("deploy_service", name="stays", image=APP_IMAGE, port=8000)
+    gone = site.call("deploy_service", name="goes", image=APP_IMAGE, port=8000)
+    tenant_id = site.run(site.platform.tenants.authenticate, site.key).tenant_id
+    fake_backend.crash(gone["id"])  # its refresh will write (a crash), then read the record back
+    status = fake_backend.workload_status
+
+    async def deleted_meanwhile(workload_id: str) -> WorkloadStatus:
+        if workload_id == gone["id"]:
+            await site.platform.store.scoped(tenant_id).services.delete(workload_id)
+        return await status(workload_id)
+
+    fake_backend.workload_status = deleted_meanwhile  # type: ignore[method-assign]
+    listed = site.call("list_services")
+    assert listed["status_code"] == 200, listed
+    assert [s["name"] for s in listed["services"]] == ["stays"]

@@ -167,3 +167,37 @@ async def test_an_update_whose_rollback_fails_too_leaves_the_previous_spec_recor
     assert "did not start again either" in err.value.message and "the engine fell over" in err.value.message
     # The previous spec is what the reconciler recreates once the engine is back, never the new one.
     assert (await ts.services.get("web")).spec == rec.spec
+
+
+async def test_a_pass_lists_the_engine_once_and_asks_again_only_before_it_acts(
+    store: Store, services: ServiceManager, engine: FakeBackend
+) -> None:
+    ts = await _tenant(store, "t")
+    recs = [await _running(ts, f"web{i}") for i in range(3)]
+    reconciler = Reconciler(store, services, 30)
+    assert (await reconciler.reconcile_once())["redeployed"] == 3  # no workloads yet: made
+    for rec in recs:
+        await ts.services.update(rec.id, status="running")
+    asked: list[str] = []
+    status, listing = engine.workload_status, engine.list_workloads
+
+    async def workload_status(workload_id: str) -> WorkloadStatus:
+        asked.append(workload_id)
+        return await status(workload_id)
+
+    engine.workload_status = workload_status  # type: ignore[method-assign]
+    assert (await reconciler.reconcile_once())["redeployed"] == 0
+    assert asked == []  # every one running as listed: not asked one by one
+    # Listed as exited, started again before its repair: asked afresh, so not taken for a crash.
+    engine.crash(recs[0].id)
+
+    async def started_after_the_listing(labels: dict[str, str]) -> list[WorkloadStatus]:
+        listed = await listing(labels)
+        if not asked:
+            await engine.start_workload(recs[0].id)
+        return listed
+
+    engine.list_workloads = started_after_the_listing  # type: ignore[method-assign]
+    counts = await reconciler.reconcile_once()
+    assert asked == [recs[0].id] and counts["failed"] == 0
+    assert (await ts.services.get(recs[0].id)).status == "running"

@@ -1,7 +1,9 @@
 from __future__ import annotations
 
+import sqlite3
 from pathlib import Path
 
+import anyio
 import pytest
 
 from orchestrator.errors import AgentHostError, Conflict, NotFound
@@ -88,5 +90,47 @@ async def test_database_superuser_password_is_kept_apart_and_old_records_keep_th
         await store.db.execute("UPDATE databases SET password = admin_password WHERE id = ?", (new,))
         with pytest.raises(AgentHostError, match="integrity"):
             await ts.databases.password(new)
+    finally:
+        await store.close()
+
+
+async def test_a_read_sees_what_was_written_before_it_and_reads_run_side_by_side(tmp_path: Path) -> None:
+    store = await Store.open(tmp_path / "db.sqlite", SecretBox(b"k" * 32))
+    try:
+        tenant = await store.tenants.create("a", Quotas())
+        services = store.scoped(tenant.id).services
+        rec = await services.insert("web", _spec())
+        in_tx, seen = anyio.Event(), []
+
+        async def writer() -> None:
+            async with store.db.transaction() as tx:
+                await services.update(rec.id, status="failed", tx=tx)
+                in_tx.set()
+                await anyio.sleep(0)  # the reader asks while this transaction is open
+
+        async def reader() -> None:
+            await in_tx.wait()
+            seen.append((await services.get("web")).status)
+
+        with anyio.fail_after(5):
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(writer)
+                tg.start_soon(reader)
+        assert seen == ["failed"]  # it waited for the transaction begun before it, and sees its commit
+
+        # Reads do not hold the lock while they run: many at once all answer.
+        with anyio.fail_after(5):
+            async with anyio.create_task_group() as tg:
+                for _ in range(20):
+                    tg.start_soon(services.all)
+    finally:
+        await store.close()
+
+
+async def test_a_read_outside_a_transaction_cannot_write(tmp_path: Path) -> None:
+    store = await Store.open(tmp_path / "db.sqlite", SecretBox(b"k" * 32))
+    try:
+        with pytest.raises(sqlite3.OperationalError, match="readonly"):
+            await store.db.fetchall("DELETE FROM tenants RETURNING id")
     finally:
         await store.close()

@@ -77,6 +77,10 @@ class DockerEngine:
                 self._client = docker.DockerClient(base_url=self.base_url, version="auto", timeout=120)
             else:
                 self._client = docker.from_env(version="auto", timeout=120)
+            if self._client.api.base_url.startswith("http+docker://"):
+                # A unix socket has no proxy and no netrc: without this, requests reads the proxy variables and
+                # ~/.netrc again on every engine call (a fifth of an inspect's time in the server's profile).
+                self._client.api.trust_env = False
         return self._client
 
     async def run(self, what: str, fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
