@@ -11,6 +11,7 @@ from pydantic import AliasChoices, BaseModel, Field, field_validator, model_vali
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from .dnsnames import is_dns_label, normalize_domain, parse_resolver
+from .settings_ingress import IngressSettings
 
 __all__ = [
     "DEFAULT_TOOLSETS",
@@ -108,7 +109,7 @@ class Quotas(BaseModel):
     max_domains: int = 20  # custom domains, pending claims included (no description: whoami is in every list)
 
 
-class Settings(BaseSettings):
+class Settings(IngressSettings, BaseSettings):
     model_config = SettingsConfigDict(env_prefix="AGENTHOST_", extra="ignore")
 
     data_dir: Path = Path("./agenthost-data")
@@ -133,34 +134,6 @@ class Settings(BaseSettings):
         False, description="without iptables, still run egress 'open' workloads (they reach the LAN and metadata)"
     )
     allowed_hosts: list[str] = Field(default_factory=list, description="extra Host headers the HTTP server accepts")
-
-    # Ingress (orchestrator/ingress/): Caddy in front of every service with a port, programmed over its admin socket.
-    ingress: bool = Field(True, description="route https://<service>-<tenant>.<base domain> through Caddy")
-    base_domain: str | None = Field(None, description="services answer under it; unset: <label>.localhost")
-    ingress_http_port: int = Field(80, ge=1, le=65535, description="Caddy's HTTP port (redirects to HTTPS)")
-    ingress_https_port: int = Field(443, ge=1, le=65535, description="Caddy's HTTPS port")
-    ingress_bind: str = Field("", description="the address Caddy listens on; empty: every address")
-    ingress_admin_socket: Path | None = Field(None, description="Caddy's admin socket; default in the data dir")
-    ingress_internal_ca: bool = Field(
-        False, description="certificates from Caddy's own CA, not ACME (always without base_domain)"
-    )
-    ingress_acme_email: str | None = Field(None, description="the ACME account's email")
-    ingress_acme_ca: str | None = Field(
-        None, description="the ACME directory URL; unset: Caddy's default (Let's Encrypt)"
-    )
-    ingress_acme_ca_root: Path | None = Field(None, description="PEM root the ACME directory's HTTPS chains to")
-    ingress_drain_s: float = Field(2.0, ge=0, le=60, description="seconds a replaced container serves on")
-    ingress_on_demand_tls: bool = Field(
-        False, description="ACME certificates at the first handshake, for routed hosts only"
-    )
-    caddy_bin: str = "caddy"
-    # Custom domains (orchestrator/ingress/domains.py): ownership proved by a DNS TXT record first.
-    dns_resolver: str | None = Field(
-        None, description="IP[:port] of the resolver that checks domains' TXT records; unset: the system's"
-    )
-    domain_claim_ttl_s: float = Field(
-        72 * 3600.0, gt=0, description="an add_domain claim never proved lapses after this (another tenant may claim)"
-    )
 
     # Nomad (backend = "nomad"). The address and token also honour Nomad's own NOMAD_ADDR / NOMAD_TOKEN.
     nomad_addr: str = Field(
@@ -336,19 +309,6 @@ class Settings(BaseSettings):
             return [p.strip() if isinstance(p, str) else p for p in value if not isinstance(p, str) or p.strip()]
         return value
 
-    @field_validator("dns_resolver")
-    @classmethod
-    def _resolver(cls, value: str | None) -> str | None:
-        if not value:
-            return None
-        host, port = parse_resolver(value)
-        return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
-
-    @field_validator("base_domain")
-    @classmethod
-    def _domain(cls, value: str | None) -> str | None:
-        return normalize_domain(value) if value else None
-
     @model_validator(mode="after")
     def _tenant_share_below_total(self) -> Settings:
         if self.tenant_max_backend_threads >= self.backend_max_threads:
@@ -385,15 +345,6 @@ class Settings(BaseSettings):
     @property
     def ingress_socket(self) -> Path:
         return self.ingress_admin_socket or self.ingress_dir / "admin.sock"
-
-    @property
-    def ingress_domain(self) -> str:
-        """The domain services answer under: base_domain, or localhost on a host without one."""
-        return self.base_domain or "localhost"
-
-    @property
-    def ingress_uses_internal_ca(self) -> bool:
-        return self.ingress_internal_ca or self.base_domain is None
 
     @property
     def backup_staging_dir(self) -> Path:

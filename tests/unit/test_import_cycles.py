@@ -25,6 +25,7 @@ LEAVES = {
     "orchestrator.labels",
     "orchestrator.models",
     "orchestrator.settings",
+    "orchestrator.settings_ingress",
 }
 STORE_MAY_IMPORT = LEAVES | {"orchestrator.secrets"}
 # The faces' libraries: the core knows nothing of MCP or HTTP servers.
