@@ -79,6 +79,7 @@ async def main(rounds: int) -> None:
     client = docker.from_env(version="auto")
     platform = Platform(AGENTHOST_ALLOW_LOCAL_GIT="true", AGENTHOST_REGISTRY=REGISTRY)
     repo = Path(tempfile.mkdtemp(prefix="ah-bench-repo-"))
+    repo.chmod(0o755)  # git runs as an unprivileged user, as for a tenant's build: it must read the repository
     (repo / "app.py").write_text("print('hello')\n")
     (repo / "Dockerfile").write_text(DOCKERFILE)
     _git(repo, "init", "-q", "-b", "main")
