@@ -140,20 +140,9 @@ def nomad_cluster(platform_images: Settings) -> Iterator[Cluster]:
 def cluster_agenthost(nomad_cluster: Cluster, tmp_path_factory: pytest.TempPathFactory) -> Iterator[AgentHost]:
     """agenthost on the Nomad backend against the cluster: its images by digest from the cluster registry, whose
     login only the builder (DOCKER_CONFIG) and the nodes hold."""
-    settings = Settings()
     host = AgentHost(
         data_dir=Path(tmp_path_factory.mktemp("agenthost-cluster")),
-        env={
-            "AGENTHOST_BACKEND": "nomad",
-            "AGENTHOST_NOMAD_ADDR": nomad_cluster.addr,
-            "AGENTHOST_REGISTRY": nomad_cluster.registry,
-            "AGENTHOST_IMAGE_PYTHON": nomad_cluster.images[settings.image_python],
-            "AGENTHOST_IMAGE_BASE": nomad_cluster.images[settings.image_base],
-            "AGENTHOST_REGISTRY_CA_FILE": nomad_cluster.ca,
-            "AGENTHOST_ALLOW_LOCAL_GIT": "true",
-            "AGENTHOST_SANDBOX_POOL_SIZE": "0",
-            "DOCKER_CONFIG": nomad_cluster.docker_config,
-        },
+        env={**nomad_cluster.platform_env(), "AGENTHOST_ALLOW_LOCAL_GIT": "true"},
     )
     host.init()
     yield host

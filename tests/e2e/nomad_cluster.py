@@ -12,6 +12,8 @@ from typing import Any
 
 import httpx
 
+from orchestrator.settings import Settings
+
 __all__ = [
     "Cluster",
     "cannot_run",
@@ -34,6 +36,21 @@ class Cluster:
     ca: str  # the CA the registry's certificate is signed by
     nodes: dict[str, tuple[str, str, str]]  # node name -> (address, dockerd socket, network namespace)
     images: dict[str, str]  # platform image -> its reference by digest in the cluster registry
+
+    def platform_env(self) -> dict[str, str]:
+        """What an agenthost on this cluster runs with: its images by digest from the cluster registry, whose
+        login only the builder (DOCKER_CONFIG) and the nodes hold; no warm sandboxes."""
+        settings = Settings()
+        return {
+            "AGENTHOST_BACKEND": "nomad",
+            "AGENTHOST_NOMAD_ADDR": self.addr,
+            "AGENTHOST_REGISTRY": self.registry,
+            "AGENTHOST_IMAGE_PYTHON": self.images[settings.image_python],
+            "AGENTHOST_IMAGE_BASE": self.images[settings.image_base],
+            "AGENTHOST_REGISTRY_CA_FILE": self.ca,
+            "AGENTHOST_SANDBOX_POOL_SIZE": "0",
+            "DOCKER_CONFIG": self.docker_config,
+        }
 
 
 def _script(*args: str, timeout: float = 900) -> subprocess.CompletedProcess[str]:

@@ -16,8 +16,6 @@ import docker
 import httpx
 import pytest
 
-from orchestrator.settings import Settings
-
 from .conformance import answers
 from .harness import EGRESS_PROBE, AgentHost, call, connect, make_repo, probe_results, untrusted_body, wait_for
 from .nomad_cluster import Cluster, cluster_get, purge_jobs
@@ -219,18 +217,7 @@ async def test_the_https_route_follows_a_service_moved_to_the_other_node(
 ) -> None:
     """The proxy on the control plane's host routes to the node the service runs on; when Nomad moves it (its
     node made ineligible, its allocation stopped), the route follows to the new node by the next pass."""
-    settings = Settings()
-    env = {
-        "AGENTHOST_BACKEND": "nomad",
-        "AGENTHOST_NOMAD_ADDR": nomad_cluster.addr,
-        "AGENTHOST_REGISTRY": nomad_cluster.registry,
-        "AGENTHOST_IMAGE_PYTHON": nomad_cluster.images[settings.image_python],
-        "AGENTHOST_IMAGE_BASE": nomad_cluster.images[settings.image_base],
-        "AGENTHOST_REGISTRY_CA_FILE": nomad_cluster.ca,
-        "AGENTHOST_SANDBOX_POOL_SIZE": "0",
-        "AGENTHOST_RECONCILE_INTERVAL_S": "1",
-        "DOCKER_CONFIG": nomad_cluster.docker_config,
-    }
+    env = {**nomad_cluster.platform_env(), "AGENTHOST_RECONCILE_INTERVAL_S": "1"}
     with running_ingress(tmp_path_factory, env) as ingress:
         host = ingress.host
         try:

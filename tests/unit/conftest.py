@@ -14,6 +14,7 @@ import socket
 import socketserver
 import threading
 from collections.abc import AsyncIterator, Iterator
+from contextlib import contextmanager
 from datetime import timedelta
 from pathlib import Path
 
@@ -72,16 +73,25 @@ class _Server(socketserver.ThreadingTCPServer):
     allow_reuse_address = True
 
 
+@contextmanager
+def serving(handler: type[socketserver.BaseRequestHandler]) -> Iterator[int]:
+    """A threaded TCP server on a free port of 127.0.0.1 running ``handler``, until the block ends."""
+    server = _Server(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True)
+    thread.start()
+    try:
+        yield server.server_address[1]
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join()
+
+
 @pytest.fixture
 def listener() -> Iterator[int]:
     """A local server where the fake engine's published endpoints point, answering every readiness probe."""
-    server = _Server(("127.0.0.1", 0), _Answer)
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True)
-    thread.start()
-    yield server.server_address[1]
-    server.shutdown()
-    server.server_close()
-    thread.join()
+    with serving(_Answer) as port:
+        yield port
 
 
 def _free_port() -> int:

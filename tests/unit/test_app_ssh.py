@@ -4,7 +4,6 @@ gateway with a real SSH client (asyncssh): who gets in, what a session runs, rev
 from __future__ import annotations
 
 import socketserver
-import threading
 from collections.abc import Iterator
 from typing import Any
 
@@ -14,6 +13,7 @@ import pytest
 
 from tests.fakes import FakeBackend
 
+from .conftest import serving
 from .site import APP_IMAGE, Site
 
 
@@ -268,14 +268,8 @@ class _Echo(socketserver.BaseRequestHandler):
 
 @pytest.fixture
 def echo() -> Iterator[int]:
-    server = socketserver.ThreadingTCPServer(("127.0.0.1", 0), _Echo)
-    server.daemon_threads = True
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True)
-    thread.start()
-    yield server.server_address[1]
-    server.shutdown()
-    server.server_close()
-    thread.join()
+    with serving(_Echo) as port:
+        yield port
 
 
 def test_a_tunnel_in_use_is_not_idle_and_is_recorded(site: Site, fake_backend: FakeBackend, echo: int) -> None:
