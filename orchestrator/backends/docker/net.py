@@ -14,6 +14,7 @@ when a container restarts with a new address; what they hold is in egress.py.
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
 import threading
 from collections.abc import Sequence
@@ -123,33 +124,41 @@ def ensure_bridge(
     if client.networks.list(names=[name]):
         return
     # Docker's default pools hand each network a /16 and run dry after ~30 networks: tenant
-    # networks take small subnets from a pool of their own instead.
+    # networks take small subnets from a pool of their own instead. Picking a free subnet and taking it
+    # is one step per process, or concurrent first deploys pick the same one ("Pool overlaps"). Another
+    # process, or a network being removed, may still hold the one picked: then the next free one.
+    refused: list[Subnets] = []
     for attempt in range(5):
-        ipam = _tenant_ipam(client, pool, prefix) if internal else None
-        try:
-            client.networks.create(
-                name,
-                driver="bridge",
-                internal=internal,
-                ipam=ipam,
-                labels=labels,
-                options={
-                    "com.docker.network.bridge.name": bridge,
-                    # Shared egress bridges carry several tenants: no traffic between their containers.
-                    "com.docker.network.bridge.enable_icc": "true" if internal else "false",
-                },
-            )
-            return
-        except docker.errors.APIError as exc:
-            if exc.status_code == 409 or client.networks.list(names=[name]):
-                return  # created concurrently
-            if "overlap" not in str(exc.explanation) or attempt == 4:
-                raise
-            # Another process took the same free subnet a moment ago: pick again.
+        with _SUBNET_LOCK if internal else contextlib.nullcontext():
+            subnet = _free_subnet(client, pool, prefix, refused) if internal else None
+            ipam = docker.types.IPAMConfig(pool_configs=[docker.types.IPAMPool(subnet=str(subnet))]) if subnet else None
+            try:
+                client.networks.create(
+                    name,
+                    driver="bridge",
+                    internal=internal,
+                    ipam=ipam,
+                    labels=labels,
+                    options={
+                        "com.docker.network.bridge.name": bridge,
+                        # Shared egress bridges carry several tenants: no traffic between their containers.
+                        "com.docker.network.bridge.enable_icc": "true" if internal else "false",
+                    },
+                )
+                return
+            except docker.errors.APIError as exc:
+                if exc.status_code == 409 or client.networks.list(names=[name]):
+                    return  # created concurrently
+                if "overlap" not in str(exc.explanation) or subnet is None or attempt == 4:
+                    raise
+                refused.append(subnet)
 
 
-def _tenant_ipam(client: docker.DockerClient, pool: Subnets, prefix: int) -> docker.types.IPAMConfig:
-    used = [
+_SUBNET_LOCK = threading.Lock()
+
+
+def _free_subnet(client: docker.DockerClient, pool: Subnets, prefix: int, refused: list[Subnets]) -> Subnets:
+    used = refused + [
         ipaddress.ip_network(cfg["Subnet"], strict=False)
         for net in client.networks.list()
         for cfg in (net.attrs.get("IPAM") or {}).get("Config") or []
@@ -157,7 +166,7 @@ def _tenant_ipam(client: docker.DockerClient, pool: Subnets, prefix: int) -> doc
     ]
     for subnet in pool.subnets(new_prefix=prefix):
         if not any(subnet.overlaps(u) for u in used):
-            return docker.types.IPAMConfig(pool_configs=[docker.types.IPAMPool(subnet=str(subnet))])
+            return subnet
     raise AgentHostError(
         f"the tenant network pool {pool} is exhausted",
         "an operator must widen AGENTHOST_TENANT_NETWORK_POOL or remove unused tenants",
