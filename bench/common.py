@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import re
+import socket
 import statistics
 import subprocess
 import sys
@@ -49,6 +50,12 @@ HARDENED: dict[str, Any] = {
     "pids_limit": 256,
     "restart_policy": {"Name": "on-failure", "MaximumRetryCount": 5},
 }
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
 
 
 def median_ms(samples: list[float]) -> float:

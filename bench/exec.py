@@ -7,46 +7,16 @@ very container, so both see the same machine. Usage: .venv/bin/python bench/exec
 
 from __future__ import annotations
 
-import socket
-import subprocess
 import sys
 import time
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 
 import anyio
 import docker
-import httpx2
-from mcp import Client
-from mcp.client.streamable_http import streamable_http_client
+from serving import http_client
 
-from common import BIN, Platform, build_hello, report, tool, wait_http
+from common import Platform, build_hello, report, tool
 
 COMMAND = ["echo", "hello"]
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-@asynccontextmanager
-async def http_client(platform: Platform) -> AsyncIterator[Client]:
-    """`agenthost serve` on the bench data dir and an MCP client over streamable HTTP."""
-    port = _free_port()
-    server = subprocess.Popen(
-        [str(BIN), "serve", "--port", str(port)], env=platform.env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-    )
-    try:
-        await anyio.to_thread.run_sync(wait_http, f"http://127.0.0.1:{port}/v1/health")
-        headers = {"Authorization": f"Bearer {platform.key}"}
-        async with httpx2.AsyncClient(headers=headers, timeout=120) as http:
-            async with Client(streamable_http_client(f"http://127.0.0.1:{port}/mcp", http_client=http)) as client:
-                yield client
-    finally:
-        server.terminate()
-        server.wait(30)
 
 
 async def main(rounds: int) -> None:

@@ -10,49 +10,18 @@ from __future__ import annotations
 
 import re
 import shutil
-import socket
 import subprocess
 import sys
 import time
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 
 import anyio
 import docker
-import httpx2
 from mcp import Client
-from mcp.client.streamable_http import streamable_http_client
+from serving import mcp_client, serve
 
-from common import BIN, Platform, build_hello, report, tool, wait_http
+from common import BIN, Platform, build_hello, report, tool
 
 STUBBORN = "import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); time.sleep(10**6)"
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-@asynccontextmanager
-async def serve(platform: Platform) -> AsyncIterator[str]:
-    port = _free_port()
-    server = subprocess.Popen(
-        [str(BIN), "serve", "--port", str(port)], env=platform.env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-    )
-    try:
-        await anyio.to_thread.run_sync(wait_http, f"http://127.0.0.1:{port}/v1/health")
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.terminate()
-        server.wait(30)
-
-
-@asynccontextmanager
-async def client(url: str, key: str) -> AsyncIterator[Client]:
-    async with httpx2.AsyncClient(headers={"Authorization": f"Bearer {key}"}, timeout=120) as http:
-        async with Client(streamable_http_client(f"{url}/mcp", http_client=http)) as mcp:
-            yield mcp
 
 
 async def _samples(mcp: Client, seconds: float) -> list[float]:
@@ -78,7 +47,11 @@ async def main(flood: int) -> None:
     greedy_tenant = re.search(r"\((t_[0-9a-f]+)\)", created).group(1)  # type: ignore[union-attr]
     outcomes: dict[str, int] = {}
     try:
-        async with serve(platform) as url, client(url, platform.key) as b, client(url, greedy_key) as a:
+        async with (
+            serve(platform) as server,
+            mcp_client(server, platform.key) as b,
+            mcp_client(server, greedy_key) as a,
+        ):
             await tool(b, "deploy_service", {"name": "app", "image": image, "port": 8000})
             command = ["python3", "-c", STUBBORN]
             await tool(a, "deploy_service", {"name": "stubborn", "image": image, "command": command})

@@ -10,7 +10,6 @@ once for requests/s. Prints p50 and p99 latency, requests/s and the ratios.
 from __future__ import annotations
 
 import asyncio
-import socket
 import ssl
 import statistics
 import subprocess
@@ -24,16 +23,10 @@ import docker
 import httpx
 
 sys.path.insert(0, str(Path(__file__).parent))
-from common import BIN, Platform, build_hello, tool  # noqa: E402
+from common import BIN, Platform, build_hello, free_port, tool  # noqa: E402
 
 DOMAIN = "bench.localhost"
 CLIENTS = 8
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def timed(client: httpx.Client, url: str, n: int, headers: dict[str, str], sni: str | None) -> list[float]:

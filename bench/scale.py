@@ -15,7 +15,6 @@ Usage: .venv/bin/python bench/scale.py [CALLS]            (CALLS per tool, defau
 
 from __future__ import annotations
 
-import socket
 import statistics
 import subprocess
 import sys
@@ -30,7 +29,7 @@ sys.path.append(str(Path(__file__).resolve().parent.parent))  # tests.fakes (PYT
 
 from serving import RawClient, Server, raw_client  # noqa: E402
 
-from common import wait_http  # noqa: E402
+from common import free_port, wait_http  # noqa: E402
 from orchestrator.platform import Platform  # noqa: E402
 from orchestrator.secrets import write_master_key  # noqa: E402
 from orchestrator.services.requests import DeployRequest  # noqa: E402
@@ -50,15 +49,9 @@ def _settings(data: Path) -> Settings:
         sandbox_pool_size=0,
         ingress=False,
         rate_limit_per_minute=0,
-        ssh_port=_free_port(),
+        ssh_port=free_port(),
         ssh_bind="127.0.0.1",
     )
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _engine(settings: Settings) -> FakeBackend:
@@ -129,7 +122,7 @@ async def main(calls: int) -> None:
     write_master_key(data / "master.key")
     settings = _settings(data)
     admin, keys = await _populate(settings)
-    port = _free_port()
+    port = free_port()
     child = subprocess.Popen(
         [sys.executable, __file__, "--serve", str(data), str(port)],
         stdout=subprocess.DEVNULL,

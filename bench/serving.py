@@ -7,7 +7,6 @@ import itertools
 import json
 import os
 import re
-import socket
 import statistics
 import subprocess
 from collections.abc import AsyncIterator
@@ -21,15 +20,9 @@ import httpx2
 from mcp import Client
 from mcp.client.streamable_http import streamable_http_client
 
-from common import BIN, Platform, wait_http
+from common import BIN, Platform, free_port, wait_http
 
 PROTOCOL = "2026-07-28"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @dataclass
@@ -84,6 +77,13 @@ async def mcp_client(server: Server, key: str) -> AsyncIterator[Client]:
     async with httpx2.AsyncClient(headers=headers, timeout=120) as http:
         async with Client(streamable_http_client(f"{server.url}/mcp", http_client=http)) as client:
             yield client
+
+
+@asynccontextmanager
+async def http_client(platform: Platform) -> AsyncIterator[Client]:
+    """`agenthost serve` on the bench data dir and an MCP client of the platform's tenant over streamable HTTP."""
+    async with serve(platform) as server, mcp_client(server, platform.key) as client:
+        yield client
 
 
 @dataclass

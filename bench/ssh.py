@@ -21,9 +21,9 @@ from pathlib import Path
 import anyio
 import asyncssh
 import docker
-from exec import _free_port, http_client
+from serving import http_client
 
-from common import Platform, build_hello, report, tool
+from common import Platform, build_hello, free_port, report, tool
 
 
 def first_prompt(argv: list[str], timeout: float = 60) -> float:
@@ -53,7 +53,7 @@ def first_prompt(argv: list[str], timeout: float = 60) -> float:
 async def main(rounds: int) -> None:
     client = docker.from_env(version="auto")
     image = build_hello(client)
-    platform = Platform(AGENTHOST_SANDBOX_POOL_SIZE="0", AGENTHOST_SSH_PORT=str(_free_port()))
+    platform = Platform(AGENTHOST_SANDBOX_POOL_SIZE="0", AGENTHOST_SSH_PORT=str(free_port()))
     platform.env["AGENTHOST_SSH_BIND"] = "127.0.0.1"
     key = asyncssh.generate_private_key("ssh-ed25519")
     ours: list[float] = []
