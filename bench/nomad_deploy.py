@@ -98,7 +98,17 @@ async def main(rounds: int) -> None:
     started_agent = start_dev_agent()
     build_image()
     data = Path(tempfile.mkdtemp(prefix="ah-bench-nomad-"))
-    host = AgentHost(data_dir=data, env={"AGENTHOST_BACKEND": "nomad", "AGENTHOST_NOMAD_ADDR": NOMAD_ADDR})
+    host = AgentHost(
+        data_dir=data,
+        env={
+            "AGENTHOST_BACKEND": "nomad",
+            "AGENTHOST_NOMAD_ADDR": NOMAD_ADDR,
+            # The bench image; no proxy to program (the raw side has none) and no warm sandboxes beside it.
+            "AGENTHOST_IMAGE_ALLOW": "ah-bench/*",
+            "AGENTHOST_INGRESS": "false",
+            "AGENTHOST_SANDBOX_POOL_SIZE": "0",
+        },
+    )
     host.init()
     key = host.tenant("bench")
     ours: list[float] = []
