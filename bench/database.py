@@ -6,7 +6,8 @@ engine's own user, memory/CPU/pids limits, the port published on 127.0.0.1; then
 (Postgres asks for authentication, Redis answers AUTH and PING) every 0.05 s until the database accepts
 connections. agenthost's time also covers its side of the work: validation, quota, the encrypted record, the
 tenant network. Runs alternate, so both see the same machine. The tenant keeps one database throughout, so its
-private network exists (a tenant's very first database also makes it).
+private network exists (a tenant's very first database also makes it). A third column runs the raw container
+on the networks agenthost's joins (the egress bridge `ah-eg-none`, and an internal network as the tenant's).
 Usage: .venv/bin/python bench/database.py [ROUNDS] [postgres|redis ...]
 """
 
@@ -18,11 +19,14 @@ import time
 
 import anyio
 import docker
+from docker.models.networks import Network
 
 from common import HARDENED, Platform, report, tool
 from orchestrator.databases.engines import ENGINES, accepts_connections, command_for, env_for, postgres_name
 from orchestrator.models import DatabaseSpec
 from orchestrator.settings import Settings
+
+EGRESS_BRIDGE = "ah-eg-none"  # made by agenthost: a database has no egress, but its port is published
 
 
 def _spec(engine: str, name: str, image: str) -> DatabaseSpec:
@@ -45,7 +49,9 @@ async def _until_ready(engine: str, spec: DatabaseSpec, password: str, port: int
             await anyio.sleep(0.05)
 
 
-async def raw_create(client: docker.DockerClient, engine: str, image: str, name: str) -> float:
+async def raw_create(
+    client: docker.DockerClient, engine: str, image: str, name: str, private: Network | None = None
+) -> float:
     spec = _spec(engine, name, image)
     password = secrets.token_urlsafe(24)
     eng = ENGINES[engine]
@@ -53,17 +59,20 @@ async def raw_create(client: docker.DockerClient, engine: str, image: str, name:
 
     def run() -> int:
         client.volumes.create(spec.volume)
-        container = client.containers.run(
+        container = client.containers.create(
             image,
             command_for(engine, spec),  # type: ignore[arg-type]
             name=f"ah-bench-raw-{name}",
-            detach=True,
             environment=env_for(engine, spec, password, None),  # type: ignore[arg-type]
             user=eng.user,
             mounts=[docker.types.Mount(target=eng.data_path, source=spec.volume, type="volume")],
             ports={f"{eng.port}/tcp": ("127.0.0.1", None)},
+            **({"network": EGRESS_BRIDGE} if private is not None else {}),
             **HARDENED,
         )
+        if private is not None:
+            private.connect(container, aliases=[name])
+        container.start()
         container.reload()
         return int(container.attrs["NetworkSettings"]["Ports"][f"{eng.port}/tcp"][0]["HostPort"])
 
@@ -94,11 +103,12 @@ async def main(rounds: int, engines: list[str]) -> None:
     client = docker.from_env(version="auto")
     settings = Settings()
     platform = Platform()
-    results: dict[str, tuple[list[float], list[float]]] = {e: ([], []) for e in engines}
+    results: dict[str, tuple[list[float], list[float], list[float]]] = {e: ([], [], []) for e in engines}
+    private = client.networks.create("ah-bench-private", internal=True)
     try:
         async with platform.client() as mcp:
             await tool(mcp, "create_database", {"name": "anchor", "engine": "redis"})  # type: ignore[arg-type]
-            for engine, (ours, raw) in results.items():
+            for engine, (ours, raw, raw_nets) in results.items():
                 image = str(getattr(settings, ENGINES[engine].image_setting))
                 # One warm-up of each, untimed: it warms caches.
                 await ours_create(mcp, engine, f"warm-{engine}")
@@ -106,14 +116,17 @@ async def main(rounds: int, engines: list[str]) -> None:
                 for i in range(rounds):
                     ours.append(await ours_create(mcp, engine, f"{engine}-{i}"))
                     raw.append(await raw_create(client, engine, image, f"{engine}-{i}"))
+                    raw_nets.append(await raw_create(client, engine, image, f"{engine}-{i}", private))
     finally:
         for container in client.containers.list(all=True, filters={"name": "ah-bench-raw-"}):
             container.remove(force=True)
         for volume in client.volumes.list(filters={"name": "ah-bench-raw-"}):
             volume.remove(force=True)
         platform.cleanup(client)
-    for engine, (ours, raw) in results.items():
+        private.remove()
+    for engine, (ours, raw, raw_nets) in results.items():
         report(f"create {engine} until it accepts connections", ours, raw, "docker run")
+        report("the same, the raw container on the same two networks", ours, raw_nets, "run+nets")
 
 
 if __name__ == "__main__":
