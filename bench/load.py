@@ -14,7 +14,6 @@ The per-tenant caps that guard fairness (rate limit, calls in flight, execs, ses
 fifty agents of five tenants are far past them, and the bench measures the platform, not its refusals.
 
 Usage: .venv/bin/python bench/load.py [--duration 60] [--clients 50] [--deployers 10] [--phases read,mixed,churn]
-       [--loops auto,asyncio --rounds 2]  (the same phases against a server on each event loop, alternating)
 """
 
 from __future__ import annotations
@@ -215,28 +214,14 @@ async def main(args: argparse.Namespace) -> None:
                 f" in {time.monotonic() - started:.0f} s"
             )
             print(f"caps raised for the run: {', '.join(f'{k}={v}' for k, v in CAPS.items())}")
-        for _ in range(args.rounds):
-            for loop in args.loops.split(","):
-                async with serve(platform, ["--loop", loop]) as server:
-                    print(f"agenthost serve --loop {loop}")
-                    for phase in args.phases.split(","):
-                        profile = f"{args.profile}.{phase}.txt" if args.profile else None
-                        await _phase(
-                            server,
-                            tenants,
-                            image,
-                            phase,
-                            args.clients,
-                            args.deployers,
-                            args.duration,
-                            profile,
-                            args.client,
-                        )
-                        if phase == "churn":
-                            left = _orphans(platform, docker_client, [t for _, t, _ in tenants])
-                            print(
-                                f"  orphans after churn: {len(left)}" + (f" ({', '.join(left[:10])})" if left else "")
-                            )
+            for phase in args.phases.split(","):
+                profile = f"{args.profile}.{phase}.txt" if args.profile else None
+                await _phase(
+                    server, tenants, image, phase, args.clients, args.deployers, args.duration, profile, args.client
+                )
+                if phase == "churn":
+                    left = _orphans(platform, docker_client, [t for _, t, _ in tenants])
+                    print(f"  orphans after churn: {len(left)}" + (f" ({', '.join(left[:10])})" if left else ""))
     finally:
         platform.cleanup(docker_client)
         for tenant_id in (t for _, t in keys):
@@ -254,10 +239,6 @@ if __name__ == "__main__":
     parser.add_argument("--clients", type=int, default=50)
     parser.add_argument("--deployers", type=int, default=10, help="clients that deploy and delete in churn")
     parser.add_argument("--phases", default="read,mixed,churn")
-    parser.add_argument(
-        "--loops", default="auto", help="server event loops to compare, in turn: auto (uvloop, httptools), asyncio"
-    )
-    parser.add_argument("--rounds", type=int, default=1, help="times to run the phases under each loop, alternating")
     parser.add_argument(
         "--client", choices=["raw", "sdk"], default="raw", help="raw: serving.RawClient; sdk: the MCP SDK's Client"
     )

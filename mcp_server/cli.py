@@ -101,16 +101,7 @@ def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
     url = f"http://{args.host}:{args.port}"
     app = build_http_app(settings, public_url=url)
     logging.getLogger(__name__).info("agenthost serving MCP at %s/mcp and REST at %s/v1", url, url)
-    pure = args.loop == "asyncio"
-    uvicorn.run(
-        app,
-        host=args.host,
-        port=args.port,
-        log_level="info",
-        lifespan="on",
-        loop="asyncio" if pure else "auto",
-        http="h11" if pure else "auto",
-    )
+    uvicorn.run(app, host=args.host, port=args.port, log_level="info", lifespan="on")
     return 0
 
 
@@ -321,12 +312,6 @@ def _parser() -> argparse.ArgumentParser:
     serve = sub.add_parser("serve", parents=[common], help="serve MCP (/mcp) and REST (/v1) over HTTP")
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=8080)
-    serve.add_argument(
-        "--loop",
-        choices=["auto", "asyncio"],
-        default="auto",
-        help="event loop and HTTP parser: auto (uvloop and httptools when installed) or asyncio (the stdlib's)",
-    )
     toolsets_help = "toolsets offered when a request names none, e.g. services,builds or all (env AGENTHOST_TOOLSETS)"
     serve.add_argument("--toolsets", help=toolsets_help)
     mcp = sub.add_parser("mcp", parents=[common], help="serve MCP over stdio (key from AGENTHOST_API_KEY)")
