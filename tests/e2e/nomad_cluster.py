@@ -139,11 +139,11 @@ def operator_client(
     return httpx.Client(base_url=f"{cluster.addr}/v1/", verify=context, headers=headers, timeout=30)
 
 
-def cluster_request(cluster: Cluster, method: str, path: str, **params: Any) -> Any:
+def cluster_request(cluster: Cluster, method: str, path: str, json: Any = None, **params: Any) -> Any:
     """The operator's call to the server's API, in agenthost's namespace unless ``namespace`` is given."""
     params.setdefault("namespace", cluster.namespace)
     with operator_client(cluster) as client:
-        response = client.request(method, path, params=params)
+        response = client.request(method, path, params=params, json=json)
     response.raise_for_status()
     return response.json() if response.content else None
 

@@ -61,14 +61,18 @@ def as_agenthost(nomad_cluster: Cluster) -> Iterator[httpx.Client]:
 
 @pytest.fixture
 def foreign_job(nomad_cluster: Cluster) -> Iterator[str]:
-    """A job of another team in the default namespace (it never places: no node has its meta)."""
+    """A job of another team in the default namespace (it never places: no node has its meta) and a Variable of
+    theirs of the same name."""
     job_id = f"other-team-{uuid.uuid4().hex[:8]}"
     job = _job(job_id, "default", "busybox")
     job["Job"]["Constraints"] = [{"LTarget": "${meta.other-team}", "RTarget": "yes", "Operand": "="}]
     with operator_client(nomad_cluster) as op:
         op.post("jobs", json=job).raise_for_status()
+    body = {"Namespace": "default", "Path": job_id, "Items": {"password": "theirs"}}
+    cluster_request(nomad_cluster, "PUT", f"var/{job_id}", json=body, namespace="default")
     yield job_id
     cluster_request(nomad_cluster, "DELETE", f"job/{job_id}", namespace="default", purge="true")
+    cluster_request(nomad_cluster, "DELETE", f"var/{job_id}", namespace="default")
 
 
 def test_the_api_speaks_only_mutual_tls(nomad_cluster: Cluster) -> None:
@@ -85,10 +89,20 @@ def test_the_api_speaks_only_mutual_tls(nomad_cluster: Cluster) -> None:
 
 
 def test_without_a_token_nothing_is_readable(nomad_cluster: Cluster) -> None:
-    with operator_client(nomad_cluster, token=None) as anonymous:
-        for path in ("jobs", "nodes", "agent/self", "vars", "acl/policies", "operator/scheduler/configuration"):
-            response = anonymous.get(path, params={"namespace": nomad_cluster.namespace})
-            assert response.status_code == 403, (path, response.status_code, response.text)
+    path = f"agenthost/probe-{uuid.uuid4().hex[:8]}"
+    body = {"Namespace": nomad_cluster.namespace, "Path": path, "Items": {"secret": "s3cret"}}
+    cluster_request(nomad_cluster, "PUT", f"var/{path}", json=body)
+    try:
+        with operator_client(nomad_cluster, token=None) as anonymous:
+            own = {"namespace": nomad_cluster.namespace}
+            for endpoint in ("jobs", "nodes", "agent/self", f"var/{path}", "operator/scheduler/configuration"):
+                response = anonymous.get(endpoint, params=own)
+                assert response.status_code == 403, (endpoint, response.status_code, response.text)
+            for endpoint in ("vars", "acl/policies"):  # lists Nomad filters down to what the caller may see
+                listed = anonymous.get(endpoint, params={"namespace": "*"})
+                assert listed.status_code == 200 and listed.json() == [], (endpoint, listed.text)
+    finally:
+        cluster_request(nomad_cluster, "DELETE", f"var/{path}")
 
 
 def test_agenthosts_token_stays_in_its_namespace(
@@ -103,7 +117,9 @@ def test_agenthosts_token_stays_in_its_namespace(
     assert listed.status_code == 200 and all(j["Namespace"] == nomad_cluster.namespace for j in listed.json())
     planted = _job(f"ah-planted-{uuid.uuid4().hex[:8]}", "default", "busybox")
     assert as_agenthost.post("jobs", json=planted, params=ns).status_code == 403
-    assert as_agenthost.get("vars", params=ns).status_code == 403
+    listed_vars = as_agenthost.get("vars", params=ns)  # filtered: the other team's Variable is not listed
+    assert listed_vars.status_code == 200 and listed_vars.json() == [], listed_vars.text
+    assert as_agenthost.get(f"var/{foreign_job}", params=ns).status_code == 403
     assert as_agenthost.put("var/x", params=ns, json={"Path": "x", "Items": {"a": "b"}}).status_code == 403
     # In its own namespace, only its own Variable paths.
     own = {"namespace": nomad_cluster.namespace}
@@ -117,7 +133,6 @@ def test_agenthosts_token_cannot_widen_itself(as_agenthost: httpx.Client) -> Non
     """No ACL management, no new namespace or node pool, no scheduler or agent changes."""
     refused = [
         ("GET", "acl/tokens", None),
-        ("GET", "acl/policies", None),
         ("POST", "acl/token", {"Name": "mine", "Type": "management"}),
         ("POST", "acl/policy/mine", {"Name": "mine", "Rules": 'namespace "*" { policy = "write" }'}),
         ("POST", "namespace/mine", {"Name": "mine"}),
@@ -129,6 +144,8 @@ def test_agenthosts_token_cannot_widen_itself(as_agenthost: httpx.Client) -> Non
     for method, path, body in refused:
         response = as_agenthost.request(method, path, json=body)
         assert response.status_code == 403, (method, path, response.status_code, response.text)
+    # Of the ACL system it sees its own policy only.
+    assert [p["Name"] for p in as_agenthost.get("acl/policies").json()] == ["agenthost"]
     # What it needs of the cluster beyond its namespace stays readable.
     for path in ("nodes", "agent/self", "operator/scheduler/configuration", "node/pools"):
         assert as_agenthost.get(path).status_code == 200, path
