@@ -183,3 +183,24 @@ async def test_the_exec_websockets_client_presents_the_same_certificate_and_toke
         api.close()
     assert response.json() == {"ok": True}
     assert seen == [{"token": "s3cret", "peer": "client"}]
+
+
+def test_the_backend_takes_its_tls_from_the_settings(pki: Path) -> None:
+    seen: list[dict[str, str]] = []
+    with serving(_handler(pki, seen)) as port:
+        settings = Settings(
+            backend="nomad",
+            nomad_addr=f"https://127.0.0.1:{port}",
+            nomad_token="s3cret",
+            nomad_cacert=pki / "ca.pem",
+            nomad_client_cert=pki / "client.pem",
+            nomad_client_key=pki / "client-key.pem",
+        )
+        api = NomadApi.from_settings(settings)
+        try:
+            assert api.get("status", "leader") == {"ok": True}
+        finally:
+            api.close()
+    assert seen == [{"token": "s3cret", "peer": "client"}]
+    with pytest.raises(InvalidInput, match="go together"):
+        NomadApi.from_settings(settings.model_copy(update={"nomad_client_key": None}))

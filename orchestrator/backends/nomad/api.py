@@ -12,7 +12,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx2
 import requests
@@ -21,6 +21,9 @@ from nomad.api import exceptions as nomad_exc
 from nomad.api.base import Requester
 
 from ...errors import AgentHostError, BackendUnavailable, Conflict, InvalidInput, NotFound
+
+if TYPE_CHECKING:
+    from ...settings_nomad import NomadSettings
 
 __all__ = ["Access", "NomadApi", "NomadTls", "nomad_errors"]
 
@@ -157,6 +160,12 @@ class NomadApi:
             verify=str(tls.cacert) if tls.cacert else True,
             cert=(str(tls.client_cert), str(tls.client_key)) if tls.client_cert and tls.client_key else (),
         )
+
+    @classmethod
+    def from_settings(cls, settings: NomadSettings) -> NomadApi:
+        """Raises: InvalidInput when the TLS settings are unusable."""
+        tls = NomadTls(settings.nomad_cacert, settings.nomad_client_cert, settings.nomad_client_key)
+        return cls(settings.nomad_addr, settings.nomad_token, settings.nomad_namespace, settings.nomad_region, tls=tls)
 
     def _call(
         self,

@@ -37,7 +37,7 @@ from ..base import (
 from ..sizes import check_node_size
 from ..threaded import ThreadBudget
 from .allocs import await_placement, await_stopped, job_allocs, register_job
-from .api import NomadApi, NomadTls, nomad_errors
+from .api import NomadApi, nomad_errors
 from .capacity import Shares
 from .exec import Gone, exec_in_alloc, exec_url, task_gone
 from .jobs import (
@@ -106,10 +106,7 @@ class NomadBackend(NoStagedUpdates, NodeNetworks):  # Nomad's deployments replac
 
     @classmethod
     def from_settings(cls, settings: Settings, instance: str, threads: ThreadBudget | None = None) -> NomadBackend:
-        tls = NomadTls(settings.nomad_cacert, settings.nomad_client_cert, settings.nomad_client_key)
-        api = NomadApi(
-            settings.nomad_addr, settings.nomad_token, settings.nomad_namespace, settings.nomad_region, tls=tls
-        )
+        api = NomadApi.from_settings(settings)
         return cls(
             api,
             instance,
