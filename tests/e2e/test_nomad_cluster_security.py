@@ -130,7 +130,9 @@ def test_agenthosts_token_stays_in_its_namespace(
 
 
 def test_agenthosts_token_cannot_widen_itself(as_agenthost: httpx.Client) -> None:
-    """No ACL management, no new namespace or node pool, no scheduler or agent changes."""
+    """No ACL management, no new namespace or node pool, no scheduler or agent changes, not even a look at the
+    gossip keyring. (Nomad 1.6.1 checks no ACL on /v1/agent/join: what keeps a rogue agent out is the gossip
+    key and the RPC certificates, nomad/README.md, "Security".)"""
     refused = [
         ("GET", "acl/tokens", None),
         ("POST", "acl/token", {"Name": "mine", "Type": "management"}),
@@ -138,7 +140,8 @@ def test_agenthosts_token_cannot_widen_itself(as_agenthost: httpx.Client) -> Non
         ("POST", "namespace/mine", {"Name": "mine"}),
         ("POST", "node/pools", {"Name": "mine"}),
         ("POST", "operator/scheduler/configuration", {"MemoryOversubscriptionEnabled": False}),
-        ("PUT", "agent/join?address=10.89.0.99", None),
+        ("GET", "agent/keyring/list", None),
+        ("PUT", "agent/force-leave?node=ahcl-server.global", None),
         ("POST", "system/gc", None),
     ]
     for method, path, body in refused:
