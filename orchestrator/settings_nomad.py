@@ -27,7 +27,7 @@ class NomadSettings(BaseModel):
     )
     nomad_region: str | None = Field(None, validation_alias=_env("nomad_region"))
     # mTLS: the CA that signed the Nomad servers' certificates, and the client certificate agenthost presents
-    # (an https address without a CA file trusts the system's CAs).
+    # (an https address without a CA file trusts the default CA bundle).
     nomad_cacert: Path | None = Field(
         None,
         validation_alias=_env("nomad_cacert"),

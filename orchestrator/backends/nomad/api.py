@@ -99,7 +99,7 @@ class NomadTls:
                 raise InvalidInput(f"Nomad TLS file {path} does not exist", "fix AGENTHOST_NOMAD_CACERT/CLIENT_*")
 
     def context(self) -> ssl.SSLContext:
-        """An SSL context trusting the CA (the system's CAs without one) and holding the client certificate.
+        """An SSL context trusting the CA (the default CAs without one) and holding the client certificate.
 
         Raises: InvalidInput when a file is not PEM or the key does not match the certificate."""
         try:
@@ -113,7 +113,7 @@ class NomadTls:
 
 @dataclass(frozen=True)
 class Access:
-    """What a websocket to Nomad presents: the ACL token and the TLS context (True: the system's CAs)."""
+    """What a websocket to Nomad presents: the ACL token and the TLS context (True: the default CA bundle)."""
 
     token: str | None = None
     verify: ssl.SSLContext | bool = True
