@@ -35,6 +35,11 @@ namespace "*" {
   policy = "deny"
 }
 
+# agenthost declares no Nomad host volumes (its volumes are Docker named volumes): none may be mounted.
+host_volume "*" {
+  policy = "deny"
+}
+
 node {
   # list_nodes, placement and capacity (read); set_node_eligibility and drain_node (write).
   policy = "write"
