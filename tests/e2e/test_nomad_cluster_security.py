@@ -142,7 +142,7 @@ def test_agenthosts_token_cannot_widen_itself(as_agenthost: httpx.Client) -> Non
         ("POST", "operator/scheduler/configuration", {"MemoryOversubscriptionEnabled": False}),
         ("GET", "agent/keyring/list", None),
         ("PUT", "agent/force-leave?node=ahcl-server.global", None),
-        ("POST", "system/gc", None),
+        ("PUT", "system/gc", None),
     ]
     for method, path, body in refused:
         response = as_agenthost.request(method, path, json=body)
