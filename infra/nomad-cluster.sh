@@ -1,9 +1,14 @@
 #!/usr/bin/env bash
 # Bootstrap one host of an agenthost Nomad cluster: 3 servers + N clients (docker driver, runsc).
 #
-#   infra/nomad-cluster.sh server --addr 10.0.0.1 --servers 10.0.0.1,10.0.0.2,10.0.0.3
+#   infra/nomad-cluster.sh server --addr 10.0.0.1 --servers 10.0.0.1,10.0.0.2,10.0.0.3 --gossip-key KEY
 #   infra/nomad-cluster.sh client --addr 10.0.0.11 --iface eth0 --servers 10.0.0.1,10.0.0.2,10.0.0.3
 #   infra/nomad-cluster.sh acl    (once, on a server, after the three joined: prints agenthost's token)
+#
+# Security (nomad/README.md, "Security"): every agent needs /etc/nomad.d/tls/{ca,agent,agent-key}.pem, from
+# the cluster's CA (e.g. `nomad tls ca create`, then `nomad tls cert create -server` / `-client`); servers
+# share one gossip key (`nomad operator gossip keyring generate`). `acl` talks to the local server over
+# https with NOMAD_CACERT / NOMAD_CLIENT_CERT / NOMAD_CLIENT_KEY (a `nomad tls cert create -cli` certificate).
 #   infra/nomad-cluster.sh render server|client ... --out DIR   (write the config only; used by tests)
 #   infra/nomad-cluster.sh start|stop|status|env|push ...   the tests' cluster on this one machine
 #                                                            (infra/nomad-testcluster.sh)
@@ -21,13 +26,14 @@ esac
 role="${1:-}"; shift || true
 render_only=""
 if [ "$role" = render ]; then render_only=1; role="${1:-}"; shift || true; fi
-addr=""; servers=""; iface=""; out="/etc/nomad.d"; runtimes=""
+addr=""; servers=""; iface=""; out="/etc/nomad.d"; runtimes=""; gossip_key=""
 while [ $# -gt 0 ]; do
   case "$1" in
     --addr) addr="$2"; shift 2 ;;
     --servers) servers="$2"; shift 2 ;;
     --iface) iface="$2"; shift 2 ;;
     --runtimes) runtimes="$2"; shift 2 ;;
+    --gossip-key) gossip_key="$2"; shift 2 ;;
     --out) out="$2"; shift 2 ;;
     *) echo "unknown option $1" >&2; exit 2 ;;
   esac
@@ -37,12 +43,13 @@ quote_list() { python3 -c 'import json,sys; print(", ".join(json.dumps(s) for s 
 
 render() {  # template -> destination
   local src="$1" dst="$2"
-  python3 - "$src" "$dst" "$addr" "$(quote_list "$servers")" "$iface" "$runtimes" "$(quote_list "$runtimes")" <<'PY'
+  python3 - "$src" "$dst" "$addr" "$(quote_list "$servers")" "$iface" "$runtimes" "$(quote_list "$runtimes")" \
+    "$gossip_key" <<'PY'
 import sys
-src, dst, addr, servers, iface, runtimes, runtimes_list = sys.argv[1:]
+src, dst, addr, servers, iface, runtimes, runtimes_list, gossip_key = sys.argv[1:]
 text = open(src).read()
 for key, value in {"__ADDR__": addr, "__SERVERS__": servers, "__IFACE__": iface,
-                   "__RUNTIMES__": runtimes, "__RUNTIMES_LIST__": runtimes_list}.items():
+                   "__RUNTIMES__": runtimes, "__RUNTIMES_LIST__": runtimes_list, "__GOSSIP_KEY__": gossip_key}.items():
     text = text.replace(key, value)
 open(dst, "w").write(text)
 PY
@@ -84,7 +91,7 @@ start_agent() {
 
 case "$role" in
   server)
-    need --addr "$addr"; need --servers "$servers"
+    need --addr "$addr"; need --servers "$servers"; need --gossip-key "$gossip_key"
     mkdir -p "$out"
     render nomad/server.hcl "$out/server.hcl"
     [ -n "$render_only" ] && exit 0
@@ -117,13 +124,15 @@ case "$role" in
     say "client $addr started (runtimes: $runtimes)"
     ;;
   acl)
-    export NOMAD_ADDR="${NOMAD_ADDR:-http://127.0.0.1:4646}"
+    export NOMAD_ADDR="${NOMAD_ADDR:-https://127.0.0.1:4646}"
     boot="$(nomad acl bootstrap -json)"
     export NOMAD_TOKEN; NOMAD_TOKEN="$(python3 -c 'import json,sys; print(json.load(sys.stdin)["SecretID"])' <<<"$boot")"
-    say "management token (store it offline): $NOMAD_TOKEN"
+    say "management token (store it offline; agenthost never needs it): $NOMAD_TOKEN"
+    nomad namespace apply -description "agenthost's jobs and Variables" agenthost
     nomad acl policy apply -description "agenthost platform" agenthost nomad/agenthost-policy.hcl
-    nomad acl token create -name agenthost -policy agenthost -json |
+    echo "AGENTHOST_NOMAD_NAMESPACE=agenthost"
+    nomad acl token create -name agenthost -type client -policy agenthost -json |
       python3 -c 'import json,sys; print("AGENTHOST_NOMAD_TOKEN=" + json.load(sys.stdin)["SecretID"])'
     ;;
-  *) sed -n '2,12p' "$0" >&2; exit 2 ;;
+  *) sed -n '2,17p' "$0" >&2; exit 2 ;;
 esac

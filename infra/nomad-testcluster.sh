@@ -6,12 +6,17 @@
 #   infra/nomad-testcluster.sh stop     stop everything and remove what start made (bridge, namespaces, rules, state)
 #   infra/nomad-testcluster.sh status   exit 0 when the server answers with two ready clients
 #   infra/nomad-testcluster.sh push IMAGE...   push local images to the cluster registry; prints "IMAGE REF@DIGEST"
-#   infra/nomad-testcluster.sh env      print the settings tests use (addresses, registry, credentials' paths)
+#   infra/nomad-testcluster.sh env      print the settings tests use (addresses, registry, tokens, credentials' paths)
 # (also reachable as infra/nomad-cluster.sh start|stop|status|env)
 #
 # Layout (docs/backends.md, "The test cluster"):
-#   bridge nclu0 10.89.0.1/24 in the host namespace: the server (HTTP 24646, RPC 24647, serf 24648)
-#     and the registry (https://10.89.0.1:25000, htpasswd, a CA made here) listen on 10.89.0.1 only.
+#   bridge nclu0 10.89.0.1/24 in the host namespace: the server (HTTPS 24646, RPC 24647, serf 24648)
+#     and the registry (https://10.89.0.1:25000, htpasswd) listen on 10.89.0.1 only.
+#   Security as in production (nomad/README.md, "Security"): one CA made here signs the registry's and every
+#     agent's certificate; HTTP and RPC are mutual TLS (verify_https_client, verify_server_hostname), the
+#     servers' gossip is encrypted, ACLs are on. The management token (bootstrap) stays in the state dir for
+#     this script and the tests' helpers; agenthost gets a client token of nomad/agenthost-policy.hcl, whose
+#     jobs and Variables live in the namespace agenthost.
 #   node n1 10.89.0.11, node n2 10.89.0.12: each a network namespace (veth into the bridge, no default
 #     route) and a mount namespace in which /run/docker.sock is the node's own dockerd and
 #     /etc/docker/certs.d its own trust; in both run the node's dockerd (own data-root, exec-root,
@@ -30,17 +35,30 @@ BRIDGE=nclu0
 NET=10.89.0
 SERVER_IP="$NET.1"
 HTTP_PORT=24646
-ADDR="http://$SERVER_IP:$HTTP_PORT"
+ADDR="https://$SERVER_IP:$HTTP_PORT"
+NAMESPACE=agenthost
+PKI="$STATE/pki"
+ACL="$STATE/acl"
 REGISTRY="$SERVER_IP:25000"
 NODES="n1 n2"
 node_ip() { case "$1" in n1) echo "$NET.11" ;; n2) echo "$NET.12" ;; esac; }
 netns() { echo "ahcl-$1"; }
 REG_USER=agenthost-node
 
-answers() { curl -sf -m 2 "$ADDR/v1/agent/self" >/dev/null 2>&1; }
+# The server's API as an operator: the CA, the operator's client certificate and (once bootstrapped) the
+# management token. api [curl options...] PATH
+api() {
+  local token=()
+  [ -f "$ACL/management.token" ] && token=(-H "X-Nomad-Token: $(cat "$ACL/management.token")")
+  curl -sf -m 10 --cacert "$PKI/ca.crt" --cert "$PKI/cli.crt" --key "$PKI/cli.key" "${token[@]}" \
+    "${@:1:$#-1}" "$ADDR/v1/${*: -1}"
+}
+
+# A leader elected (the one endpoint that needs no token).
+answers() { api status/leader 2>/dev/null | grep -q ":24647"; }
 
 ready_clients() {  # how many ready clients have a healthy docker driver with runsc
-  curl -sf -m 3 "$ADDR/v1/nodes?resources=false" 2>/dev/null | python3 -c '
+  api "nodes?resources=false" 2>/dev/null | python3 -c '
 import json, sys
 nodes = json.load(sys.stdin)
 print(sum(n["Status"] == "ready" and n.get("Drivers", {}).get("docker", {}).get("Healthy", False) for n in nodes))' \
@@ -105,17 +123,48 @@ on_node() {  # node command...: run in the node's network and mount namespaces
 
 # --- the registry ---------------------------------------------------------------------------------
 
-pki() {  # a CA and the registry's certificate for its address, made once per state dir
-  local d="$STATE/pki"
-  [ -f "$d/registry.crt" ] && return 0
-  mkdir -p "$d"
-  openssl req -x509 -newkey rsa:2048 -nodes -days 30 -subj "/CN=agenthost test cluster CA" \
-    -keyout "$d/ca.key" -out "$d/ca.crt" 2>/dev/null
-  openssl req -newkey rsa:2048 -nodes -subj "/CN=$SERVER_IP" -keyout "$d/registry.key" -out "$d/registry.csr" 2>/dev/null
-  printf 'subjectAltName=IP:%s\nextendedKeyUsage=serverAuth\n' "$SERVER_IP" >"$d/ext.cnf"
-  openssl x509 -req -in "$d/registry.csr" -CA "$d/ca.crt" -CAkey "$d/ca.key" -CAcreateserial -days 30 \
-    -extfile "$d/ext.cnf" -out "$d/registry.crt" 2>/dev/null
-  chmod 600 "$d"/*.key
+sign() {  # name subject-alt-names extended-key-usage: a key and a certificate the cluster's CA signed
+  local d="$PKI" name="$1"
+  [ -f "$d/$name.crt" ] && return 0
+  openssl req -newkey rsa:2048 -nodes -subj "/CN=$name" -keyout "$d/$name.key" -out "$d/$name.csr" 2>/dev/null
+  printf 'subjectAltName=%s\nextendedKeyUsage=%s\n' "$2" "$3" >"$d/$name.cnf"
+  openssl x509 -req -in "$d/$name.csr" -CA "$d/ca.crt" -CAkey "$d/ca.key" -CAcreateserial -days 30 \
+    -extfile "$d/$name.cnf" -out "$d/$name.crt" 2>/dev/null
+  chmod 600 "$d/$name.key"
+}
+
+# One CA for the cluster: the registry's certificate and every Nomad agent's. Nomad checks the role in the
+# name (verify_server_hostname): server.<region>.nomad for servers, client.<region>.nomad for clients.
+pki() {
+  mkdir -p "$PKI"
+  if [ ! -f "$PKI/ca.crt" ]; then
+    openssl req -x509 -newkey rsa:2048 -nodes -days 30 -subj "/CN=agenthost test cluster CA" \
+      -keyout "$PKI/ca.key" -out "$PKI/ca.crt" 2>/dev/null
+    chmod 600 "$PKI/ca.key"
+  fi
+  sign registry "IP:$SERVER_IP" serverAuth
+  sign server "DNS:server.global.nomad,DNS:localhost,IP:$SERVER_IP,IP:127.0.0.1" serverAuth,clientAuth
+  for n in $NODES; do sign "$n" "DNS:client.global.nomad,DNS:localhost,IP:$(node_ip "$n")" serverAuth,clientAuth; done
+  sign cli "DNS:cli.global.nomad" clientAuth              # this script and the tests' operator helpers
+  sign agenthost "DNS:agenthost.global.nomad" clientAuth  # the control plane's Nomad backend
+  if [ ! -f "$STATE/server/gossip.key" ]; then
+    mkdir -p "$STATE/server"
+    (umask 077; python3 -c 'import base64, os; print(base64.b64encode(os.urandom(32)).decode())' >"$STATE/server/gossip.key")
+  fi
+}
+
+tls_block() {  # name: the agent's tls block (mutual TLS on HTTP and RPC)
+  cat <<HCL
+tls {
+  http                   = true
+  rpc                    = true
+  ca_file                = "$PKI/ca.crt"
+  cert_file              = "$PKI/$1.crt"
+  key_file               = "$PKI/$1.key"
+  verify_server_hostname = true
+  verify_https_client    = true
+}
+HCL
 }
 
 # One password for the nodes' and the builder's pulls and pushes; tenants get none of it.
@@ -141,18 +190,17 @@ print(json.dumps({"auths": {reg: {"auth": auth}}}))' "$REG_USER" "$d/password" "
 }
 
 registry_answers() {
-  curl -s -o /dev/null -w '%{http_code}' -m 2 --cacert "$STATE/pki/ca.crt" "https://$REGISTRY/v2/" 2>/dev/null | grep -q 401
+  curl -s -o /dev/null -w '%{http_code}' -m 2 --cacert "$PKI/ca.crt" "https://$REGISTRY/v2/" 2>/dev/null | grep -q 401
 }
 
 registry_up() {
-  pki
   credentials
   # Every daemon that talks to the registry trusts the CA: the host's (the builder) and each node's.
   mkdir -p "/etc/docker/certs.d/$REGISTRY"
-  cp "$STATE/pki/ca.crt" "/etc/docker/certs.d/$REGISTRY/ca.crt"
+  cp "$PKI/ca.crt" "/etc/docker/certs.d/$REGISTRY/ca.crt"
   for n in $NODES; do
     mkdir -p "$STATE/$n/certs.d/$REGISTRY"
-    cp "$STATE/pki/ca.crt" "$STATE/$n/certs.d/$REGISTRY/ca.crt"
+    cp "$PKI/ca.crt" "$STATE/$n/certs.d/$REGISTRY/ca.crt"
   done
   registry_answers && return 0
   local d="$STATE/registry"
@@ -254,10 +302,15 @@ ports {
 server {
   enabled          = true
   bootstrap_expect = 1
+  encrypt          = "$(cat "$d/gossip.key")"
   default_scheduler_config {
     memory_oversubscription_enabled = true
   }
 }
+acl {
+  enabled = true
+}
+$(tls_block server)
 HCL
   say "starting the Nomad server at $ADDR"
   spawn "$d/pid" "$d/agent.log" "$bin" agent -config "$d/server.hcl"
@@ -286,6 +339,7 @@ client {
   min_dynamic_port  = 20000
   max_dynamic_port  = 32000
   options {
+    "driver.allowlist"     = "docker"
     "fingerprint.denylist" = "env_aws,env_gce,env_azure,env_digitalocean"
   }
   meta {
@@ -296,10 +350,15 @@ client {
 plugin "docker" {
   config {
     endpoint       = "unix://$d/docker.sock"
-    allow_runtimes = ["runc", "runsc"]
+    allow_runtimes   = ["runc", "runsc"]
+    allow_privileged = false
+    # agenthost's tasks drop every capability and add none; a job that asks for one is refused.
+    allow_caps       = []
     auth {
       config = "$STATE/registry/docker-config/config.json"
     }
+    # Workload volumes are Docker named volumes and the platform's own tasks mount the node's Docker
+    # socket: both need volumes (nomad/README.md, "Security").
     volumes {
       enabled = true
     }
@@ -309,6 +368,7 @@ plugin "docker" {
     }
   }
 }
+$(tls_block "$n")
 HCL
   say "starting the Nomad client of node $n"
   spawn "$d/nomad.pid" "$d/nomad.log" nsenter --net="/var/run/netns/$(netns "$n")" --mount="$(mnt_ns "$n")" \
@@ -317,15 +377,38 @@ HCL
 
 two_ready() { [ "$(ready_clients)" = 2 ]; }
 
+# ACLs, once per state dir: the management token (bootstrap), agenthost's namespace, its policy
+# (nomad/agenthost-policy.hcl) and a client token of that policy.
+acl_up() {
+  mkdir -p "$ACL"
+  if [ ! -f "$ACL/management.token" ]; then
+    local boot
+    boot="$(api -X POST acl/bootstrap)" || { echo "ACL bootstrap failed" >&2; exit 1; }
+    (umask 077; python3 -c 'import json, sys; print(json.load(sys.stdin)["SecretID"])' <<<"$boot" >"$ACL/management.token")
+  fi
+  api -X POST -d "{\"Name\": \"$NAMESPACE\", \"Description\": \"agenthost's jobs and Variables\"}" \
+    "namespace/$NAMESPACE" >/dev/null
+  python3 -c '
+import json, sys
+print(json.dumps({"Name": "agenthost", "Description": "agenthost platform", "Rules": open(sys.argv[1]).read()}))' \
+    nomad/agenthost-policy.hcl | api -X POST --data-binary @- acl/policy/agenthost >/dev/null
+  if [ ! -f "$ACL/agenthost.token" ]; then
+    api -X POST -d '{"Name": "agenthost", "Type": "client", "Policies": ["agenthost"]}' acl/token |
+      (umask 077; python3 -c 'import json, sys; print(json.load(sys.stdin)["SecretID"])' >"$ACL/agenthost.token")
+  fi
+}
+
 start() {
   local bin
   bin="$(bash infra/nomad.sh binary)"
   mkdir -p "$STATE"
   network_up
+  pki
   registry_up
   server_up "$bin"
   for n in $NODES; do dockerd_up "$n"; done
   wait_for "the Nomad server at $ADDR" 120 answers || { tail -20 "$STATE/server/agent.log" >&2; exit 1; }
+  acl_up
   for n in $NODES; do client_up "$bin" "$n"; done
   wait_for "two ready Nomad clients" 240 two_ready || {
     for n in $NODES; do tail -15 "$STATE/$n/nomad.log" >&2; done
@@ -348,11 +431,11 @@ kill_pidfile() {
 }
 
 stop() {
-  if answers; then  # purge the jobs so their containers go while the clients still run
-    curl -sf "$ADDR/v1/jobs?namespace=*" | python3 -c '
+  if [ -f "$PKI/cli.crt" ] && answers; then  # purge the jobs so their containers go while the clients still run
+    api "jobs?namespace=*" | python3 -c '
 import json, sys
 for j in json.load(sys.stdin): print(j["Namespace"], j["ID"])' | while read -r ns id; do
-      curl -sf -X DELETE "$ADDR/v1/job/$id?purge=true&namespace=$ns" >/dev/null || true
+      api -X DELETE "job/$id?purge=true&namespace=$ns" >/dev/null || true
     done
   fi
   for n in $NODES; do kill_pidfile "$STATE/$n/nomad.pid"; done
@@ -401,7 +484,14 @@ env_out() {
 CLUSTER_ADDR=$ADDR
 CLUSTER_REGISTRY=$REGISTRY
 CLUSTER_DOCKER_CONFIG=$STATE/registry/docker-config
-CLUSTER_CA=$STATE/pki/ca.crt
+CLUSTER_CA=$PKI/ca.crt
+CLUSTER_NAMESPACE=$NAMESPACE
+CLUSTER_TOKEN=$(cat "$ACL/agenthost.token")
+CLUSTER_CLIENT_CERT=$PKI/agenthost.crt
+CLUSTER_CLIENT_KEY=$PKI/agenthost.key
+CLUSTER_MANAGEMENT_TOKEN_FILE=$ACL/management.token
+CLUSTER_OPERATOR_CERT=$PKI/cli.crt
+CLUSTER_OPERATOR_KEY=$PKI/cli.key
 ENV
   for n in $NODES; do echo "CLUSTER_NODE_${n^^}=$(node_ip "$n") $STATE/$n/docker.sock $(netns "$n")"; done
 }

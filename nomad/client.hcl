@@ -21,6 +21,8 @@ client {
   }
 
   options {
+    # Every task runs in a container: no raw_exec, exec or java.
+    "driver.allowlist" = "docker"
     # Cloud metadata probes; drop the ones for the cloud these nodes run on.
     "fingerprint.denylist" = "env_aws,env_gce,env_azure,env_digitalocean"
   }
@@ -36,7 +38,13 @@ plugin "docker" {
   config {
     allow_runtimes = [__RUNTIMES_LIST__]
 
-    # Workload volumes are Docker named volumes; the platform's own tasks mount the Docker socket.
+    # agenthost's tasks drop every capability and add none: a job asking for one, or for a privileged
+    # container, is refused here whoever submitted it.
+    allow_privileged = false
+    allow_caps       = []
+
+    # Workload volumes are Docker named volumes and the platform's own tasks mount the Docker socket:
+    # both need volumes on (nomad/README.md, "Security", says what that means for agenthost's token).
     volumes {
       enabled = true
     }
@@ -47,4 +55,16 @@ plugin "docker" {
       container   = true
     }
   }
+}
+
+# Mutual TLS on HTTP and RPC (nomad/README.md, "Security"): the cluster's CA and this agent's certificate,
+# which names its role (client.<region>.nomad, as verify_server_hostname requires) and its address.
+tls {
+  http                   = true
+  rpc                    = true
+  ca_file                = "/etc/nomad.d/tls/ca.pem"
+  cert_file              = "/etc/nomad.d/tls/agent.pem"
+  key_file               = "/etc/nomad.d/tls/agent-key.pem"
+  verify_server_hostname = true
+  verify_https_client    = true
 }

@@ -7,11 +7,12 @@ import json
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import AliasChoices, BaseModel, Field, field_validator, model_validator
+from pydantic import BaseModel, Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from .dnsnames import is_dns_label, normalize_domain, parse_resolver
 from .settings_ingress import IngressSettings
+from .settings_nomad import NomadSettings
 
 __all__ = [
     "DEFAULT_TOOLSETS",
@@ -109,7 +110,7 @@ class Quotas(BaseModel):
     max_domains: int = 20  # custom domains, pending claims included (no description: whoami is in every list)
 
 
-class Settings(IngressSettings, BaseSettings):
+class Settings(IngressSettings, NomadSettings, BaseSettings):
     model_config = SettingsConfigDict(env_prefix="AGENTHOST_", extra="ignore")
 
     data_dir: Path = Path("./agenthost-data")
@@ -134,20 +135,6 @@ class Settings(IngressSettings, BaseSettings):
         False, description="without iptables, still run egress 'open' workloads (they reach the LAN and metadata)"
     )
     allowed_hosts: list[str] = Field(default_factory=list, description="extra Host headers the HTTP server accepts")
-
-    # Nomad (backend = "nomad"). The address and token also honour Nomad's own NOMAD_ADDR / NOMAD_TOKEN.
-    nomad_addr: str = Field(
-        "http://127.0.0.1:4646", validation_alias=AliasChoices("AGENTHOST_NOMAD_ADDR", "NOMAD_ADDR", "nomad_addr")
-    )
-    nomad_token: str | None = Field(
-        None, validation_alias=AliasChoices("AGENTHOST_NOMAD_TOKEN", "NOMAD_TOKEN", "nomad_token")
-    )
-    nomad_namespace: str = "default"
-    nomad_region: str | None = None
-    nomad_datacenters: list[str] = Field(default_factory=lambda: ["*"])
-    nomad_node_pool: str = "default"
-    nomad_cpu_share: float = Field(0.1, gt=0, le=1, description="part of cpus a job reserves (docs/backends.md)")
-    nomad_memory_share: float = Field(0.5, gt=0, le=1, description="of memory_mb, where Nomad oversubscribes")
 
     default_memory_mb: int = 256
     default_cpus: float = 0.5

@@ -1,10 +1,13 @@
 """The three-node Nomad cluster for e2e tests (infra/nomad-testcluster.sh): one server on a bridge address,
-two clients each in its own network namespace with its own dockerd, and a TLS registry they pull from."""
+two clients each in its own network namespace with its own dockerd, and a TLS registry they pull from. ACLs,
+mutual TLS and gossip encryption are on: agenthost holds a client token of nomad/agenthost-policy.hcl and its own
+certificate; the helpers here act as the cluster's operator (the management token, the operator's certificate)."""
 
 from __future__ import annotations
 
 import os
 import shutil
+import ssl
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,6 +22,8 @@ __all__ = [
     "cannot_run",
     "cluster_env",
     "cluster_get",
+    "cluster_request",
+    "operator_client",
     "purge_jobs",
     "push_images",
     "start_cluster",
@@ -33,9 +38,14 @@ class Cluster:
     addr: str  # the server's HTTP API
     registry: str  # host:port of the TLS registry
     docker_config: str  # a docker client config dir holding the registry login (the nodes' and builder's)
-    ca: str  # the CA the registry's certificate is signed by
+    ca: str  # the cluster's CA: it signed the registry's certificate and every Nomad agent's
     nodes: dict[str, tuple[str, str, str]]  # node name -> (address, dockerd socket, network namespace)
     images: dict[str, str]  # platform image -> its reference by digest in the cluster registry
+    namespace: str  # agenthost's Nomad namespace
+    token: str  # agenthost's ACL token (nomad/agenthost-policy.hcl)
+    client_cert: tuple[str, str]  # agenthost's client certificate and key
+    management_token: str  # the bootstrap token: the operator's, never agenthost's
+    operator_cert: tuple[str, str]  # the operator's client certificate and key
 
     def platform_env(self) -> dict[str, str]:
         """What an agenthost on this cluster runs with: its images by digest from the cluster registry, whose
@@ -44,6 +54,11 @@ class Cluster:
         return {
             "AGENTHOST_BACKEND": "nomad",
             "AGENTHOST_NOMAD_ADDR": self.addr,
+            "AGENTHOST_NOMAD_TOKEN": self.token,
+            "AGENTHOST_NOMAD_NAMESPACE": self.namespace,
+            "AGENTHOST_NOMAD_CACERT": self.ca,
+            "AGENTHOST_NOMAD_CLIENT_CERT": self.client_cert[0],
+            "AGENTHOST_NOMAD_CLIENT_KEY": self.client_cert[1],
             "AGENTHOST_REGISTRY": self.registry,
             "AGENTHOST_IMAGE_PYTHON": self.images[settings.image_python],
             "AGENTHOST_IMAGE_BASE": self.images[settings.image_base],
@@ -103,13 +118,38 @@ def cluster_env(images: dict[str, str]) -> Cluster:
         ca=values["CLUSTER_CA"],
         nodes=nodes,
         images=images,
+        namespace=values["CLUSTER_NAMESPACE"],
+        token=values["CLUSTER_TOKEN"],
+        client_cert=(values["CLUSTER_CLIENT_CERT"], values["CLUSTER_CLIENT_KEY"]),
+        management_token=Path(values["CLUSTER_MANAGEMENT_TOKEN_FILE"]).read_text().strip(),
+        operator_cert=(values["CLUSTER_OPERATOR_CERT"], values["CLUSTER_OPERATOR_KEY"]),
     )
 
 
-def cluster_get(cluster: Cluster, path: str, **params: Any) -> Any:
-    response = httpx.get(f"{cluster.addr}/v1/{path}", params=params, timeout=30)
+def operator_client(
+    cluster: Cluster, token: str | None = "management", cert: tuple[str, str] | None = None, ca: str | None = None
+) -> httpx.Client:
+    """A client of the server's API: by default the operator's (the CA, its certificate, the management token);
+    ``token`` None sends none, ``cert``/``ca`` replace the operator's certificate or the cluster's CA."""
+    context = ssl.create_default_context(cafile=ca or cluster.ca)
+    certfile, keyfile = cert or cluster.operator_cert
+    if certfile:
+        context.load_cert_chain(certfile, keyfile)
+    headers = {"X-Nomad-Token": cluster.management_token if token == "management" else token} if token else {}
+    return httpx.Client(base_url=f"{cluster.addr}/v1/", verify=context, headers=headers, timeout=30)
+
+
+def cluster_request(cluster: Cluster, method: str, path: str, json: Any = None, **params: Any) -> Any:
+    """The operator's call to the server's API, in agenthost's namespace unless ``namespace`` is given."""
+    params.setdefault("namespace", cluster.namespace)
+    with operator_client(cluster) as client:
+        response = client.request(method, path, params=params, json=json)
     response.raise_for_status()
-    return response.json()
+    return response.json() if response.content else None
+
+
+def cluster_get(cluster: Cluster, path: str, **params: Any) -> Any:
+    return cluster_request(cluster, "GET", path, **params)
 
 
 def purge_jobs(cluster: Cluster, instance: str, tenants: set[str]) -> None:
@@ -117,5 +157,6 @@ def purge_jobs(cluster: Cluster, instance: str, tenants: set[str]) -> None:
     for job in cluster_get(cluster, "jobs", meta="true"):
         meta = job.get("Meta") or {}
         if meta.get("agenthost.tenant") in tenants or meta.get("agenthost.instance") == instance:
-            httpx.delete(f"{cluster.addr}/v1/job/{job['ID']}", params={"purge": "true"}, timeout=30)
-            httpx.delete(f"{cluster.addr}/v1/var/nomad/jobs/{job['ID']}", timeout=30)
+            cluster_request(cluster, "DELETE", f"job/{job['ID']}", purge="true")
+            with operator_client(cluster) as client:  # a job may have had no env
+                client.delete(f"var/nomad/jobs/{job['ID']}", params={"namespace": cluster.namespace})

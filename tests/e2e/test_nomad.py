@@ -4,7 +4,9 @@ two platforms on one cluster keep their workloads apart."""
 
 from __future__ import annotations
 
+import base64
 import json
+import os
 import subprocess
 import uuid
 from pathlib import Path
@@ -229,7 +231,11 @@ def test_cluster_configs_render_and_validate(nomad_agent: str, tmp_path: Path) -
         ["bash", "infra/nomad.sh", "binary"], cwd=repo, capture_output=True, text=True, check=True
     ).stdout.strip()
     servers = "10.9.0.1,10.9.0.2,10.9.0.3"
-    for role, extra in (("server", []), ("client", ["--iface", "eth0", "--runtimes", "runc,runsc,sysbox-runc"])):
+    key = base64.b64encode(os.urandom(32)).decode()
+    for role, extra in (
+        ("server", ["--gossip-key", key]),
+        ("client", ["--iface", "eth0", "--runtimes", "runc,runsc,sysbox-runc"]),
+    ):
         out = tmp_path / role
         subprocess.run(
             [
@@ -253,14 +259,18 @@ def test_cluster_configs_render_and_validate(nomad_agent: str, tmp_path: Path) -
         assert "__" not in text and '"10.9.0.2"' in text
         checked = subprocess.run([binary, "config", "validate", str(out)], capture_output=True, text=True)
         assert checked.returncode == 0, checked.stdout + checked.stderr
+    server = (tmp_path / "server" / "server.hcl").read_text()
+    assert f'encrypt          = "{key}"' in server and "verify_https_client    = true" in server
     client = (tmp_path / "client" / "client.hcl").read_text()
+    assert '"driver.allowlist" = "docker"' in client and "allow_caps       = []" in client
     assert '"agenthost.runtimes"       = "runc,runsc,sysbox-runc"' in client
     assert 'allow_runtimes = ["runc", "runsc", "sysbox-runc"]' in client
 
 
 def test_acl_policy_grants_what_the_backend_uses(nomad_agent: str, tmp_path: Path) -> None:
     """nomad/agenthost-policy.hcl is valid on the Nomad we build, and a token with only that policy does what
-    the backend does: parse and submit jobs, its Variables, nodes, agent info (on a server with ACLs on)."""
+    the backend does in the namespace agenthost, and nothing in another: parse and submit jobs, its Variables,
+    nodes, agent info (on a server with ACLs on)."""
     repo = Path(__file__).resolve().parents[2]
     binary = subprocess.run(
         ["bash", "infra/nomad.sh", "binary"], cwd=repo, capture_output=True, text=True, check=True
@@ -286,8 +296,10 @@ def test_acl_policy_grants_what_the_backend_uses(nomad_agent: str, tmp_path: Pat
         wanted = {"Name": "agenthost", "Type": "client", "Policies": ["agenthost"]}
         made = httpx.post(f"{addr}/v1/acl/token", json=wanted, headers=admin, timeout=30).raise_for_status()
         token = made.json()["SecretID"]
+        created = httpx.post(f"{addr}/v1/namespace/agenthost", json={"Name": "agenthost"}, headers=admin, timeout=30)
+        assert created.status_code == 200, created.text
 
-        api = NomadApi(addr, token, "default", None)
+        api = NomadApi(addr, token, "agenthost", None)
         try:
             assert api.get("agent", "self")["config"]["Version"]["Version"] == "1.6.1"
             assert api.get("nodes") == []
@@ -309,6 +321,13 @@ def test_acl_policy_grants_what_the_backend_uses(nomad_agent: str, tmp_path: Pat
             assert "denied" in err.value.message
         finally:
             api.close()
+        default = NomadApi(addr, token, "default", None)  # nor does it reach beyond its namespace
+        try:
+            with pytest.raises(AgentHostError) as err:
+                parse_job(default, job_template(), values, "ah-svc_acl", {"agenthost.instance": "acl"})
+            assert "denied" in err.value.message
+        finally:
+            default.close()
     finally:
         agent.terminate()
         agent.wait(timeout=60)

@@ -18,7 +18,7 @@ import pytest
 
 from .conformance import answers
 from .harness import EGRESS_PROBE, AgentHost, call, connect, make_repo, probe_results, untrusted_body, wait_for
-from .nomad_cluster import Cluster, cluster_get, purge_jobs
+from .nomad_cluster import Cluster, cluster_get, cluster_request, purge_jobs
 from .proxy import running_ingress
 
 pytestmark = [pytest.mark.anyio, pytest.mark.e2e]
@@ -237,7 +237,7 @@ async def test_the_https_route_follows_a_service_moved_to_the_other_node(
                         for a in cluster_get(nomad_cluster, f"job/ah-{svc['id']}/allocations")
                         if a["ClientStatus"] == "running"
                     ]
-                    httpx.post(f"{nomad_cluster.addr}/v1/allocation/{alloc['ID']}/stop", timeout=30).raise_for_status()
+                    cluster_request(nomad_cluster, "POST", f"allocation/{alloc['ID']}/stop")
 
                     def moved() -> bool:
                         allocs = cluster_get(nomad_cluster, f"job/ah-{svc['id']}/allocations")

@@ -26,6 +26,7 @@ LEAVES = {
     "orchestrator.models",
     "orchestrator.settings",
     "orchestrator.settings_ingress",
+    "orchestrator.settings_nomad",
 }
 STORE_MAY_IMPORT = LEAVES | {"orchestrator.secrets"}
 # The faces' libraries: the core knows nothing of MCP or HTTP servers.

@@ -1,14 +1,20 @@
 """Nomad's HTTP API through python-nomad, with Nomad's failures translated at this one edge.
 
-python-nomad is synchronous: callers run these methods in worker threads (``NomadBackend._run``).
+python-nomad is synchronous: callers run these methods in worker threads (``NomadBackend._run``). Every
+connection (these calls and the exec websockets) presents the same ACL token and, on a cluster with mTLS,
+trusts only the cluster's CA and shows agenthost's client certificate.
 """
 
 from __future__ import annotations
 
+import ssl
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
+import httpx2
 import requests
 import requests.exceptions
 from nomad.api import exceptions as nomad_exc
@@ -16,7 +22,10 @@ from nomad.api.base import Requester
 
 from ...errors import AgentHostError, BackendUnavailable, Conflict, InvalidInput, NotFound
 
-__all__ = ["NomadApi", "nomad_errors"]
+if TYPE_CHECKING:
+    from ...settings_nomad import NomadSettings
+
+__all__ = ["Access", "NomadApi", "NomadTls", "nomad_errors"]
 
 
 def _message(exc: nomad_exc.BaseNomadException) -> str:
@@ -60,6 +69,60 @@ def nomad_errors(what: str) -> Iterator[None]:
         raise AgentHostError(f"{what}: Nomad error {resp.status_code}: {text}") from exc
 
 
+@dataclass(frozen=True)
+class NomadTls:
+    """The CA that signed the Nomad servers' certificates, and the client certificate (and key) agenthost
+    presents to a cluster whose HTTP API requires one (``tls { verify_https_client = true }``)."""
+
+    cacert: Path | None = None
+    client_cert: Path | None = None
+    client_key: Path | None = None
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.cacert or self.client_cert or self.client_key)
+
+    def check(self, address: str) -> None:
+        """Raises: InvalidInput when the files do not fit together or with the address, or are missing."""
+        if (self.client_cert is None) != (self.client_key is None):
+            raise InvalidInput(
+                "AGENTHOST_NOMAD_CLIENT_CERT and AGENTHOST_NOMAD_CLIENT_KEY go together",
+                "set both (the client certificate and its key), or neither",
+            )
+        if self.enabled and not address.startswith("https://"):
+            raise InvalidInput(
+                f"Nomad TLS files are set but the Nomad address is {address!r}",
+                "use the https:// address of the Nomad API (AGENTHOST_NOMAD_ADDR)",
+            )
+        for path in (self.cacert, self.client_cert, self.client_key):
+            if path is not None and not path.is_file():
+                raise InvalidInput(f"Nomad TLS file {path} does not exist", "fix AGENTHOST_NOMAD_CACERT/CLIENT_*")
+
+    def context(self) -> ssl.SSLContext:
+        """An SSL context trusting the CA (the default CAs without one) and holding the client certificate.
+
+        Raises: InvalidInput when a file is not PEM or the key does not match the certificate."""
+        try:
+            ctx = ssl.create_default_context(cafile=str(self.cacert) if self.cacert else None)
+            if self.client_cert and self.client_key:
+                ctx.load_cert_chain(str(self.client_cert), str(self.client_key))
+        except (ssl.SSLError, OSError) as exc:
+            raise InvalidInput(f"Nomad TLS files unusable: {exc}", "check the CA, certificate and key") from exc
+        return ctx
+
+
+@dataclass(frozen=True)
+class Access:
+    """What a websocket to Nomad presents: the ACL token and the TLS context (True: the default CA bundle)."""
+
+    token: str | None = None
+    verify: ssl.SSLContext | bool = True
+
+    def client(self, timeout: float = 30) -> httpx2.AsyncClient:
+        headers = {"X-Nomad-Token": self.token} if self.token else {}
+        return httpx2.AsyncClient(headers=headers, verify=self.verify, timeout=timeout)
+
+
 class _Requester(Requester):  # type: ignore[misc]
     def _endpoint_builder(self, *args: str) -> str:
         return f"{self.version}/" + "/".join(a for a in args if a)
@@ -68,11 +131,23 @@ class _Requester(Requester):  # type: ignore[misc]
 class NomadApi:
     """A small typed surface over python-nomad's requester: ``get("job", job_id)`` → ``GET /v1/job/<id>``."""
 
-    def __init__(self, address: str, token: str | None, namespace: str, region: str | None, timeout_s: int = 30):
+    def __init__(
+        self,
+        address: str,
+        token: str | None,
+        namespace: str,
+        region: str | None,
+        timeout_s: int = 30,
+        tls: NomadTls | None = None,
+    ):
+        """Raises: InvalidInput when ``tls`` is unusable (see ``NomadTls``)."""
         self.address = address.rstrip("/")
         self.token = token
         self.namespace = namespace
         self.region = region
+        tls = tls or NomadTls()
+        tls.check(self.address)
+        self.access = Access(token, tls.context() if tls.enabled else True)
         self._session = requests.Session()
         self._req = _Requester(
             address=self.address,
@@ -81,7 +156,16 @@ class NomadApi:
             region=region,
             timeout=timeout_s,
             session=self._session,
+            # python-nomad's default is verify=False: always verify, against the cluster's CA when given.
+            verify=str(tls.cacert) if tls.cacert else True,
+            cert=(str(tls.client_cert), str(tls.client_key)) if tls.client_cert and tls.client_key else (),
         )
+
+    @classmethod
+    def from_settings(cls, settings: NomadSettings) -> NomadApi:
+        """Raises: InvalidInput when the TLS settings are unusable."""
+        tls = NomadTls(settings.nomad_cacert, settings.nomad_client_cert, settings.nomad_client_key)
+        return cls(settings.nomad_addr, settings.nomad_token, settings.nomad_namespace, settings.nomad_region, tls=tls)
 
     def _call(
         self,

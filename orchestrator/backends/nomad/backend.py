@@ -106,7 +106,7 @@ class NomadBackend(NoStagedUpdates, NodeNetworks):  # Nomad's deployments replac
 
     @classmethod
     def from_settings(cls, settings: Settings, instance: str, threads: ThreadBudget | None = None) -> NomadBackend:
-        api = NomadApi(settings.nomad_addr, settings.nomad_token, settings.nomad_namespace, settings.nomad_region)
+        api = NomadApi.from_settings(settings)
         return cls(
             api,
             instance,
@@ -362,14 +362,14 @@ class NomadBackend(NoStagedUpdates, NodeNetworks):  # Nomad's deployments replac
     async def exec(self, workload_id: str, spec: ExecSpec) -> ExecResult:
         alloc = await self._running_alloc(workload_id)
 
-        return await exec_in_alloc(exec_url(self.api, alloc["ID"]), self.api.token, spec, self._gone(alloc))
+        return await exec_in_alloc(exec_url(self.api, alloc["ID"]), self.api.access, spec, self._gone(alloc))
 
     async def session(
         self, workload_id: str, spec: SessionSpec, stdin: ObjectReceiveStream[SessionInput], on_output: OnBytes
     ) -> int | None:
         alloc = await self._running_alloc(workload_id)
         url = exec_url(self.api, alloc["ID"])
-        return await session_in_alloc(url, self.api.token, spec, stdin, on_output, self._gone(alloc))
+        return await session_in_alloc(url, self.api.access, spec, stdin, on_output, self._gone(alloc))
 
     async def ensure_volume(self, name: str, labels: dict[str, str]) -> None:
         """Record the volume; the node's dockerd makes it where the first workload that mounts it runs."""

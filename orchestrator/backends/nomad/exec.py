@@ -28,7 +28,7 @@ from ..exec_wrapper import check_workdir, killer_argv, wrap
 from .jobs import TASK
 
 if TYPE_CHECKING:
-    from .api import NomadApi
+    from .api import Access, NomadApi
 
 __all__ = ["Gone", "exec_in_alloc", "exec_url", "run_in_alloc", "task_gone"]
 
@@ -68,8 +68,9 @@ def exec_url(api: NomadApi, alloc_id: str) -> Callable[[list[str]], str]:
     return url
 
 
-def _headers(token: str | None) -> dict[str, str]:
-    return {"X-Nomad-Token": token} if token else {}
+def _client(access: Access | None) -> httpx2.AsyncClient:
+    """A client with the token and TLS of ``access`` (none: plain, for tests' fake servers)."""
+    return access.client() if access is not None else httpx2.AsyncClient(timeout=30)
 
 
 async def _every(interval_s: float, tick: Callable[[], Awaitable[None]]) -> None:
@@ -112,7 +113,7 @@ async def _until_gone(gone: Gone, scope: anyio.CancelScope, lost: list[bool]) ->
 
 async def run_in_alloc(
     url_for: Any,
-    token: str | None,
+    access: Access | None,
     argv: list[str],
     *,
     timeout_s: float,
@@ -135,7 +136,7 @@ async def run_in_alloc(
     lost: list[bool] = []
     exit_code: int | None = None
     try:
-        async with httpx2.AsyncClient(headers=_headers(token), timeout=30) as client:
+        async with _client(access) as client:
             async with (
                 client.websocket(
                     url_for(argv), max_message_size_bytes=4 * 1024 * 1024, keepalive_ping_interval_seconds=None
@@ -224,18 +225,18 @@ class _LiveOutput:
                 await self._callback(*self._pending.pop(0))
 
 
-async def _kill(url_for: Any, token: str | None, key: str) -> None:
+async def _kill(url_for: Any, access: Access | None, key: str) -> None:
     """Run the shared killer for exec ``key``; shielded, so a cancelled caller still has its command killed."""
     with anyio.CancelScope(shield=True), anyio.move_on_after(30) as waited:
         try:
-            await run_in_alloc(url_for, token, killer_argv(key), timeout_s=20)
+            await run_in_alloc(url_for, access, killer_argv(key), timeout_s=20)
         except BackendUnavailable as exc:
             log.warning("exec %s: the killer could not run: %s", key, exc)
     if waited.cancelled_caught:
         log.warning("exec %s: the killer did not answer in time", key)
 
 
-async def exec_in_alloc(url_for: Any, token: str | None, spec: ExecSpec, gone: Gone | None = None) -> ExecResult:
+async def exec_in_alloc(url_for: Any, access: Access | None, spec: ExecSpec, gone: Gone | None = None) -> ExecResult:
     """The protocol's exec: env, stdin and workdir applied by the wrapper, killed inside the task on timeout.
     ``gone``: whether the task it runs in has stopped or restarted since (then the session is lost).
 
@@ -246,7 +247,7 @@ async def exec_in_alloc(url_for: Any, token: str | None, spec: ExecSpec, gone: G
     try:
         result = await run_in_alloc(
             url_for,
-            token,
+            access,
             wrapped.argv_with_env,  # alloc exec takes no environment
             timeout_s=spec.timeout_s,
             stdin=wrapped.stdin,
@@ -256,13 +257,13 @@ async def exec_in_alloc(url_for: Any, token: str | None, spec: ExecSpec, gone: G
             gone=gone,
         )
     except anyio.get_cancelled_exc_class():
-        await _kill(url_for, token, wrapped.key)
+        await _kill(url_for, access, wrapped.key)
         raise
     if live is not None:
         await live.tick(force=True)
     # No exit status and no deadline: the session was lost. When its task is gone, so is the command;
     # otherwise (Nomad dropped the stream) it may still run: kill it as on a timeout.
     if result.timed_out or (result.exit_code is None and not (gone is not None and await gone())):
-        await _kill(url_for, token, wrapped.key)
+        await _kill(url_for, access, wrapped.key)
     check_workdir(result.exit_code, len(result.stdout), result.stderr, spec.workdir)
     return result

@@ -22,7 +22,8 @@ from httpx2.websockets import HTTPXWSException, WebSocketDisconnect
 from ...errors import BackendUnavailable
 from ..base import OnBytes, SessionInput, SessionSpec
 from ..exec_wrapper import resize_argv, session_wrap
-from .exec import _STREAMS, Gone, _describe, _every, _headers, _kill, _leaf, _until_gone, run_in_alloc
+from .api import Access
+from .exec import _STREAMS, Gone, _client, _describe, _every, _kill, _leaf, _until_gone, run_in_alloc
 
 __all__ = ["session_in_alloc"]
 
@@ -34,7 +35,7 @@ _CHUNK = 32 * 1024
 
 async def session_in_alloc(
     url_for: Any,
-    token: str | None,
+    access: Access | None,
     spec: SessionSpec,
     stdin: ObjectReceiveStream[SessionInput],
     on_output: OnBytes,
@@ -55,7 +56,7 @@ async def session_in_alloc(
 
     async def resize(cols: int, rows: int) -> None:
         try:
-            await run_in_alloc(url_for, token, resize_argv(wrapped.key, cols, rows), timeout_s=10)
+            await run_in_alloc(url_for, access, resize_argv(wrapped.key, cols, rows), timeout_s=10)
         except BackendUnavailable as exc:  # the session may have ended meanwhile
             log.debug("session resize: %s", exc)
 
@@ -70,7 +71,7 @@ async def session_in_alloc(
                     await send(ws, {"stdin": {"data": base64.b64encode(item[i : i + _CHUNK]).decode()}})
 
     try:
-        async with httpx2.AsyncClient(headers=_headers(token), timeout=30) as client:
+        async with _client(access) as client:
             async with (
                 client.websocket(
                     url_for(wrapped.argv),
@@ -100,7 +101,7 @@ async def session_in_alloc(
                             await on_output(stream, base64.b64decode(op["data"]))
                 tg.cancel_scope.cancel()
     except anyio.get_cancelled_exc_class():
-        await _kill(url_for, token, wrapped.key)
+        await _kill(url_for, access, wrapped.key)
         raise
     except Exception as exc:  # the websocket session wraps failures in exception groups
         leaf = _leaf(exc)
@@ -110,5 +111,5 @@ async def session_in_alloc(
             raise BackendUnavailable(f"session via Nomad failed: {_describe(leaf)}") from exc
         lost.append(True)
     if lost and not (gone is not None and await gone()):
-        await _kill(url_for, token, wrapped.key)  # Nomad dropped it: it may still run
+        await _kill(url_for, access, wrapped.key)  # Nomad dropped it: it may still run
     return None if lost else exit_code
