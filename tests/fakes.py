@@ -38,6 +38,8 @@ from orchestrator.backends.base import (
     LogLine,
     NodeInfo,
     OnBytes,
+    OneShotResult,
+    OneShotSpec,
     SessionInput,
     SessionSpec,
     WorkloadSpec,
@@ -94,6 +96,9 @@ class FakeBackend:
     ) -> None:
         self.name = name
         self.staged_updates = True
+        self.local_volumes = True
+        self.oneshots: list[OneShotSpec] = []
+        self.oneshot_result = OneShotResult(exit_code=0, stdout="", stderr="")
         self.volume_root = volume_root
         self.images: set[str] = set(images or ())
         self.runtime_names: set[str] = runtimes if runtimes is not None else {"runc", "runsc"}
@@ -390,6 +395,14 @@ class FakeBackend:
     async def list_volumes(self, labels: dict[str, str]) -> list[str]:
         self._up()
         return sorted(n for n, have in self.volumes.items() if _labelled(have, labels))
+
+    async def run_oneshot(self, spec: OneShotSpec) -> OneShotResult:
+        """Records the job; answers ``oneshot_result`` (a clean exit by default)."""
+        self._up()
+        if spec.volume is not None and spec.volume.name not in self.volumes:
+            raise NotFound(f"volume {spec.volume.name} does not exist")
+        self.oneshots.append(spec)
+        return self.oneshot_result
 
     async def ensure_network(self, name: str, labels: dict[str, str]) -> None:
         self._up()

@@ -213,9 +213,7 @@ class Restores:
                 await self.backend.ensure_volume(engine_volume, {L_TENANT: ts.tenant_id})
                 try:
                     await report(f"restoring the snapshot into volume {op.into_name} on its node")
-                    await remote.restore(
-                        repo, ts.tenant_id, op.id, engine_volume, staged, rec.snapshot_id, ["replace", root]
-                    )
+                    await remote.restore(repo, ts.tenant_id, op.id, engine_volume, staged, snapshot, ["replace", root])
                 except BaseException:
                     with anyio.CancelScope(shield=True):
                         await self._remove_new_volume(ts, op)
@@ -225,9 +223,7 @@ class Restores:
             try:
                 await self.ops.check_idle(ts, op.into_name, "restore")
                 await report(f"replacing the files of volume {op.into_name} on its node")
-                await remote.restore(
-                    repo, ts.tenant_id, op.id, engine_volume, staged, rec.snapshot_id, ["replace", "null"]
-                )
+                await remote.restore(repo, ts.tenant_id, op.id, engine_volume, staged, snapshot, ["replace", "null"])
                 await self.ops.check_idle(ts, op.into_name, "restore")
             finally:
                 with anyio.CancelScope(shield=True):
@@ -239,7 +235,7 @@ class Restores:
             try:
                 await report(f"fetching the snapshot onto the node of {db.name}")
                 folder = f"{DUMP_DIR}/{op.id}"
-                await remote.restore(repo, ts.tenant_id, op.id, db.spec.volume, folder, rec.snapshot_id, ["own"])
+                await remote.restore(repo, ts.tenant_id, op.id, db.spec.volume, folder, snapshot, ["own"])
                 await report(f"pg_restore into {db.name}")
                 await restore_postgres(self.backend, db, password, op.id, timeout)
             finally:
@@ -250,7 +246,7 @@ class Restores:
         try:
             await report(f"stopping {db.name} to load the snapshot")
             await self.backend.stop_workload(db.id)
-            await remote.restore(repo, ts.tenant_id, op.id, db.spec.volume, staged, rec.snapshot_id, ["redis"])
+            await remote.restore(repo, ts.tenant_id, op.id, db.spec.volume, staged, snapshot, ["redis"])
         finally:
             with anyio.CancelScope(shield=True):
                 await self._start_database(ts, db)
