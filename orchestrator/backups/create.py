@@ -150,13 +150,21 @@ class Creates:
                 await bgsave(self.backend, db, password, timeout)
                 folder, paths = "", [REDIS_FILE]
             await report(f"writing snapshot to {repo.where} from the node of {db.name}")
-            return await self.ops.remote.backup(repo, ts.tenant_id, rec.id, db.spec.volume, folder, paths, tags)
+            snapshot, size, _ = await self.ops.remote.backup(
+                repo, ts.tenant_id, rec.id, db.spec.volume, folder, paths, tags
+            )
+            return snapshot, size
         engine_volume = volume_name(ts.tenant_id, rec.source_name)
         paused = await self.ops.pause(ts, "backups", rec.id, rec.source_name, report)
         try:
             await self.ops.check_idle(ts, rec.source_name, "backup")
             await report(f"writing snapshot of volume {rec.source_name} to {repo.where} from its node")
-            return await self.ops.remote.backup(repo, ts.tenant_id, rec.id, engine_volume, "", ["."], tags)
+            snapshot, size, root = await self.ops.remote.backup(
+                repo, ts.tenant_id, rec.id, engine_volume, "", ["."], tags
+            )
+            if root is not None:  # a restore into a new volume gives its root this owner and mode
+                await ts.backups.set_meta(rec.id, {**rec.meta, "root": root})
+            return snapshot, size
         finally:
             with anyio.CancelScope(shield=True):
                 await self.ops.resume(ts, "backups", rec.id, paused)

@@ -9,7 +9,8 @@ link where a directory belongs stops the job. The job is a container of its own:
 might still meet can only lead into this container's read-only root, never into the node.
 
 Operations (argv after the program):
-- ``backup <dir> <tags json> <path>...``: snapshot ``path``s relative to ``/data/<dir>``.
+- ``backup <dir> <tags json> <path>...``: snapshot ``path``s relative to ``/data/<dir>``; the first line
+  out is ``{"root": [uid, gid, mode]}`` of the volume's root.
 - ``restore <dir> <snapshot> <then>``: restore into ``/data/<dir>`` (made fresh), then
   ``own``: re-own the restored files to the volume root's owner (a dump for the engine to read);
   ``replace``: make the volume hold exactly what ``<dir>`` (at the top) holds, and drop ``<dir>``;
@@ -111,6 +112,9 @@ def copy_regular(parent: int, name: str, dst_parent: int, dst_name: str, owner: 
 def main(argv: list[str]) -> None:
     op, rel = argv[0], argv[1]
     if op == "backup":
+        top = os.fstat(descend(""))
+        # First line: the volume root's owner and mode, for a restore into a new volume.
+        os.write(1, (json.dumps({"root": [top.st_uid, top.st_gid, stat.S_IMODE(top.st_mode)]}) + "\n").encode())
         os.fchdir(descend(rel))
         tags = [x for tag in json.loads(argv[2]) for x in ("--tag", tag)]
         restic("backup", "--json", "--host", "agenthost", *tags, *argv[3:])

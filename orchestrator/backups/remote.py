@@ -75,11 +75,18 @@ class RemoteRestic:
 
     async def backup(
         self, repo: ResticRepo, tenant_id: str, op_id: str, volume: str, folder: str, paths: list[str], tags: list[str]
-    ) -> tuple[str, int]:
-        """Snapshot ``paths`` below ``folder`` of ``volume`` (stored relative to it). Returns (snapshot id, bytes)."""
+    ) -> tuple[str, int, list[int] | None]:
+        """Snapshot ``paths`` below ``folder`` of ``volume`` (stored relative to it).
+
+        Returns (snapshot id, bytes read, the volume root's [uid, gid, mode])."""
         args = ["backup", folder, json.dumps(tags), *paths]
         res = await self._run("back up", repo, tenant_id, f"{op_id}-bk", volume, args)
-        return await repo.summary(res.stdout, tags)
+        root: list[int] | None = None
+        for line in res.stdout.splitlines():
+            if line.startswith('{"root"'):
+                root = [int(n) for n in json.loads(line)["root"]]
+                break
+        return (*await repo.summary(res.stdout, tags), root)
 
     async def restore(
         self, repo: ResticRepo, tenant_id: str, op_id: str, volume: str, folder: str, snapshot: str, then: list[str]

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from .conftest import CONFORMANCE_ENV
-from .harness import VENV_BIN, AgentHost, call, connect, free_port, wait_for
+from .harness import VENV_BIN, AgentHost, call, connect, free_port, until, wait_for
 from .nomad_agent import NOMAD_DEV_SIZES, nomad_get, purge_tenants
 from .test_backups import S3_BUCKET, S3_KEY, S3_SECRET, _tcp_open
 
@@ -114,3 +114,100 @@ async def test_postgres_backs_up_on_its_node_and_restores_over_itself_and_into_a
     ours = (f"ah-{backup['id']}-", f"ah-{restored['last_restore']['id']}-", f"ah-{copy['last_restore']['id']}-")
     assert not [j["ID"] for j in nomad_get("jobs") if j["ID"].startswith(ours)]
     assert not [v["Path"] for v in nomad_get("vars", prefix="nomad/jobs/ah-") if v["Path"][11:].startswith(ours)]
+
+
+REDIS_FILL = (
+    'redis-cli -u "$REDIS_URL" --no-auth-warning EVAL "for i = 1, 300 do'
+    " redis.call('SET', 'key:' .. i, redis.sha1hex('seed' .. i)) end\" 0 > /dev/null"
+)
+REDIS_SUM = (
+    'redis-cli -u "$REDIS_URL" --no-auth-warning --scan --pattern "key:*" | sort > /tmp/keys'
+    ' && { cat /tmp/keys; xargs redis-cli -u "$REDIS_URL" --no-auth-warning MGET < /tmp/keys; } | sha256sum'
+)
+
+
+async def test_redis_backs_up_on_its_node_and_restores_while_stopped(nomad_s3_host: AgentHost) -> None:
+    host = nomad_s3_host
+    key = host.tenant("nbk-redis")
+    async with connect(host, key, "http") as client:
+        await call(client, "create_database", {"name": "cache", "engine": "redis", "memory_mb": 128})
+        await call(
+            client,
+            "deploy_service",
+            {"name": "worker", "image": host.settings.image_redis, "command": ["sleep", "infinity"]},
+        )
+        await call(client, "link_database", {"database": "cache", "service": "worker"})
+        await _sh(client, "worker", REDIS_FILL)
+        before = await _sh(client, "worker", REDIS_SUM)
+
+        backup = await call(client, "create_backup", {"database": "cache"})
+        assert backup["status"] == "complete", backup
+        await _sh(client, "worker", 'redis-cli -u "$REDIS_URL" --no-auth-warning FLUSHALL')
+        assert await _sh(client, "worker", REDIS_SUM) != before
+
+        restored = await call(client, "restore_backup", {"backup_id": backup["id"], "confirm": True})
+        assert restored["last_restore"]["status"] == "complete", restored["last_restore"]["error"]
+        assert (await call(client, "get_database", {"database": "cache"}))["status"] == "running"
+        assert await _sh(client, "worker", REDIS_SUM) == before
+
+        copy = await call(client, "restore_backup", {"backup_id": backup["id"], "name": "cache-copy"})
+        assert copy["last_restore"]["status"] == "complete", copy["last_restore"]["error"]
+        await call(client, "link_database", {"database": "cache-copy", "service": "worker", "env_var": "COPY"})
+        assert await _sh(client, "worker", REDIS_SUM.replace("REDIS_URL", "COPY")) == before
+
+        await call(client, "delete_service", {"service": "worker", "confirm": True})
+        for name in ("cache", "cache-copy"):
+            await call(client, "delete_database", {"database": name, "confirm": True})
+
+
+async def test_volume_files_back_up_on_their_node_and_restore_with_owners(nomad_s3_host: AgentHost) -> None:
+    host = nomad_s3_host
+    key = host.tenant("nbk-vol")
+    python = host.settings.image_python
+
+    def files(name: str, volume: str) -> dict[str, Any]:
+        return {
+            "name": name,
+            "image": python,
+            "command": ["sleep", "infinity"],
+            "volumes": [{"name": volume, "path": "/app"}],
+        }
+
+    async with connect(host, key, "stdio") as client:
+        await call(client, "deploy_service", files("files", "data"))
+        await _sh(
+            client,
+            "files",
+            "head -c 300000 /dev/urandom > /app/blob.bin && mkdir /app/sub && chmod 750 /app/sub"
+            " && echo hello > /app/sub/note.txt && chmod 600 /app/sub/note.txt && ln -s /etc/passwd /app/link",
+        )
+        listing = "cd /app && ls -ln sub && readlink link && " + FILES_SUM
+        before = await _sh(client, "files", listing)
+
+        backup = await call(client, "create_backup", {"volume": "data"})
+        assert backup["status"] == "complete" and backup["kind"] == "volume", backup
+        svc = await until_running(client, "files")
+        assert svc["status"] == "running"
+
+        await _sh(client, "files", "rm -rf /app/* && echo junk > /app/junk")
+        restored = await call(client, "restore_backup", {"backup_id": backup["id"], "confirm": True})
+        assert restored["last_restore"]["status"] == "complete", restored["last_restore"]["error"]
+        await until_running(client, "files")
+        assert await _sh(client, "files", listing) == before
+        assert "junk" not in await _sh(client, "files", "ls -a /app")
+
+        copy = await call(client, "restore_backup", {"backup_id": backup["id"], "name": "data-copy"})
+        assert copy["last_restore"]["status"] == "complete", copy["last_restore"]["error"]
+        await call(client, "deploy_service", files("reader", "data-copy"))
+        assert await _sh(client, "reader", listing) == before
+        await _sh(client, "reader", "touch /app/new-file")  # the new volume's root keeps the service's owner
+        for name in ("files", "reader"):
+            await call(client, "delete_service", {"service": name, "confirm": True})
+
+
+async def until_running(client: Any, service: str) -> dict[str, Any]:
+
+    got: dict[str, Any] = await until(
+        client, "get_service", {"service": service}, lambda s: s["status"] == "running", 120
+    )
+    return got

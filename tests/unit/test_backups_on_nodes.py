@@ -38,10 +38,11 @@ def _fake() -> FakeBackend:
 
 async def test_the_backup_job_runs_beside_the_volume_with_its_secrets_only_in_env(tmp_path: Path) -> None:
     settings, fake = _settings(tmp_path), _fake()
-    fake.oneshot_results = [OneShotResult(exit_code=0, stdout=f"status\n{SUMMARY}\n", stderr="")]
+    out = f'{{"root": [999, 999, 448]}}\nstatus\n{SUMMARY}\n'
+    fake.oneshot_results = [OneShotResult(exit_code=0, stdout=out, stderr="")]
     repo = ResticRepo(settings, "t1", "s3", PASSWORD)
     got = await RemoteRestic(settings, fake).backup(repo, "t1", "bk1", "ah-t1-pgdata", "ah-dumps/bk1", ["x"], [])
-    assert got == ("0a1b2c3d", 4096)
+    assert got == ("0a1b2c3d", 4096, [999, 999, 0o700])
     (spec,) = fake.oneshots
     assert spec.volume is not None and (spec.volume.name, spec.volume.path) == ("ah-t1-pgdata", "/data")
     assert spec.env["RESTIC_PASSWORD"] == PASSWORD and spec.env["AWS_SECRET_ACCESS_KEY"] == S3_SECRET

@@ -29,8 +29,6 @@ from ..base import (
     NodeInfo,
     NoStagedUpdates,
     OnBytes,
-    OneShotResult,
-    OneShotSpec,
     SessionInput,
     SessionSpec,
     WorkloadSpec,
@@ -59,7 +57,7 @@ from .jobs import (
 from .logs import check_since, follow_logs, read_tail
 from .net import NodeNetworks, Peer, TenantNetworks
 from .nodes import agent_info, list_nodes, node_info
-from .oneshot import run_oneshot
+from .oneshot import OneShots
 from .session import session_in_alloc
 from .vars import check_variable_path, delete_variable, get_variable, put_variable
 from .volume_jobs import NodeJobs, remove_volume, volume_path
@@ -79,9 +77,8 @@ _STOP_WAIT_S = 60.0
 _NODES_TTL_S = 5.0
 
 
-class NomadBackend(NoStagedUpdates, NodeNetworks):  # Nomad's deployments replace allocations by its own rules
+class NomadBackend(NoStagedUpdates, NodeNetworks, OneShots):  # Nomad's deployments replace allocations by its own rules
     name = "nomad"
-    local_volumes = False  # they live on the nodes: backups run restic there (run_oneshot)
 
     def __init__(
         self,
@@ -388,9 +385,6 @@ class NomadBackend(NoStagedUpdates, NodeNetworks):  # Nomad's deployments replac
 
     async def list_volumes(self, labels: dict[str, str]) -> list[str]:
         return await self._run("list volumes", list_volumes, self.api, self.instance, labels)
-
-    async def run_oneshot(self, spec: OneShotSpec) -> OneShotResult:
-        return await run_oneshot(self._run, self.api, self.node_jobs, self.instance, spec)
 
     async def put_secret(self, path: str, values: dict[str, str]) -> None:
         """Store values as the Nomad Variable ``path`` (``nomad/jobs/<job id>`` is readable by that job's tasks)."""

@@ -32,13 +32,14 @@ from .jobs import (
 )
 from .logs import read_tail
 from .vars import delete_variable, put_variable
-from .volume_jobs import NodeJobs, node_known
+from .volume_jobs import node_known
 from .volumes import NODE, docker_labels, pin_after_placement, volume_items
 
 if TYPE_CHECKING:
     from .api import NomadApi
+    from .volume_jobs import NodeJobs
 
-__all__ = ["oneshot_job", "run_oneshot"]
+__all__ = ["OneShots", "oneshot_job", "run_oneshot"]
 
 log = logging.getLogger(__name__)
 
@@ -139,3 +140,16 @@ async def run_oneshot(run: Run, api: NomadApi, jobs: NodeJobs, instance: str, sp
     finally:
         with anyio.CancelScope(shield=True):
             await run(f"remove job {jid}", _purge, api, jid, variable)
+
+
+class OneShots:
+    """The backend's part: its volumes live on the nodes, so work on their files runs there (``run_oneshot``)."""
+
+    local_volumes = False
+    api: NomadApi
+    node_jobs: NodeJobs
+    instance: str
+    _run: Run
+
+    async def run_oneshot(self, spec: OneShotSpec) -> OneShotResult:
+        return await run_oneshot(self._run, self.api, self.node_jobs, self.instance, spec)
