@@ -9,7 +9,7 @@
 # Platform code, not tenant code: it runs only the platform's fixed argv over the tenant's files.
 # runc (root without most capabilities: only what reading and writing files of other owners needs),
 # read-only root filesystem, no new privileges; the network is the node's own when it must reach the
-# backup repository (see docs/backups.md for why not a tenant bridge).
+# backup repository (docs/security.md, "Backups on Nomad", says why not a tenant bridge).
 
 variable "image" {
   type        = string

@@ -5,7 +5,7 @@ The job runs the program in ``backups.in_volume`` with the volume at ``/data`` a
 mounted read-only; the repository and its credentials reach it as env, which the backend keeps out of the
 job's definition (Nomad: the job's Variable, read by a template). The job uses the node's network: the
 repository is the operator's S3 endpoint, often on a private address that tenant bridges may never reach;
-no tenant code runs in the job (see docs/backups.md). Everything else restic does (init, snapshots,
+no tenant code runs in the job (docs/security.md, "Backups on Nomad"). Everything else restic does (init, snapshots,
 forget, unlock) runs on the control plane as on Docker.
 """
 
