@@ -19,7 +19,7 @@ import anyio
 
 from ..backends.base import Backend, OneShotResult, OneShotSpec, VolumeSpec
 from ..errors import AgentHostError
-from ..labels import L_TENANT
+from ..labels import L_KIND, L_TENANT
 from ..settings import Settings
 from .restic import ResticRepo
 
@@ -72,6 +72,13 @@ class RemoteRestic:
         if res.exit_code != 0:
             raise repo.failure(what, res.exit_code, res.stderr)
         return res
+
+    async def stop_jobs(self, tenant_id: str, op_id: str) -> None:
+        """Remove the jobs a dead process left running for operation ``op_id``: none may finish a snapshot or a
+        restore after its operation was resolved."""
+        for job in await self.backend.list_workloads({L_TENANT: tenant_id, L_KIND: "job"}):
+            if job.id.startswith((f"{op_id}-bk-", f"{op_id}-rs-")):
+                await self.backend.remove_workload(job.id)
 
     async def backup(
         self, repo: ResticRepo, tenant_id: str, op_id: str, volume: str, folder: str, paths: list[str], tags: list[str]

@@ -12,6 +12,7 @@ from orchestrator.backups.remote import RemoteRestic
 from orchestrator.backups.restic import ResticRepo
 from orchestrator.errors import AgentHostError, BackupTargetUnavailable, InvalidInput
 from orchestrator.settings import Settings
+from tests.backend_protocol import sample_spec
 from tests.fakes import FakeBackend
 
 pytestmark = pytest.mark.anyio
@@ -76,3 +77,12 @@ async def test_a_job_past_its_deadline_fails_the_operation(tmp_path: Path) -> No
 def test_nodes_never_get_the_control_planes_local_repository(tmp_path: Path) -> None:
     with pytest.raises(InvalidInput, match="local backup repository"):
         ResticRepo(_settings(tmp_path), "t1", "local", PASSWORD).job_env()
+
+
+async def test_recovery_removes_only_the_jobs_of_the_dead_operation(tmp_path: Path) -> None:
+    fake = FakeBackend({"img"}, name="nomad")
+    for job in ("bk1-bk-0", "bk1-bk-1", "bk2-bk-0"):
+        labels = {"agenthost.tenant": "t1", "agenthost.kind": "job"}
+        await fake.ensure_workload(sample_spec("img", kind="job", id=job, tenant_id="t1", labels=labels))
+    await RemoteRestic(_settings(tmp_path), fake).stop_jobs("t1", "bk1")
+    assert sorted(fake.workloads) == ["bk2-bk-0"]
