@@ -5,6 +5,11 @@ volume through ``backups.files`` (a volume's services are paused and the volume 
 Postgres dump is put beside the cluster for pg_restore, a Redis RDB is swapped in while Redis is
 stopped. A failed restore into a new volume removes it; into a new database, the database stays
 (its record says the restore failed).
+
+Where volumes live on the nodes (Nomad), restic restores on the node of the target's volume instead, into
+a fresh directory of that volume (``backups.remote``); a new database or volume is placed on any node with
+room and the job follows it there, so a backup restores onto any node (``restore_backup(name=...)`` is
+how a database whose node was lost comes back elsewhere).
 """
 
 from __future__ import annotations

@@ -22,6 +22,10 @@ is ever followed) and restic never writes into it: restores land in the root-own
 directory (``Settings.backup_staging_dir``) and are copied in from there. restic reads a volume
 directly only for a volume backup, while nothing of the tenant runs on it (``backup_ops``); it
 stores links as links and opens files with ``O_NOFOLLOW``.
+
+Where the volumes live on other hosts (Nomad's nodes: ``Backend.local_volumes`` is False), the same
+captures are made in place (``pg_dump_in_volume``, ``bgsave``) and restic reads and writes them on the
+node, in a one-shot job (``backups.remote``, ``backups.in_volume``).
 """
 
 from __future__ import annotations
