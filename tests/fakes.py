@@ -38,6 +38,8 @@ from orchestrator.backends.base import (
     LogLine,
     NodeInfo,
     OnBytes,
+    OneShotResult,
+    OneShotSpec,
     SessionInput,
     SessionSpec,
     WorkloadSpec,
@@ -94,6 +96,8 @@ class FakeBackend:
     ) -> None:
         self.name = name
         self.staged_updates = True
+        self.oneshots: list[OneShotSpec] = []
+        self.oneshot_results: list[OneShotResult] = []  # answered in turn; then a clean exit
         self.volume_root = volume_root
         self.images: set[str] = set(images or ())
         self.runtime_names: set[str] = runtimes if runtimes is not None else {"runc", "runsc"}
@@ -390,6 +394,19 @@ class FakeBackend:
     async def list_volumes(self, labels: dict[str, str]) -> list[str]:
         self._up()
         return sorted(n for n, have in self.volumes.items() if _labelled(have, labels))
+
+    @property
+    def local_volumes(self) -> bool:
+        """Tests name the fake "docker" for an engine whose volumes the control plane reads (volume_root)."""
+        return self.name == "docker"
+
+    async def run_oneshot(self, spec: OneShotSpec) -> OneShotResult:
+        """Records the job; answers the next of ``oneshot_results``."""
+        self._up()
+        if spec.volume is not None and spec.volume.name not in self.volumes:
+            raise NotFound(f"volume {spec.volume.name} does not exist")
+        self.oneshots.append(spec)
+        return self.oneshot_results.pop(0) if self.oneshot_results else OneShotResult(exit_code=0, stdout="", stderr="")
 
     async def ensure_network(self, name: str, labels: dict[str, str]) -> None:
         self._up()

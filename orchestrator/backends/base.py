@@ -38,6 +38,8 @@ __all__ = [
     "NoStagedUpdates",
     "NodeInfo",
     "OnLayer",
+    "OneShotResult",
+    "OneShotSpec",
     "OnLog",
     "OnOutput",
     "VolumeSpec",
@@ -151,6 +153,34 @@ class ExecSpec:
     on_output: OnOutput | None = None
 
 
+class OneShotSpec(BaseModel):
+    """The platform's own one-shot job (restic, for backups): runs once where its volume lives, then is removed.
+
+    ``env`` holds secrets: it never enters the engine's job or container definition where the engine can avoid
+    it (Nomad: the job's Variable, read by a template). ``binaries`` bind-mounts host files read-only (a tool
+    the image lacks, such as the node's restic)."""
+
+    id: str
+    tenant_id: str
+    image: str
+    argv: list[str]
+    env: dict[str, str] = {}
+    volume: VolumeSpec | None = None
+    binaries: dict[str, str] = Field(default_factory=dict, description="container path -> host path")
+    network: Literal["none", "host"] = "none"
+    cap_add: list[str] = []
+    memory_mb: int = 256
+    timeout_s: float = 3600
+    labels: dict[str, str] = {}
+
+
+class OneShotResult(BaseModel):
+    exit_code: int | None = Field(description="None when it did not finish by its deadline (it was killed)")
+    stdout: str = Field(description="the output's last 64 KiB")
+    stderr: str
+    node: str | None = Field(None, description="where it ran")
+
+
 @dataclass(frozen=True)
 class SessionSpec:
     """One interactive command in a workload (an SSH session): streamed both ways, no deadline of its own."""
@@ -237,6 +267,9 @@ class Backend(Protocol):
     name: str
     # Whether ensure_workload takes a spec with slot "next" and promote_workload exists (zero-downtime updates).
     staged_updates: bool
+    # Whether volume_path_or_mount is a directory on the control plane's host (Docker); elsewhere work on a
+    # volume's files runs where the volume lives, through run_oneshot.
+    local_volumes: bool
 
     async def info(self) -> BackendInfo: ...
     async def runtimes(self) -> set[str]: ...
@@ -289,6 +322,13 @@ class Backend(Protocol):
     async def remove_volume(self, name: str) -> bool: ...
     async def volume_path_or_mount(self, name: str) -> str: ...
     async def list_volumes(self, labels: dict[str, str]) -> list[str]: ...
+
+    async def run_oneshot(self, spec: OneShotSpec) -> OneShotResult:
+        """Run ``spec`` once to its end, on the node that holds ``spec.volume`` (any node when it has none or
+        it was not placed yet: it is placed there then), and remove it. Killed at ``spec.timeout_s``.
+
+        Raises: NotFound when the volume is not this platform's; BackendUnavailable when its node is down."""
+        ...
 
     async def ensure_network(self, name: str, labels: dict[str, str]) -> None: ...
     async def remove_network(self, name: str) -> bool:

@@ -19,7 +19,7 @@ from ..store import Store, TenantStore, Tx
 from ..store.backups import BackupRecord, Check
 from .operations import Operations
 from .restic import ResticRepo
-from .sources import dump_postgres, save_redis, volume_dir
+from .sources import PG_DUMP_FILE, REDIS_FILE, bgsave, dump_postgres, pg_dump_in_volume, save_redis, volume_dir
 
 __all__ = ["Creates"]
 
@@ -52,11 +52,11 @@ class Creates:
     ) -> BackupRecord:
         """Validate, record the backup and run it past the bounded wait; returns its record as it started.
 
-        Raises: InvalidInput, NotSupported, NotFound, Conflict, QuotaExceeded, BackupTargetUnavailable."""
+        Raises: InvalidInput, NotFound, Conflict, QuotaExceeded, BackupTargetUnavailable."""
         if (database is None) == (volume is None):
             raise InvalidInput("pass exactly one of database or volume", "e.g. create_backup(database='pg')")
-        self.ops.check_backend()
         where: BackupTarget = target or self.settings.backup_target
+        self.ops.check_target(where)
         meta: dict[str, Any] = {}
         kind: BackupKind
         if database is not None:
@@ -68,10 +68,11 @@ class Creates:
             meta["memory_mb"] = db.spec.memory_mb
         else:
             assert volume is not None
-            mount = await volume_dir(self.backend, await self.ops.volume(ts, volume))
-            st_root = mount.lstat()
+            engine_volume = await self.ops.volume(ts, volume)
             kind, source, source_id, engine = "volume", volume, None, None
-            meta["root"] = [st_root.st_uid, st_root.st_gid, st_root.st_mode & 0o7777]
+            if self.backend.local_volumes:
+                st_root = (await volume_dir(self.backend, engine_volume)).lstat()
+                meta["root"] = [st_root.st_uid, st_root.st_gid, st_root.st_mode & 0o7777]
         await ts.backups.check_free(kind, [source])  # early; insert checks again, in its transaction
         repo = await self.ops.repo(ts, where)
         await report(f"opening the backup repository ({repo.where})")
@@ -86,7 +87,9 @@ class Creates:
         tags = [f"ah:{rec.id}", f"ah-{rec.kind}:{rec.source_name}"]
         timeout = self.settings.backup_timeout_s
         try:
-            if rec.kind == "database":
+            if not self.backend.local_volumes:
+                snapshot, size = await self._backup_on_node(ts, rec, repo, tags, report)
+            elif rec.kind == "database":
                 assert rec.source_id is not None
                 db = await ts.databases.get(rec.source_id)
                 password = (await ts.databases.secrets(db.id)).superuser
@@ -128,6 +131,43 @@ class Creates:
         finally:
             with anyio.CancelScope(shield=True):
                 await self.cleanup(ts, rec)
+
+    async def _backup_on_node(
+        self, ts: TenantStore, rec: BackupRecord, repo: ResticRepo, tags: list[str], report: Reporter
+    ) -> tuple[str, int]:
+        """restic as a job on the node that holds the data, which it reads where the engine left it."""
+        timeout = self.settings.backup_timeout_s
+        if rec.kind == "database":
+            assert rec.source_id is not None
+            db = await ts.databases.get(rec.source_id)
+            password = (await ts.databases.secrets(db.id)).superuser
+            if db.engine == "postgres":
+                await report(f"pg_dump of {db.name}")
+                folder = await pg_dump_in_volume(self.backend, db, password, rec.id, timeout)
+                paths = [PG_DUMP_FILE]
+            else:
+                await report(f"BGSAVE of {db.name}")
+                await bgsave(self.backend, db, password, timeout)
+                folder, paths = "", [REDIS_FILE]
+            await report(f"writing snapshot to {repo.where} from the node of {db.name}")
+            snapshot, size, _ = await self.ops.remote.backup(
+                repo, ts.tenant_id, rec.id, db.spec.volume, folder, paths, tags
+            )
+            return snapshot, size
+        engine_volume = volume_name(ts.tenant_id, rec.source_name)
+        paused = await self.ops.pause(ts, "backups", rec.id, rec.source_name, report)
+        try:
+            await self.ops.check_idle(ts, rec.source_name, "backup")
+            await report(f"writing snapshot of volume {rec.source_name} to {repo.where} from its node")
+            snapshot, size, root = await self.ops.remote.backup(
+                repo, ts.tenant_id, rec.id, engine_volume, "", ["."], tags
+            )
+            if root is not None:  # a restore into a new volume gives its root this owner and mode
+                await ts.backups.set_meta(rec.id, {**rec.meta, "root": root})
+            return snapshot, size
+        finally:
+            with anyio.CancelScope(shield=True):
+                await self.ops.resume(ts, "backups", rec.id, paused)
 
     async def cleanup(self, ts: TenantStore, rec: BackupRecord) -> None:
         """Remove what a backup staged and the dump it left beside a Postgres cluster."""

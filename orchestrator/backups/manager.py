@@ -152,14 +152,13 @@ class BackupManager:
 
     async def describe_restore(self, p: Principal, backup_id: str, name: str | None) -> str | None:
         """The question before restoring over existing data, None into a new name. Raises: NotFound."""
-        self.ops.check_backend()
         ts = self.store.scoped(p.tenant_id)
         return await self.restores.describe(ts, await ts.backups.get(backup_id), name)
 
     async def restore(self, p: Principal, backup_id: str, name: str | None, wait: bool, report: Reporter) -> Backup:
-        self.ops.check_backend()
         ts = self.store.scoped(p.tenant_id)
         rec = await ts.backups.get(backup_id)
+        self.ops.check_target(rec.target)
         await self.restores.start(p, ts, rec, name, wait, report)
         return await self.view(ts, await ts.backups.get(rec.id))
 

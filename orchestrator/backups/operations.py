@@ -25,8 +25,9 @@ import anyio
 import anyio.abc
 from anyio.abc import TaskGroup
 
-from ..backends.base import Backend
-from ..errors import AgentHostError, Conflict, NotFound, NotSupported
+from ..backends.base import Backend, ExecSpec
+from ..databases.engines import DUMP_DIR, ENGINES
+from ..errors import AgentHostError, Conflict, InvalidInput, NotFound
 from ..events import EventLog
 from ..labels import L_TENANT, volume_name
 from ..models import BackupTarget, DatabaseRecord, EventType, Principal
@@ -36,6 +37,7 @@ from ..services import ServiceManager
 from ..settings import Settings
 from ..store import TenantStore
 from ..store.backups import BackupRecord, Table
+from .remote import RemoteRestic
 from .restic import ResticRepo
 from .sources import remove_dump, volume_dir
 
@@ -70,6 +72,7 @@ class Operations:
         self.owner = owner_token()
         self._tasks: TaskGroup | None = None
         self._repos_known_to_exist: set[str] = set()
+        self.remote = RemoteRestic(settings, backend)
 
     async def note(self, ts: TenantStore, rec: BackupRecord, type_: EventType, cause: str) -> None:
         """Record what became of a backup, or of a restore from it, in the event log."""
@@ -82,13 +85,14 @@ class Operations:
             task_status.started()
             await anyio.sleep_forever()
 
-    def check_backend(self) -> None:
-        """Raises: NotSupported where volumes live on other hosts than the control plane (Nomad nodes)."""
-        if self.backend.name != "docker":
-            raise NotSupported(
-                f"backups read volumes on the control plane's host; on the {self.backend.name} backend they live"
-                " on the cluster's nodes",
-                "dump the data over exec instead (pg_dump, redis-cli --rdb), or run it on a Docker-backend platform",
+    def check_target(self, target: BackupTarget) -> None:
+        """Raises: InvalidInput for a local repository where volumes live on the cluster's nodes (restic runs
+        there, beside the data, and reaches only S3)."""
+        if not self.backend.local_volumes and target == "local":
+            raise InvalidInput(
+                f"on the {self.backend.name} backend backups run on the node that holds the data, which cannot"
+                " reach the control plane's local repository",
+                "pass target='s3' (the operator sets AGENTHOST_BACKUP_TARGET=s3 and AGENTHOST_BACKUP_S3_*)",
             )
 
     async def repo(self, ts: TenantStore, target: BackupTarget) -> ResticRepo:
@@ -134,6 +138,13 @@ class Operations:
         await anyio.to_thread.run_sync(lambda: shutil.rmtree(self._staging(op_id), ignore_errors=True))
 
     async def remove_dump_dir(self, db: DatabaseRecord, op_id: str) -> None:
+        if not self.backend.local_volumes:  # the engine's own user removes what it wrote, on its node
+            argv = ["rm", "-rf", "--", f"{ENGINES['postgres'].data_path}/{DUMP_DIR}/{op_id}"]
+            try:
+                await self.backend.exec(db.id, ExecSpec(argv, timeout_s=60))
+            except AgentHostError as exc:
+                log.warning("could not remove the dump of %s from %s: %s", op_id, db.name, exc)
+            return
         try:
             mount = await volume_dir(self.backend, db.spec.volume)
         except AgentHostError:

@@ -39,6 +39,8 @@ class Recovery:
             ts = self.store.scoped(tenant_id)
             if not await ts.backups.claim_abandoned(table, op_id, owner, self.ops.owner):
                 continue
+            if not self.ops.backend.local_volumes:  # its restic job outlives it on a node (no pdeathsig there)
+                await self.ops.remote.stop_jobs(tenant_id, op_id)
             if table == "backups":
                 await self._recover_backup(ts, await ts.backups.get(op_id))
                 counts["backups_recovered"] += 1

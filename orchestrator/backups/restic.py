@@ -108,11 +108,26 @@ class ResticRepo:
         with anyio.fail_after(timeout_s or self.settings.backup_timeout_s):
             return await anyio.run_process([*argv, *args], cwd=cwd, env=self._env(), check=False)
 
-    def _fail(self, what: str, proc: subprocess.CompletedProcess[bytes]) -> AgentHostError:
-        err = proc.stderr.decode("utf-8", "replace").strip()[-1500:]
+    def job_env(self) -> dict[str, str]:
+        """restic's env in a job on a node, which reaches only the S3 target. Raises: InvalidInput."""
+        if self.target != "s3":
+            raise InvalidInput(
+                "the nodes that hold the data cannot reach the control plane's local backup repository",
+                "use target='s3' (the operator sets AGENTHOST_BACKUP_S3_ENDPOINT and its keys)",
+            )
+        env = {k: v for k, v in self._env().items() if k not in ("PATH", "HOME", "RESTIC_CACHE_DIR")}
+        return {**env, "RESTIC_REPOSITORY": self.url}
+
+    def failure(self, what: str, exit_code: int, stderr: str) -> AgentHostError:
+        """The error for a restic that failed with ``stderr``: BackupTargetUnavailable when it could not reach
+        the repository."""
+        err = stderr.strip()[-1500:]
         if any(phrase in err.lower() for phrase in _UNREACHABLE):
             return BackupTargetUnavailable(f"{what}: the backup repository at the {self.where} is unreachable: {err}")
-        return AgentHostError(f"{what}: restic failed (exit {proc.returncode}): {err}")
+        return AgentHostError(f"{what}: restic failed (exit {exit_code}): {err}")
+
+    def _fail(self, what: str, proc: subprocess.CompletedProcess[bytes]) -> AgentHostError:
+        return self.failure(what, proc.returncode, proc.stderr.decode("utf-8", "replace"))
 
     async def _run_locked(
         self, what: str, args: list[str], cwd: Path | None = None, timeout_s: float | None = None
@@ -173,7 +188,11 @@ class ResticRepo:
         for tag in tags:
             args += ["--tag", tag]
         proc = await self._run_locked("back up", [*args, "."], cwd=cwd)
-        for line in reversed(proc.stdout.decode("utf-8", "replace").splitlines()):
+        return await self.summary(proc.stdout.decode("utf-8", "replace"), tags)
+
+    async def summary(self, output: str, tags: list[str]) -> tuple[str, int]:
+        """The snapshot id and bytes read that ``restic backup --json`` printed. Raises: AgentHostError."""
+        for line in reversed(output.splitlines()):
             if '"summary"' in line:
                 summary = json.loads(line)
                 break

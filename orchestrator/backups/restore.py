@@ -5,10 +5,16 @@ volume through ``backups.files`` (a volume's services are paused and the volume 
 Postgres dump is put beside the cluster for pg_restore, a Redis RDB is swapped in while Redis is
 stopped. A failed restore into a new volume removes it; into a new database, the database stays
 (its record says the restore failed).
+
+Where volumes live on the nodes (Nomad), restic restores on the node of the target's volume instead, into
+a fresh directory of that volume (``backups.remote``); a new database or volume is placed on any node with
+room and the job follows it there, so a backup restores onto any node (``restore_backup(name=...)`` is
+how a database whose node was lost comes back elsewhere).
 """
 
 from __future__ import annotations
 
+import json
 import logging
 from pathlib import Path
 
@@ -16,6 +22,7 @@ import anyio
 
 from ..backends.base import Backend
 from ..databases import CreateDatabaseRequest, DatabaseManager
+from ..databases.engines import DUMP_DIR
 from ..errors import AgentHostError, Conflict, InvalidInput, NotFound, WorkloadFailed
 from ..labels import L_TENANT, volume_name
 from ..models import DatabaseRecord, Principal
@@ -27,6 +34,7 @@ from ..store import TenantStore, Tx
 from ..store.backups import BackupRecord, Check, RestoreRecord
 from .files import open_root, remove
 from .operations import Operations, staged_file
+from .remote import RESTORE_DIR
 from .restic import ResticRepo
 from .sources import (
     PG_DUMP_FILE,
@@ -131,7 +139,9 @@ class Restores:
     ) -> None:
         assert rec.snapshot_id is not None
         try:
-            if rec.kind == "database":
+            if not self.backend.local_volumes:
+                await self._restore_on_node(p, ts, rec, op, repo, report)
+            elif rec.kind == "database":
                 await self._restore_database(p, ts, rec, op, repo, report)
             else:
                 staged = await self.ops.stage(op.id)
@@ -191,26 +201,90 @@ class Restores:
         except AgentHostError as exc:
             log.warning("could not remove volume %s of failed restore %s: %s", op.into_name, op.id, exc)
 
+    async def _restore_on_node(
+        self, p: Principal, ts: TenantStore, rec: BackupRecord, op: RestoreRecord, repo: ResticRepo, report: Reporter
+    ) -> None:
+        """restic as a job on the node of the target's volume; a new database or volume is placed on any node
+        with room, and the job follows it there."""
+        assert rec.snapshot_id is not None
+        remote, timeout = self.ops.remote, self.settings.backup_timeout_s
+        staged = f"{RESTORE_DIR}{op.id}"
+        snapshot = rec.snapshot_id
+        if rec.kind == "volume":
+            engine_volume = volume_name(ts.tenant_id, op.into_name)
+            root = json.dumps(rec.meta.get("root"))
+            if op.created_new:
+                await report(f"creating volume {op.into_name}")
+                await self.backend.ensure_volume(engine_volume, {L_TENANT: ts.tenant_id})
+                try:
+                    await report(f"restoring the snapshot into volume {op.into_name} on its node")
+                    await remote.restore(repo, ts.tenant_id, op.id, engine_volume, staged, snapshot, ["replace", root])
+                except BaseException:
+                    with anyio.CancelScope(shield=True):
+                        await self._remove_new_volume(ts, op)
+                    raise
+                return
+            paused = await self.ops.pause(ts, "restores", op.id, op.into_name, report)
+            try:
+                await self.ops.check_idle(ts, op.into_name, "restore")
+                await report(f"replacing the files of volume {op.into_name} on its node")
+                await remote.restore(repo, ts.tenant_id, op.id, engine_volume, staged, snapshot, ["replace", "null"])
+                await self.ops.check_idle(ts, op.into_name, "restore")
+            finally:
+                with anyio.CancelScope(shield=True):
+                    await self.ops.resume(ts, "restores", op.id, paused)
+            return
+        db = await self._target_database(p, ts, rec, op, report)
+        password = (await ts.databases.secrets(db.id)).superuser
+        if db.engine == "postgres":
+            try:
+                await report(f"fetching the snapshot onto the node of {db.name}")
+                folder = f"{DUMP_DIR}/{op.id}"
+                await remote.restore(repo, ts.tenant_id, op.id, db.spec.volume, folder, snapshot, ["own"])
+                await report(f"pg_restore into {db.name}")
+                await restore_postgres(self.backend, db, password, op.id, timeout)
+            finally:
+                with anyio.CancelScope(shield=True):
+                    await self.ops.remove_dump_dir(db, op.id)
+            return
+        await ts.databases.update(db.id, status="restoring")
+        try:
+            await report(f"stopping {db.name} to load the snapshot")
+            await self.backend.stop_workload(db.id)
+            await remote.restore(repo, ts.tenant_id, op.id, db.spec.volume, staged, snapshot, ["redis"])
+        finally:
+            with anyio.CancelScope(shield=True):
+                await self._start_database(ts, db)
+        after = await self.databases.wait_ready(ts, await ts.databases.get(db.id), None, report)
+        if after.status != "running":
+            raise WorkloadFailed(f"{db.name} did not come back after the restore: {after.last_error}")
+
+    async def _target_database(
+        self, p: Principal, ts: TenantStore, rec: BackupRecord, op: RestoreRecord, report: Reporter
+    ) -> DatabaseRecord:
+        """The database a restore fills: the existing one, or a new one made now (wherever it finds room)."""
+        assert rec.engine is not None
+        if not op.created_new:
+            return await ts.databases.get(op.into_id or "")
+        await report(f"creating {rec.engine} database {op.into_name}")
+        req = CreateDatabaseRequest(
+            name=op.into_name,
+            engine=rec.engine,
+            memory_mb=rec.meta.get("memory_mb"),
+            wait=True,
+            wait_timeout_s=min(600.0, self.settings.backup_timeout_s),
+        )
+        created = await self.databases.create(p, req, report)
+        await ts.backups.set_restore_target(op.id, created.id)
+        if created.status != "running":
+            raise WorkloadFailed(f"the new database {op.into_name} did not start: {created.last_error}")
+        return await ts.databases.get(created.id)
+
     async def _restore_database(
         self, p: Principal, ts: TenantStore, rec: BackupRecord, op: RestoreRecord, repo: ResticRepo, report: Reporter
     ) -> None:
-        assert rec.snapshot_id is not None and rec.engine is not None
-        if op.created_new:
-            await report(f"creating {rec.engine} database {op.into_name}")
-            req = CreateDatabaseRequest(
-                name=op.into_name,
-                engine=rec.engine,
-                memory_mb=rec.meta.get("memory_mb"),
-                wait=True,
-                wait_timeout_s=min(600.0, self.settings.backup_timeout_s),
-            )
-            created = await self.databases.create(p, req, report)
-            await ts.backups.set_restore_target(op.id, created.id)
-            if created.status != "running":
-                raise WorkloadFailed(f"the new database {op.into_name} did not start: {created.last_error}")
-            db = await ts.databases.get(created.id)
-        else:
-            db = await ts.databases.get(op.into_id or "")
+        assert rec.snapshot_id is not None
+        db = await self._target_database(p, ts, rec, op, report)
         password = (await ts.databases.secrets(db.id)).superuser
         mount = await volume_dir(self.backend, db.spec.volume)
         staged = await self.ops.stage(op.id)
@@ -254,14 +328,14 @@ class Restores:
         db = await ts.databases.find(op.into_id) if op.into_id else None
         if db is not None:
             await self.ops.remove_dump_dir(db, op.id)
-            if db.engine == "redis":
+            if db.engine == "redis" and self.backend.local_volumes:  # on a node, the next restore settles them
                 await anyio.to_thread.run_sync(settle_redis_files, await volume_dir(self.backend, db.spec.volume))
             st = await self.backend.workload_status(db.id)
             if db.status == "restoring" or st.state != "running":
                 await self._start_database(ts, db)
         elif kind == "volume" and op.created_new:
             await self._remove_new_volume(ts, op)
-        elif kind == "volume":
+        elif kind == "volume" and self.backend.local_volumes:
             try:
                 mount = await volume_dir(self.backend, volume_name(ts.tenant_id, op.into_name))
             except AgentHostError:

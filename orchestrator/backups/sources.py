@@ -22,6 +22,10 @@ is ever followed) and restic never writes into it: restores land in the root-own
 directory (``Settings.backup_staging_dir``) and are copied in from there. restic reads a volume
 directly only for a volume backup, while nothing of the tenant runs on it (``backup_ops``); it
 stores links as links and opens files with ``O_NOFOLLOW``.
+
+Where the volumes live on other hosts (Nomad's nodes: ``Backend.local_volumes`` is False), the same
+captures are made in place (``pg_dump_in_volume``, ``bgsave``) and restic reads and writes them on the
+node, in a one-shot job (``backups.remote``, ``backups.in_volume``).
 """
 
 from __future__ import annotations
@@ -42,10 +46,12 @@ from .files import copy_out, copy_tree_in, exists, open_dir, open_root, owner_of
 __all__ = [
     "PG_DUMP_FILE",
     "REDIS_FILE",
+    "bgsave",
     "clear_and_replace",
     "copy_dump_out",
     "copy_rdb_out",
     "dump_postgres",
+    "pg_dump_in_volume",
     "place_dump",
     "remove_dump",
     "restore_postgres",
@@ -103,6 +109,12 @@ async def dump_postgres(
     backend: Backend, rec: DatabaseRecord, password: str, op_id: str, staging: Path, timeout_s: float
 ) -> Path:
     """pg_dump into the data volume, then a copy of the dump into ``staging`` (root's). Returns the copy."""
+    await pg_dump_in_volume(backend, rec, password, op_id, timeout_s)
+    return await anyio.to_thread.run_sync(copy_dump_out, await volume_dir(backend, rec.spec.volume), op_id, staging)
+
+
+async def pg_dump_in_volume(backend: Backend, rec: DatabaseRecord, password: str, op_id: str, timeout_s: float) -> str:
+    """pg_dump into ``ah-dumps/<op_id>`` on the data volume; returns that folder's path in the volume."""
     remote = f"{ENGINES['postgres'].data_path}/{DUMP_DIR}/{op_id}"
     script = (
         'mkdir -p "$AH_DIR" && chmod 700 "$AH_DIR" && '
@@ -111,7 +123,7 @@ async def dump_postgres(
     env = {**_pg_env(rec), "AH_DIR": remote}
     res = await backend.exec(rec.id, ExecSpec(["sh", "-c", script], timeout_s=timeout_s, env=env))
     _check(res, "pg_dump", password)
-    return await anyio.to_thread.run_sync(copy_dump_out, await volume_dir(backend, rec.spec.volume), op_id, staging)
+    return f"{DUMP_DIR}/{op_id}"
 
 
 def copy_dump_out(mount: Path, op_id: str, staging: Path) -> Path:
@@ -196,6 +208,13 @@ def _info_field(info: str, name: str) -> str:
 async def save_redis(backend: Backend, rec: DatabaseRecord, password: str, dest: Path, timeout_s: float) -> Path:
     """BGSAVE, wait for a save that started after this call, copy the RDB into the root-owned directory
     ``dest``. Returns the copy. Raises: UnsafePath when ``dump.rdb`` is a link or not a regular file."""
+    await bgsave(backend, rec, password, timeout_s)
+    return await anyio.to_thread.run_sync(copy_rdb_out, await volume_dir(backend, rec.spec.volume), dest)
+
+
+async def bgsave(backend: Backend, rec: DatabaseRecord, password: str, timeout_s: float) -> None:
+    """BGSAVE, and wait for a save that started after this call: ``dump.rdb`` on the volume is then whole and
+    new (Redis replaces it by rename). Raises: WorkloadFailed."""
 
     async def cli(*args: str) -> str:
         res = await backend.exec(
@@ -231,7 +250,6 @@ async def save_redis(backend: Backend, rec: DatabaseRecord, password: str, dest:
         if time.monotonic() > deadline:
             raise WorkloadFailed("another save kept Redis busy; BGSAVE did not start in time")
         await anyio.sleep(0.2)
-    return await anyio.to_thread.run_sync(copy_rdb_out, await volume_dir(backend, rec.spec.volume), dest)
 
 
 def copy_rdb_out(mount: Path, dest: Path) -> Path:

@@ -17,10 +17,11 @@ def _volume(fake: FakeBackend, name: str) -> Path:
     return fake.volume_root / found
 
 
-def test_on_an_engine_without_local_volumes_backups_are_not_supported(site: Site) -> None:
+def test_where_volumes_live_on_nodes_a_local_repository_is_refused_with_the_way_out(site: Site) -> None:
     site.call("deploy_service", name="web", image=APP_IMAGE, volumes=[{"name": "data", "path": "/data"}])
     refused = site.call("create_backup", volume="data")
-    assert refused["error"]["code"] == "not_supported", refused
+    assert refused["error"]["code"] == "invalid_input", refused
+    assert "target='s3'" in refused["error"]["hint"]
 
 
 def test_backup_and_restore_a_volume(site: Site, fake_backend: FakeBackend) -> None:

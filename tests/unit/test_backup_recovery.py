@@ -12,6 +12,7 @@ from orchestrator.backups.restic import ResticRepo
 from orchestrator.owners import owner_alive, owner_token
 from orchestrator.settings import Quotas, Settings
 from orchestrator.store import Store
+from tests.fakes import FakeBackend
 
 pytestmark = pytest.mark.anyio
 
@@ -45,7 +46,7 @@ async def test_recovery_completes_found_snapshots_fails_the_rest_and_spares_live
     (source / "f").write_text("data")
     snapshot, _ = await repo.backup(source, [f"ah:{done.id}"])
 
-    manager = BackupManager(settings, store, cast(Any, None), cast(Any, None), cast(Any, None))
+    manager = BackupManager(settings, store, FakeBackend(name="docker"), cast(Any, None), cast(Any, None))
     counts = await manager.recover()
 
     assert counts == {"backups_recovered": 2, "restores_recovered": 0}

@@ -23,6 +23,8 @@ from ..base import (
     LogLine,
     NodeInfo,
     OnBytes,
+    OneShotResult,
+    OneShotSpec,
     SessionInput,
     SessionSpec,
     WorkloadSpec,
@@ -34,6 +36,7 @@ from .engine import DockerEngine, docker_errors
 from .exec import Emit, exec_sync
 from .logs import after_tail, follow_logs, merged_tail, read_stream
 from .net import NetworkGone, remove_network_sync
+from .oneshot import run_oneshot
 from .session import run_session
 
 __all__ = ["DockerBackend"]
@@ -44,6 +47,7 @@ _RUNTIMES_TTL_S = 30.0
 class DockerBackend:
     name = "docker"
     staged_updates = True
+    local_volumes = True
 
     def __init__(self, engine: DockerEngine, publish_host: str = "127.0.0.1") -> None:
         """``publish_host``: the address ports are published on (the host's loopback by default)."""
@@ -317,6 +321,9 @@ class DockerBackend:
             return [v.name for v in self.engine.client().volumes.list(filters=self.engine.filters(labels))]
 
         return await self.engine.run("list volumes", listing)
+
+    async def run_oneshot(self, spec: OneShotSpec) -> OneShotResult:
+        return await run_oneshot(self.engine, spec)
 
     async def ensure_network(self, name: str, labels: dict[str, str]) -> None:
         await self.engine.run(

@@ -57,6 +57,7 @@ from .jobs import (
 from .logs import check_since, follow_logs, read_tail
 from .net import NodeNetworks, Peer, TenantNetworks
 from .nodes import agent_info, list_nodes, node_info
+from .oneshot import OneShots
 from .session import session_in_alloc
 from .vars import check_variable_path, delete_variable, get_variable, put_variable
 from .volume_jobs import NodeJobs, remove_volume, volume_path
@@ -76,7 +77,7 @@ _STOP_WAIT_S = 60.0
 _NODES_TTL_S = 5.0
 
 
-class NomadBackend(NoStagedUpdates, NodeNetworks):  # Nomad's deployments replace allocations by its own rules
+class NomadBackend(NoStagedUpdates, NodeNetworks, OneShots):  # Nomad's deployments replace allocations by its own rules
     name = "nomad"
 
     def __init__(

@@ -32,6 +32,7 @@ __all__ = [
     "HASH_ITEM",
     "TASK",
     "alloc_endpoints",
+    "exit_info",
     "check_reference",
     "check_volume_name",
     "job_id",
@@ -233,7 +234,7 @@ def task_failure(alloc: dict[str, Any]) -> str | None:
     return None
 
 
-def _exit_info(state: dict[str, Any]) -> tuple[int | None, bool]:
+def exit_info(state: dict[str, Any]) -> tuple[int | None, bool]:
     for event in reversed(state.get("Events") or []):
         if event.get("Type") == "Terminated":
             details = event.get("Details") or {}
@@ -263,7 +264,7 @@ def status_from(
         state = "restarting"
     else:
         state = "pending"
-    exit_code, oom = _exit_info(task)
+    exit_code, oom = exit_info(task)
     failure = task_failure(alloc) if state != "running" else None
     return WorkloadStatus(
         id=workload_id,

@@ -28,7 +28,7 @@ from .volumes import NODE, PATH, claim_node, docker_labels, volume_items, volume
 if TYPE_CHECKING:
     from .api import NomadApi
 
-__all__ = ["NodeJobs", "remove_volume", "volume_path"]
+__all__ = ["NodeJobs", "node_known", "remove_volume", "volume_path"]
 
 _FINISH_WAIT_S = 120.0
 # Runs on the node with its Docker socket. Nomad replaces ${...} in a task's args at run time, so
@@ -141,7 +141,7 @@ def _purge(api: NomadApi, jid: str) -> None:
         pass
 
 
-def _node_known(api: NomadApi, name: str, node_id: str) -> bool:
+def node_known(api: NomadApi, name: str, node_id: str) -> bool:
     """Whether Nomad still knows the node that holds volume ``name`` (a node it forgot took its volumes
     with it). Raises: BackendUnavailable when the node is known but not ready."""
     try:
@@ -167,7 +167,7 @@ async def volume_path(run: Run, api: NomadApi, jobs: NodeJobs, instance: str, na
     if items.get(PATH):
         return items[PATH]
     node_id = items.get(NODE, "")
-    if node_id and not await run(f"inspect the node of volume {name}", _node_known, api, name, node_id):
+    if node_id and not await run(f"inspect the node of volume {name}", node_known, api, name, node_id):
         raise NotFound(f"volume {name} was on node {node_id}, which left the cluster")
     node, answer = await _run_script(run, api, jobs, instance, "path", name, docker_labels(items), node_id)
     path = str(answer["mountpoint"])
@@ -186,7 +186,7 @@ async def remove_volume(run: Run, api: NomadApi, jobs: NodeJobs, instance: str, 
     if items is None:
         return False
     node_id = items.get(NODE, "")
-    if bool(node_id) and await run(f"inspect the node of volume {name}", _node_known, api, name, node_id):
+    if bool(node_id) and await run(f"inspect the node of volume {name}", node_known, api, name, node_id):
         await _run_script(run, api, jobs, instance, "remove", name, {}, node_id)
     await run(f"forget volume {name}", delete_variable, api, volume_meta_path(instance, name))
     return True
