@@ -352,8 +352,9 @@ plugin "docker" {
     endpoint       = "unix://$d/docker.sock"
     allow_runtimes   = ["runc", "runsc"]
     allow_privileged = false
-    # agenthost's tasks drop every capability and add none; a job that asks for one is refused.
-    allow_caps       = []
+    # agenthost's tasks drop every capability; only the backup job (restic, runc) adds back the three it
+    # needs to restore files with their owners and modes. A job that asks for any other one is refused.
+    allow_caps       = ["chown", "dac_override", "fowner"]
     auth {
       config = "$STATE/registry/docker-config/config.json"
     }

@@ -38,10 +38,11 @@ plugin "docker" {
   config {
     allow_runtimes = [__RUNTIMES_LIST__]
 
-    # agenthost's tasks drop every capability and add none: a job asking for one, or for a privileged
-    # container, is refused here whoever submitted it.
+    # agenthost's tasks drop every capability; only the backup job (restic, runc) adds back chown,
+    # dac_override and fowner, to restore files with their owners and modes. A job asking for any other
+    # one, or for a privileged container, is refused here whoever submitted it.
     allow_privileged = false
-    allow_caps       = []
+    allow_caps       = ["chown", "dac_override", "fowner"]
 
     # Workload volumes are Docker named volumes and the platform's own tasks mount the Docker socket:
     # both need volumes on (nomad/README.md, "Security", says what that means for agenthost's token).

@@ -162,8 +162,8 @@ def test_agenthosts_token_cannot_widen_itself(as_agenthost: httpx.Client) -> Non
 def test_a_stolen_token_runs_no_privileged_task(
     nomad_cluster: Cluster, as_agenthost: httpx.Client, task: dict[str, Any], refusal: str
 ) -> None:
-    """The nodes' docker plugin refuses privileged containers and any added capability (allow_caps = []), whatever
-    a job submitted with agenthost's token asks for."""
+    """The nodes' docker plugin refuses privileged containers and any added capability but the backup job's three
+    (chown, dac_override, fowner), whatever a job submitted with agenthost's token asks for."""
     job_id = f"ah-attack-{uuid.uuid4().hex[:8]}"
     job = _job(job_id, nomad_cluster.namespace, _image(nomad_cluster), **task)
     submitted = as_agenthost.post("jobs", json=job, params={"namespace": nomad_cluster.namespace})
