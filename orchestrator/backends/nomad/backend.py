@@ -42,8 +42,8 @@ from .jobs import (
     TASK,
     check_reference,
     job_id,
-    latest_alloc,
     list_statuses,
+    serving_alloc,
     variable_path,
 )
 from .logs import check_since, follow_logs, read_tail
@@ -191,7 +191,7 @@ class NomadBackend(JobChanges, NoStagedUpdates, NodeNetworks):
 
     async def _current_alloc(self, workload_id: str) -> dict[str, Any]:
         allocs = await self._run(f"find allocation of {workload_id}", job_allocs, self.api, job_id(workload_id))
-        alloc = latest_alloc(allocs)
+        alloc = serving_alloc(allocs)
         if alloc is None:
             raise NotFound(f"workload {workload_id} has no allocation", "deploy or start it first")
         return alloc

@@ -28,6 +28,7 @@ from .jobs import (
     job_variables,
     latest_alloc,
     parse_job,
+    serving_alloc,
     status_from,
     variable_items,
     variable_path,
@@ -109,7 +110,7 @@ class JobChanges:
         if job is None or job.get("Stop") or (job.get("Meta") or {}).get(L_INSTANCE) != self.instance:
             return None
         running = [a for a in job_allocs(self.api, job_id(workload_id)) if a.get("ClientStatus") == "running"]
-        alloc = latest_alloc(running)
+        alloc = serving_alloc(running)
         return Peer(container=f"{TASK}-{alloc['ID']}", node_id=str(alloc["NodeID"])) if alloc else None
 
     async def ensure_workload(self, spec: WorkloadSpec) -> WorkloadStatus:
@@ -245,7 +246,7 @@ class JobChanges:
     async def restart_workload(self, workload_id: str) -> WorkloadStatus:
         """The task restarts in its allocation (Nomad's restart API); a workload whose allocation ended gets a
         new one. Either way its ``restarts`` stays what it was: they count crashes."""
-        alloc = latest_alloc(
+        alloc = serving_alloc(
             await self._run(f"find allocation of {workload_id}", job_allocs, self.api, job_id(workload_id))
         )
         task = ((alloc or {}).get("TaskStates") or {}).get(TASK) or {}

@@ -39,6 +39,7 @@ __all__ = [
     "job_variables",
     "latest_alloc",
     "list_statuses",
+    "serving_alloc",
     "parse_job",
     "status_from",
     "task_failure",
@@ -215,6 +216,15 @@ def latest_alloc(allocs: list[dict[str, Any]]) -> dict[str, Any] | None:
     return max(allocs, key=lambda a: a.get("CreateIndex", 0), default=None)
 
 
+def serving_alloc(allocs: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """The allocation that stands for the workload: of those Nomad wants running, the one a deployment's
+    canary is being tried beside (the previous version serves until the canary is promoted and it stops);
+    else the newest (a stopped or failed workload's last one)."""
+    wanted = [a for a in allocs if a.get("DesiredStatus", "run") == "run"]
+    settled = [a for a in wanted if not (a.get("DeploymentStatus") or {}).get("Canary")]
+    return latest_alloc(settled) or latest_alloc(wanted) or latest_alloc(allocs)
+
+
 def alloc_endpoints(alloc: dict[str, Any]) -> dict[int, Endpoint]:
     shared = (alloc.get("AllocatedResources") or {}).get("Shared") or {}
     out: dict[int, Endpoint] = {}
@@ -260,7 +270,7 @@ def status_from(
     if job is None:
         return WorkloadStatus(id=workload_id, state="missing")
     meta = {k: v for k, v in (job.get("Meta") or {}).items() if not k.startswith(f"{PREFIX}.nomad-")}
-    alloc = latest_alloc(allocs)
+    alloc = serving_alloc(allocs)
     if alloc is None:
         state: WorkloadState = "exited" if job.get("Stop") else "pending"
         return WorkloadStatus(id=workload_id, state=state, spec_hash=spec_hash, labels=meta)
