@@ -49,9 +49,9 @@ def _version(n: int, spec_hash: str, stable: bool = True) -> dict[str, Any]:
     return {"Version": n, "Stable": stable, "Meta": {SPEC_META: spec_hash}}
 
 
-def test_a_rollback_reverts_to_the_newest_stable_version_that_ran_the_spec() -> None:
+def test_a_rollback_reverts_to_the_newest_version_that_ran_the_spec() -> None:
     versions = [_version(4, "b"), _version(3, "a", stable=False), _version(2, "a"), _version(1, "a"), _version(0, "c")]
-    assert version_of(versions, "a", current=4) == 2  # 3 never became healthy
+    assert version_of(versions, "a", current=4) == 3  # the newest, healthy or not: it is the same spec
     assert version_of(versions, "b", current=4) is None  # it runs already: nothing to revert to
     assert version_of(versions, "z", current=4) is None  # pruned or never run: registered instead
     assert version_of([{"Version": 1, "Stable": True, "Meta": None}], "a", current=2) is None

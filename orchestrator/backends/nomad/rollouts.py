@@ -43,11 +43,14 @@ _RESTART_WAIT_S = 60.0
 
 
 def version_of(versions: list[dict[str, Any]], spec_hash: str, current: int) -> int | None:
-    """The newest stable job version other than ``current`` that ran the spec ``spec_hash``, if Nomad kept one."""
+    """The newest job version other than ``current`` that ran the spec ``spec_hash``, if Nomad kept one.
+
+    Stable or not: the hash names exactly the spec wanted, and a version whose deployment was cut short by
+    the next update (a deploy followed at once by an update) never became stable, yet ran that spec."""
     found = [
         int(v["Version"])
         for v in versions
-        if v.get("Stable") and int(v["Version"]) != current and (v.get("Meta") or {}).get(SPEC_META) == spec_hash
+        if int(v["Version"]) != current and (v.get("Meta") or {}).get(SPEC_META) == spec_hash
     ]
     return max(found, default=None)
 
