@@ -12,7 +12,7 @@ import time
 from collections.abc import Callable
 from typing import Any, ParamSpec, TypeVar
 
-from ...errors import Conflict, NoCapacity, NotFound, WorkloadFailed
+from ...errors import AgentHostError, Conflict, NoCapacity, NotFound
 from ...labels import L_ID, L_INSTANCE, L_KIND, L_TENANT
 from ..base import NodeInfo, WorkloadSpec, WorkloadStatus
 from ..sizes import check_node_size
@@ -131,14 +131,10 @@ class JobChanges:
             else:
                 deadline = self.healthy_deadline_s + 60
                 rollout = await follow_deployment(self._run, self.api, jid, eval_id, version, spec, deadline)
-        except NoCapacity:
-            if fresh:  # else Nomad places it by itself once room frees, behind the caller's back
-                await self.remove_workload(spec.id)
-            elif previous is not None:
-                await self._run(f"restore the env of {spec.id}", self._restore_sync, spec.id, previous)
-            raise
-        except WorkloadFailed:
-            if previous is not None:
+        except AgentHostError as exc:
+            if fresh and isinstance(exc, NoCapacity):
+                await self.remove_workload(spec.id)  # else Nomad places it once room frees, behind the caller's back
+            elif not fresh and previous is not None:
                 await self._run(f"restore the env of {spec.id}", self._restore_sync, spec.id, previous)
             raise
         names = [v.name for v in spec.volumes]
