@@ -176,6 +176,29 @@ variable "check_path" {
   default = "/"
 }
 
+variable "update_canary" {
+  type        = number
+  default     = 0
+  description = "1: an update starts the new version beside the old one (no volumes); 0: it replaces it"
+}
+
+variable "update_health" {
+  type        = string
+  default     = "task_states"
+  description = "checks (the service's Nomad check passes) or task_states (the task runs)"
+}
+
+variable "update_min_healthy_s" {
+  type    = number
+  default = 3
+}
+
+variable "update_healthy_deadline_s" {
+  type        = number
+  default     = 45
+  description = "how long a new allocation may take to become healthy (the platform's readiness timeout)"
+}
+
 variable "restart_attempts" {
   type    = number
   default = 5
@@ -241,6 +264,23 @@ job "workload" {
       unlimited = false
     }
 
+    # Updates are Nomad deployments: the new version (a canary beside the old one when there are no
+    # volumes) must become healthy, then it is promoted; else Nomad reverts the job to its last stable
+    # version. Batch jobs have no deployments.
+    dynamic "update" {
+      for_each = var.job_type == "service" ? [1] : []
+      content {
+        max_parallel      = 1
+        canary            = var.update_canary
+        auto_promote      = var.update_canary > 0
+        auto_revert       = true
+        health_check      = var.update_health
+        min_healthy_time  = "${var.update_min_healthy_s}s"
+        healthy_deadline  = "${var.update_healthy_deadline_s}s"
+        progress_deadline = "${var.update_healthy_deadline_s + 30}s"
+      }
+    }
+
     dynamic "network" {
       for_each = length(var.ports) > 0 ? [1] : []
       content {
@@ -266,7 +306,7 @@ job "workload" {
           content {
             type     = var.check_type
             path     = var.check_type == "http" ? var.check_path : ""
-            interval = "10s"
+            interval = "5s"
             timeout  = "2s"
           }
         }

@@ -121,6 +121,11 @@ class WorkloadStatus(BaseModel):
     finished_at: datetime | None = None
     spec_hash: str | None = None
     labels: dict[str, str] = {}
+    rollout: str | None = Field(
+        None,
+        description="how ensure_workload rolled out the change it just made, where the engine tracks it (a Nomad "
+        "deployment and its outcome); None on Docker, whose containers are replaced by agenthost itself",
+    )
 
 
 class LogLine(BaseModel):

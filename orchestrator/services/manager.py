@@ -291,15 +291,15 @@ class ServiceManager:
     async def redeploy(
         self, ts: TenantStore, rec: ServiceRecord, wait: bool, report: Reporter = silent
     ) -> ServiceRecord:
-        """Apply a changed spec or env when the service should run: beside the running container (``switch``)
-        when it can, else by recreating it."""
+        """Apply a changed spec or env when the service should run: beside the running one (``switch``), else anew."""
         if rec.desired_state != "running":
             return rec
         if wait and await self.switch.applies(rec):
             return await self.switch.replace(ts, rec, report)
         await ts.services.update(rec.id, status="deploying", last_error=None, restarts=0)
         rec = await ts.services.get(rec.id)
-        await self.backend.ensure_workload(await self.workload_spec(ts, rec))
+        if (st := await self.backend.ensure_workload(await self.workload_spec(ts, rec))).rollout:
+            await report(f"{rec.name}: {st.rollout}", None, None)  # a Nomad deployment and its outcome
         if wait:
             rec = await self.health.wait_ready(ts, rec, None, report)
         await self.emit(ts, rec, "running")

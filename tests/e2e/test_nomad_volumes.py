@@ -78,9 +78,15 @@ async def test_a_volume_lives_on_its_node_and_leaves_with_its_service(
         code, out, err = await sh(client, "id -u; test -s /app/app.py && echo kept >/app/f && echo ok", service="files")
         assert (code, out) == (0, "10001\nok\n"), err
 
-        # Placed again (a restart is a new allocation), the job is pinned to the volume's node.
+        # A restart is in place: the same allocation, the same data.
         await call(client, "restart_service", {"service": "files"})
+        assert await sh(client, "cat /app/f", service="files") == (0, "kept\n", "")
+        # The job's next version is pinned to the volume's node; with a volume its allocation is replaced (no
+        # canary beside it) under a deployment, and the data is there.
+        await call(client, "set_env", {"service": "files", "vars": {"X": "1"}})
         assert _pins(nomad_get(f"job/ah-{svc['id']}")) == [node_id]
+        deployment = nomad_get(f"job/ah-{svc['id']}/deployment")
+        assert deployment["Status"] == "successful" and deployment["TaskGroups"]["main"]["DesiredCanaries"] == 0
         assert await sh(client, "cat /app/f", service="files") == (0, "kept\n", "")
 
         deleted = await call(client, "delete_service", {"service": "files", "confirm": True})

@@ -130,6 +130,9 @@ class Cluster:
         self.pool_override = pool_override
         self.failed: dict[str, Any] = {}
 
+    def get_blocking(self, *parts: str, index: int, wait_s: float, params: dict[str, Any] | None = None) -> Any:
+        return self.get(*parts, params=params), index + 1
+
     def get(self, *parts: str, params: dict[str, Any] | None = None) -> Any:
         if parts == ("nodes",):
             return [

@@ -1,4 +1,5 @@
-"""Nomad's placement and stop waits hold no worker thread while the scheduler takes its time."""
+"""Nomad's placement, restart and stop waits are short blocking queries: a worker thread is held for one query
+at a time, never for the whole wait, so the same tenant's next call gets one while the scheduler takes its time."""
 
 from __future__ import annotations
 
@@ -29,10 +30,17 @@ class SlowCluster:
         self.shown = {"version": 0, "stopped": False}
         self.settle = threading.Event()
         self.polls = 0
+        self.items: dict[str, str] = {"AGENTHOST_SPEC_HASH": "h"}
+        self.namespace = "default"
+        self.restarts_asked = 0
+        self.restarted = 0
 
     def get(self, *parts: str, params: dict[str, Any] | None = None) -> Any:
         if self.settle.is_set():
             self.shown = {"version": self.job["Version"], "stopped": self.job["Stop"]}
+            self.restarted = self.restarts_asked
+        if parts == ("var", f"nomad/jobs/{self.jid}"):
+            return {"Items": self.items, "ModifyIndex": 1}
         if parts == ("nodes",):
             return []
         if parts == ("job", self.jid):
@@ -40,15 +48,29 @@ class SlowCluster:
         if parts[0] == "evaluation":
             self.polls += 1
             return {"Status": "complete" if self.settle.is_set() else "pending"}
-        if parts == ("allocations",):
+        if parts in (("allocations",), ("allocation", "a")):
             self.polls += 1
             stopped = self.shown["stopped"]
             alloc = {"ID": "a", "JobVersion": self.shown["version"], "CreateIndex": self.shown["version"]}
-            task = {"State": "dead" if stopped else "running"}
-            return [{**alloc, "ClientStatus": "complete" if stopped else "running", "TaskStates": {"main": task}}]
+            task = {"State": "dead" if stopped else "running", "Restarts": self.restarted}
+            alloc = {**alloc, "ClientStatus": "complete" if stopped else "running", "TaskStates": {"main": task}}
+            return alloc if parts[0] == "allocation" else [alloc]
         raise NotFound(f"no {'/'.join(parts)}")
 
+    def get_blocking(self, *parts: str, index: int, wait_s: float, params: dict[str, Any] | None = None) -> Any:
+        if index:
+            self.settle.wait(0.05)  # Nomad answers once something changed, or at the end of the wait
+        return self.get(*parts, params=params), index + 1
+
+    def put(self, *parts: str, body: Any = None, params: dict[str, Any] | None = None) -> Any:
+        assert parts == ("var", f"nomad/jobs/{self.jid}")
+        self.items = body["Items"]
+        return {"ModifyIndex": 2}
+
     def post(self, *parts: str, body: Any = None, params: dict[str, Any] | None = None) -> Any:
+        if parts == ("client", "allocation", "a", "restart"):
+            self.restarts_asked += 1
+            return {}
         assert parts == ("jobs",)
         self.job = {**body["Job"], "Version": self.job["Version"] + 1}
         return {"EvalID": f"eval-{self.job['Version']}"}
@@ -88,12 +110,14 @@ def cluster() -> tuple[NomadBackend, SlowCluster]:
     return NomadBackend(cast(Any, api), INSTANCE, ["dc1"], "default", threads=ThreadBudget(2, 1)), api
 
 
-async def test_a_restart_waits_for_placement_without_holding_a_thread(
+async def test_a_restart_is_in_place_waits_without_holding_a_thread_and_counts_no_crash(
     cluster: tuple[NomadBackend, SlowCluster],
 ) -> None:
     backend, api = cluster
     status = await _meanwhile(backend, api, "t_a", lambda: backend.restart_workload("svc_1"))
-    assert status.state == "running" and api.shown == {"version": 1, "stopped": False}
+    assert api.restarts_asked == 1 and api.job["Version"] == 0  # the allocation restarted, no new job version
+    assert status.state == "running" and status.restarts == 0
+    assert api.items["AGENTHOST_RESTARTS_ASKED"] == "a 1"
 
 
 async def test_stop_and_remove_wait_for_the_allocations_without_holding_a_thread(
@@ -139,6 +163,11 @@ class VolumeNode:
             alloc = {"ID": "a1", "NodeID": "n1", "JobVersion": 0, "CreateIndex": 1, "ClientStatus": "complete"}
             return [{**alloc, "TaskStates": {"main": done}}]
         raise NotFound(f"no {'/'.join(parts)}")
+
+    def get_blocking(self, *parts: str, index: int, wait_s: float, params: dict[str, Any] | None = None) -> Any:
+        if index:
+            self.settle.wait(0.05)
+        return self.get(*parts, params=params), index + 1
 
     def get_text(self, *parts: str, params: dict[str, Any] | None = None) -> bytes:
         assert params is not None

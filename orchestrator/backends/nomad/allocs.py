@@ -2,9 +2,10 @@
 
 Nomad answers a job registration with an evaluation; the scheduler's verdict and the task's
 start come later. The waits here turn that into one call that returns once the task runs (or
-ran) and raises the agenthost error an agent can act on when it cannot. They poll with short
-API calls in worker threads (``run``: ``NomadBackend._run``) and sleep in the event loop between
-them, so a slow placement holds no thread while it waits.
+ran) and raises the agenthost error an agent can act on when it cannot. They are blocking queries
+(``?index=N&wait=2s``): Nomad answers as soon as what is watched changes. Each holds a worker thread
+(``run``: ``NomadBackend._run``) for at most ``WAIT_S``, so a slow placement never sits on one for
+long and a tenant's share of threads frees up every few seconds.
 """
 
 from __future__ import annotations
@@ -13,8 +14,6 @@ import json
 import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, ParamSpec, Protocol, TypeVar
-
-import anyio
 
 from ...errors import AgentHostError, BackendUnavailable, ImageNotFound
 from .capacity import job_reservation, no_capacity, rooms
@@ -27,7 +26,7 @@ if TYPE_CHECKING:
     from ..base import WorkloadSpec
     from .api import NomadApi
 
-__all__ = ["Run", "await_placement", "await_stopped", "job_allocs", "register_job"]
+__all__ = ["WAIT_S", "Run", "await_evaluation", "await_placement", "await_stopped", "job_allocs", "register_job"]
 
 P = ParamSpec("P")
 T = TypeVar("T")
@@ -41,15 +40,24 @@ class Run(Protocol):
 
 _PLACEMENT_WAIT_S = 90.0
 _TERMINAL = ("complete", "failed", "lost")
-_POLL_S = 0.2
+WAIT_S = 2.0
+
+
+def _filter(jid: str) -> dict[str, str]:
+    return {"filter": f"JobID == {json.dumps(jid)}"}
 
 
 def job_allocs(api: NomadApi, jid: str) -> list[dict[str, Any]]:
     """Every allocation of job ``jid``, of all its versions, with their resources."""
-    allocs: list[dict[str, Any]] = api.get(
-        "allocations", params={"resources": "true", "filter": f"JobID == {json.dumps(jid)}"}
-    )
+    allocs: list[dict[str, Any]] = api.get("allocations", params={"resources": "true", **_filter(jid)})
     return allocs
+
+
+async def _allocs_after(run: Run, api: NomadApi, jid: str, index: int) -> tuple[list[dict[str, Any]], int]:
+    """The allocations of ``jid`` once any allocation changed past ``index`` (or after ``WAIT_S``)."""
+    return await run(
+        f"list allocations of {jid}", api.get_blocking, "allocations", index=index, wait_s=WAIT_S, params=_filter(jid)
+    )
 
 
 def register_job(api: NomadApi, job: dict[str, Any]) -> tuple[str, int]:
@@ -59,29 +67,52 @@ def register_job(api: NomadApi, job: dict[str, Any]) -> tuple[str, int]:
     return str(result.get("EvalID") or ""), version
 
 
-async def await_placement(
-    run: Run, api: NomadApi, jid: str, eval_id: str, version: int, spec: WorkloadSpec | None
-) -> None:
-    """Wait until the evaluation placed the job and its task started or failed to.
+async def await_evaluation(
+    run: Run, api: NomadApi, jid: str, eval_id: str, spec: WorkloadSpec | None, deadline: float
+) -> dict[str, Any]:
+    """The evaluation ``eval_id`` once the scheduler is done with it ({} when there is none, or time ran out).
 
-    Raises: RuntimeUnavailable / AgentHostError when no node can take it, ImageNotFound when the
-    node cannot get the image, WorkloadFailed-like AgentHostError for other start failures.
-    """
-    deadline = time.monotonic() + _PLACEMENT_WAIT_S
+    Raises: what ``_raise_placement_error`` makes of allocations it could not place; AgentHostError when it
+    failed."""
     evaluation: dict[str, Any] = {}
+    index = 0
     while eval_id and time.monotonic() < deadline:
-        evaluation = await run(f"read evaluation of {jid}", api.get, "evaluation", eval_id)
+        evaluation, index = await run(
+            f"read evaluation of {jid}", api.get_blocking, "evaluation", eval_id, index=index, wait_s=WAIT_S
+        )
         if evaluation.get("FailedTGAllocs"):
             await _raise_placement_error(run, api, jid, evaluation["FailedTGAllocs"], spec)
         if evaluation.get("Status") in ("complete", "failed", "canceled"):
             if evaluation.get("Status") != "complete":
                 raise AgentHostError(f"Nomad could not schedule {jid}: {evaluation.get('StatusDescription')}")
             break
-        await anyio.sleep(_POLL_S)
+    return evaluation
+
+
+async def await_placement(
+    run: Run,
+    api: NomadApi,
+    jid: str,
+    eval_id: str,
+    version: int,
+    spec: WorkloadSpec | None,
+    newer_than: int = 0,
+) -> None:
+    """Wait until the evaluation placed the job and its task started or failed to; only allocations created
+    after index ``newer_than`` count (those replacing a failed one).
+
+    Raises: RuntimeUnavailable / AgentHostError when no node can take it, ImageNotFound when the
+    node cannot get the image, WorkloadFailed-like AgentHostError for other start failures.
+    """
+    deadline = time.monotonic() + _PLACEMENT_WAIT_S
+    evaluation = await await_evaluation(run, api, jid, eval_id, spec, deadline)
     alloc: dict[str, Any] | None = None
+    index = 0
     while time.monotonic() < deadline:
-        allocs = await run(f"list allocations of {jid}", job_allocs, api, jid)
-        current = [a for a in allocs if int(a.get("JobVersion", -1)) == version]
+        allocs, index = await _allocs_after(run, api, jid, index)
+        current = [
+            a for a in allocs if int(a.get("JobVersion", -1)) == version and int(a.get("CreateIndex", 0)) > newer_than
+        ]
         alloc = latest_alloc(current)
         if alloc is not None:
             failure = task_failure(alloc)
@@ -104,7 +135,6 @@ async def await_placement(
             task = (alloc.get("TaskStates") or {}).get(TASK) or {}
             if task.get("State") in ("running", "dead") or alloc.get("ClientStatus") in _TERMINAL:
                 return
-        await anyio.sleep(_POLL_S)
     if alloc is None:
         raise BackendUnavailable(
             f"Nomad placed no allocation for {jid} within {_PLACEMENT_WAIT_S:.0f} s "
@@ -136,9 +166,9 @@ async def await_stopped(run: Run, api: NomadApi, jid: str, timeout_s: float) -> 
     The client reports an allocation terminal once its task runner destroyed the task, and the docker
     driver removes the container then: terminal means the container is gone."""
     deadline = time.monotonic() + timeout_s
+    index = 0
     while time.monotonic() < deadline:
-        allocs = await run(f"list allocations of {jid}", job_allocs, api, jid)
+        allocs, index = await _allocs_after(run, api, jid, index)
         if all(a.get("ClientStatus") in _TERMINAL for a in allocs):
             return True
-        await anyio.sleep(_POLL_S)
     return False

@@ -191,6 +191,17 @@ class NomadApi:
         with nomad_errors(f"GET /v1/{'/'.join(parts)}"):
             return response.json()
 
+    def get_blocking(
+        self, *parts: str, index: int, wait_s: float, params: dict[str, Any] | None = None
+    ) -> tuple[Any, int]:
+        """A blocking query: Nomad answers once the object's index passes ``index``, or after ``wait_s``.
+
+        Returns the JSON and the ``X-Nomad-Index`` to pass as ``index`` next time."""
+        query = {**(params or {}), "index": str(index), "wait": f"{wait_s:g}s"}
+        response = self._call("get", parts, query, None, timeout=wait_s + 15)
+        with nomad_errors(f"GET /v1/{'/'.join(parts)}"):
+            return response.json(), int(response.headers.get("X-Nomad-Index") or 0)
+
     def get_text(self, *parts: str, params: dict[str, Any] | None = None) -> bytes:
         return self._call("get", parts, params, None).content
 

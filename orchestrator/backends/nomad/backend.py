@@ -11,16 +11,15 @@ so two platforms on one cluster never take each other's workloads for orphans.
 
 from __future__ import annotations
 
-import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 
 import anyio
 from anyio.abc import ObjectReceiveStream
 
-from ...errors import BackendUnavailable, Conflict, InvalidInput, NoCapacity, NotFound
-from ...labels import L_ID, L_INSTANCE, L_KIND, L_MANAGED, L_TENANT
+from ...errors import BackendUnavailable, InvalidInput, NotFound
+from ...labels import L_INSTANCE, L_MANAGED
 from ..base import (
     BackendInfo,
     ExecResult,
@@ -31,37 +30,30 @@ from ..base import (
     OnBytes,
     SessionInput,
     SessionSpec,
-    WorkloadSpec,
     WorkloadStatus,
 )
-from ..sizes import check_node_size
 from ..threaded import ThreadBudget
-from .allocs import await_placement, await_stopped, job_allocs, register_job
-from .api import NomadApi, nomad_errors
+from .allocs import await_stopped, job_allocs
+from .api import NomadApi
 from .capacity import Shares
+from .changes import NODES_TTL_S, JobChanges
 from .exec import Gone, exec_in_alloc, exec_url, task_gone
 from .jobs import (
-    HASH_ITEM,
     TASK,
     check_reference,
     job_id,
-    job_template,
-    job_variables,
-    latest_alloc,
     list_statuses,
-    parse_job,
-    status_from,
-    variable_items,
+    serving_alloc,
     variable_path,
 )
 from .logs import check_since, follow_logs, read_tail
-from .net import NodeNetworks, Peer, TenantNetworks
-from .nodes import agent_info, list_nodes, node_info
+from .net import NodeNetworks, TenantNetworks
+from .nodes import agent_info, node_info
 from .oneshot import OneShots
 from .session import session_in_alloc
-from .vars import check_variable_path, delete_variable, get_variable, put_variable
+from .vars import check_variable_path, delete_variable, put_variable
 from .volume_jobs import NodeJobs, remove_volume, volume_path
-from .volumes import ensure_volume, job_volume_names, list_volumes, pin_after_placement, pin_job, volume_placement
+from .volumes import ensure_volume, list_volumes
 
 if TYPE_CHECKING:
     from ...settings import Settings
@@ -71,13 +63,11 @@ __all__ = ["NomadBackend"]
 P = ParamSpec("P")
 T = TypeVar("T")
 
-_L_ENV_INDEX = "agenthost.nomad-env-index"
-_L_RESTART = "agenthost.nomad-restart"
 _STOP_WAIT_S = 60.0
-_NODES_TTL_S = 5.0
 
 
-class NomadBackend(NoStagedUpdates, NodeNetworks, OneShots):  # Nomad's deployments replace allocations by its own rules
+# Nomad's deployments replace allocations by its own rules: no staged updates here (changes.py).
+class NomadBackend(JobChanges, NoStagedUpdates, NodeNetworks, OneShots):
     name = "nomad"
 
     def __init__(
@@ -91,8 +81,11 @@ class NomadBackend(NoStagedUpdates, NodeNetworks, OneShots):  # Nomad's deployme
         tenant_network_prefix: int = 24,
         threads: ThreadBudget | None = None,
         shares: Shares | None = None,
+        healthy_deadline_s: float = 45.0,
     ) -> None:
-        """``shares``: what part of a workload's cpus and memory_mb its job reserves (all, without it)."""
+        """``shares``: what part of a workload's cpus and memory_mb its job reserves (all, without it);
+        ``healthy_deadline_s``: how long the new version of an update has to become healthy."""
+        self.healthy_deadline_s = healthy_deadline_s
         self.api = api
         self.shares = shares or Shares()
         self._threads = threads or ThreadBudget()
@@ -117,26 +110,14 @@ class NomadBackend(NoStagedUpdates, NodeNetworks, OneShots):  # Nomad's deployme
             settings.tenant_network_pool,
             settings.tenant_network_prefix,
             threads,
-            Shares(settings.nomad_cpu_share, settings.nomad_memory_share, _NODES_TTL_S),
+            Shares(settings.nomad_cpu_share, settings.nomad_memory_share, NODES_TTL_S),
+            settings.wait_timeout_s,
         )
-
-    async def _run(self, what: str, fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
-        def call() -> T:
-            with nomad_errors(what):
-                return fn(*args, **kwargs)
-
-        return await self._threads.run_sync(call)
 
     # -- engine facts -------------------------------------------------------------------------
 
     async def info(self) -> BackendInfo:
         return await self._run("nomad agent info", agent_info, self.api, self.node_pool)
-
-    def _nodes_sync(self) -> tuple[list[NodeInfo], float]:
-        now = time.monotonic()
-        if self._nodes is None or now - self._nodes[0] >= _NODES_TTL_S:
-            self._nodes = (now, *list_nodes(self.api))
-        return self._nodes[1], self._nodes[2]
 
     async def nodes(self) -> list[NodeInfo]:
         return (await self._run("list nomad nodes", self._nodes_sync))[0]
@@ -166,86 +147,6 @@ class NomadBackend(NoStagedUpdates, NodeNetworks, OneShots):  # Nomad's deployme
 
     # -- workloads ----------------------------------------------------------------------------
 
-    def _job(self, jid: str) -> dict[str, Any] | None:
-        try:
-            job: dict[str, Any] = self.api.get("job", jid)
-        except NotFound:
-            return None
-        return job
-
-    def _status_sync(self, workload_id: str) -> WorkloadStatus:
-        jid = job_id(workload_id)
-        job = self._job(jid)
-        if job is None or (job.get("Meta") or {}).get(L_INSTANCE) != self.instance:
-            return WorkloadStatus(id=workload_id, state="missing")
-        var = get_variable(self.api, variable_path(workload_id)) or {}
-        spec_hash = (var.get("Items") or {}).get(HASH_ITEM)
-        return status_from(workload_id, job, job_allocs(self.api, jid), spec_hash)
-
-    def _peer_sync(self, workload_id: str) -> Peer | None:
-        """The running allocation of ``workload_id``, whose network namespace a sidecar joins."""
-        job = self._job(job_id(workload_id))
-        if job is None or job.get("Stop") or (job.get("Meta") or {}).get(L_INSTANCE) != self.instance:
-            return None
-        running = [a for a in job_allocs(self.api, job_id(workload_id)) if a.get("ClientStatus") == "running"]
-        alloc = latest_alloc(running)
-        return Peer(container=f"{TASK}-{alloc['ID']}", node_id=str(alloc["NodeID"])) if alloc else None
-
-    async def ensure_workload(self, spec: WorkloadSpec) -> WorkloadStatus:
-        jid = job_id(spec.id)
-
-        def ensure() -> WorkloadStatus | tuple[str, int, dict[str, dict[str, str]], bool]:
-            spec_hash = spec.spec_hash()
-            job = self._job(jid)
-            if job is not None and (job.get("Meta") or {}).get(L_INSTANCE) != self.instance:
-                raise Conflict(f"Nomad job {jid} belongs to another agenthost instance")
-            var = get_variable(self.api, variable_path(spec.id))
-            if job is not None and not job.get("Stop") and var and var["Items"].get(HASH_ITEM) == spec_hash:
-                return self._status_sync(spec.id)
-            nodes, mhz = self._nodes_sync()
-            check_node_size(spec, nodes)
-            volume_node, volume_labels = volume_placement(self.api, self.instance, self._own, spec)
-            variables = job_variables(
-                spec,
-                cpu_mhz_per_core=mhz,
-                reserve=self.shares.reserve(self.api, self.node_pool, spec, mhz),
-                datacenters=self.datacenters,
-                node_pool=self.node_pool,
-                nets=self.nets,
-                peer=self._peer_sync(spec.share_network_with) if spec.share_network_with else None,
-                volume_node=volume_node,
-                volume_labels=volume_labels,
-            )
-            written = put_variable(self.api, variable_path(spec.id), variable_items(spec, spec_hash))
-            meta = {**spec.labels, **self._own, L_ID: spec.id, L_TENANT: spec.tenant_id, L_KIND: spec.kind}
-            meta[_L_ENV_INDEX] = str(written.get("ModifyIndex", ""))
-            fresh = job is None or bool(job.get("Stop"))
-            eval_id, version = register_job(self.api, parse_job(self.api, job_template(), variables, jid, meta))
-            return eval_id, version, volume_labels, fresh
-
-        registered = await self._run(f"run workload {spec.id}", ensure)
-        if isinstance(registered, WorkloadStatus):
-            return registered  # unchanged
-        eval_id, version, volume_labels, fresh = registered
-        try:
-            await await_placement(self._run, self.api, jid, eval_id, version, spec)
-        except NoCapacity:
-            if fresh:  # else Nomad places it by itself once room frees, behind the caller's back
-                await self.remove_workload(spec.id)
-            raise
-        names = [v.name for v in spec.volumes]
-        await self._run(
-            f"record the volumes of {spec.id}",
-            pin_after_placement,
-            self.api,
-            self.instance,
-            names,
-            jid,
-            version,
-            volume_labels,
-        )
-        return await self._run(f"inspect workload {spec.id}", self._status_sync, spec.id)
-
     async def stop_workload(self, workload_id: str, timeout_s: float = 10) -> None:
         jid = job_id(workload_id)
 
@@ -258,46 +159,6 @@ class NomadBackend(NoStagedUpdates, NodeNetworks, OneShots):  # Nomad's deployme
 
         if await self._run(f"stop workload {workload_id}", stop):
             await await_stopped(self._run, self.api, jid, timeout_s + _STOP_WAIT_S)
-
-    async def _resubmit(self, workload_id: str, restart: bool) -> WorkloadStatus:
-        jid = job_id(workload_id)
-        eval_id, version, job = await self._run(
-            f"start workload {workload_id}", self._resubmit_sync, workload_id, restart
-        )
-        await await_placement(self._run, self.api, jid, eval_id, version, None)
-        names = job_volume_names(job)
-        await self._run(
-            f"record the volumes of {workload_id}", pin_after_placement, self.api, self.instance, names, jid, version
-        )
-        return await self._run(f"inspect workload {workload_id}", self._status_sync, workload_id)
-
-    def _resubmit_sync(self, workload_id: str, restart: bool) -> tuple[str, int, dict[str, Any]]:
-        jid = job_id(workload_id)
-        job = self._job(jid)
-        if job is None or (job.get("Meta") or {}).get(L_INSTANCE) != self.instance:
-            raise NotFound(f"workload {workload_id} has no Nomad job", "deploy it again")
-        job["Stop"] = False
-        if restart:
-            job["Meta"] = {**(job.get("Meta") or {}), _L_RESTART: datetime.now(UTC).isoformat()}
-        pin_job(self.api, self.instance, job)
-        eval_id, version = register_job(self.api, job)
-        return eval_id, version, job
-
-    async def start_workload(self, workload_id: str) -> WorkloadStatus:
-        def current() -> tuple[WorkloadStatus | None, bool]:
-            job = self._job(job_id(workload_id))
-            if job is not None and not job.get("Stop"):
-                status = self._status_sync(workload_id)
-                if status.state in ("running", "pending", "restarting"):
-                    return status, False
-            return None, job is not None and not job.get("Stop")
-
-        status, restart = await self._run(f"start workload {workload_id}", current)
-        return status if status is not None else await self._resubmit(workload_id, restart)
-
-    async def restart_workload(self, workload_id: str) -> WorkloadStatus:
-        # A new allocation rather than an in-place restart: its restart counter starts at zero again.
-        return await self._resubmit(workload_id, True)
 
     async def remove_workload(self, workload_id: str) -> bool:
         jid = job_id(workload_id)
@@ -331,7 +192,7 @@ class NomadBackend(NoStagedUpdates, NodeNetworks, OneShots):  # Nomad's deployme
 
     async def _current_alloc(self, workload_id: str) -> dict[str, Any]:
         allocs = await self._run(f"find allocation of {workload_id}", job_allocs, self.api, job_id(workload_id))
-        alloc = latest_alloc(allocs)
+        alloc = serving_alloc(allocs)
         if alloc is None:
             raise NotFound(f"workload {workload_id} has no allocation", "deploy or start it first")
         return alloc

@@ -40,6 +40,7 @@ __all__ = [
     "job_variables",
     "latest_alloc",
     "list_statuses",
+    "serving_alloc",
     "parse_job",
     "status_from",
     "task_failure",
@@ -134,13 +135,15 @@ def job_variables(
     peer: Peer | None = None,
     volume_node: str = "",
     volume_labels: dict[str, dict[str, str]] | None = None,
+    healthy_deadline_s: float = 45.0,
 ) -> dict[str, Any]:
     """Typed values for the HCL file's variables. Raises: InvalidInput for what Nomad cannot do safely.
 
     ``reserve``: what the job reserves (``capacity.reservation``); without it, all its cpus and memory.
     ``peer`` is the running allocation a workload with ``share_network_with`` joins; ``volume_node``
     the node that holds the spec's volumes ('' before their first placement), ``volume_labels`` the
-    labels Docker gives each volume it makes.
+    labels Docker gives each volume it makes; ``healthy_deadline_s`` how long the new version of an update
+    may take to become healthy before Nomad reverts the job.
     """
     check_reference(spec.image)
     _no_interpolation("the image", [spec.image])
@@ -191,6 +194,11 @@ def job_variables(
         "check_type": check.type if check is not None and kind_is_service else "none",
         "check_path": check.path if check is not None else "/",
         "restart_attempts": spec.max_restarts if spec.restart == "on-failure" else 0,
+        # Two instances on one volume (a database's data) or in one network namespace (a sidecar's peer's)
+        # must never run at once: those are replaced, not started beside.
+        "update_canary": 1 if spec.kind == "service" and not spec.volumes and not spec.share_network_with else 0,
+        "update_health": "checks" if check is not None and check.type != "none" and spec.ports else "task_states",
+        "update_healthy_deadline_s": max(10, math.ceil(healthy_deadline_s)),
     }
 
 
@@ -207,6 +215,15 @@ def _ts(value: str | None) -> datetime | None:
 
 def latest_alloc(allocs: list[dict[str, Any]]) -> dict[str, Any] | None:
     return max(allocs, key=lambda a: a.get("CreateIndex", 0), default=None)
+
+
+def serving_alloc(allocs: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """The allocation that stands for the workload: of those Nomad wants running, the one a deployment's
+    canary is being tried beside (the previous version serves until the canary is promoted and it stops);
+    else the newest (a stopped or failed workload's last one)."""
+    wanted = [a for a in allocs if a.get("DesiredStatus", "run") == "run"]
+    settled = [a for a in wanted if not (a.get("DeploymentStatus") or {}).get("Canary")]
+    return latest_alloc(settled) or latest_alloc(wanted) or latest_alloc(allocs)
 
 
 def alloc_endpoints(alloc: dict[str, Any]) -> dict[int, Endpoint]:
@@ -244,18 +261,24 @@ def exit_info(state: dict[str, Any]) -> tuple[int | None, bool]:
 
 
 def status_from(
-    workload_id: str, job: dict[str, Any] | None, allocs: list[dict[str, Any]], spec_hash: str | None
+    workload_id: str,
+    job: dict[str, Any] | None,
+    allocs: list[dict[str, Any]],
+    spec_hash: str | None,
+    asked: tuple[str, int] | None = None,
 ) -> WorkloadStatus:
+    """``asked``: (allocation id, restarts of it a caller asked for): no crashes, so not counted."""
     if job is None:
         return WorkloadStatus(id=workload_id, state="missing")
     meta = {k: v for k, v in (job.get("Meta") or {}).items() if not k.startswith(f"{PREFIX}.nomad-")}
-    alloc = latest_alloc(allocs)
+    alloc = serving_alloc(allocs)
     if alloc is None:
         state: WorkloadState = "exited" if job.get("Stop") else "pending"
         return WorkloadStatus(id=workload_id, state=state, spec_hash=spec_hash, labels=meta)
     task = (alloc.get("TaskStates") or {}).get(TASK) or {}
     client = alloc.get("ClientStatus", "pending")
     restarts = int(task.get("Restarts") or 0)
+    crashes = max(0, restarts - asked[1]) if asked and asked[0] == alloc.get("ID") else restarts
     if client in ("complete", "failed", "lost"):
         state = "exited"
     elif task.get("State") == "running" and client == "running":
@@ -270,8 +293,8 @@ def status_from(
         id=workload_id,
         state=state,
         endpoints=alloc_endpoints(alloc) if state == "running" else {},
-        restarts=restarts,
-        exit_code=exit_code if state in ("exited", "restarting") or restarts else None,
+        restarts=crashes,
+        exit_code=exit_code if state in ("exited", "restarting") or crashes else None,
         error=failure or (alloc.get("ClientDescription") if client == "failed" else None) or None,
         oom_killed=oom,
         started_at=_ts(task.get("StartedAt")),
