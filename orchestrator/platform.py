@@ -125,7 +125,9 @@ class Platform:
                 self.sandboxes.known_ids,
             ],
             passes=[
-                # Backups first: an abandoned restore hands its stopped database back before databases are checked.
+                # Tenants off lost nodes before anything else is repaired: repairs place workloads on their node.
+                self.nodes.relocate,
+                # Then backups: an abandoned restore hands its stopped database back before databases are checked.
                 self.backups.recover,
                 self.databases.reconcile,
                 self.ingress.reconcile,  # after the services' repairs: routes to the workloads they recreated

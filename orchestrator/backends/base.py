@@ -36,7 +36,9 @@ __all__ = [
     "ImageRef",
     "LogLine",
     "NoStagedUpdates",
+    "NodeDrain",
     "NodeInfo",
+    "NodeWorkload",
     "OnLayer",
     "OnLog",
     "OnOutput",
@@ -119,6 +121,8 @@ class WorkloadStatus(BaseModel):
     finished_at: datetime | None = None
     spec_hash: str | None = None
     labels: dict[str, str] = {}
+    # The node that holds its data when that node cannot run it (down, draining): it cannot move by itself.
+    node_lost: str | None = None
 
 
 class LogLine(BaseModel):
@@ -214,6 +218,23 @@ class NodeInfo(BaseModel):
     draining: bool = False
 
 
+class NodeWorkload(BaseModel):
+    id: str
+    tenant: str
+    kind: str
+    name: str | None = None
+    data_node: str | None = Field(None, description="the node that holds its data, which it cannot leave")
+
+
+class NodeDrain(BaseModel):
+    node: NodeInfo
+    moved_to: dict[str, str] = Field(default_factory=dict, description="tenant -> the node it moved to")
+    moved: list[NodeWorkload] = Field(default_factory=list, description="registered again on the tenant's new node")
+    stranded: list[NodeWorkload] = Field(
+        default_factory=list, description="held by their data on the drained node: restore a backup elsewhere"
+    )
+
+
 class BackendInfo(BaseModel):
     name: str
     version: str
@@ -243,6 +264,21 @@ class Backend(Protocol):
     async def nodes(self) -> list[NodeInfo]: ...
     async def set_node_eligibility(self, node_id: str, eligible: bool) -> NodeInfo:
         """Raises: InvalidInput on a backend whose nodes cannot be drained (one Docker host)."""
+        ...
+
+    async def drain_node(self, node_id: str, deadline_s: int) -> NodeDrain:
+        """Move the tenants on the node elsewhere, then drain it (what remains stops at the deadline).
+
+        Raises: InvalidInput on a backend whose nodes cannot be drained (one Docker host)."""
+        ...
+
+    async def relocate_tenants(self) -> dict[str, int]:
+        """Move tenants off nodes that are down or draining (a reconciler pass); counts of what moved."""
+        ...
+
+    async def release_volume(self, name: str) -> str | None:
+        """Forget the node of a volume whose node is lost, so that the next workload mounting it makes it
+        afresh where it lands (before a restore there). The lost node, or None when nothing was released."""
         ...
 
     async def image_exists(self, image: str) -> bool: ...

@@ -39,6 +39,7 @@ from ..threaded import ThreadBudget
 from .allocs import await_placement, await_stopped, job_allocs, register_job
 from .api import NomadApi, nomad_errors
 from .capacity import Shares
+from .drain import NodeOperations
 from .exec import Gone, exec_in_alloc, exec_url, task_gone
 from .jobs import (
     HASH_ITEM,
@@ -56,8 +57,9 @@ from .jobs import (
 )
 from .logs import check_since, follow_logs, read_tail
 from .net import NodeNetworks, Peer, TenantNetworks
-from .nodes import agent_info, list_nodes, node_info
+from .nodes import agent_info, list_nodes
 from .session import session_in_alloc
+from .tenants import joins_tenant_network, lost_status, move_tenant, pin_to
 from .vars import check_variable_path, delete_variable, get_variable, put_variable
 from .volume_jobs import NodeJobs, remove_volume, volume_path
 from .volumes import ensure_volume, job_volume_names, list_volumes, pin_after_placement, pin_job, volume_placement
@@ -76,7 +78,9 @@ _STOP_WAIT_S = 60.0
 _NODES_TTL_S = 5.0
 
 
-class NomadBackend(NoStagedUpdates, NodeNetworks):  # Nomad's deployments replace allocations by its own rules
+class NomadBackend(
+    NodeOperations, NoStagedUpdates, NodeNetworks
+):  # Nomad's deployments replace allocations by its own rules
     name = "nomad"
 
     def __init__(
@@ -144,19 +148,6 @@ class NomadBackend(NoStagedUpdates, NodeNetworks):  # Nomad's deployments replac
         nodes = await self.nodes()
         return {r for n in nodes if n.status == "ready" and n.eligible for r in n.runtimes}
 
-    async def set_node_eligibility(self, node_id: str, eligible: bool) -> NodeInfo:
-        def update() -> NodeInfo:
-            self.api.post(
-                "node",
-                node_id,
-                "eligibility",
-                body={"NodeID": node_id, "Eligibility": "eligible" if eligible else "ineligible"},
-            )
-            self._nodes = None
-            return node_info(self.api.get("node", node_id))[0]
-
-        return await self._run(f"set eligibility of node {node_id}", update)
-
     async def image_exists(self, image: str) -> bool:
         """Nodes resolve images when a task is placed (ensure_workload raises ImageNotFound): here the
         reference must be well-formed."""
@@ -179,7 +170,8 @@ class NomadBackend(NoStagedUpdates, NodeNetworks):  # Nomad's deployments replac
             return WorkloadStatus(id=workload_id, state="missing")
         var = get_variable(self.api, variable_path(workload_id)) or {}
         spec_hash = (var.get("Items") or {}).get(HASH_ITEM)
-        return status_from(workload_id, job, job_allocs(self.api, jid), spec_hash)
+        allocs = job_allocs(self.api, jid)
+        return lost_status(self.api, self.instance, job, allocs, status_from(workload_id, job, allocs, spec_hash))
 
     def _peer_sync(self, workload_id: str) -> Peer | None:
         """The running allocation of ``workload_id``, whose network namespace a sidecar joins."""
@@ -215,6 +207,9 @@ class NomadBackend(NoStagedUpdates, NodeNetworks):  # Nomad's deployments replac
                 volume_node=volume_node,
                 volume_labels=volume_labels,
             )
+            if variables["tenant_network"]:  # the tenant's networked workloads share its node (tenants.py)
+                tenant = move_tenant(self.api, self.instance, self.node_pool, spec.tenant_id, jid, volume_node)
+                variables["node_id"] = volume_node or variables["node_id"] or tenant.node
             written = put_variable(self.api, variable_path(spec.id), variable_items(spec, spec_hash))
             meta = {**spec.labels, **self._own, L_ID: spec.id, L_TENANT: spec.tenant_id, L_KIND: spec.kind}
             meta[_L_ENV_INDEX] = str(written.get("ModifyIndex", ""))
@@ -279,6 +274,8 @@ class NomadBackend(NoStagedUpdates, NodeNetworks):  # Nomad's deployments replac
         if restart:
             job["Meta"] = {**(job.get("Meta") or {}), _L_RESTART: datetime.now(UTC).isoformat()}
         pin_job(self.api, self.instance, job)
+        if joins_tenant_network(job) and not job_volume_names(job):
+            pin_to(job, move_tenant(self.api, self.instance, self.node_pool, str(job["Meta"][L_TENANT]), jid).node)
         eval_id, version = register_job(self.api, job)
         return eval_id, version, job
 
