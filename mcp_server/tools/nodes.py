@@ -28,7 +28,8 @@ async def set_node_eligibility(
     node: Annotated[str, Field(min_length=1, max_length=64, description="node id, id prefix or name")],
     eligible: Annotated[bool, Field(description="false: no new work is placed there; running work stays")],
 ) -> NodeInfo:
-    """Admin (Nomad): mark a node eligible or ineligible for new workloads, e.g. before maintenance."""
+    """Admin (Nomad): mark a node eligible or ineligible for new workloads, e.g. before maintenance (eligible
+    also ends a drain)."""
     changed = await call.platform.nodes.set_eligibility(node, eligible)
     call.platform.status.forget_engine_facts()  # platform_status counts eligible nodes
     return changed

@@ -53,8 +53,13 @@ class NodeOperations:
         raise NotImplementedError
 
     def _eligibility(self, node_id: str, eligible: bool) -> None:
-        body = {"NodeID": node_id, "Eligibility": "eligible" if eligible else "ineligible"}
-        self.api.post("node", node_id, "eligibility", body=body)
+        """Made eligible, a draining node's drain ends too (Nomad refuses eligibility while it drains)."""
+        node = self.api.get("node", node_id)
+        if eligible and (node.get("DrainStrategy") or node.get("Drain")):
+            self.api.post("node", node_id, "drain", body={"NodeID": node_id, "DrainSpec": None, "MarkEligible": True})
+        else:
+            body = {"NodeID": node_id, "Eligibility": "eligible" if eligible else "ineligible"}
+            self.api.post("node", node_id, "eligibility", body=body)
         self._nodes = None
 
     async def set_node_eligibility(self, node_id: str, eligible: bool) -> NodeInfo:
