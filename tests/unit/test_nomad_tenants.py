@@ -22,7 +22,7 @@ from orchestrator.backends.nomad.tenants import (
     tenant_pin_path,
 )
 from orchestrator.backends.nomad.volumes import volume_meta_path
-from orchestrator.errors import AgentHostError, Conflict, InvalidInput, NotFound
+from orchestrator.errors import Conflict, InvalidInput, NoCapacity, NotFound
 
 pytestmark = pytest.mark.anyio
 
@@ -198,7 +198,7 @@ def test_a_tenant_moves_nowhere_when_no_node_is_usable() -> None:
     cluster.pin(tenant_pin_path(INSTANCE, "t1"), "node-1")
     cluster.nodes["node-1"]["Status"] = "down"
     cluster.nodes["node-2"]["Drain"] = True
-    with pytest.raises(AgentHostError, match="no ready, eligible Nomad node"):
+    with pytest.raises(NoCapacity, match="no ready, eligible Nomad node"):
         move_tenant(_api(cluster), INSTANCE, "", "t1")
     assert cluster.vars[tenant_pin_path(INSTANCE, "t1")][0]["node"] == "node-1"
 

@@ -20,7 +20,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from ...errors import AgentHostError, Conflict, NotFound
+from ...errors import Conflict, NoCapacity, NotFound
 from ...labels import L_INSTANCE, L_TENANT
 from .allocs import register_job
 from .capacity import room
@@ -99,7 +99,7 @@ def node_state(api: NomadApi, node_id: str) -> str:
 def _choose(api: NomadApi, node_pool: str, avoid: str = "") -> str:
     """A ready, eligible, undrained node other than ``avoid``, the one with the most free memory.
 
-    Raises: AgentHostError when there is none."""
+    Raises: NoCapacity when there is none."""
     candidates = []
     for stub in api.get("nodes"):
         if stub["ID"] == avoid or stub.get("Drain") or stub.get("Status") != "ready":
@@ -111,7 +111,7 @@ def _choose(api: NomadApi, node_pool: str, avoid: str = "") -> str:
         free = room(api.get("node", stub["ID"]), api.get("node", stub["ID"], "allocations"))
         candidates.append((free.free_memory_mb, free.free_cpu_mhz, str(stub["ID"])))
     if not candidates:
-        raise AgentHostError(
+        raise NoCapacity(
             "no ready, eligible Nomad node can take this tenant's workloads"
             + (f" (its node {avoid[:8]} is not usable)" if avoid else ""),
             "list_nodes shows the nodes; make one eligible or add a client node",
@@ -123,7 +123,7 @@ def tenant_node(api: NomadApi, instance: str, node_pool: str, tenant: str, prefe
     """The tenant's node and the node it had before ('' unless it moved now).
 
     The recorded node while it is ready; else ``prefer`` (where the workload's volumes are) when that is
-    ready, else a chosen one, recorded with check-and-set. Raises: AgentHostError when no node is usable.
+    ready, else a chosen one, recorded with check-and-set. Raises: NoCapacity when no node is usable.
     """
     path = tenant_pin_path(instance, tenant)
     items, _ = _read(api, path)
@@ -176,7 +176,7 @@ def _tenant_jobs(api: NomadApi, instance: str, tenant: str) -> list[dict[str, An
 def move_tenant(api: NomadApi, instance: str, node_pool: str, tenant: str, skip: str = "", prefer: str = "") -> Moved:
     """The tenant's node, chosen or recorded now when it has none (``tenant_node``); when its node is not ready,
     a new one, where its running networked jobs (but job ``skip``, which its caller registers) are registered
-    again. Raises: AgentHostError when no node is usable."""
+    again. Raises: NoCapacity when no node is usable."""
     node, old = tenant_node(api, instance, node_pool, tenant, prefer)
     out = Moved(node)
     if not old:
