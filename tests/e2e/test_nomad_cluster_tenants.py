@@ -78,7 +78,7 @@ def _deploy_args(cluster: Cluster, name: str) -> dict[str, Any]:
 
 
 def _running_alloc(cluster: Cluster, workload_id: str) -> dict[str, Any]:
-    allocs = cluster_get(cluster, f"job/ah-{workload_id}/allocations", resources="true")
+    allocs = cluster_get(cluster, f"job/ah-{workload_id}/allocations")
     (alloc,) = [a for a in allocs if a["ClientStatus"] == "running"]
     return dict(alloc)
 
@@ -90,7 +90,7 @@ def _node_ids(cluster: Cluster) -> dict[str, str]:
 
 def _targets(cluster: Cluster, workload_id: str, label: str) -> dict[str, str]:
     """Every way to a workload: its address on its tenant bridge and its published ports on its node."""
-    alloc = _running_alloc(cluster, workload_id)
+    alloc = cluster_get(cluster, f"allocation/{_running_alloc(cluster, workload_id)['ID']}")
     _, socket, _ = cluster.nodes[alloc["NodeName"]]
     engine = docker.DockerClient(base_url=f"unix://{socket}")
     try:
@@ -126,9 +126,12 @@ async def _until(check: Callable[[], Awaitable[T | None]], timeout: float, what:
 async def _deploy_on(admin: Any, client: Any, cluster: Cluster, avoid: str, name: str) -> dict[str, Any]:
     """A new tenant's first service, placed away from node ``avoid`` (made ineligible meanwhile)."""
     node_id = _node_ids(cluster)[avoid]
+    # On port 8001: the nodes number their bridges alike, so on the other node the victim's bridge address
+    # may well be the prober's own, which must not answer on the victim's port and pass for it.
+    args = _deploy_args(cluster, name) | {"port": 8001, "command": ["python3", "-c", APP.replace("8000", "8001")]}
     await call(admin, "set_node_eligibility", {"node": node_id, "eligible": False})
     try:
-        svc = await call(client, "deploy_service", _deploy_args(cluster, name))
+        svc = await call(client, "deploy_service", args)
     finally:
         await call(admin, "set_node_eligibility", {"node": node_id, "eligible": True})
     assert svc["status"] == "running", svc
