@@ -256,8 +256,12 @@ async def test_a_lost_node_s_services_come_back_on_the_other_and_its_databases_s
             keep = await _until(stranded, 120, "the database to say its data is on the lost node")
             assert f"{ids[node]}, which is down" in keep["last_error"], keep
             assert "restore_backup" in keep["last_error"], keep
-            nodes = {n["id"]: n for n in (await call(admin, "list_nodes"))["nodes"]}
-            assert nodes[ids[node]]["status"] == "down", nodes
+
+            async def listed_down() -> bool | None:  # list_nodes answers from a cache of a few seconds
+                nodes = {n["id"]: n for n in (await call(admin, "list_nodes"))["nodes"]}
+                return True if nodes[ids[node]]["status"] == "down" else None
+
+            await _until(listed_down, 30, "list_nodes to show the node down")
         finally:
             await anyio.to_thread.run_sync(start_cluster)  # restarts the killed client, waits for two ready
 
