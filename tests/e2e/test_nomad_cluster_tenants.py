@@ -269,7 +269,18 @@ async def test_a_lost_node_s_services_come_back_on_the_other_and_its_databases_s
             got = await call(client, "get_database", {"database": "keep"})
             return got if got["status"] == "running" else None
 
-        # Back on its node with its data, once the node is.
+        # Back on its node with its data, once the node is; the tenant follows it there, whole again.
         await _until(back, 180, "the database to run again on its node")
+
+        async def home() -> bool | None:
+            got = await call(client, "get_service", {"service": "survivor"})
+            url = got.get("internal_url") or ""
+            return (
+                True if got["status"] == "running" and urlsplit(url).hostname == nomad_cluster.nodes[node][0] else None
+            )
+
+        await _until(home, 180, "the service to return to the node of its tenant's data")
+        reach = await _probe(client, "survivor", {"keep": "keep:6379"})
+        assert reach["keep"].startswith("reached"), reach
         await call(client, "delete_service", {"service": "survivor", "confirm": True})
         await call(client, "delete_database", {"database": "keep", "confirm": True})

@@ -190,7 +190,38 @@ def test_a_tenant_on_a_down_node_moves_as_a_whole_and_its_data_stays_reported() 
     assert cluster.registered == ["web"]
     assert _node_of(cluster.jobs["web"]) == "node-2"
     assert _node_of(cluster.jobs["db"]) == _node_of(cluster.jobs["other"]) == "node-1"  # t2 moves on its own
-    assert cluster.vars[tenant_pin_path(INSTANCE, "t1")][0]["node"] == "node-2"
+    assert cluster.vars[tenant_pin_path(INSTANCE, "t1")][0] == {
+        "node": "node-2",
+        "agenthost.tenant": "t1",
+        "stranded": "node-1",
+    }
+
+
+async def test_a_tenant_goes_back_to_its_data_when_that_node_returns_unless_the_data_was_released() -> None:
+    cluster = Cluster(2000, 2000)
+    pin = tenant_pin_path(INSTANCE, "t1")
+    cluster.pin(pin, "node-1")
+    cluster.vars[volume_meta_path(INSTANCE, "db-vol")] = ({"node": "node-1", "agenthost.tenant": "t1"}, 1)
+    cluster.job("web", "t1", "node-1")
+    cluster.job("db", "t1", "node-1", volume="db-vol", kind="database")
+    backend = NomadBackend(_api(cluster), INSTANCE, ["dc1"], "")
+    cluster.nodes["node-1"]["Status"] = "down"
+    assert await backend.relocate_tenants() == {"tenants_moved": 1, "workloads_moved": 1, "workloads_stranded": 1}
+    assert _node_of(cluster.jobs["web"]) == "node-2"
+
+    cluster.nodes["node-1"]["Status"] = "ready"  # back, with the database's data
+    assert (await backend.relocate_tenants())["tenants_moved"] == 1
+    assert _node_of(cluster.jobs["web"]) == _node_of(cluster.jobs["db"]) == "node-1"
+    assert cluster.vars[pin][0] == {"node": "node-1", "agenthost.tenant": "t1"}
+    assert (await backend.relocate_tenants())["tenants_moved"] == 0
+
+    cluster.nodes["node-1"]["Status"] = "down"
+    await backend.relocate_tenants()
+    assert await backend.release_volume("db-vol") == "node-1"  # restored elsewhere: no way back to node-1
+    assert cluster.vars[pin][0] == {"node": "node-2", "agenthost.tenant": "t1"}
+    cluster.nodes["node-1"]["Status"] = "ready"
+    assert (await backend.relocate_tenants())["tenants_moved"] == 0
+    assert _node_of(cluster.jobs["web"]) == "node-2"
 
 
 def test_a_tenant_moves_nowhere_when_no_node_is_usable() -> None:

@@ -15,7 +15,7 @@ from ...errors import InvalidInput
 from ...labels import L_ID, L_KIND, L_NAME, L_TENANT
 from ..base import NodeDrain, NodeInfo, NodeWorkload
 from .nodes import node_info
-from .tenants import move_tenant, node_state, release_volume, tenants_on
+from .tenants import STRANDED, move_tenant, node_state, release_volume, tenants_on
 from .volumes import NODE
 
 if TYPE_CHECKING:
@@ -93,10 +93,15 @@ class NodeOperations:
         def relocate() -> dict[str, int]:
             counts = {"tenants_moved": 0, "workloads_moved": 0, "workloads_stranded": 0}
             states: dict[str, str] = {}
-            for tenant, node in tenants_on(self.api, self.instance):
-                if states.setdefault(node, node_state(self.api, node)) not in _LOST:
+            for tenant, items in tenants_on(self.api, self.instance):
+                node, data = items[NODE], items.get(STRANDED, "")
+                if states.setdefault(node, node_state(self.api, node)) in _LOST:
+                    moved = move_tenant(self.api, self.instance, self.node_pool, tenant)
+                elif data and states.setdefault(data, node_state(self.api, data)) == "ready":
+                    # The node that holds its data is back: the tenant returns to it, whole again.
+                    moved = move_tenant(self.api, self.instance, self.node_pool, tenant, to=data)
+                else:
                     continue
-                moved = move_tenant(self.api, self.instance, self.node_pool, tenant)
                 counts["tenants_moved"] += 1
                 counts["workloads_moved"] += len(moved.moved)
                 counts["workloads_stranded"] += len(moved.stranded)

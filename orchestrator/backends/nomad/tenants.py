@@ -35,6 +35,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "NODE_ATTR",
+    "STRANDED",
     "Moved",
     "joins_tenant_network",
     "lost_status",
@@ -49,6 +50,7 @@ __all__ = [
 ]
 
 NODE_ATTR = "${node.unique.id}"
+STRANDED = "stranded"  # in a tenant's record: the node that holds the data of workloads that could not follow
 _ATTEMPTS = 5
 Items = dict[str, str]
 
@@ -119,23 +121,27 @@ def _choose(api: NomadApi, node_pool: str, avoid: str = "") -> str:
     return max(candidates)[2]
 
 
-def tenant_node(api: NomadApi, instance: str, node_pool: str, tenant: str, prefer: str = "") -> tuple[str, str]:
+def tenant_node(
+    api: NomadApi, instance: str, node_pool: str, tenant: str, prefer: str = "", to: str = ""
+) -> tuple[str, str]:
     """The tenant's node and the node it had before ('' unless it moved now).
 
-    The recorded node while it is ready; else ``prefer`` (where the workload's volumes are) when that is
-    ready, else a chosen one, recorded with check-and-set. Raises: NoCapacity when no node is usable.
+    The recorded node while it is ready (unless ``to``, a ready node, is asked for); else ``prefer`` (where the
+    workload's volumes are) when that is ready, else a chosen one, recorded with check-and-set.
+    Raises: NoCapacity when no node is usable.
     """
     path = tenant_pin_path(instance, tenant)
     items, _ = _read(api, path)
     old = (items or {}).get(NODE, "")
-    if old and node_state(api, old) == "ready":
+    if old and (not to or to == old) and node_state(api, old) == "ready":
         return old, ""
+    prefer = to or prefer
     new = prefer if prefer and prefer != old and node_state(api, prefer) == "ready" else _choose(api, node_pool, old)
 
     def change(current: Items | None) -> Items | None:
         if (current or {}).get(NODE, "") != old:
             return None  # another writer moved it meanwhile: theirs stands
-        return {**(current or {}), NODE: new, L_TENANT: tenant}
+        return {k: v for k, v in (current or {}).items() if k != STRANDED} | {NODE: new, L_TENANT: tenant}
 
     recorded = (_update(api, path, change) or {}).get(NODE, new)
     return recorded, old if recorded != old else ""
@@ -173,11 +179,15 @@ def _tenant_jobs(api: NomadApi, instance: str, tenant: str) -> list[dict[str, An
     ]
 
 
-def move_tenant(api: NomadApi, instance: str, node_pool: str, tenant: str, skip: str = "", prefer: str = "") -> Moved:
-    """The tenant's node, chosen or recorded now when it has none (``tenant_node``); when its node is not ready,
-    a new one, where its running networked jobs (but job ``skip``, which its caller registers) are registered
-    again. Raises: NoCapacity when no node is usable."""
-    node, old = tenant_node(api, instance, node_pool, tenant, prefer)
+def move_tenant(
+    api: NomadApi, instance: str, node_pool: str, tenant: str, skip: str = "", prefer: str = "", to: str = ""
+) -> Moved:
+    """The tenant's node, chosen or recorded now when it has none (``tenant_node``); when its node is not ready
+    (or ``to`` is asked for), a new one, where its running networked jobs (but job ``skip``, which its caller
+    registers) are registered again. Jobs held by their data elsewhere are left, and their node is recorded
+    (``STRANDED``) so that the tenant moves back to its data when that node is ready again.
+    Raises: NoCapacity when no node is usable."""
+    node, old = tenant_node(api, instance, node_pool, tenant, prefer, to)
     out = Moved(node)
     if not old:
         return out
@@ -192,18 +202,21 @@ def move_tenant(api: NomadApi, instance: str, node_pool: str, tenant: str, skip:
         pin_to(job, node)
         register_job(api, job)
         out.moved.append(meta)
+    if out.stranded:
+        held_on = out.stranded[0][NODE]
+        _update(api, tenant_pin_path(instance, tenant), lambda items: {**(items or {}), STRANDED: held_on})
     return out
 
 
-def tenants_on(api: NomadApi, instance: str, node_id: str | None = None) -> list[tuple[str, str]]:
-    """(tenant, node) of platform ``instance``'s tenants, those on ``node_id`` only when given."""
+def tenants_on(api: NomadApi, instance: str, node_id: str | None = None) -> list[tuple[str, Items]]:
+    """(tenant, its record) of platform ``instance``'s tenants, those on ``node_id`` only when given."""
     prefix = tenant_pin_path(instance, "")
     out = []
     for stub in api.get("vars", params={"prefix": prefix}):
         items, _ = _read(api, stub["Path"])
         node = (items or {}).get(NODE, "")
-        if node and (node_id is None or node == node_id):
-            out.append((stub["Path"][len(prefix) :], node))
+        if items and node and (node_id is None or node == node_id):
+            out.append((stub["Path"][len(prefix) :], items))
     return out
 
 
@@ -255,5 +268,16 @@ def release_volume(api: NomadApi, instance: str, name: str) -> str | None:
         released.append(node)
         return {k: v for k, v in items.items() if k not in (NODE, PATH)}
 
-    _update(api, path, change)
-    return released[-1] if released else None
+    items = _update(api, path, change)
+    if not released:
+        return None
+    tenant = (items or {}).get(L_TENANT, "")
+    if tenant:  # its tenant no longer goes back to that node for it
+
+        def forget(pin: Items | None) -> Items | None:
+            return (
+                {k: v for k, v in pin.items() if k != STRANDED} if pin and pin.get(STRANDED) == released[-1] else None
+            )
+
+        _update(api, tenant_pin_path(instance, tenant), forget)
+    return released[-1]
