@@ -27,7 +27,8 @@ from mcp_types import Tool as MCPTool
 from starlette.applications import Starlette
 from starlette.routing import Route
 
-from orchestrator.backends.base import Backend, Builder
+from orchestrator.backends.base import Backend
+from orchestrator.backends.building import Builder
 from orchestrator.errors import AgentHostError, InvalidInput, NotFound
 from orchestrator.platform import Platform
 from orchestrator.ratelimit import RateLimiter

@@ -62,7 +62,7 @@ MEMBERS: dict[str, frozenset[str]] = {
     "sandboxes": frozenset(
         {"create_sandbox", "list_sandboxes", "get_sandbox", "extend_sandbox", "delete_sandbox", "exec"}
     ),
-    "admin": frozenset({"create_tenant", "list_nodes", "set_node_eligibility", "list_audit"}),
+    "admin": frozenset({"create_tenant", "list_nodes", "set_node_eligibility", "drain_node", "list_audit"}),
     "domains": frozenset({"add_domain", "list_domains", "remove_domain"}),
 }
 

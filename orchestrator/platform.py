@@ -12,7 +12,8 @@ from contextlib import asynccontextmanager, contextmanager
 
 import anyio
 
-from .backends.base import Backend, Builder
+from .backends.base import Backend
+from .backends.building import Builder
 from .backends.docker import DockerBackend, DockerBuilder, DockerEngine
 from .backends.docker.net import EgressFilter
 from .backends.threaded import ThreadBudget
@@ -125,7 +126,9 @@ class Platform:
                 self.sandboxes.known_ids,
             ],
             passes=[
-                # Backups first: an abandoned restore hands its stopped database back before databases are checked.
+                # Tenants off lost nodes before anything else is repaired: repairs place workloads on their node.
+                self.nodes.relocate,
+                # Then backups: an abandoned restore hands its stopped database back before databases are checked.
                 self.backups.recover,
                 self.databases.reconcile,
                 self.ingress.reconcile,  # after the services' repairs: routes to the workloads they recreated

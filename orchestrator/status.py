@@ -14,7 +14,8 @@ from typing import Literal
 import anyio
 from pydantic import BaseModel, Field
 
-from .backends.base import Backend, BackendInfo, Builder, NodeInfo
+from .backends.base import Backend, BackendInfo, NodeInfo
+from .backends.building import Builder
 from .builds.logs import LogFiles, logs_size
 from .errors import AgentHostError, BackendUnavailable
 from .models import Principal, Usage

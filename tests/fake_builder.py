@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 
-from orchestrator.backends.base import BuildIsolation, BuildSpec, ImageInfo, ImageRef, OnLog
+from orchestrator.backends.base import OnLog
+from orchestrator.backends.building import BuildIsolation, BuildSpec, ImageInfo, ImageRef
 
 __all__ = ["FakeBuilder"]
 

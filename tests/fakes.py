@@ -36,6 +36,7 @@ from orchestrator.backends.base import (
     ExecResult,
     ExecSpec,
     LogLine,
+    NodeDrain,
     NodeInfo,
     OnBytes,
     OneShotResult,
@@ -172,6 +173,18 @@ class FakeBackend:
     async def set_node_eligibility(self, node_id: str, eligible: bool) -> NodeInfo:
         self._up()
         raise InvalidInput("the fake engine is one host: its node cannot be drained", "run on a cluster backend")
+
+    async def drain_node(self, node_id: str, deadline_s: int) -> NodeDrain:
+        self._up()
+        raise InvalidInput("the fake engine is one host: its node cannot be drained", "run on a cluster backend")
+
+    async def relocate_tenants(self) -> dict[str, int]:
+        self._up()
+        return {}
+
+    async def release_volume(self, name: str) -> str | None:
+        self._up()
+        return None
 
     async def image_exists(self, image: str) -> bool:
         self._up()

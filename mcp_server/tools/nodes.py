@@ -6,7 +6,7 @@ from typing import Annotated
 
 from pydantic import BaseModel, Field
 
-from orchestrator.backends.base import NodeInfo
+from orchestrator.backends.base import NodeDrain, NodeInfo
 
 from ..registry import Call, tool
 
@@ -28,7 +28,21 @@ async def set_node_eligibility(
     node: Annotated[str, Field(min_length=1, max_length=64, description="node id, id prefix or name")],
     eligible: Annotated[bool, Field(description="false: no new work is placed there; running work stays")],
 ) -> NodeInfo:
-    """Admin (Nomad): mark a node eligible or ineligible for new workloads, e.g. before maintenance."""
+    """Admin (Nomad): mark a node eligible or ineligible for new workloads, e.g. before maintenance (eligible
+    also ends a drain)."""
     changed = await call.platform.nodes.set_eligibility(node, eligible)
     call.platform.status.forget_engine_facts()  # platform_status counts eligible nodes
     return changed
+
+
+@tool(admin_only=True, destructive=True, title="Drain node")
+async def drain_node(
+    call: Call,
+    node: Annotated[str, Field(min_length=1, max_length=64, description="node id, id prefix or name")],
+    deadline_s: Annotated[int, Field(ge=0, le=86400, description="what has not moved stops after this")] = 300,
+) -> NodeDrain:
+    """Admin (Nomad): move the tenants on a node elsewhere, then drain it. Lists what moved, and what could
+    not (data on the node: restore from a backup)."""
+    drained = await call.platform.nodes.drain(node, deadline_s)
+    call.platform.status.forget_engine_facts()
+    return drained

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Literal, Protocol, runtime_checkable
@@ -22,21 +22,18 @@ from ..models import Egress, HealthCheck
 
 __all__ = [
     "Backend",
-    "Builder",
     "BackendInfo",
-    "BuildIsolation",
-    "BuildSpec",
     "Endpoint",
     "ExecResult",
     "ExecSpec",
     "SessionInput",
     "SessionSpec",
     "OnBytes",
-    "ImageInfo",
-    "ImageRef",
     "LogLine",
     "NoStagedUpdates",
+    "NodeDrain",
     "NodeInfo",
+    "NodeWorkload",
     "OnLayer",
     "OneShotResult",
     "OneShotSpec",
@@ -126,6 +123,8 @@ class WorkloadStatus(BaseModel):
         description="how ensure_workload rolled out the change it just made, where the engine tracks it (a Nomad "
         "deployment and its outcome); None on Docker, whose containers are replaced by agenthost itself",
     )
+    # The node that holds its data when that node cannot run it (down, draining): it cannot move by itself.
+    node_lost: str | None = None
 
 
 class LogLine(BaseModel):
@@ -196,44 +195,6 @@ class SessionSpec:
     size: tuple[int, int] | None = None  # the terminal's (columns, rows) at the start
 
 
-@dataclass(frozen=True, kw_only=True)
-class BuildSpec:
-    """One image build: what to build, within which limits, and whom to tell as it goes."""
-
-    context: Path
-    dockerfile: str  # relative to context, or an absolute path outside it that the platform wrote
-    tag: str
-    memory_mb: int
-    cpus: float
-    timeout_s: float
-    network: Egress = "open"
-    labels: dict[str, str] = field(default_factory=dict)
-    pids_limit: int | None = None  # the processes of its RUN steps, where the engine allows (build_isolation)
-    disk_mb: int | None = None  # what the build writes: its layers and the running step's
-    on_log: OnLog
-    on_layer: OnLayer | None = None
-
-
-class ImageRef(BaseModel):
-    tag: str
-    digest: str | None = None
-    size_bytes: int | None = None
-    ports: list[int] = Field(default_factory=list, description="TCP ports the image exposes")
-
-
-class BuildIsolation(BaseModel):
-    runtime: str = Field(description="the engine's default runtime, which RUN steps run under")
-    pids_limit: bool = Field(description="whether a build's processes are limited on this engine")
-    notes: list[str] = Field(default_factory=list, description="what is not isolated, for build logs and status")
-
-
-class ImageInfo(BaseModel):
-    """What the engine holds under a reference: the image id and the registry digests it was pushed as."""
-
-    id: str
-    repo_digests: list[str] = Field(default_factory=list, description="'<repository>@sha256:...' entries")
-
-
 class NodeInfo(BaseModel):
     id: str
     name: str
@@ -247,6 +208,23 @@ class NodeInfo(BaseModel):
     datacenter: str | None = None
     node_pool: str | None = None
     draining: bool = False
+
+
+class NodeWorkload(BaseModel):
+    id: str
+    tenant: str
+    kind: str
+    name: str | None = None
+    data_node: str | None = Field(None, description="the node that holds its data, which it cannot leave")
+
+
+class NodeDrain(BaseModel):
+    node: NodeInfo
+    moved_to: dict[str, str] = Field(default_factory=dict, description="tenant -> the node it moved to")
+    moved: list[NodeWorkload] = Field(default_factory=list, description="registered again on the tenant's new node")
+    stranded: list[NodeWorkload] = Field(
+        default_factory=list, description="held by their data on the drained node: restore a backup elsewhere"
+    )
 
 
 class BackendInfo(BaseModel):
@@ -281,6 +259,21 @@ class Backend(Protocol):
     async def nodes(self) -> list[NodeInfo]: ...
     async def set_node_eligibility(self, node_id: str, eligible: bool) -> NodeInfo:
         """Raises: InvalidInput on a backend whose nodes cannot be drained (one Docker host)."""
+        ...
+
+    async def drain_node(self, node_id: str, deadline_s: int) -> NodeDrain:
+        """Move the tenants on the node elsewhere, then drain it (what remains stops at the deadline).
+
+        Raises: InvalidInput on a backend whose nodes cannot be drained (one Docker host)."""
+        ...
+
+    async def relocate_tenants(self) -> dict[str, int]:
+        """Move tenants off nodes that are down or draining (a reconciler pass); counts of what moved."""
+        ...
+
+    async def release_volume(self, name: str) -> str | None:
+        """Forget the node of a volume whose node is lost, so that the next workload mounting it makes it
+        afresh where it lands (before a restore there). The lost node, or None when nothing was released."""
         ...
 
     async def image_exists(self, image: str) -> bool: ...
@@ -346,42 +339,5 @@ class Backend(Protocol):
 
     async def put_secret(self, path: str, values: dict[str, str]) -> None: ...
     async def delete_secret(self, path: str) -> None: ...
-
-    async def close(self) -> None: ...
-
-
-@runtime_checkable
-class Builder(Protocol):
-    """Builds images from a context and pushes them to a registry: the control-plane host's Docker engine,
-    whichever backend runs the workloads (on a Nomad cluster, clients pull the images from the registry)."""
-
-    async def image_exists(self, image: str) -> bool: ...
-
-    async def image_info(self, image: str) -> ImageInfo | None:
-        """The image the engine has under the reference ``image`` (never an id), or None."""
-        ...
-
-    async def build_image(self, spec: BuildSpec) -> ImageRef:
-        """Build ``spec.tag``. Layers are reported to ``spec.on_layer`` as they are committed, and removed
-        again when the build fails or is cancelled.
-
-        Raises: BuildFailed (with the engine's message, past ``timeout_s``, over ``disk_mb``).
-        """
-        ...
-
-    async def build_isolation(self) -> BuildIsolation:
-        """How RUN steps are confined on this engine, and what is not (notes)."""
-        ...
-
-    async def push_image(self, tag: str, on_log: OnLog) -> str | None:
-        """Push to the registry ``tag`` names; returns the digest. Raises: BuildFailed."""
-        ...
-
-    async def remove_image(self, tag: str) -> None: ...
-
-    async def remove_layers(self, layers: list[str]) -> list[str]:
-        """Remove untagged build layers (those a build that died left behind); returns those done with
-        (removed, gone, or tagged): the others are still in use, to be removed later."""
-        ...
 
     async def close(self) -> None: ...

@@ -55,7 +55,7 @@ import anyio
 import anyio.abc
 from pydantic import BaseModel, Field
 
-from ..backends.base import Builder
+from ..backends.building import Builder
 from ..errors import BuildFailed, InvalidInput, QuotaExceeded
 from ..events import EventLog
 from ..images import ImagePolicy

@@ -8,7 +8,7 @@ registry digest it was pushed as (which the engine lists among the image's ``Rep
 
 from __future__ import annotations
 
-from ..backends.base import Builder
+from ..backends.building import Builder
 from ..errors import ImageNotAllowed, ImageNotFound, InvalidInput
 from ..models import BuildRecord
 from ..store import TenantStore

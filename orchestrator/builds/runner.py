@@ -23,7 +23,7 @@ from pathlib import Path
 import anyio
 import anyio.abc
 
-from ..backends.base import Builder
+from ..backends.building import Builder
 from ..errors import AgentHostError, BuildFailed
 from ..events import EventLog
 from ..images import ImagePolicy

@@ -16,7 +16,7 @@ from typing import Any
 
 import anyio
 
-from ..backends.base import Builder, BuildSpec
+from ..backends.building import Builder, BuildSpec
 from ..errors import AgentHostError, BuildFailed, InvalidInput
 from ..images import ImagePolicy
 from ..labels import L_BUILD, L_NAME, L_TENANT

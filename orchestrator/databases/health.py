@@ -66,6 +66,9 @@ class DatabaseHealth:
             return rec, None
         if rec.desired_state != "running" or rec.status == "restoring":
             return rec, st
+        if st.node_lost and (rec.status, rec.last_error) != ("failed", st.error):
+            await ts.databases.update(rec.id, status="failed", last_error=st.error)
+            return await ts.databases.get(rec.id), st
         if rec.status in ("creating", "failed") and await self._settled(ts, rec, st):
             return await ts.databases.get(rec.id), st
         if rec.status in ("creating", "running") and st.state in ("exited", "missing"):

@@ -319,6 +319,11 @@ class DatabaseManager:
         if rec.status == "restoring" or (rec.status == "creating" and now - rec.updated_at.timestamp() < _GRACE_S):
             return  # a restore or a create is in progress (a dead one is finished by backup recovery)
         st = await self.backend.workload_status(rec.id)
+        if st.node_lost:  # its data cannot follow: say so, once (a restore elsewhere brings it back)
+            if rec.status != "failed" or rec.last_error != st.error:
+                await ts.databases.update(rec.id, status="failed", last_error=st.error)
+                await self.events.record(ts, "database", rec.id, rec.name, "failed", st.error or "")
+            return
         crashed = st.state == "exited" and st.exit_code not in (0, None) and st.restarts >= self.settings.crash_limit
         if st.state == "missing" or (st.state == "exited" and not crashed):
             await ts.databases.update(rec.id, status="creating")

@@ -91,6 +91,7 @@ ANNOTATIONS: dict[str, tuple[str, bool, bool | None, bool | None, bool]] = {
     "create_tenant": ("Create tenant", W, False, False, False),
     "list_nodes": ("List nodes", R, None, None, False),
     "set_node_eligibility": ("Set node eligibility", W, False, True, False),
+    "drain_node": ("Drain node", W, True, False, False),
     "list_audit": ("List audit", R, None, None, False),
 }
 
@@ -161,7 +162,7 @@ async def test_tools_list_budget_per_role_and_toolset(agenthost: AgentHost, caps
     with capsys.disabled():
         sys.stdout.write("\n" + "\n".join(lines) + "\n")
     assert table["member"]["default"][0] <= 8000, table["member"]
-    admin_only = {"create_tenant", "list_nodes", "set_node_eligibility", "list_audit"}
+    admin_only = {"create_tenant", "list_nodes", "set_node_eligibility", "drain_node", "list_audit"}
     writes = {n for n, a in ANNOTATIONS.items() if not a[1]}
     for (role, choice), names in listed.items():
         assert {"whoami", "platform_status"} <= names, (role, choice)

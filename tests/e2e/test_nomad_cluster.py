@@ -18,7 +18,7 @@ import pytest
 
 from .conformance import answers
 from .harness import EGRESS_PROBE, AgentHost, call, connect, make_repo, probe_results, untrusted_body, wait_for
-from .nomad_cluster import Cluster, cluster_get, cluster_request, purge_jobs
+from .nomad_cluster import Cluster, cluster_get, purge_jobs
 from .proxy import running_ingress
 
 pytestmark = [pytest.mark.anyio, pytest.mark.e2e]
@@ -80,26 +80,28 @@ async def test_list_nodes_shows_the_two_clients(cluster_agenthost: AgentHost, no
 async def test_services_run_on_each_client_from_the_registry_by_digest(
     cluster_agenthost: AgentHost, nomad_cluster: Cluster
 ) -> None:
-    """One service lands on a node; with that node made ineligible the next lands on the other. Each pulled the
-    platform image by digest from the cluster registry, answers on its own node's address, and runs exec."""
+    """A tenant's service lands on a node; with that node made ineligible another tenant's lands on the other (a
+    tenant's services share one node). Each pulled the platform image by digest from the cluster registry,
+    answers on its own node's address, and runs exec."""
     host = cluster_agenthost
     async with (
         connect(host, host.admin_key, "http") as admin,
-        connect(host, host.tenant("cluster-spread"), "http") as client,
+        connect(host, host.tenant("cluster-spread"), "http") as one,
+        connect(host, host.tenant("cluster-spread-2"), "http") as two,
     ):
-        first = await call(client, "deploy_service", _deploy_args(nomad_cluster, "one"))
+        first = await call(one, "deploy_service", _deploy_args(nomad_cluster, "one"))
         assert first["status"] == "running", first
         first_node = _node_of(nomad_cluster, first["id"])
         (node_id,) = [n["ID"] for n in cluster_get(nomad_cluster, "nodes") if n["Name"] == first_node]
         try:
             await call(admin, "set_node_eligibility", {"node": node_id, "eligible": False})
-            second = await call(client, "deploy_service", _deploy_args(nomad_cluster, "two"))
+            second = await call(two, "deploy_service", _deploy_args(nomad_cluster, "two"))
         finally:
             await call(admin, "set_node_eligibility", {"node": node_id, "eligible": True})
         assert second["status"] == "running", second
         second_node = _node_of(nomad_cluster, second["id"])
         assert {first_node, second_node} == set(nomad_cluster.nodes)
-        for svc, node in ((first, first_node), (second, second_node)):
+        for svc, node, client in ((first, first_node, one), (second, second_node, two)):
             assert urlsplit(svc["internal_url"]).hostname == nomad_cluster.nodes[node][0], svc
             assert await answers(svc["internal_url"]) == f"hello {svc['name']}"
             run = await call(client, "exec", {"service": svc["name"], "command": ["printenv", "GREETING"]})
@@ -113,8 +115,8 @@ async def test_services_run_on_each_client_from_the_registry_by_digest(
         for _, socket, _ in nomad_cluster.nodes.values():
             assert len(_networks(f"unix://{socket}", labels)) == 1
         assert _networks(None, labels) == []
-        for name in ("one", "two"):
-            await call(client, "delete_service", {"service": name, "confirm": True})
+        await call(one, "delete_service", {"service": "one", "confirm": True})
+        await call(two, "delete_service", {"service": "two", "confirm": True})
 
 
 async def test_a_workload_reaches_neither_the_registry_nor_the_control_plane(
@@ -215,8 +217,8 @@ async def test_a_build_is_pushed_with_the_builders_login_and_pulled_by_a_node(
 async def test_the_https_route_follows_a_service_moved_to_the_other_node(
     nomad_cluster: Cluster, tmp_path_factory: pytest.TempPathFactory
 ) -> None:
-    """The proxy on the control plane's host routes to the node the service runs on; when Nomad moves it (its
-    node made ineligible, its allocation stopped), the route follows to the new node by the next pass."""
+    """The proxy on the control plane's host routes to the node the service runs on; when its node is drained
+    (drain_node moves the tenant to the other node), the route follows to the new node by the next pass."""
     env = {**nomad_cluster.platform_env(), "AGENTHOST_RECONCILE_INTERVAL_S": "1"}
     with running_ingress(tmp_path_factory, env) as ingress:
         host = ingress.host
@@ -230,14 +232,9 @@ async def test_the_https_route_follows_a_service_moved_to_the_other_node(
                 assert svc["url"] == url and ingress.get(url) == (200, "hello roam")
                 first = _node_of(nomad_cluster, svc["id"])
                 (node_id,) = [n["ID"] for n in cluster_get(nomad_cluster, "nodes") if n["Name"] == first]
-                await call(admin, "set_node_eligibility", {"node": node_id, "eligible": False})
+                drained = await call(admin, "drain_node", {"node": node_id, "deadline_s": 30})
                 try:
-                    (alloc,) = [
-                        a
-                        for a in cluster_get(nomad_cluster, f"job/ah-{svc['id']}/allocations")
-                        if a["ClientStatus"] == "running"
-                    ]
-                    cluster_request(nomad_cluster, "POST", f"allocation/{alloc['ID']}/stop")
+                    assert [w["name"] for w in drained["moved"]] == ["roam"], drained
 
                     def moved() -> bool:
                         allocs = cluster_get(nomad_cluster, f"job/ah-{svc['id']}/allocations")

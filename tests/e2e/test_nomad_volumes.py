@@ -67,12 +67,14 @@ async def test_a_volume_lives_on_its_node_and_leaves_with_its_service(
             {"name": "files", "image": hello_image, "port": 8000, "volumes": [{"name": "data", "path": "/app"}]},
         )
         assert svc["status"] == "running", svc
-        # Recorded as this platform's, on the node the scheduler chose for the first job that mounts it.
+        # Recorded as this platform's, on the node of the first job that mounts it: its tenant's node.
         items = _record(host, name)
         assert (items["node"], items["agenthost.tenant"], items["agenthost.instance"]) == (node_id, tid, host.instance)
         labels = docker_client.volumes.get(name).attrs["Labels"]
         assert (labels["agenthost.instance"], labels["agenthost.tenant"]) == (host.instance, tid)
-        assert _pins(nomad_get(f"job/ah-{svc['id']}")) == []  # the first placement chose freely
+        # The first placement went where the tenant's networked workloads go (docs/backends.md).
+        assert _pins(nomad_get(f"job/ah-{svc['id']}")) == [node_id]
+        assert nomad_get(f"var/agenthost/{host.instance}/tenants/{tid}")["Items"]["node"] == node_id
 
         # A fresh volume takes the image's /app, owner and files: the service's own user (10001) writes it.
         code, out, err = await sh(client, "id -u; test -s /app/app.py && echo kept >/app/f && echo ok", service="files")

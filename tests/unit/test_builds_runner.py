@@ -13,7 +13,7 @@ from pathlib import Path
 import anyio
 import pytest
 
-from orchestrator.backends.base import Builder
+from orchestrator.backends.building import Builder
 from orchestrator.builds import Build, BuildManager, BuildRequest
 from orchestrator.errors import BackendUnavailable, QuotaExceeded
 from orchestrator.models import Principal

@@ -21,6 +21,7 @@ from ..base import (
     ExecResult,
     ExecSpec,
     LogLine,
+    NodeDrain,
     NodeInfo,
     OnBytes,
     OneShotResult,
@@ -114,6 +115,18 @@ class DockerBackend:
             "the Docker backend runs on one host: there is no other node to move work to",
             "node eligibility is a Nomad backend feature",
         )
+
+    async def drain_node(self, node_id: str, deadline_s: int) -> NodeDrain:
+        raise InvalidInput(
+            "the Docker backend runs on one host: there is no other node to move work to",
+            "draining nodes is a Nomad backend feature",
+        )
+
+    async def relocate_tenants(self) -> dict[str, int]:
+        return {}  # one host: no node to move to
+
+    async def release_volume(self, name: str) -> str | None:
+        return None  # a volume lives on the one host, lost only with it
 
     async def image_exists(self, image: str) -> bool:
         return await self.engine.image_exists(image)

@@ -27,7 +27,7 @@ import anyio
 from docker import utils as docker_utils
 
 from ...errors import BuildFailed
-from ..base import BuildSpec, ImageRef
+from ..building import BuildSpec, ImageRef
 from .build_cleanup import cleanup_sync
 from .build_limits import DISK_POLL_S, DiskMeter, disk_exceeded, failure_hint
 from .build_stream import Job, Parser

@@ -20,7 +20,7 @@ import docker
 import docker.errors
 
 from ...errors import BuildFailed
-from ..base import BuildIsolation
+from ..building import BuildIsolation
 from .cgroups import unsupported_reason
 
 __all__ = ["DISK_POLL_S", "DiskMeter", "EngineFacts", "disk_exceeded", "engine_facts", "failure_hint", "isolation"]

@@ -12,7 +12,8 @@ import anyio
 import docker.errors
 
 from ...errors import AgentHostError
-from ..base import BuildIsolation, BuildSpec, ImageInfo, ImageRef, OnLog
+from ..base import OnLog
+from ..building import BuildIsolation, BuildSpec, ImageInfo, ImageRef
 from .build import run_build
 from .build_cleanup import remove_layers_sync
 from .build_limits import EngineFacts, engine_facts, isolation

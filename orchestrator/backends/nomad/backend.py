@@ -37,6 +37,7 @@ from .allocs import await_stopped, job_allocs
 from .api import NomadApi
 from .capacity import Shares
 from .changes import NODES_TTL_S, JobChanges
+from .drain import NodeOperations
 from .exec import Gone, exec_in_alloc, exec_url, task_gone
 from .jobs import (
     TASK,
@@ -48,7 +49,7 @@ from .jobs import (
 )
 from .logs import check_since, follow_logs, read_tail
 from .net import NodeNetworks, TenantNetworks
-from .nodes import agent_info, node_info
+from .nodes import agent_info
 from .oneshot import OneShots
 from .session import session_in_alloc
 from .vars import check_variable_path, delete_variable, put_variable
@@ -67,7 +68,7 @@ _STOP_WAIT_S = 60.0
 
 
 # Nomad's deployments replace allocations by its own rules: no staged updates here (changes.py).
-class NomadBackend(JobChanges, NoStagedUpdates, NodeNetworks, OneShots):
+class NomadBackend(JobChanges, NodeOperations, NoStagedUpdates, NodeNetworks, OneShots):
     name = "nomad"
 
     def __init__(
@@ -125,19 +126,6 @@ class NomadBackend(JobChanges, NoStagedUpdates, NodeNetworks, OneShots):
     async def runtimes(self) -> set[str]:
         nodes = await self.nodes()
         return {r for n in nodes if n.status == "ready" and n.eligible for r in n.runtimes}
-
-    async def set_node_eligibility(self, node_id: str, eligible: bool) -> NodeInfo:
-        def update() -> NodeInfo:
-            self.api.post(
-                "node",
-                node_id,
-                "eligibility",
-                body={"NodeID": node_id, "Eligibility": "eligible" if eligible else "ineligible"},
-            )
-            self._nodes = None
-            return node_info(self.api.get("node", node_id))[0]
-
-        return await self._run(f"set eligibility of node {node_id}", update)
 
     async def image_exists(self, image: str) -> bool:
         """Nodes resolve images when a task is placed (ensure_workload raises ImageNotFound): here the

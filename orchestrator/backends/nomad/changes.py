@@ -45,6 +45,7 @@ from .rollouts import (
     version_of,
     with_asked_restart,
 )
+from .tenants import joins_tenant_network, lost_status, move_tenant, pin_to, pinned_to
 from .vars import get_variable, put_variable
 from .volumes import job_volume_names, pin_after_placement, pin_job, volume_placement
 
@@ -102,7 +103,8 @@ class JobChanges:
             return WorkloadStatus(id=workload_id, state="missing")
         items = (get_variable(self.api, variable_path(workload_id)) or {}).get("Items") or {}
         allocs = job_allocs(self.api, jid)
-        return status_from(workload_id, job, allocs, items.get(HASH_ITEM), asked_restarts(items))
+        status = status_from(workload_id, job, allocs, items.get(HASH_ITEM), asked_restarts(items))
+        return lost_status(self.api, self.instance, job, allocs, status)
 
     def _peer_sync(self, workload_id: str) -> Peer | None:
         """The running allocation of ``workload_id``, whose network namespace a sidecar joins."""
@@ -173,6 +175,8 @@ class JobChanges:
         # A sidecar's job names its peer's allocation of the time: never one to go back to.
         versions = [] if fresh or spec.share_network_with else self.api.get("job", jid, "versions")["Versions"]
         older = version_of(versions, spec_hash, current)
+        if older is not None and not self._on_tenant_node(spec, jid, volume_node, versions, older):
+            older = None  # the tenant moved since that version ran: register it anew, on the tenant's node
         if older is not None:
             put_variable(self.api, variable_path(spec.id), variable_items(spec, spec_hash))
             eval_id, version = revert_job(self.api, jid, older, current)
@@ -189,11 +193,25 @@ class JobChanges:
             volume_labels=volume_labels,
             healthy_deadline_s=self.healthy_deadline_s,
         )
+        if variables["tenant_network"]:  # the tenant's networked workloads share its node (tenants.py)
+            tenant = move_tenant(self.api, self.instance, self.node_pool, spec.tenant_id, jid, volume_node)
+            variables["node_id"] = volume_node or variables["node_id"] or tenant.node
         written = put_variable(self.api, variable_path(spec.id), variable_items(spec, spec_hash))
         meta = {**spec.labels, **self._own, L_ID: spec.id, L_TENANT: spec.tenant_id, L_KIND: spec.kind}
         meta.update({_L_ENV_INDEX: str(written.get("ModifyIndex", "")), SPEC_META: spec_hash})
         eval_id, version = register_job(self.api, parse_job(self.api, job_template(), variables, jid, meta))
         return eval_id, version, volume_labels, fresh, var["Items"] if var else None
+
+    def _on_tenant_node(
+        self, spec: WorkloadSpec, jid: str, volume_node: str, versions: list[dict[str, Any]], older: int
+    ) -> bool:
+        """Whether job version ``older`` is pinned where the tenant's networked workloads now are (or needs no
+        pin), so reverting to it keeps the tenant on one node."""
+        job = next((v for v in versions if int(v.get("Version", -1)) == older), None)
+        if job is None or not joins_tenant_network(job) or job_volume_names(job):
+            return True  # a job held by its volume is pinned to the volume's node, as it was then
+        node = move_tenant(self.api, self.instance, self.node_pool, spec.tenant_id, jid, volume_node).node
+        return pinned_to(job) == node
 
     def _restore_sync(self, workload_id: str, items: dict[str, str]) -> None:
         """Put back the env of the version Nomad reverted to (its tasks read it when they restart)."""
@@ -224,6 +242,8 @@ class JobChanges:
             return force_reschedule(self.api, jid), int(job["Version"]), job, int((newest or {}).get("CreateIndex", 0))
         job["Stop"] = False
         pin_job(self.api, self.instance, job)
+        if joins_tenant_network(job) and not job_volume_names(job):
+            pin_to(job, move_tenant(self.api, self.instance, self.node_pool, str(job["Meta"][L_TENANT]), jid).node)
         eval_id, version = register_job(self.api, job)
         return eval_id, version, job, 0
 
