@@ -6,8 +6,11 @@ and waited for until its published port answers HTTP. agenthost's side is one MC
 (`deploy_service`, wait=true), so it also pays for validation, the store, the Variable write and
 the parse of the HCL template.
 
-    .venv/bin/python bench/nomad_deploy.py [--rounds 7]
-(starts the dev agent with infra/nomad.sh when it is not running, and stops it again afterwards)
+    .venv/bin/python bench/nomad_deploy.py [--rounds 7] [--cluster]
+(starts the dev agent with infra/nomad.sh when it is not running, and stops it again afterwards; with
+--cluster, the three-node test cluster of infra/nomad-testcluster.sh instead: ACLs and mTLS on, both sides
+with agenthost's token and certificate in its namespace, the app in the platform's python image from the
+cluster's registry by digest, each job's port answering on its node's address)
 """
 
 from __future__ import annotations
@@ -29,8 +32,10 @@ import httpx
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from orchestrator.settings import Settings  # noqa: E402
 from tests.e2e.harness import AgentHost, call, connect  # noqa: E402
 from tests.e2e.nomad_agent import NOMAD_ADDR, start_dev_agent, stop_dev_agent  # noqa: E402
+from tests.e2e.nomad_cluster import cluster_env, operator_client, push_images, start_cluster, stop_cluster  # noqa: E402
 
 IMAGE = "ah-bench/hello:1"
 APP = textwrap.dedent(
@@ -64,21 +69,23 @@ def answers(url: str) -> bool:
 
 
 def raw_deploy(nomad: httpx.Client, template: dict[str, Any], env: dict[str, str], n: int) -> float:
-    """Register the job directly, wait until its port answers; return seconds."""
+    """Register the job directly, wait until its port answers; return seconds. ``nomad``: a client of the API's
+    /v1/ in the job's namespace."""
     job = copy.deepcopy(template)
-    jid = f"bench-raw-{n}"
+    jid = f"ah-bench-raw-{n}"  # agenthost's token may write the env Variables of jobs named ah-* only
     job.update({"ID": jid, "Name": jid, "Stop": False})
+    job["Meta"].pop("agenthost.instance", None)  # not the platform's: its reconciler leaves it alone
     for key in ("Version", "CreateIndex", "ModifyIndex", "JobModifyIndex", "SubmitTime", "Status"):
         job.pop(key, None)
     started = time.monotonic()
     path = f"nomad/jobs/{jid}"
-    nomad.put(f"/v1/var/{path}", json={"Path": path, "Items": env}).raise_for_status()
-    nomad.post("/v1/jobs", json={"Job": job}).raise_for_status()
+    nomad.put(f"var/{path}", json={"Path": path, "Items": env}).raise_for_status()
+    nomad.post("jobs", json={"Job": job}).raise_for_status()
     deadline = started + 120
     url = None
     while time.monotonic() < deadline:
         if url is None:
-            allocs = nomad.get("/v1/allocations", params={"resources": "true", "filter": f'JobID == "{jid}"'}).json()
+            allocs = nomad.get("allocations", params={"resources": "true", "filter": f'JobID == "{jid}"'}).json()
             running = [a for a in allocs if a["ClientStatus"] == "running"]
             if running:
                 port = running[0]["AllocatedResources"]["Shared"]["Ports"][0]
@@ -89,51 +96,59 @@ def raw_deploy(nomad: httpx.Client, template: dict[str, Any], env: dict[str, str
         time.sleep(0.05)
     else:
         raise RuntimeError(f"raw job {jid} did not answer in time")
-    nomad.delete(f"/v1/job/{jid}", params={"purge": "true"})
-    nomad.delete(f"/v1/var/{path}")
+    nomad.delete(f"job/{jid}", params={"purge": "true"})
+    nomad.delete(f"var/{path}")
     return elapsed
 
 
-async def main(rounds: int) -> None:
-    started_agent = start_dev_agent()
-    build_image()
-    data = Path(tempfile.mkdtemp(prefix="ah-bench-nomad-"))
-    host = AgentHost(
-        data_dir=data,
-        env={
-            "AGENTHOST_BACKEND": "nomad",
-            "AGENTHOST_NOMAD_ADDR": NOMAD_ADDR,
-            # The bench image; no proxy to program (the raw side has none) and no warm sandboxes beside it.
-            "AGENTHOST_IMAGE_ALLOW": "ah-bench/*",
-            "AGENTHOST_INGRESS": "false",
-            "AGENTHOST_SANDBOX_POOL_SIZE": "0",
-        },
-    )
+async def main(rounds: int, on_cluster: bool) -> None:
+    env = {"GREETING": "bench", "TOKEN": "not-a-real-secret"}
+    platform_env = {
+        # No proxy to program (the raw side has none) and no warm sandboxes beside it.
+        "AGENTHOST_INGRESS": "false",
+        "AGENTHOST_SANDBOX_POOL_SIZE": "0",
+    }
+    if on_cluster:
+        started = start_cluster()
+        python = Settings().image_python
+        cluster = cluster_env(push_images([python, Settings().image_base]))
+        platform_env.update(cluster.platform_env())
+        args = {"image": cluster.images[python], "command": ["python3", "-c", APP]}
+        nomad = operator_client(cluster, token=cluster.token, cert=cluster.client_cert)
+        nomad.params = nomad.params.set("namespace", cluster.namespace)
+    else:
+        started = start_dev_agent()
+        build_image()
+        platform_env.update(
+            {"AGENTHOST_BACKEND": "nomad", "AGENTHOST_NOMAD_ADDR": NOMAD_ADDR, "AGENTHOST_IMAGE_ALLOW": "ah-bench/*"}
+        )
+        args = {"image": IMAGE}
+        nomad = httpx.Client(base_url=f"{NOMAD_ADDR}/v1/", timeout=30)
+    host = AgentHost(data_dir=Path(tempfile.mkdtemp(prefix="ah-bench-nomad-")), env=platform_env)
     host.init()
     key = host.tenant("bench")
     ours: list[float] = []
     raw: list[float] = []
-    env = {"GREETING": "bench", "TOKEN": "not-a-real-secret"}
     try:
-        with httpx.Client(base_url=NOMAD_ADDR, timeout=30) as nomad:
+        with nomad:
             async with connect(host, key, "http") as client:
                 await call(client, "whoami")  # server warm-up, not measured
                 for n in range(rounds):
                     t = time.monotonic()
-                    svc = await call(
-                        client, "deploy_service", {"name": f"b{n}", "image": IMAGE, "port": 8000, "env": env}
-                    )
+                    svc = await call(client, "deploy_service", {"name": f"b{n}", "port": 8000, "env": env, **args})
                     ours.append(time.monotonic() - t)
                     assert svc["status"] == "running" and answers(svc["internal_url"]), svc
-                    template = nomad.get(f"/v1/job/ah-{svc['id']}").json()
+                    template = nomad.get(f"job/ah-{svc['id']}").json()
                     await call(client, "delete_service", {"service": f"b{n}", "confirm": True})
                     raw.append(raw_deploy(nomad, template, env, n))
     finally:
         host.stop()
-        if started_agent:
+        if started and on_cluster:
+            stop_cluster()
+        elif started:
             stop_dev_agent()
     med_ours, med_raw = statistics.median(ours), statistics.median(raw)
-    print(f"rounds: {rounds}")  # noqa: T201
+    print(f"rounds: {rounds} on {'the three-node cluster' if on_cluster else 'the dev agent'}")  # noqa: T201
     print(f"agenthost deploy_service (MCP over HTTP, wait=true): median {med_ours * 1000:.0f} ms")  # noqa: T201
     print(f"raw Nomad job register + wait for the port:          median {med_raw * 1000:.0f} ms")  # noqa: T201
     print(f"ratio agenthost / raw: {med_ours / med_raw:.2f}")  # noqa: T201
@@ -142,5 +157,6 @@ async def main(rounds: int) -> None:
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--rounds", type=int, default=7)
+    parser.add_argument("--cluster", action="store_true", help="on the three-node test cluster")
     args = parser.parse_args()
-    anyio.run(main, args.rounds)
+    anyio.run(main, args.rounds, args.cluster)

@@ -262,7 +262,9 @@ def test_cluster_configs_render_and_validate(nomad_agent: str, tmp_path: Path) -
     server = (tmp_path / "server" / "server.hcl").read_text()
     assert f'encrypt          = "{key}"' in server and "verify_https_client    = true" in server
     client = (tmp_path / "client" / "client.hcl").read_text()
-    assert '"driver.allowlist" = "docker"' in client and 'allow_caps       = ["chown", "dac_override", "fowner"]' in client
+    assert (
+        '"driver.allowlist" = "docker"' in client and 'allow_caps       = ["chown", "dac_override", "fowner"]' in client
+    )
     assert '"agenthost.runtimes"       = "runc,runsc,sysbox-runc"' in client
     assert 'allow_runtimes = ["runc", "runsc", "sysbox-runc"]' in client
 

@@ -39,9 +39,10 @@ APP = textwrap.dedent(
 
 
 def _node_of(cluster: Cluster, service_id: str) -> str:
-    """The name of the node the service's running allocation is on, from Nomad itself."""
+    """The name of the node the service's running allocation is on, from Nomad itself (an allocation an update
+    replaced may run on for a moment after, told to stop)."""
     allocs = cluster_get(cluster, f"job/ah-{service_id}/allocations")
-    (node,) = {a["NodeName"] for a in allocs if a["ClientStatus"] == "running"}
+    (node,) = {a["NodeName"] for a in allocs if a["ClientStatus"] == "running" and a["DesiredStatus"] == "run"}
     return str(node)
 
 
@@ -238,7 +239,13 @@ async def test_the_https_route_follows_a_service_moved_to_the_other_node(
 
                     def moved() -> bool:
                         allocs = cluster_get(nomad_cluster, f"job/ah-{svc['id']}/allocations")
-                        return any(a["ClientStatus"] == "running" and a["NodeName"] != first for a in allocs)
+                        # The move is a deployment: done when nothing serves on the drained node any more.
+                        nodes = {
+                            a["NodeName"]
+                            for a in allocs
+                            if a["ClientStatus"] == "running" and a["DesiredStatus"] == "run"
+                        }
+                        return bool(nodes) and first not in nodes
 
                     wait_for(moved, 120, 0.5, "Nomad to place the service on the other node")
 

@@ -70,7 +70,7 @@ def cluster_s3_host(nomad_cluster: Cluster, tmp_path_factory: pytest.TempPathFac
 
 def _node_of(cluster: Cluster, service_id: str) -> str:
     allocs = cluster_get(cluster, f"job/ah-{service_id}/allocations")
-    (node,) = {a["NodeID"] for a in allocs if a["ClientStatus"] == "running"}
+    (node,) = {a["NodeID"] for a in allocs if a["ClientStatus"] == "running" and a["DesiredStatus"] == "run"}
     return str(node)
 
 

@@ -79,7 +79,8 @@ def _deploy_args(cluster: Cluster, name: str) -> dict[str, Any]:
 
 def _running_alloc(cluster: Cluster, workload_id: str) -> dict[str, Any]:
     allocs = cluster_get(cluster, f"job/ah-{workload_id}/allocations")
-    (alloc,) = [a for a in allocs if a["ClientStatus"] == "running"]
+    # An allocation an update replaced (link_database redeploys) may run on for a moment, told to stop.
+    (alloc,) = [a for a in allocs if a["ClientStatus"] == "running" and a["DesiredStatus"] == "run"]
     return dict(alloc)
 
 
