@@ -8,8 +8,9 @@ stopped. A failed restore into a new volume removes it; into a new database, the
 
 Where volumes live on the nodes (Nomad), restic restores on the node of the target's volume instead, into
 a fresh directory of that volume (``backups.remote``); a new database or volume is placed on any node with
-room and the job follows it there, so a backup restores onto any node (``restore_backup(name=...)`` is
-how a database whose node was lost comes back elsewhere).
+room and the job follows it there, so a backup restores onto any node. A database whose node was lost
+comes back elsewhere either way: into a new one (``restore_backup(name=...)``) or over itself, which first
+releases its volume and starts it afresh on its tenant's node (``_rehome``).
 """
 
 from __future__ import annotations
