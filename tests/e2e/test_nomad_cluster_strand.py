@@ -109,7 +109,8 @@ async def test_a_database_stranded_on_a_lost_node_is_restored_over_itself_on_the
         (node,) = _running_on(nomad_cluster, db["id"])
         (other,) = set(nomad_cluster.nodes) - {node}
         ids = _node_ids(nomad_cluster)
-        volumes = {v for v in docker_volumes(nomad_cluster, node) if host.tenant_ids["strand"] in v}
+        volume = f"ah-{db['id']}-data"
+        assert volume in docker_volumes(nomad_cluster, node)
         pidfile = _STATE / node.removeprefix("ahcl-") / "nomad.pid"
         os.kill(int(pidfile.read_text()), signal.SIGKILL)
         try:
@@ -134,13 +135,13 @@ async def test_a_database_stranded_on_a_lost_node_is_restored_over_itself_on_the
             assert await _sh(client, "worker", _CLI + "GET kept") == "before-the-loss"  # by name, on the other node
         finally:
             await anyio.to_thread.run_sync(start_cluster)  # restarts the killed client, waits for two ready
-            remove_docker_volumes(nomad_cluster, node, volumes)
+            remove_docker_volumes(nomad_cluster, node, {volume})
         nodes = (await call(admin, "list_nodes"))["nodes"]
         assert len(nodes) == 2 and all(n["eligible"] and not n["draining"] for n in nodes), nodes
         assert (await call(client, "get_database", {"database": "cache"}))["status"] == "running"
         await call(client, "delete_service", {"service": "worker", "confirm": True})
         await call(client, "delete_database", {"database": "cache", "confirm": True})
-    assert not {v for v in docker_volumes(nomad_cluster, other) if host.tenant_ids["strand"] in v}
+    assert volume not in docker_volumes(nomad_cluster, other)
 
 
 def docker_volumes(cluster: Cluster, node: str) -> set[str]:
