@@ -135,13 +135,15 @@ async def test_a_database_stranded_on_a_lost_node_is_restored_over_itself_on_the
             assert await _sh(client, "worker", _CLI + "GET kept") == "before-the-loss"  # by name, on the other node
         finally:
             await anyio.to_thread.run_sync(start_cluster)  # restarts the killed client, waits for two ready
-            remove_docker_volumes(nomad_cluster, node, {volume})
         nodes = (await call(admin, "list_nodes"))["nodes"]
         assert len(nodes) == 2 and all(n["eligible"] and not n["draining"] for n in nodes), nodes
         assert (await call(client, "get_database", {"database": "cache"}))["status"] == "running"
         await call(client, "delete_service", {"service": "worker", "confirm": True})
         await call(client, "delete_database", {"database": "cache", "confirm": True})
     assert volume not in docker_volumes(nomad_cluster, other)
+    # Its old copy on the node that was lost is no longer agenthost's: the operator's to remove (here, once
+    # the purged job's allocation let go of it).
+    remove_docker_volumes(nomad_cluster, node, {volume})
 
 
 def docker_volumes(cluster: Cluster, node: str) -> set[str]:
@@ -156,7 +158,7 @@ def remove_docker_volumes(cluster: Cluster, node: str, names: set[str]) -> None:
     """The lost node's copy of the released volume stays on its engine (agenthost forgot it): removed here."""
     engine = docker.DockerClient(base_url=f"unix://{cluster.nodes[node][1]}")
     try:
-        # The restarted client stops its lost allocations' containers first.
+
         def released() -> bool:
             held = {m.get("Name") for c in engine.containers.list(all=True) for m in c.attrs["Mounts"]}
             return not held & names
