@@ -83,10 +83,11 @@ def _running_on(cluster: Cluster, workload_id: str) -> set[str]:
     }
 
 
-async def _sh(client: Any, service: str, script: str) -> str:
+async def _sh(client: Any, service: str, script: str) -> list[str]:
+    """The script's output lines (between the markers that say it is the workload's)."""
     out = await call(client, "exec", {"service": service, "command": script, "timeout_s": 120})
     assert out["exit_code"] == 0, out
-    return str(out["stdout"]).strip()
+    return [line for line in str(out["stdout"]).splitlines() if line.strip() and not line.startswith("<<<")]
 
 
 async def test_a_database_stranded_on_a_lost_node_is_restored_over_itself_on_the_other(
@@ -102,7 +103,7 @@ async def test_a_database_stranded_on_a_lost_node_is_restored_over_itself_on_the
         svc = await call(client, "deploy_service", worker | {"memory_mb": 64})
         assert db["status"] == "running" and svc["status"] == "running", (db, svc)
         await call(client, "link_database", {"database": "cache", "service": "worker"})
-        assert await _sh(client, "worker", _CLI + "SET kept before-the-loss") == "OK"
+        assert await _sh(client, "worker", _CLI + "SET kept before-the-loss") == ["OK"]
         backup = await call(client, "create_backup", {"database": "cache"})
         assert backup["status"] == "complete", backup
 
@@ -132,7 +133,7 @@ async def test_a_database_stranded_on_a_lost_node_is_restored_over_itself_on_the
             assert restored["last_restore"]["status"] == "complete", restored["last_restore"]
             assert (await call(client, "get_database", {"database": "cache"}))["status"] == "running"
             assert _running_on(nomad_cluster, db["id"]) == {other}
-            assert await _sh(client, "worker", _CLI + "GET kept") == "before-the-loss"  # by name, on the other node
+            assert await _sh(client, "worker", _CLI + "GET kept") == ["before-the-loss"]  # by name, on the other node
         finally:
             await anyio.to_thread.run_sync(start_cluster)  # restarts the killed client, waits for two ready
         nodes = (await call(admin, "list_nodes"))["nodes"]
