@@ -68,10 +68,12 @@ def strand_host(nomad_cluster: Cluster, tmp_path_factory: pytest.TempPathFactory
         host.init()
         yield host
     finally:
-        host.stop()
-        purge_jobs(nomad_cluster, host.instance, set(host.tenant_ids.values()))
-        moto.terminate()
-        moto.wait(10)
+        try:
+            host.stop()
+            purge_jobs(nomad_cluster, host.instance, set(host.tenant_ids.values()))
+        finally:
+            moto.terminate()
+            moto.wait(10)
 
 
 def _running_on(cluster: Cluster, workload_id: str) -> set[str]:
