@@ -69,9 +69,13 @@ class Restores:
         when = f"{rec.created_at:%Y-%m-%d %H:%M} UTC"
         if rec.kind == "database":
             db = await self._source_database(ts, rec)
+            lost = (await self.backend.workload_status(db.id)).node_lost
+            moves = (
+                f" Its data is on node {lost}, which cannot run it: it starts afresh on another node." if lost else ""
+            )
             return (
                 f"Restore backup {rec.id} ({when}) over {db.engine} database {db.name!r}? ALL its current data is"
-                " REPLACED by the backup's; what was written since then is lost. This cannot be undone."
+                f" REPLACED by the backup's; what was written since then is lost.{moves} This cannot be undone."
             )
         await self.ops.volume(ts, rec.source_name)
         users = [s.name for s in await ts.services.all() if any(v.name == rec.source_name for v in s.spec.volumes)]

@@ -69,6 +69,8 @@ def test_a_stranded_database_passes_the_gate_a_merely_failed_one_is_refused(
 ) -> None:
     principal, ts, db = _stranded(site, fake_backend, LOST)
     restores = _restores(site)
+    question = site.run(restores.describe, ts, _backup(db), None)
+    assert question is not None and f"on node {LOST}, which cannot run it" in question
 
     async def past_the_gate(ts: TenantStore, target: str) -> None:
         raise Conflict("past the gate")
