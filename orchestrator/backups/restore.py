@@ -8,8 +8,9 @@ stopped. A failed restore into a new volume removes it; into a new database, the
 
 Where volumes live on the nodes (Nomad), restic restores on the node of the target's volume instead, into
 a fresh directory of that volume (``backups.remote``); a new database or volume is placed on any node with
-room and the job follows it there, so a backup restores onto any node (``restore_backup(name=...)`` is
-how a database whose node was lost comes back elsewhere).
+room and the job follows it there, so a backup restores onto any node. A database whose node was lost
+comes back elsewhere either way: into a new one (``restore_backup(name=...)``) or over itself, which first
+releases its volume and starts it afresh on its tenant's node (``_rehome``).
 """
 
 from __future__ import annotations
@@ -68,9 +69,13 @@ class Restores:
         when = f"{rec.created_at:%Y-%m-%d %H:%M} UTC"
         if rec.kind == "database":
             db = await self._source_database(ts, rec)
+            lost = (await self.backend.workload_status(db.id)).node_lost
+            moves = (
+                f" Its data is on node {lost}, which cannot run it: it starts afresh on another node." if lost else ""
+            )
             return (
                 f"Restore backup {rec.id} ({when}) over {db.engine} database {db.name!r}? ALL its current data is"
-                " REPLACED by the backup's; what was written since then is lost. This cannot be undone."
+                f" REPLACED by the backup's; what was written since then is lost.{moves} This cannot be undone."
             )
         await self.ops.volume(ts, rec.source_name)
         users = [s.name for s in await ts.services.all() if any(v.name == rec.source_name for v in s.spec.volumes)]
@@ -102,7 +107,7 @@ class Restores:
         if rec.kind == "database":
             if name is None:
                 db = await self._source_database(ts, rec)
-                if db.status != "running":
+                if db.status != "running" and not (await self.backend.workload_status(db.id)).node_lost:
                     raise InvalidInput(f"database {db.name} is {db.status}", "get_database shows why")
                 into_id, into = db.id, db.name
             else:
@@ -235,6 +240,7 @@ class Restores:
                     await self.ops.resume(ts, "restores", op.id, paused)
             return
         db = await self._target_database(p, ts, rec, op, report)
+        await self._rehome(ts, db, report)
         password = (await ts.databases.secrets(db.id)).superuser
         if db.engine == "postgres":
             try:
@@ -258,6 +264,22 @@ class Restores:
         after = await self.databases.wait_ready(ts, await ts.databases.get(db.id), None, report)
         if after.status != "running":
             raise WorkloadFailed(f"{db.name} did not come back after the restore: {after.last_error}")
+
+    async def _rehome(self, ts: TenantStore, db: DatabaseRecord, report: Reporter) -> None:
+        """A database whose data is on a node that cannot run it (``node_lost``) starts afresh, empty, on its
+        tenant's node first: its volume is released there, so the restore that follows fills the new one.
+        A node that is only slow keeps its volume (``release_volume`` refuses a ready node).
+
+        Raises: WorkloadFailed when the fresh database does not start."""
+        lost = (await self.backend.workload_status(db.id)).node_lost
+        if not lost or await self.backend.release_volume(db.spec.volume) is None:
+            return
+        await report(f"the data of {db.name} is on node {lost}, which cannot run it: starting it afresh elsewhere")
+        await self.backend.stop_workload(db.id)
+        await self._start_database(ts, db)
+        after = await self.databases.wait_ready(ts, await ts.databases.get(db.id), None, report)
+        if after.status != "running":
+            raise WorkloadFailed(f"{db.name} did not start on another node: {after.last_error}")
 
     async def _target_database(
         self, p: Principal, ts: TenantStore, rec: BackupRecord, op: RestoreRecord, report: Reporter

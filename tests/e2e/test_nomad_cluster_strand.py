@@ -1,0 +1,173 @@
+"""A database stranded on a lost node comes back on the other one from its latest backup: the Nomad agent of
+its node is killed, the tenant's service moves, get_database names the lost node, and restore_backup over the
+database releases its volume, runs it afresh on the tenant's node and loads the snapshot there (S3 on moto,
+reachable from the nodes as in test_nomad_cluster_backups)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import anyio
+import boto3
+import docker
+import pytest
+
+from orchestrator.settings import Settings
+
+from .harness import VENV_BIN, AgentHost, call, connect, free_port, wait_for
+from .nomad_cluster import Cluster, cluster_get, purge_jobs, push_images, start_cluster
+from .test_backups import S3_BUCKET, S3_KEY, S3_SECRET
+from .test_nomad_cluster_backups import _HOST, _open
+from .test_nomad_cluster_tenants import _STATE, _node_ids, _until
+
+pytestmark = [pytest.mark.anyio, pytest.mark.e2e]
+
+_CLI = 'redis-cli -u "$REDIS_URL" --no-auth-warning '
+
+
+@pytest.fixture(scope="module")
+def strand_host(nomad_cluster: Cluster, tmp_path_factory: pytest.TempPathFactory) -> Iterator[AgentHost]:
+    """agenthost on the cluster with backups to moto S3, redis in the cluster registry, a reconciler pass every 2 s."""
+    redis = Settings().image_redis
+    refs = push_images([redis])
+    port = free_port()
+    moto = subprocess.Popen(
+        [str(VENV_BIN / "moto_server"), "-H", _HOST, "-p", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    endpoint = f"http://{_HOST}:{port}"
+    host = AgentHost(
+        data_dir=Path(tmp_path_factory.mktemp("agenthost-strand")),
+        env={
+            **nomad_cluster.platform_env(),
+            "AGENTHOST_IMAGE_REDIS": refs[redis],
+            "AGENTHOST_RECONCILE_INTERVAL_S": "2",
+            "AGENTHOST_BACKUP_TARGET": "s3",
+            "AGENTHOST_BACKUP_S3_ENDPOINT": endpoint,
+            "AGENTHOST_BACKUP_S3_BUCKET": S3_BUCKET,
+            "AGENTHOST_BACKUP_S3_ACCESS_KEY": S3_KEY,
+            "AGENTHOST_BACKUP_S3_SECRET_KEY": S3_SECRET,
+        },
+    )
+    try:
+        wait_for(lambda: _open(port), 30, what="moto S3 server")
+        s3 = boto3.client(
+            "s3",
+            endpoint_url=endpoint,
+            aws_access_key_id=S3_KEY,
+            aws_secret_access_key=S3_SECRET,
+            region_name="us-east-1",
+        )
+        s3.create_bucket(Bucket=S3_BUCKET)
+        host.init()
+        yield host
+    finally:
+        try:
+            host.stop()
+            purge_jobs(nomad_cluster, host.instance, set(host.tenant_ids.values()))
+        finally:
+            moto.terminate()
+            moto.wait(10)
+
+
+def _running_on(cluster: Cluster, workload_id: str) -> set[str]:
+    """Names of the nodes where the workload has a running allocation."""
+    return {
+        a["NodeName"]
+        for a in cluster_get(cluster, f"job/ah-{workload_id}/allocations")
+        if a["ClientStatus"] == "running"
+    }
+
+
+async def _sh(client: Any, service: str, script: str) -> list[str]:
+    """The script's output lines (between the markers that say it is the workload's)."""
+    out = await call(client, "exec", {"service": service, "command": script, "timeout_s": 120})
+    assert out["exit_code"] == 0, out
+    return [line for line in str(out["stdout"]).splitlines() if line.strip() and not line.startswith("<<<")]
+
+
+async def test_a_database_stranded_on_a_lost_node_is_restored_over_itself_on_the_other(
+    strand_host: AgentHost, nomad_cluster: Cluster
+) -> None:
+    host = strand_host
+    async with (
+        connect(host, host.admin_key, "http") as admin,
+        connect(host, host.tenant("strand"), "http") as client,
+    ):
+        db = await call(client, "create_database", {"name": "cache", "engine": "redis", "memory_mb": 64})
+        worker = {"name": "worker", "image": host.settings.image_redis, "command": ["sleep", "infinity"]}
+        svc = await call(client, "deploy_service", worker | {"memory_mb": 64})
+        assert db["status"] == "running" and svc["status"] == "running", (db, svc)
+        await call(client, "link_database", {"database": "cache", "service": "worker"})
+        assert await _sh(client, "worker", _CLI + "SET kept before-the-loss") == ["OK"]
+        backup = await call(client, "create_backup", {"database": "cache"})
+        assert backup["status"] == "complete", backup
+
+        (node,) = _running_on(nomad_cluster, db["id"])
+        (other,) = set(nomad_cluster.nodes) - {node}
+        ids = _node_ids(nomad_cluster)
+        volume = f"ah-{db['id']}-data"
+        assert volume in docker_volumes(nomad_cluster, node)
+        pidfile = _STATE / node.removeprefix("ahcl-") / "nomad.pid"
+        os.kill(int(pidfile.read_text()), signal.SIGKILL)
+        try:
+
+            async def moved() -> bool | None:
+                got = await call(client, "get_service", {"service": "worker"})
+                return True if got["status"] == "running" and _running_on(nomad_cluster, svc["id"]) == {other} else None
+
+            await _until(moved, 180, "the service to run on the other node")
+
+            async def stranded() -> dict[str, Any] | None:
+                got = await call(client, "get_database", {"database": "cache"})
+                return got if got["status"] == "failed" else None
+
+            cache = await _until(stranded, 120, "the database to say its data is on the lost node")
+            assert f"{ids[node]}, which is down" in cache["last_error"], cache
+
+            restored = await call(client, "restore_backup", {"backup_id": backup["id"], "confirm": True})
+            assert restored["last_restore"]["status"] == "complete", restored["last_restore"]
+            assert (await call(client, "get_database", {"database": "cache"}))["status"] == "running"
+            assert _running_on(nomad_cluster, db["id"]) == {other}
+            assert await _sh(client, "worker", _CLI + "GET kept") == ["before-the-loss"]  # by name, on the other node
+        finally:
+            await anyio.to_thread.run_sync(start_cluster)  # restarts the killed client, waits for two ready
+        nodes = (await call(admin, "list_nodes"))["nodes"]
+        assert len(nodes) == 2 and all(n["eligible"] and not n["draining"] for n in nodes), nodes
+        assert (await call(client, "get_database", {"database": "cache"}))["status"] == "running"
+        await call(client, "delete_service", {"service": "worker", "confirm": True})
+        await call(client, "delete_database", {"database": "cache", "confirm": True})
+    assert volume not in docker_volumes(nomad_cluster, other)
+    # Its old copy on the node that was lost is no longer agenthost's: the operator's to remove (here, once
+    # the purged job's allocation let go of it).
+    remove_docker_volumes(nomad_cluster, node, {volume})
+
+
+def docker_volumes(cluster: Cluster, node: str) -> set[str]:
+    engine = docker.DockerClient(base_url=f"unix://{cluster.nodes[node][1]}")
+    try:
+        return {v.name for v in engine.volumes.list()}
+    finally:
+        engine.close()
+
+
+def remove_docker_volumes(cluster: Cluster, node: str, names: set[str]) -> None:
+    """The lost node's copy of the released volume stays on its engine (agenthost forgot it): removed here."""
+    engine = docker.DockerClient(base_url=f"unix://{cluster.nodes[node][1]}")
+    try:
+
+        def released() -> bool:
+            held = {m.get("Name") for c in engine.containers.list(all=True) for m in c.attrs["Mounts"]}
+            return not held & names
+
+        wait_for(released, 120, what="the lost node's containers to let go of the volume")
+        for name in names:
+            engine.volumes.get(name).remove(force=True)
+    finally:
+        engine.close()
