@@ -16,17 +16,16 @@ worker threads (``NomadBackend._run``).
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from ...errors import Conflict, NoCapacity, NotFound
+from ...errors import NoCapacity, NotFound
 from ...labels import L_INSTANCE, L_TENANT
 from .allocs import register_job
 from .capacity import room
 from .jobs import latest_alloc
 from .net import NET_TASK
-from .vars import put_variable
+from .vars import Items, read_items, update_items
 from .volumes import NODE, PATH, job_volume_names, volume_items, volume_meta_path
 
 if TYPE_CHECKING:
@@ -51,36 +50,11 @@ __all__ = [
 
 NODE_ATTR = "${node.unique.id}"
 STRANDED = "stranded"  # in a tenant's record: the node that holds the data of workloads that could not follow
-_ATTEMPTS = 5
-Items = dict[str, str]
 
 
 def tenant_pin_path(instance: str, tenant: str) -> str:
     """The Variable that records the node of platform ``instance``'s tenant ``tenant``."""
     return f"agenthost/{instance}/tenants/{tenant}"
-
-
-def _read(api: NomadApi, path: str) -> tuple[Items | None, int]:
-    try:
-        var: dict[str, Any] = api.get("var", path)
-    except NotFound:
-        return None, 0
-    return dict(var.get("Items") or {}), int(var["ModifyIndex"])
-
-
-def _update(api: NomadApi, path: str, change: Callable[[Items | None], Items | None]) -> Items | None:
-    """Apply ``change`` with check-and-set (None: leave it); the items afterwards. Raises: Conflict."""
-    for _ in range(_ATTEMPTS):
-        items, index = _read(api, path)
-        new = change(items)
-        if new is None or new == items:
-            return items
-        try:
-            put_variable(api, path, new, cas=index)
-        except Conflict:
-            continue
-        return new
-    raise Conflict(f"the record {path} keeps changing", "retry")
 
 
 def node_state(api: NomadApi, node_id: str) -> str:
@@ -131,7 +105,7 @@ def tenant_node(
     Raises: NoCapacity when no node is usable.
     """
     path = tenant_pin_path(instance, tenant)
-    items, _ = _read(api, path)
+    items, _ = read_items(api, path)
     old = (items or {}).get(NODE, "")
     if old and (not to or to == old) and node_state(api, old) == "ready":
         return old, ""
@@ -143,7 +117,7 @@ def tenant_node(
             return None  # another writer moved it meanwhile: theirs stands
         return {k: v for k, v in (current or {}).items() if k != STRANDED} | {NODE: new, L_TENANT: tenant}
 
-    recorded = (_update(api, path, change) or {}).get(NODE, new)
+    recorded = (update_items(api, path, change) or {}).get(NODE, new)
     return recorded, old if recorded != old else ""
 
 
@@ -209,7 +183,7 @@ def move_tenant(
         out.moved.append(meta)
     if out.stranded:
         held_on = out.stranded[0][NODE]
-        _update(api, tenant_pin_path(instance, tenant), lambda items: {**(items or {}), STRANDED: held_on})
+        update_items(api, tenant_pin_path(instance, tenant), lambda items: {**(items or {}), STRANDED: held_on})
     return out
 
 
@@ -218,7 +192,7 @@ def tenants_on(api: NomadApi, instance: str, node_id: str | None = None) -> list
     prefix = tenant_pin_path(instance, "")
     out = []
     for stub in api.get("vars", params={"prefix": prefix}):
-        items, _ = _read(api, stub["Path"])
+        items, _ = read_items(api, stub["Path"])
         node = (items or {}).get(NODE, "")
         if items and node and (node_id is None or node == node_id):
             out.append((stub["Path"][len(prefix) :], items))
@@ -273,7 +247,7 @@ def release_volume(api: NomadApi, instance: str, name: str) -> str | None:
         released.append(node)
         return {k: v for k, v in items.items() if k not in (NODE, PATH)}
 
-    items = _update(api, path, change)
+    items = update_items(api, path, change)
     if not released:
         return None
     tenant = (items or {}).get(L_TENANT, "")
@@ -284,5 +258,5 @@ def release_volume(api: NomadApi, instance: str, name: str) -> str | None:
                 {k: v for k, v in pin.items() if k != STRANDED} if pin and pin.get(STRANDED) == released[-1] else None
             )
 
-        _update(api, tenant_pin_path(instance, tenant), forget)
+        update_items(api, tenant_pin_path(instance, tenant), forget)
     return released[-1]

@@ -8,14 +8,26 @@ them in worker threads (``NomadBackend._run``).
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from ...errors import InvalidInput, NotFound
+from ...errors import Conflict, InvalidInput, NotFound
 
 if TYPE_CHECKING:
     from .api import NomadApi
 
-__all__ = ["check_variable_path", "delete_variable", "get_variable", "put_variable"]
+__all__ = [
+    "Items",
+    "check_variable_path",
+    "delete_variable",
+    "get_variable",
+    "put_variable",
+    "read_items",
+    "update_items",
+]
+
+Items = dict[str, str]
+_ATTEMPTS = 5
 
 _PATH = re.compile(r"[A-Za-z0-9_~/-]{1,128}")
 
@@ -38,6 +50,34 @@ def put_variable(api: NomadApi, path: str, items: dict[str, str], cas: int | Non
     """
     params = {"cas": str(cas)} if cas is not None else None
     return api.put("var", path, body={"Namespace": api.namespace, "Path": path, "Items": items}, params=params)
+
+
+def read_items(api: NomadApi, path: str) -> tuple[Items | None, int]:
+    """The Variable's items (None when there is none) and its ModifyIndex (0 then), for check-and-set."""
+    var = get_variable(api, path)
+    if var is None:
+        return None, 0
+    return dict(var.get("Items") or {}), int(var["ModifyIndex"])
+
+
+def update_items(
+    api: NomadApi, path: str, change: Callable[[Items | None], Items | None], what: str = "record"
+) -> Items | None:
+    """Apply ``change`` to the Variable's items with check-and-set; ``change`` returns None to leave them.
+
+    Returns the items as they are after the update. Raises: Conflict when other writers keep winning.
+    """
+    for _ in range(_ATTEMPTS):
+        items, index = read_items(api, path)
+        new = change(items)
+        if new is None or new == items:
+            return items
+        try:
+            put_variable(api, path, new, cas=index)
+        except Conflict:
+            continue
+        return new
+    raise Conflict(f"the {what} {path} keeps changing", "retry")
 
 
 def delete_variable(api: NomadApi, path: str) -> None:

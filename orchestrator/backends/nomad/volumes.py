@@ -15,14 +15,13 @@ callers run these in worker threads (``NomadBackend._run``).
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from ...errors import Conflict, InvalidInput, NotFound
+from ...errors import Conflict, InvalidInput
 from ...labels import L_TENANT
 from .allocs import job_allocs
 from .jobs import check_volume_name, latest_alloc
-from .vars import put_variable
+from .vars import Items, read_items, update_items
 
 if TYPE_CHECKING:
     from ..base import WorkloadSpec
@@ -46,12 +45,9 @@ __all__ = [
 NODE = "node"  # Variable items beside the labels: the node that holds the volume, and its path there
 PATH = "path"
 _NODE_ATTR = "${node.unique.id}"
-_ATTEMPTS = 5
 _MARK = "agenthost.nomad-volume"
 # Labels become task config too, where Nomad would expand ${...}.
 _LABEL = re.compile(r"[A-Za-z0-9_.:/-]{0,256}")
-
-Items = dict[str, str]
 
 
 def _meta_prefix(instance: str) -> str:
@@ -63,35 +59,9 @@ def volume_meta_path(instance: str, name: str) -> str:
     return f"{_meta_prefix(instance)}{name}"
 
 
-def _read(api: NomadApi, path: str) -> tuple[Items | None, int]:
-    try:
-        var: dict[str, Any] = api.get("var", path)
-    except NotFound:
-        return None, 0
-    return dict(var.get("Items") or {}), int(var["ModifyIndex"])
-
-
-def _update(api: NomadApi, path: str, change: Callable[[Items | None], Items | None]) -> Items | None:
-    """Apply ``change`` to the Variable's items with check-and-set; ``change`` returns None to leave them.
-
-    Returns the items as they are after the update. Raises: Conflict when other writers keep winning.
-    """
-    for _ in range(_ATTEMPTS):
-        items, index = _read(api, path)
-        new = change(items)
-        if new is None or new == items:
-            return items
-        try:
-            put_variable(api, path, new, cas=index)
-        except Conflict:
-            continue
-        return new
-    raise Conflict(f"the volume record {path} keeps changing", "retry")
-
-
 def volume_items(api: NomadApi, instance: str, name: str) -> Items | None:
     """The volume's record (labels, owner, node, path), or None when it is not this platform's."""
-    return _read(api, volume_meta_path(instance, name))[0]
+    return read_items(api, volume_meta_path(instance, name))[0]
 
 
 def docker_labels(items: Items) -> Items:
@@ -118,7 +88,9 @@ def ensure_volume(api: NomadApi, instance: str, own: Items, name: str, labels: I
     Raises: InvalidInput for a name Docker refuses or a label that is not plain text.
     """
     merged = _labels(name, own, labels)
-    items = _update(api, volume_meta_path(instance, name), lambda items: {**(items or {}), **merged})
+    items = update_items(
+        api, volume_meta_path(instance, name), lambda items: {**(items or {}), **merged}, "volume record"
+    )
     assert items is not None  # written above, or already equal
     return items
 
@@ -163,7 +135,7 @@ def claim_node(
             return None
         return {**items, NODE: node_id, **({PATH: path} if path else {})}
 
-    items = _update(api, volume_meta_path(instance, name), change)
+    items = update_items(api, volume_meta_path(instance, name), change, "volume record")
     return (items or {}).get(NODE, node_id)
 
 
@@ -219,7 +191,7 @@ def list_volumes(api: NomadApi, instance: str, labels: Items) -> list[str]:
     prefix = _meta_prefix(instance)
     names = []
     for stub in api.get("vars", params={"prefix": prefix}):
-        items = _read(api, stub["Path"])[0] or {}
+        items = read_items(api, stub["Path"])[0] or {}
         if all(items.get(k) == v for k, v in labels.items()):
             names.append(stub["Path"][len(prefix) :])
     return names
