@@ -9,6 +9,7 @@ import os
 import shutil
 import ssl
 import subprocess
+import textwrap
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -18,7 +19,9 @@ import httpx
 from orchestrator.settings import Settings
 
 __all__ = [
+    "GREETING_APP",
     "Cluster",
+    "greeting_service",
     "cannot_run",
     "cluster_env",
     "cluster_get",
@@ -160,3 +163,31 @@ def purge_jobs(cluster: Cluster, instance: str, tenants: set[str]) -> None:
             cluster_request(cluster, "DELETE", f"job/{job['ID']}", purge="true")
             with operator_client(cluster) as client:  # a job may have had no env
                 client.delete(f"var/nomad/jobs/{job['ID']}", params={"namespace": cluster.namespace})
+
+
+# A service for the cluster's tests: says which greeting it was given, on port 8000.
+GREETING_APP = textwrap.dedent(
+    """
+    import os, http.server
+    class H(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            body = f"hello {os.environ['GREETING']}".encode()
+            self.send_response(200)
+            self.end_headers()
+            self.wfile.write(body)
+    http.server.ThreadingHTTPServer(("0.0.0.0", 8000), H).serve_forever()
+    """
+)
+
+
+def greeting_service(cluster: Cluster, name: str) -> dict[str, Any]:
+    """deploy_service's arguments for GREETING_APP named ``name`` in the platform's python image (by digest)."""
+    image = next(ref for local, ref in cluster.images.items() if "python" in local)
+    return {
+        "name": name,
+        "image": image,
+        "command": ["python3", "-c", GREETING_APP],
+        "port": 8000,
+        "env": {"GREETING": name},
+        "memory_mb": 128,
+    }

@@ -6,10 +6,8 @@ from __future__ import annotations
 
 import json
 import ssl
-import textwrap
 import uuid
 from pathlib import Path
-from typing import Any
 from urllib.parse import urlsplit
 
 import docker
@@ -18,24 +16,10 @@ import pytest
 
 from .conformance import answers
 from .harness import EGRESS_PROBE, AgentHost, call, connect, make_repo, probe_results, untrusted_body, wait_for
-from .nomad_cluster import Cluster, cluster_get, purge_jobs
+from .nomad_cluster import GREETING_APP, Cluster, cluster_get, greeting_service, purge_jobs
 from .proxy import running_ingress
 
 pytestmark = [pytest.mark.anyio, pytest.mark.e2e]
-
-# The service: says which greeting it was given, on port 8000.
-APP = textwrap.dedent(
-    """
-    import os, http.server
-    class H(http.server.BaseHTTPRequestHandler):
-        def do_GET(self):
-            body = f"hello {os.environ['GREETING']}".encode()
-            self.send_response(200)
-            self.end_headers()
-            self.wfile.write(body)
-    http.server.ThreadingHTTPServer(("0.0.0.0", 8000), H).serve_forever()
-    """
-)
 
 
 def _node_of(cluster: Cluster, service_id: str) -> str:
@@ -52,18 +36,6 @@ def _networks(base_url: str | None, labels: list[str]) -> list[str]:
         return [n.name for n in engine.networks.list(filters={"label": labels})]
     finally:
         engine.close()
-
-
-def _deploy_args(cluster: Cluster, name: str) -> dict[str, Any]:
-    image = next(ref for local, ref in cluster.images.items() if "python" in local)
-    return {
-        "name": name,
-        "image": image,
-        "command": ["python3", "-c", APP],
-        "port": 8000,
-        "env": {"GREETING": name},
-        "memory_mb": 128,
-    }
 
 
 async def test_list_nodes_shows_the_two_clients(cluster_agenthost: AgentHost, nomad_cluster: Cluster) -> None:
@@ -90,13 +62,13 @@ async def test_services_run_on_each_client_from_the_registry_by_digest(
         connect(host, host.tenant("cluster-spread"), "http") as one,
         connect(host, host.tenant("cluster-spread-2"), "http") as two,
     ):
-        first = await call(one, "deploy_service", _deploy_args(nomad_cluster, "one"))
+        first = await call(one, "deploy_service", greeting_service(nomad_cluster, "one"))
         assert first["status"] == "running", first
         first_node = _node_of(nomad_cluster, first["id"])
         (node_id,) = [n["ID"] for n in cluster_get(nomad_cluster, "nodes") if n["Name"] == first_node]
         try:
             await call(admin, "set_node_eligibility", {"node": node_id, "eligible": False})
-            second = await call(two, "deploy_service", _deploy_args(nomad_cluster, "two"))
+            second = await call(two, "deploy_service", greeting_service(nomad_cluster, "two"))
         finally:
             await call(admin, "set_node_eligibility", {"node": node_id, "eligible": True})
         assert second["status"] == "running", second
@@ -129,7 +101,7 @@ async def test_a_workload_reaches_neither_the_registry_nor_the_control_plane(
     host = cluster_agenthost
     password = (Path(nomad_cluster.docker_config).parent / "password").read_text().strip()
     async with connect(host, host.tenant("cluster-attack"), "http") as client:
-        svc = await call(client, "deploy_service", _deploy_args(nomad_cluster, "prober"))
+        svc = await call(client, "deploy_service", greeting_service(nomad_cluster, "prober"))
         node = _node_of(nomad_cluster, svc["id"])
         own = nomad_cluster.nodes[node][0]
         (other,) = [address for name, (address, _, _) in nomad_cluster.nodes.items() if name != node]
@@ -191,7 +163,7 @@ async def test_a_build_is_pushed_with_the_builders_login_and_pulled_by_a_node(
     repo = make_repo(
         repo_dir / "app",
         {
-            "app.py": APP.replace("os.environ['GREETING']", repr(marker)),
+            "app.py": GREETING_APP.replace("os.environ['GREETING']", repr(marker)),
             "Dockerfile": (
                 f"FROM {host.settings.image_python}\nCOPY app.py /app/app.py\nEXPOSE 8000\n"
                 'CMD ["python3", "/app/app.py"]\n'
@@ -228,7 +200,7 @@ async def test_the_https_route_follows_a_service_moved_to_the_other_node(
                 connect(host, host.admin_key, "stdio") as admin,
                 connect(host, host.tenant("roaming"), "stdio") as client,
             ):
-                svc = await call(client, "deploy_service", _deploy_args(nomad_cluster, "roam"))
+                svc = await call(client, "deploy_service", greeting_service(nomad_cluster, "roam"))
                 url = ingress.url("roam", "roaming")
                 assert svc["url"] == url and ingress.get(url) == (200, "hello roam")
                 first = _node_of(nomad_cluster, svc["id"])

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import os
 import signal
-import textwrap
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
@@ -21,24 +20,12 @@ from orchestrator.settings import Settings
 
 from .conformance import answers
 from .harness import EGRESS_PROBE, AgentHost, call, connect, probe_results
-from .nomad_cluster import Cluster, cluster_get, purge_jobs, push_images, start_cluster
+from .nomad_cluster import GREETING_APP, Cluster, cluster_get, greeting_service, purge_jobs, push_images, start_cluster
 
 pytestmark = [pytest.mark.anyio, pytest.mark.e2e]
 
 T = TypeVar("T")
 
-APP = textwrap.dedent(
-    """
-    import os, http.server
-    class H(http.server.BaseHTTPRequestHandler):
-        def do_GET(self):
-            body = f"hello {os.environ['GREETING']}".encode()
-            self.send_response(200)
-            self.end_headers()
-            self.wfile.write(body)
-    http.server.ThreadingHTTPServer(("0.0.0.0", 8000), H).serve_forever()
-    """
-)
 _STATE = Path(os.environ.get("AGENTHOST_CACHE_DIR", Path.home() / ".cache" / "agenthost")) / "nomad-cluster"
 
 
@@ -63,18 +50,6 @@ def tenant_host(nomad_cluster: Cluster, tmp_path_factory: pytest.TempPathFactory
 async def admin(tenant_host: AgentHost) -> AsyncIterator[Any]:
     async with connect(tenant_host, tenant_host.admin_key, "http") as client:
         yield client
-
-
-def _deploy_args(cluster: Cluster, name: str) -> dict[str, Any]:
-    image = next(ref for local, ref in cluster.images.items() if "python" in local)
-    return {
-        "name": name,
-        "image": image,
-        "command": ["python3", "-c", APP],
-        "port": 8000,
-        "env": {"GREETING": name},
-        "memory_mb": 128,
-    }
 
 
 def _running_alloc(cluster: Cluster, workload_id: str) -> dict[str, Any]:
@@ -129,7 +104,10 @@ async def _deploy_on(admin: Any, client: Any, cluster: Cluster, avoid: str, name
     node_id = _node_ids(cluster)[avoid]
     # On port 8001: the nodes number their bridges alike, so on the other node the victim's bridge address
     # may well be the prober's own, which must not answer on the victim's port and pass for it.
-    args = _deploy_args(cluster, name) | {"port": 8001, "command": ["python3", "-c", APP.replace("8000", "8001")]}
+    args = greeting_service(cluster, name) | {
+        "port": 8001,
+        "command": ["python3", "-c", GREETING_APP.replace("8000", "8001")],
+    }
     await call(admin, "set_node_eligibility", {"node": node_id, "eligible": False})
     try:
         svc = await call(client, "deploy_service", args)
@@ -151,7 +129,7 @@ async def test_other_tenants_reach_neither_a_service_nor_its_database_on_any_nod
         connect(host, host.tenant("pin-near"), "http") as near,
         connect(host, host.tenant("pin-far"), "http") as far,
     ):
-        web = await call(victim, "deploy_service", _deploy_args(nomad_cluster, "web"))
+        web = await call(victim, "deploy_service", greeting_service(nomad_cluster, "web"))
         db = await call(victim, "create_database", {"name": "cache", "engine": "redis", "memory_mb": 64})
         assert web["status"] == "running" and db["status"] == "running", (web, db)
         await call(victim, "link_database", {"database": "cache", "service": "web"})
@@ -185,7 +163,7 @@ async def test_a_drain_moves_a_tenants_services_and_names_its_databases_left_beh
 ) -> None:
     host = tenant_host
     async with connect(host, host.tenant("pin-drain"), "http") as client:
-        svc = await call(client, "deploy_service", _deploy_args(nomad_cluster, "mover"))
+        svc = await call(client, "deploy_service", greeting_service(nomad_cluster, "mover"))
         db = await call(client, "create_database", {"name": "store", "engine": "redis", "memory_mb": 64})
         node = _running_alloc(nomad_cluster, svc["id"])["NodeName"]
         (other,) = set(nomad_cluster.nodes) - {node}
@@ -231,7 +209,7 @@ async def test_a_lost_node_s_services_come_back_on_the_other_and_its_databases_s
     answers from the other node, and its database reports that its data is on the lost node."""
     host = tenant_host
     async with connect(host, host.tenant("pin-lost"), "http") as client:
-        svc = await call(client, "deploy_service", _deploy_args(nomad_cluster, "survivor"))
+        svc = await call(client, "deploy_service", greeting_service(nomad_cluster, "survivor"))
         db = await call(client, "create_database", {"name": "keep", "engine": "redis", "memory_mb": 64})
         assert db["status"] == "running", db
         node = _running_alloc(nomad_cluster, svc["id"])["NodeName"]
