@@ -47,6 +47,7 @@ class Cluster:
         self.index = 0
         self.lock = threading.Lock()
         self.before_write: Any = None  # called once before the next Variable write: a concurrent writer
+        self.before_register: Any = None  # called once before the next job register: a concurrent caller
 
     def _node(self, node_id: str) -> dict[str, Any]:
         node = dict(self.nodes[node_id])
@@ -76,6 +77,8 @@ class Cluster:
             case ("jobs",):
                 return [{"ID": j["ID"], "Meta": j["Meta"]} for j in self.jobs.values()]
             case ("job", jid):
+                if jid not in self.jobs:
+                    raise NotFound(f"job {jid} not found")
                 return _copy(self.jobs[jid])
         raise AssertionError(f"unexpected GET {parts}")
 
@@ -96,8 +99,16 @@ class Cluster:
     def post(self, *parts: str, body: Any = None, params: dict[str, Any] | None = None) -> Any:
         match parts:
             case ("jobs",):
+                if self.before_register is not None:
+                    racer, self.before_register = self.before_register, None
+                    racer()
                 job = _copy(body["Job"])
-                job["Version"] = self.jobs.get(job["ID"], {}).get("Version", -1) + 1
+                current = self.jobs.get(job["ID"])
+                if body.get("EnforceIndex") and (current or {}).get("JobModifyIndex", 0) != body["JobModifyIndex"]:
+                    raise Conflict(f"Enforcing job modify index {body['JobModifyIndex']}: as Nomad answers")
+                self.index += 1
+                job["Version"] = (current or {}).get("Version", -1) + 1
+                job["JobModifyIndex"] = self.index
                 self.jobs[job["ID"]] = job
                 self.registered.append(job["ID"])
                 return {"EvalID": "e"}
@@ -116,9 +127,11 @@ class Cluster:
             tasks.insert(0, {"Name": "net", "Config": {}})
         if volume:
             tasks[-1]["Config"]["mount"] = [{"type": "volume", "source": volume}]
+        self.index += 1
         self.jobs[jid] = {
             "ID": jid,
             "Version": 0,
+            "JobModifyIndex": self.index,
             "Meta": {
                 "agenthost.instance": INSTANCE,
                 "agenthost.tenant": tenant,
@@ -222,6 +235,35 @@ async def test_a_tenant_goes_back_to_its_data_when_that_node_returns_unless_the_
     cluster.nodes["node-1"]["Status"] = "ready"
     assert (await backend.relocate_tenants())["tenants_moved"] == 0
     assert _node_of(cluster.jobs["web"]) == "node-2"
+
+
+def test_a_move_never_brings_back_a_job_deleted_or_stopped_while_it_ran_and_moves_an_updated_one_as_updated() -> None:
+    """The reconciler's move reads the tenant's jobs, then registers each again: a delete_service that purges
+    one in between must not see it come back (an orphan whose env Variable is gone), a stop must stay a stop,
+    and an update made in between is moved as it now is, not as it was read."""
+    cluster = Cluster(2000, 2000)
+    cluster.pin(tenant_pin_path(INSTANCE, "t1"), "node-1")
+    for jid in ("gone", "stopped", "updated"):
+        cluster.job(jid, "t1", "node-1")
+    cluster.nodes["node-1"]["Status"] = "down"
+
+    def delete_stop_and_update() -> None:
+        del cluster.jobs["gone"]
+        for jid, change in (
+            ("stopped", {"Stop": True}),
+            ("updated", {"Meta": {**cluster.jobs["updated"]["Meta"], "v": "2"}}),
+        ):
+            cluster.index += 1
+            cluster.jobs[jid] |= {**change, "JobModifyIndex": cluster.index}
+
+    cluster.before_register = delete_stop_and_update
+    moved = move_tenant(_api(cluster), INSTANCE, "", "t1")
+
+    assert [m["agenthost.id"] for m in moved.moved] == ["updated"]
+    assert "gone" not in cluster.jobs
+    assert cluster.jobs["stopped"]["Stop"] and _node_of(cluster.jobs["stopped"]) == "node-1"
+    assert cluster.jobs["updated"]["Meta"]["v"] == "2" and _node_of(cluster.jobs["updated"]) == "node-2"
+    assert cluster.registered == ["updated"]
 
 
 def test_a_tenant_moves_nowhere_when_no_node_is_usable() -> None:

@@ -60,9 +60,16 @@ async def _allocs_after(run: Run, api: NomadApi, jid: str, index: int) -> tuple[
     )
 
 
-def register_job(api: NomadApi, job: dict[str, Any]) -> tuple[str, int]:
-    """Submit ``job``; returns the evaluation id and the job version Nomad stored."""
-    result = api.post("jobs", body={"Job": job})
+def register_job(api: NomadApi, job: dict[str, Any], enforce: bool = False) -> tuple[str, int]:
+    """Submit ``job``; returns the evaluation id and the job version Nomad stored.
+
+    With ``enforce``, ``job`` is a copy read from Nomad and is registered only if the job has not changed
+    since (its ``JobModifyIndex``): a job purged, stopped or updated meanwhile is not brought back as it was.
+    Raises: Conflict when it changed."""
+    body: dict[str, Any] = {"Job": job}
+    if enforce:
+        body |= {"EnforceIndex": True, "JobModifyIndex": int(job["JobModifyIndex"])}
+    result = api.post("jobs", body=body)
     version = int(api.get("job", job["ID"])["Version"])
     return str(result.get("EvalID") or ""), version
 

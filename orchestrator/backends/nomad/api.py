@@ -28,6 +28,9 @@ if TYPE_CHECKING:
 __all__ = ["Access", "NomadApi", "NomadTls", "nomad_errors"]
 
 
+_ENFORCE_INDEX = "Enforcing job modify index"
+
+
 def _message(exc: nomad_exc.BaseNomadException) -> str:
     resp = exc.nomad_resp
     if isinstance(resp, requests.Response):
@@ -66,6 +69,8 @@ def nomad_errors(what: str) -> Iterator[None]:
         text = _message(exc)
         if resp.status_code in (500, 503) and ("No cluster leader" in text or "no leader" in text.lower()):
             raise BackendUnavailable(f"{what}: the Nomad cluster has no leader") from exc
+        if _ENFORCE_INDEX in text:  # a check-and-set register of a job that changed since it was read
+            raise Conflict(f"{what}: changed concurrently ({text})", "retry") from exc
         raise AgentHostError(f"{what}: Nomad error {resp.status_code}: {text}") from exc
 
 

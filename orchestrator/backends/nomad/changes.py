@@ -244,7 +244,7 @@ class JobChanges:
         pin_job(self.api, self.instance, job)
         if joins_tenant_network(job) and not job_volume_names(job):
             pin_to(job, move_tenant(self.api, self.instance, self.node_pool, str(job["Meta"][L_TENANT]), jid).node)
-        eval_id, version = register_job(self.api, job)
+        eval_id, version = register_job(self.api, job, enforce=True)  # not over a delete_service meanwhile
         return eval_id, version, job, 0
 
     async def start_workload(self, workload_id: str) -> WorkloadStatus:

@@ -19,7 +19,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from ...errors import NoCapacity, NotFound
+from ...errors import Conflict, NoCapacity, NotFound
 from ...labels import L_INSTANCE, L_TENANT
 from .allocs import register_job
 from .capacity import room
@@ -158,6 +158,42 @@ def _tenant_jobs(api: NomadApi, instance: str, tenant: str) -> list[dict[str, An
     ]
 
 
+_MOVE_ATTEMPTS = 5
+
+
+def _move_job(api: NomadApi, instance: str, job: dict[str, Any] | None, node: str, out: Moved) -> None:
+    """Register a running networked ``job`` again pinned to ``node``, or report it stranded by its volumes.
+
+    Registered with check-and-set on the copy read: a job deleted or stopped since stays so (brought back, it
+    would be an orphan whose env Variable is gone), one updated since is looked at again as it now is.
+    Raises: Conflict when it kept changing."""
+    for _ in range(_MOVE_ATTEMPTS):
+        if job is None or job.get("Stop") or not joins_tenant_network(job):
+            return
+        meta = {k: str(v) for k, v in (job.get("Meta") or {}).items()}
+        held = _volume_nodes(api, instance, job)
+        if held and held != {node}:
+            out.stranded.append({**meta, NODE: held.pop()})
+            return
+        pin_to(job, node)
+        try:
+            register_job(api, job, enforce=True)
+        except Conflict:
+            job = _read_job(api, str(job["ID"]))
+            continue
+        out.moved.append(meta)
+        return
+    raise Conflict(f"job {job and job['ID']} changed {_MOVE_ATTEMPTS} times while its tenant moved", "retry")
+
+
+def _read_job(api: NomadApi, jid: str) -> dict[str, Any] | None:
+    try:
+        job: dict[str, Any] = api.get("job", jid)
+    except NotFound:
+        return None
+    return job
+
+
 def move_tenant(
     api: NomadApi, instance: str, node_pool: str, tenant: str, skip: str = "", prefer: str = "", to: str = ""
 ) -> Moved:
@@ -171,16 +207,8 @@ def move_tenant(
     if not old:
         return out
     for job in _tenant_jobs(api, instance, tenant):
-        if job["ID"] == skip or job.get("Stop") or not joins_tenant_network(job):
-            continue
-        meta = {k: str(v) for k, v in (job.get("Meta") or {}).items()}
-        held = _volume_nodes(api, instance, job)
-        if held and held != {node}:
-            out.stranded.append({**meta, NODE: held.pop()})
-            continue
-        pin_to(job, node)
-        register_job(api, job)
-        out.moved.append(meta)
+        if job["ID"] != skip:
+            _move_job(api, instance, job, node, out)
     if out.stranded:
         held_on = out.stranded[0][NODE]
         update_items(api, tenant_pin_path(instance, tenant), lambda items: {**(items or {}), STRANDED: held_on})
