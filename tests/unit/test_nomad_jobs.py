@@ -10,7 +10,7 @@ from orchestrator.backends.nomad.api import nomad_errors
 from orchestrator.backends.nomad.jobs import HASH_ITEM, check_reference, job_variables, status_from
 from orchestrator.backends.nomad.net import Peer, TenantNetworks
 from orchestrator.backends.nomad.nodes import node_info, placement_error
-from orchestrator.errors import AgentHostError, InvalidInput, RuntimeUnavailable
+from orchestrator.errors import AgentHostError, Conflict, InvalidInput, RuntimeUnavailable
 
 
 def _spec(**kw: object) -> WorkloadSpec:
@@ -173,3 +173,15 @@ def test_an_answer_that_is_not_json_is_not_called_unreachable() -> None:
     with pytest.raises(AgentHostError) as err, nomad_errors("GET /v1/volumes"):
         raise requests.exceptions.JSONDecodeError("Expecting value", "", 0)
     assert type(err.value) is AgentHostError and "not JSON" in err.value.message and "version" in err.value.hint
+
+
+def test_a_register_refused_for_a_changed_job_modify_index_is_a_conflict() -> None:
+    """Nomad answers a check-and-set register of a job that changed (or was purged) with a 500 naming the index."""
+    from nomad.api import exceptions as nomad_exc
+
+    resp = requests.Response()
+    resp.status_code = 500
+    resp._content = b"Enforcing job modify index 42: job does not exist"
+    with pytest.raises(Conflict) as err, nomad_errors("POST /v1/jobs"):
+        raise nomad_exc.BaseNomadException(resp)
+    assert "changed concurrently" in err.value.message and "job does not exist" in err.value.message
