@@ -7,33 +7,48 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import ssl
 import subprocess
 import textwrap
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
+import anyio
 import httpx
 
 from orchestrator.settings import Settings
 
+from .harness import AgentHost
+
 __all__ = [
+    "BRIDGE_HOST",
     "GREETING_APP",
     "Cluster",
     "greeting_service",
+    "kill_client_agent",
+    "node_ids",
     "cannot_run",
     "cluster_env",
     "cluster_get",
+    "cluster_host",
     "cluster_request",
     "operator_client",
     "purge_jobs",
     "push_images",
     "start_cluster",
     "stop_cluster",
+    "until_value",
 ]
 
+T = TypeVar("T")
+
 _SCRIPT = Path(__file__).resolve().parents[2] / "infra" / "nomad-testcluster.sh"
+_STATE = Path(os.environ.get("AGENTHOST_CACHE_DIR", Path.home() / ".cache" / "agenthost")) / "nomad-cluster"
+BRIDGE_HOST = "10.89.0.1"  # the host on the cluster's bridge: the only host address the nodes reach
 
 
 @dataclass(frozen=True)
@@ -191,3 +206,37 @@ def greeting_service(cluster: Cluster, name: str) -> dict[str, Any]:
         "env": {"GREETING": name},
         "memory_mb": 128,
     }
+
+
+def node_ids(cluster: Cluster) -> dict[str, str]:
+    """Node name -> id."""
+    return {n["Name"]: n["ID"] for n in cluster_get(cluster, "nodes")}
+
+
+def kill_client_agent(node: str) -> None:
+    """SIGKILL the Nomad agent of client ``node`` (its node stops heartbeating); start_cluster brings it back."""
+    pidfile = _STATE / node.removeprefix("ahcl-") / "nomad.pid"
+    os.kill(int(pidfile.read_text()), signal.SIGKILL)
+
+
+async def until_value(check: Callable[[], Awaitable[T | None]], timeout: float, what: str) -> T:
+    """Ask the product again until ``check`` gives an answer; fail after ``timeout``."""
+    try:
+        with anyio.fail_after(timeout):
+            while (value := await check()) is None:
+                await anyio.sleep(0.5)
+    except TimeoutError:
+        raise AssertionError(f"timed out after {timeout} s waiting for {what}") from None
+    return value
+
+
+@contextmanager
+def cluster_host(cluster: Cluster, data_dir: Path, **env: str) -> Iterator[AgentHost]:
+    """An agenthost on the cluster (``platform_env`` and ``env``) while the block runs; then its jobs purged."""
+    host = AgentHost(data_dir=data_dir, env={**cluster.platform_env(), **env})
+    try:
+        host.init()
+        yield host
+    finally:
+        host.stop()
+        purge_jobs(cluster, host.instance, set(host.tenant_ids.values()))

@@ -19,7 +19,7 @@ from orchestrator.labels import L_TENANT
 
 from .harness import AgentHost, call, connect
 from .nomad_agent import backend_of, nomad_get
-from .test_backups import S3_KEY, S3_SECRET
+from .s3 import S3_KEY, S3_SECRET
 from .test_nomad_backups import _sh, nomad_s3_host, until_running
 
 pytestmark = [pytest.mark.anyio, pytest.mark.e2e]

@@ -5,22 +5,20 @@ from __future__ import annotations
 
 import hashlib
 import os
-import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import anyio
-import boto3
 import docker
 import pytest
 
 from .engine import NOTHING, engine_objects, engine_sh
-from .harness import VENV_BIN, AgentHost, ToolFailed, call, connect, free_port, until, wait_for
+from .harness import AgentHost, ToolFailed, call, connect, free_port, until, wait_for
+from .s3 import S3_BUCKET, backup_env, moto_s3, s3_client
 
 pytestmark = [pytest.mark.anyio, pytest.mark.e2e]
 
-S3_KEY, S3_SECRET, S3_BUCKET = "agenthost-test", "agenthost-test-secret", "ah-test-backups"
 NOTES_SUM = "psql \"$DATABASE_URL\" -qAt -c \"SELECT md5(string_agg(id || ':' || body, ',' ORDER BY id)) FROM notes\""
 REDIS_SUM = (
     'redis-cli -u "$REDIS_URL" --no-auth-warning --scan --pattern "key:*" | sort > /tmp/keys'
@@ -33,27 +31,10 @@ FILES_SUM = (
 )
 
 
-def _tcp_open(port: int) -> bool:
-    import socket
-
-    with socket.socket() as s:
-        return s.connect_ex(("127.0.0.1", port)) == 0
-
-
 @pytest.fixture(scope="module")
 def s3_endpoint() -> Iterator[str]:
-    port = free_port()
-    proc = subprocess.Popen(
-        [str(VENV_BIN / "moto_server"), "-H", "127.0.0.1", "-p", str(port)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
-        wait_for(lambda: _tcp_open(port), 30, what="moto S3 server")
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        proc.terminate()
-        proc.wait(10)
+    with moto_s3() as endpoint:
+        yield endpoint
 
 
 def _host(tmp_path_factory: pytest.TempPathFactory, name: str, **env: str) -> AgentHost:
@@ -66,15 +47,7 @@ def _host(tmp_path_factory: pytest.TempPathFactory, name: str, **env: str) -> Ag
 def s3_host(
     s3_endpoint: str, tmp_path_factory: pytest.TempPathFactory, docker_client: docker.DockerClient
 ) -> Iterator[AgentHost]:
-    host = _host(
-        tmp_path_factory,
-        "agenthost-s3",
-        AGENTHOST_BACKUP_TARGET="s3",
-        AGENTHOST_BACKUP_S3_ENDPOINT=s3_endpoint,
-        AGENTHOST_BACKUP_S3_BUCKET=S3_BUCKET,
-        AGENTHOST_BACKUP_S3_ACCESS_KEY=S3_KEY,
-        AGENTHOST_BACKUP_S3_SECRET_KEY=S3_SECRET,
-    )
+    host = _host(tmp_path_factory, "agenthost-s3", **backup_env(s3_endpoint))
     yield host
     host.stop()
     host.cleanup_engine()
@@ -286,13 +259,7 @@ async def test_backup_to_s3_and_restore_from_it(
 
         backup = await call(client, "create_backup", {"database": "pg"})
         assert backup["status"] == "complete" and backup["target"] == "s3", backup
-        s3 = boto3.client(
-            "s3",
-            endpoint_url=s3_endpoint,
-            aws_access_key_id=S3_KEY,
-            aws_secret_access_key=S3_SECRET,
-            region_name="us-east-1",
-        )
+        s3 = s3_client(s3_endpoint)
         tenant_id = s3_host.tenant_ids["bk-s3"]
         objects = [o["Key"] for o in s3.list_objects_v2(Bucket=S3_BUCKET, Prefix=f"{tenant_id}/")["Contents"]]
         assert f"{tenant_id}/config" in objects and any("/snapshots/" in o for o in objects)
@@ -353,14 +320,7 @@ async def test_unreachable_target_is_a_clear_error_and_nothing_is_half_made(
     tmp_path_factory: pytest.TempPathFactory, docker_client: docker.DockerClient
 ) -> None:
     dead = free_port()  # nothing listens there
-    host = _host(
-        tmp_path_factory,
-        "agenthost-dead-s3",
-        AGENTHOST_BACKUP_TARGET="s3",
-        AGENTHOST_BACKUP_S3_ENDPOINT=f"http://127.0.0.1:{dead}",
-        AGENTHOST_BACKUP_S3_ACCESS_KEY=S3_KEY,
-        AGENTHOST_BACKUP_S3_SECRET_KEY=S3_SECRET,
-    )
+    host = _host(tmp_path_factory, "agenthost-dead-s3", **backup_env(f"http://127.0.0.1:{dead}"))
     try:
         key = host.tenant("bk-dead")
         async with connect(host, key, "stdio") as client:

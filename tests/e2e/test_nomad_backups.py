@@ -4,7 +4,6 @@ Nomad Variable; restores into the same database and into a new one placed wherev
 
 from __future__ import annotations
 
-import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -12,9 +11,10 @@ from typing import Any
 import pytest
 
 from .conftest import CONFORMANCE_ENV
-from .harness import VENV_BIN, AgentHost, call, connect, free_port, until, wait_for
+from .harness import AgentHost, call, connect, until
 from .nomad_agent import NOMAD_DEV_SIZES, nomad_get, purge_tenants
-from .test_backups import FILES_SUM, S3_BUCKET, S3_KEY, S3_SECRET, _tcp_open
+from .s3 import backup_env, moto_s3
+from .test_backups import FILES_SUM
 
 pytestmark = [pytest.mark.anyio, pytest.mark.e2e]
 
@@ -23,44 +23,23 @@ NOTES_SUM = "psql \"$DATABASE_URL\" -qAt -c \"SELECT md5(string_agg(id || ':' ||
 
 @pytest.fixture(scope="module")
 def nomad_s3_host(nomad_agent: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[AgentHost]:
-    port = free_port()
-    moto = subprocess.Popen(
-        [str(VENV_BIN / "moto_server"), "-H", "127.0.0.1", "-p", str(port)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    host = AgentHost(
-        data_dir=Path(tmp_path_factory.mktemp("agenthost-nomad-s3")),
-        env={
-            **CONFORMANCE_ENV,
-            **NOMAD_DEV_SIZES,
-            "AGENTHOST_BACKEND": "nomad",
-            "AGENTHOST_NOMAD_ADDR": nomad_agent,
-            "AGENTHOST_BACKUP_TARGET": "s3",
-            "AGENTHOST_BACKUP_S3_ENDPOINT": f"http://127.0.0.1:{port}",
-            "AGENTHOST_BACKUP_S3_BUCKET": S3_BUCKET,
-            "AGENTHOST_BACKUP_S3_ACCESS_KEY": S3_KEY,
-            "AGENTHOST_BACKUP_S3_SECRET_KEY": S3_SECRET,
-        },
-    )
-    try:
-        wait_for(lambda: _tcp_open(port), 30, what="moto S3 server")
-        import boto3
-
-        boto3.client(
-            "s3",
-            endpoint_url=f"http://127.0.0.1:{port}",
-            aws_access_key_id=S3_KEY,
-            aws_secret_access_key=S3_SECRET,
-            region_name="us-east-1",
-        ).create_bucket(Bucket=S3_BUCKET)
-        host.init()
-        yield host
-    finally:
-        host.stop()
-        purge_tenants(host)
-        moto.terminate()
-        moto.wait(10)
+    with moto_s3(make_bucket=True) as endpoint:
+        host = AgentHost(
+            data_dir=Path(tmp_path_factory.mktemp("agenthost-nomad-s3")),
+            env={
+                **CONFORMANCE_ENV,
+                **NOMAD_DEV_SIZES,
+                "AGENTHOST_BACKEND": "nomad",
+                "AGENTHOST_NOMAD_ADDR": nomad_agent,
+                **backup_env(endpoint),
+            },
+        )
+        try:
+            host.init()
+            yield host
+        finally:
+            host.stop()
+            purge_tenants(host)
 
 
 async def _sh(client: Any, service: str, script: str) -> str:

@@ -4,68 +4,29 @@ snapshot restores into a new volume on the other node."""
 
 from __future__ import annotations
 
-import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import boto3
 import pytest
 
-from .harness import VENV_BIN, AgentHost, call, connect, free_port, wait_for
-from .nomad_cluster import Cluster, cluster_get, purge_jobs
-from .test_backups import FILES_SUM, S3_BUCKET, S3_KEY, S3_SECRET
+from .harness import AgentHost, call, connect
+from .nomad_cluster import BRIDGE_HOST, Cluster, cluster_get, cluster_host
+from .s3 import backup_env, moto_s3
+from .test_backups import FILES_SUM
 from .test_nomad_backups import _sh, until_running
 
 pytestmark = [pytest.mark.anyio, pytest.mark.e2e]
 
-_HOST = "10.89.0.1"  # the host on the cluster's bridge (infra/nomad-testcluster.sh)
-
-
-def _open(port: int) -> bool:
-    import socket
-
-    with socket.socket() as s:
-        return s.connect_ex((_HOST, port)) == 0
-
 
 @pytest.fixture(scope="module")
 def cluster_s3_host(nomad_cluster: Cluster, tmp_path_factory: pytest.TempPathFactory) -> Iterator[AgentHost]:
-    port = free_port()
-    moto = subprocess.Popen(
-        [str(VENV_BIN / "moto_server"), "-H", _HOST, "-p", str(port)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    endpoint = f"http://{_HOST}:{port}"
-    host = AgentHost(
-        data_dir=Path(tmp_path_factory.mktemp("agenthost-cluster-s3")),
-        env={
-            **nomad_cluster.platform_env(),
-            "AGENTHOST_BACKUP_TARGET": "s3",
-            "AGENTHOST_BACKUP_S3_ENDPOINT": endpoint,
-            "AGENTHOST_BACKUP_S3_BUCKET": S3_BUCKET,
-            "AGENTHOST_BACKUP_S3_ACCESS_KEY": S3_KEY,
-            "AGENTHOST_BACKUP_S3_SECRET_KEY": S3_SECRET,
-        },
-    )
-    try:
-        wait_for(lambda: _open(port), 30, what="moto S3 server")
-        s3 = boto3.client(
-            "s3",
-            endpoint_url=endpoint,
-            aws_access_key_id=S3_KEY,
-            aws_secret_access_key=S3_SECRET,
-            region_name="us-east-1",
-        )
-        s3.create_bucket(Bucket=S3_BUCKET)
-        host.init()
+    data_dir = Path(tmp_path_factory.mktemp("agenthost-cluster-s3"))
+    with (
+        moto_s3(BRIDGE_HOST, make_bucket=True) as endpoint,
+        cluster_host(nomad_cluster, data_dir, **backup_env(endpoint)) as host,
+    ):
         yield host
-    finally:
-        host.stop()
-        purge_jobs(nomad_cluster, host.instance, set(host.tenant_ids.values()))
-        moto.terminate()
-        moto.wait(10)
 
 
 def _node_of(cluster: Cluster, service_id: str) -> str:

@@ -5,25 +5,29 @@ reachable from the nodes as in test_nomad_cluster_backups)."""
 
 from __future__ import annotations
 
-import os
-import signal
-import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import anyio
-import boto3
 import docker
 import pytest
 
 from orchestrator.settings import Settings
 
-from .harness import VENV_BIN, AgentHost, call, connect, free_port, wait_for
-from .nomad_cluster import Cluster, cluster_get, purge_jobs, push_images, start_cluster
-from .test_backups import S3_BUCKET, S3_KEY, S3_SECRET
-from .test_nomad_cluster_backups import _HOST, _open
-from .test_nomad_cluster_tenants import _STATE, _node_ids, _until
+from .harness import AgentHost, call, connect, wait_for
+from .nomad_cluster import (
+    BRIDGE_HOST,
+    Cluster,
+    cluster_get,
+    cluster_host,
+    kill_client_agent,
+    node_ids,
+    push_images,
+    start_cluster,
+    until_value,
+)
+from .s3 import backup_env, moto_s3
 
 pytestmark = [pytest.mark.anyio, pytest.mark.e2e]
 
@@ -35,45 +39,13 @@ def strand_host(nomad_cluster: Cluster, tmp_path_factory: pytest.TempPathFactory
     """agenthost on the cluster with backups to moto S3, redis in the cluster registry, a reconciler pass every 2 s."""
     redis = Settings().image_redis
     refs = push_images([redis])
-    port = free_port()
-    moto = subprocess.Popen(
-        [str(VENV_BIN / "moto_server"), "-H", _HOST, "-p", str(port)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    endpoint = f"http://{_HOST}:{port}"
-    host = AgentHost(
-        data_dir=Path(tmp_path_factory.mktemp("agenthost-strand")),
-        env={
-            **nomad_cluster.platform_env(),
-            "AGENTHOST_IMAGE_REDIS": refs[redis],
-            "AGENTHOST_RECONCILE_INTERVAL_S": "2",
-            "AGENTHOST_BACKUP_TARGET": "s3",
-            "AGENTHOST_BACKUP_S3_ENDPOINT": endpoint,
-            "AGENTHOST_BACKUP_S3_BUCKET": S3_BUCKET,
-            "AGENTHOST_BACKUP_S3_ACCESS_KEY": S3_KEY,
-            "AGENTHOST_BACKUP_S3_SECRET_KEY": S3_SECRET,
-        },
-    )
-    try:
-        wait_for(lambda: _open(port), 30, what="moto S3 server")
-        s3 = boto3.client(
-            "s3",
-            endpoint_url=endpoint,
-            aws_access_key_id=S3_KEY,
-            aws_secret_access_key=S3_SECRET,
-            region_name="us-east-1",
-        )
-        s3.create_bucket(Bucket=S3_BUCKET)
-        host.init()
+    data_dir = Path(tmp_path_factory.mktemp("agenthost-strand"))
+    env = {"AGENTHOST_IMAGE_REDIS": refs[redis], "AGENTHOST_RECONCILE_INTERVAL_S": "2"}
+    with (
+        moto_s3(BRIDGE_HOST, make_bucket=True) as endpoint,
+        cluster_host(nomad_cluster, data_dir, **env, **backup_env(endpoint)) as host,
+    ):
         yield host
-    finally:
-        try:
-            host.stop()
-            purge_jobs(nomad_cluster, host.instance, set(host.tenant_ids.values()))
-        finally:
-            moto.terminate()
-            moto.wait(10)
 
 
 def _running_on(cluster: Cluster, workload_id: str) -> set[str]:
@@ -111,24 +83,23 @@ async def test_a_database_stranded_on_a_lost_node_is_restored_over_itself_on_the
 
         (node,) = _running_on(nomad_cluster, db["id"])
         (other,) = set(nomad_cluster.nodes) - {node}
-        ids = _node_ids(nomad_cluster)
+        ids = node_ids(nomad_cluster)
         volume = f"ah-{db['id']}-data"
         assert volume in docker_volumes(nomad_cluster, node)
-        pidfile = _STATE / node.removeprefix("ahcl-") / "nomad.pid"
-        os.kill(int(pidfile.read_text()), signal.SIGKILL)
+        kill_client_agent(node)
         try:
 
             async def moved() -> bool | None:
                 got = await call(client, "get_service", {"service": "worker"})
                 return True if got["status"] == "running" and _running_on(nomad_cluster, svc["id"]) == {other} else None
 
-            await _until(moved, 180, "the service to run on the other node")
+            await until_value(moved, 180, "the service to run on the other node")
 
             async def stranded() -> dict[str, Any] | None:
                 got = await call(client, "get_database", {"database": "cache"})
                 return got if got["status"] == "failed" else None
 
-            cache = await _until(stranded, 120, "the database to say its data is on the lost node")
+            cache = await until_value(stranded, 120, "the database to say its data is on the lost node")
             assert f"{ids[node]}, which is down" in cache["last_error"], cache
 
             restored = await call(client, "restore_backup", {"backup_id": backup["id"], "confirm": True})

@@ -5,11 +5,9 @@ its databases say where their data is. Driven through MCP as an agent and an ope
 
 from __future__ import annotations
 
-import os
-import signal
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 from urllib.parse import urlsplit
 
 import anyio
@@ -20,13 +18,20 @@ from orchestrator.settings import Settings
 
 from .conformance import answers
 from .harness import EGRESS_PROBE, AgentHost, call, connect, probe_results
-from .nomad_cluster import GREETING_APP, Cluster, cluster_get, greeting_service, purge_jobs, push_images, start_cluster
+from .nomad_cluster import (
+    GREETING_APP,
+    Cluster,
+    cluster_get,
+    cluster_host,
+    greeting_service,
+    kill_client_agent,
+    node_ids,
+    push_images,
+    start_cluster,
+    until_value,
+)
 
 pytestmark = [pytest.mark.anyio, pytest.mark.e2e]
-
-T = TypeVar("T")
-
-_STATE = Path(os.environ.get("AGENTHOST_CACHE_DIR", Path.home() / ".cache" / "agenthost")) / "nomad-cluster"
 
 
 @pytest.fixture(scope="module")
@@ -34,16 +39,10 @@ def tenant_host(nomad_cluster: Cluster, tmp_path_factory: pytest.TempPathFactory
     """agenthost on the cluster with redis in the cluster registry and a reconciler pass every 2 s."""
     redis = Settings().image_redis
     refs = push_images([redis])
-    env = {
-        **nomad_cluster.platform_env(),
-        "AGENTHOST_IMAGE_REDIS": refs[redis],
-        "AGENTHOST_RECONCILE_INTERVAL_S": "2",
-    }
-    host = AgentHost(data_dir=Path(tmp_path_factory.mktemp("agenthost-tenants")), env=env)
-    host.init()
-    yield host
-    host.stop()
-    purge_jobs(nomad_cluster, host.instance, set(host.tenant_ids.values()))
+    data_dir = Path(tmp_path_factory.mktemp("agenthost-tenants"))
+    env = {"AGENTHOST_IMAGE_REDIS": refs[redis], "AGENTHOST_RECONCILE_INTERVAL_S": "2"}
+    with cluster_host(nomad_cluster, data_dir, **env) as host:
+        yield host
 
 
 @pytest.fixture
@@ -57,11 +56,6 @@ def _running_alloc(cluster: Cluster, workload_id: str) -> dict[str, Any]:
     # An allocation an update replaced (link_database redeploys) may run on for a moment, told to stop.
     (alloc,) = [a for a in allocs if a["ClientStatus"] == "running" and a["DesiredStatus"] == "run"]
     return dict(alloc)
-
-
-def _node_ids(cluster: Cluster) -> dict[str, str]:
-    """Node name -> id."""
-    return {n["Name"]: n["ID"] for n in cluster_get(cluster, "nodes")}
 
 
 def _targets(cluster: Cluster, workload_id: str, label: str) -> dict[str, str]:
@@ -88,20 +82,9 @@ async def _probe(client: Any, service: str, targets: dict[str, str]) -> dict[str
     return results
 
 
-async def _until(check: Callable[[], Awaitable[T | None]], timeout: float, what: str) -> T:
-    """Ask the product again until ``check`` gives an answer; fail after ``timeout``."""
-    try:
-        with anyio.fail_after(timeout):
-            while (value := await check()) is None:
-                await anyio.sleep(0.5)
-    except TimeoutError:
-        raise AssertionError(f"timed out after {timeout} s waiting for {what}") from None
-    return value
-
-
 async def _deploy_on(admin: Any, client: Any, cluster: Cluster, avoid: str, name: str) -> dict[str, Any]:
     """A new tenant's first service, placed away from node ``avoid`` (made ineligible meanwhile)."""
-    node_id = _node_ids(cluster)[avoid]
+    node_id = node_ids(cluster)[avoid]
     # On port 8001: the nodes number their bridges alike, so on the other node the victim's bridge address
     # may well be the prober's own, which must not answer on the victim's port and pass for it.
     args = greeting_service(cluster, name) | {
@@ -167,7 +150,7 @@ async def test_a_drain_moves_a_tenants_services_and_names_its_databases_left_beh
         db = await call(client, "create_database", {"name": "store", "engine": "redis", "memory_mb": 64})
         node = _running_alloc(nomad_cluster, svc["id"])["NodeName"]
         (other,) = set(nomad_cluster.nodes) - {node}
-        ids = _node_ids(nomad_cluster)
+        ids = node_ids(nomad_cluster)
         try:
             report = await call(admin, "drain_node", {"node": ids[node], "deadline_s": 10})
             tenant = host.tenant_ids["pin-drain"]
@@ -185,14 +168,14 @@ async def test_a_drain_moves_a_tenants_services_and_names_its_databases_left_beh
                 on_other = got["status"] == "running" and urlsplit(url).hostname == nomad_cluster.nodes[other][0]
                 return url if on_other else None
 
-            url = await _until(moved, 120, "the service to run on the other node")
+            url = await until_value(moved, 120, "the service to run on the other node")
             assert await answers(url) == "hello mover"
 
             async def stranded() -> dict[str, Any] | None:
                 got = await call(client, "get_database", {"database": "store"})
                 return got if got["status"] == "failed" else None
 
-            store = await _until(stranded, 120, "the database to say its data stayed on the drained node")
+            store = await until_value(stranded, 120, "the database to say its data stayed on the drained node")
             assert ids[node] in store["last_error"] and "restore_backup" in store["last_error"], store
         finally:
             await call(admin, "set_node_eligibility", {"node": ids[node], "eligible": True})
@@ -214,9 +197,8 @@ async def test_a_lost_node_s_services_come_back_on_the_other_and_its_databases_s
         assert db["status"] == "running", db
         node = _running_alloc(nomad_cluster, svc["id"])["NodeName"]
         (other,) = set(nomad_cluster.nodes) - {node}
-        ids = _node_ids(nomad_cluster)
-        pidfile = _STATE / node.removeprefix("ahcl-") / "nomad.pid"
-        os.kill(int(pidfile.read_text()), signal.SIGKILL)
+        ids = node_ids(nomad_cluster)
+        kill_client_agent(node)
         try:
 
             async def moved() -> str | None:
@@ -225,14 +207,14 @@ async def test_a_lost_node_s_services_come_back_on_the_other_and_its_databases_s
                 on_other = got["status"] == "running" and urlsplit(url).hostname == nomad_cluster.nodes[other][0]
                 return url if on_other else None
 
-            url = await _until(moved, 180, "the service to run on the other node")
+            url = await until_value(moved, 180, "the service to run on the other node")
             assert await answers(url) == "hello survivor"
 
             async def stranded() -> dict[str, Any] | None:
                 got = await call(client, "get_database", {"database": "keep"})
                 return got if got["status"] == "failed" else None
 
-            keep = await _until(stranded, 120, "the database to say its data is on the lost node")
+            keep = await until_value(stranded, 120, "the database to say its data is on the lost node")
             assert f"{ids[node]}, which is down" in keep["last_error"], keep
             assert "restore_backup" in keep["last_error"], keep
 
@@ -240,7 +222,7 @@ async def test_a_lost_node_s_services_come_back_on_the_other_and_its_databases_s
                 nodes = {n["id"]: n for n in (await call(admin, "list_nodes"))["nodes"]}
                 return True if nodes[ids[node]]["status"] == "down" else None
 
-            await _until(listed_down, 30, "list_nodes to show the node down")
+            await until_value(listed_down, 30, "list_nodes to show the node down")
         finally:
             await anyio.to_thread.run_sync(start_cluster)  # restarts the killed client, waits for two ready
 
@@ -249,7 +231,7 @@ async def test_a_lost_node_s_services_come_back_on_the_other_and_its_databases_s
             return got if got["status"] == "running" else None
 
         # Back on its node with its data, once the node is; the tenant follows it there, whole again.
-        await _until(back, 180, "the database to run again on its node")
+        await until_value(back, 180, "the database to run again on its node")
 
         async def home() -> bool | None:
             got = await call(client, "get_service", {"service": "survivor"})
@@ -258,7 +240,7 @@ async def test_a_lost_node_s_services_come_back_on_the_other_and_its_databases_s
                 True if got["status"] == "running" and urlsplit(url).hostname == nomad_cluster.nodes[node][0] else None
             )
 
-        await _until(home, 180, "the service to return to the node of its tenant's data")
+        await until_value(home, 180, "the service to return to the node of its tenant's data")
         reach = await _probe(client, "survivor", {"keep": "keep:6379"})
         assert reach["keep"].startswith("reached"), reach
         await call(client, "delete_service", {"service": "survivor", "confirm": True})
