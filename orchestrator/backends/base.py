@@ -268,12 +268,14 @@ class Backend(Protocol):
         ...
 
     async def relocate_tenants(self) -> dict[str, int]:
-        """Move tenants off nodes that are down or draining (a reconciler pass); counts of what moved."""
+        """Move tenants off nodes that are down or draining and remove the copies of released volumes that nodes
+        which are back still hold (a reconciler pass); counts of what moved and was removed."""
         ...
 
     async def release_volume(self, name: str) -> str | None:
         """Forget the node of a volume whose node is lost, so that the next workload mounting it makes it
-        afresh where it lands (before a restore there). The lost node, or None when nothing was released."""
+        afresh where it lands (before a restore there); the copy left on the lost node is removed once that node
+        is back. The lost node, or None when nothing was released."""
         ...
 
     async def image_exists(self, image: str) -> bool: ...

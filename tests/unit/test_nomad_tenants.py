@@ -13,6 +13,7 @@ import pytest
 from orchestrator.backends.base import WorkloadStatus
 from orchestrator.backends.nomad.api import NomadApi
 from orchestrator.backends.nomad.backend import NomadBackend
+from orchestrator.backends.nomad.leftovers import copies_to_remove
 from orchestrator.backends.nomad.tenants import (
     NODE_ATTR,
     lost_status,
@@ -27,6 +28,7 @@ from orchestrator.errors import Conflict, InvalidInput, NoCapacity, NotFound
 pytestmark = pytest.mark.anyio
 
 INSTANCE = "inst"
+_NO_COPIES = {"left_copies_removed": 0, "left_copies_failed": 0}
 
 
 class Cluster:
@@ -95,6 +97,12 @@ class Cluster:
             self.index += 1
             self.vars[path] = (dict(body["Items"]), self.index)
         return {"ModifyIndex": self.index}
+
+    def delete(self, *parts: str, params: dict[str, Any] | None = None) -> Any:
+        assert parts[0] == "var"
+        if self.vars.pop("/".join(parts[1:]), None) is None:
+            raise NotFound("no variable")
+        return None
 
     def post(self, *parts: str, body: Any = None, params: dict[str, Any] | None = None) -> Any:
         match parts:
@@ -219,7 +227,13 @@ async def test_a_tenant_goes_back_to_its_data_when_that_node_returns_unless_the_
     cluster.job("db", "t1", "node-1", volume="db-vol", kind="database")
     backend = NomadBackend(_api(cluster), INSTANCE, ["dc1"], "")
     cluster.nodes["node-1"]["Status"] = "down"
-    assert await backend.relocate_tenants() == {"tenants_moved": 1, "workloads_moved": 1, "workloads_stranded": 1}
+    assert await backend.relocate_tenants() == {
+        "tenants_moved": 1,
+        "workloads_moved": 1,
+        "workloads_stranded": 1,
+        "left_copies_removed": 0,
+        "left_copies_failed": 0,
+    }
     assert _node_of(cluster.jobs["web"]) == "node-2"
 
     cluster.nodes["node-1"]["Status"] = "ready"  # back, with the database's data
@@ -338,9 +352,44 @@ async def test_the_reconciler_pass_moves_tenants_off_down_or_draining_nodes_only
 
     counts = await backend.relocate_tenants()
 
-    assert counts == {"tenants_moved": 1, "workloads_moved": 1, "workloads_stranded": 0}
+    assert counts == {"tenants_moved": 1, "workloads_moved": 1, "workloads_stranded": 0} | _NO_COPIES
     assert _node_of(cluster.jobs["web-down"]) == "node-3"
     assert _node_of(cluster.jobs["web-idle"]) == "node-2"
-    assert await backend.relocate_tenants() == {"tenants_moved": 0, "workloads_moved": 0, "workloads_stranded": 0}
+    assert (
+        await backend.relocate_tenants()
+        == {"tenants_moved": 0, "workloads_moved": 0, "workloads_stranded": 0} | _NO_COPIES
+    )
     with anyio.fail_after(1):
         assert await backend.release_volume("none") is None
+
+
+async def test_a_released_volume_s_copy_is_removed_only_once_its_node_is_back_and_the_volume_lives_elsewhere() -> None:
+    """The lost node keeps the old data of a volume restored elsewhere: no record points to it, so the release
+    remembers it, and the copy is removed once that node is ready while the volume lives on another node."""
+    cluster = Cluster(2000, 2000, 2000)
+    path = volume_meta_path(INSTANCE, "db-vol")
+    cluster.vars[path] = ({"node": "node-1", "agenthost.tenant": "t1"}, 1)
+    backend = NomadBackend(_api(cluster), INSTANCE, ["dc1"], "")
+    cluster.nodes["node-1"]["Status"] = "down"
+    assert await backend.release_volume("db-vol") == "node-1"
+    assert copies_to_remove(_api(cluster), INSTANCE) == []  # released, placed nowhere yet, and node-1 is down
+
+    cluster.vars[path] = ({"node": "node-2", "agenthost.tenant": "t1"}, 2)  # the restore placed it on node-2
+    assert copies_to_remove(_api(cluster), INSTANCE) == []  # node-1 is still down
+    cluster.nodes["node-1"]["Status"] = "ready"
+    assert copies_to_remove(_api(cluster), INSTANCE) == [("db-vol", "node-1")]
+    del cluster.vars[path]  # the volume was deleted since: its old copy goes all the same
+    assert copies_to_remove(_api(cluster), INSTANCE) == [("db-vol", "node-1")]
+
+    # Placed on node-1 again, the copy there is the volume itself: forgotten, never removed.
+    cluster.vars[path] = ({"node": "node-1", "agenthost.tenant": "t1"}, 3)
+    assert copies_to_remove(_api(cluster), INSTANCE) == []
+    assert not [p for p in cluster.vars if "/leftovers/" in p]
+
+    # A node that left the cluster took its copies with it.
+    cluster.nodes["node-3"]["Status"] = "down"
+    cluster.vars[path] = ({"node": "node-3", "agenthost.tenant": "t1"}, 4)
+    assert await backend.release_volume("db-vol") == "node-3"
+    del cluster.nodes["node-3"]
+    assert copies_to_remove(_api(cluster), INSTANCE) == []
+    assert not [p for p in cluster.vars if "/leftovers/" in p]

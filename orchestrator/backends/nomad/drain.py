@@ -1,4 +1,5 @@
-"""The Nomad backend's node operations: eligibility, drains with a deadline, and moving tenants off lost nodes.
+"""The Nomad backend's node operations: eligibility, drains with a deadline, moving tenants off lost nodes, and
+removing the volume copies a lost node kept once it is back.
 
 A drain first makes the node ineligible (nothing new lands there), then moves every tenant pinned to it
 (``tenants.move_tenant``: its networked jobs are registered again on the tenant's new node, where Nomad
@@ -14,12 +15,14 @@ from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 from ...errors import InvalidInput
 from ...labels import L_ID, L_KIND, L_NAME, L_TENANT
 from ..base import NodeDrain, NodeInfo, NodeWorkload
+from .leftovers import record_left_copy, remove_left_copies
 from .nodes import node_info
 from .tenants import STRANDED, move_tenant, node_state, release_volume, tenants_on
 from .volumes import NODE
 
 if TYPE_CHECKING:
     from .api import NomadApi
+    from .volume_jobs import NodeJobs
 
 __all__ = ["NodeOperations"]
 
@@ -47,6 +50,7 @@ class NodeOperations:
     api: NomadApi
     instance: str
     node_pool: str
+    node_jobs: NodeJobs
     _nodes: Any
 
     async def _run(self, what: str, fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
@@ -107,7 +111,15 @@ class NodeOperations:
                 counts["workloads_stranded"] += len(moved.stranded)
             return counts
 
-        return await self._run("move tenants off lost nodes", relocate)
+        counts = await self._run("move tenants off lost nodes", relocate)
+        removed, failed = await remove_left_copies(self._run, self.api, self.node_jobs, self.instance)
+        return counts | {"left_copies_removed": removed, "left_copies_failed": failed}
 
     async def release_volume(self, name: str) -> str | None:
-        return await self._run(f"release volume {name}", release_volume, self.api, self.instance, name)
+        def release() -> str | None:
+            node = release_volume(self.api, self.instance, name)
+            if node:  # the data there is no volume's any more: removed when the node is back (leftovers.py)
+                record_left_copy(self.api, self.instance, name, node)
+            return node
+
+        return await self._run(f"release volume {name}", release)

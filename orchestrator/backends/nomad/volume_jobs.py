@@ -28,7 +28,7 @@ from .volumes import NODE, PATH, claim_node, docker_labels, volume_items, volume
 if TYPE_CHECKING:
     from .api import NomadApi
 
-__all__ = ["NodeJobs", "node_known", "remove_volume", "volume_path"]
+__all__ = ["NodeJobs", "node_known", "remove_copy", "remove_volume", "volume_path"]
 
 _FINISH_WAIT_S = 120.0
 # Runs on the node with its Docker socket. Nomad replaces ${...} in a task's args at run time, so
@@ -190,3 +190,10 @@ async def remove_volume(run: Run, api: NomadApi, jobs: NodeJobs, instance: str, 
         await _run_script(run, api, jobs, instance, "remove", name, {}, node_id)
     await run(f"forget volume {name}", delete_variable, api, volume_meta_path(instance, name))
     return True
+
+
+async def remove_copy(run: Run, api: NomadApi, jobs: NodeJobs, instance: str, name: str, node_id: str) -> bool:
+    """Remove the Docker volume ``name`` from node ``node_id`` whatever the record says (a copy left there);
+    False when there was none. Raises: AgentHostError when it is not this platform's or still in use."""
+    _, answer = await _run_script(run, api, jobs, instance, "remove", name, {}, node_id)
+    return bool(answer.get("removed"))
