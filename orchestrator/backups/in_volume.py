@@ -24,6 +24,7 @@ import stat
 import sys
 from typing import NoReturn
 
+ROOT = "/data"  # where the job mounts the volume
 RESTIC = "/usr/local/bin/restic"
 D = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW
 AOF, MANIFEST, BASE, RDB = "appendonlydir", "appendonly.aof.manifest", "appendonly.aof.1.base.rdb", "dump.rdb"
@@ -37,7 +38,7 @@ def parts(rel: str) -> list[str]:
 
 
 def descend(rel: str, create_owner: tuple[int, int] | None = None) -> int:
-    fd = os.open("/data", D)
+    fd = os.open(ROOT, D)
     for part in parts(rel):
         if create_owner is not None:
             try:
@@ -118,7 +119,7 @@ def main(argv: list[str]) -> None:
         os.fchdir(descend(rel))
         tags = [x for tag in json.loads(argv[2]) for x in ("--tag", tag)]
         restic("backup", "--json", "--host", "agenthost", *tags, *argv[3:])
-    root = os.open("/data", D)
+    root = os.open(ROOT, D)
     owner = (os.fstat(root).st_uid, os.fstat(root).st_gid)
     if op == "restore":
         *above, last = parts(rel)
