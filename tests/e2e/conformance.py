@@ -25,6 +25,7 @@ from orchestrator.backends.base import Backend, WorkloadStatus
 
 from .harness import AgentHost, call, free_port, untrusted_body
 from .nomad_agent import nomad_get
+from .nomad_cluster import cluster_get, node_engine, registry_client
 
 __all__ = [
     "HTTP_VIA_LOCALHOST",
@@ -34,13 +35,16 @@ __all__ = [
     "answers",
     "body",
     "container_of",
+    "nomad_read",
+    "registry_api",
+    "service_address",
     "pool_ready",
     "sh",
     "state",
     "tenant",
 ]
 
-REGISTRY = "127.0.0.1:5000"  # builds push here (infra/registry.sh)
+REGISTRY = "127.0.0.1:5000"  # builds push here (infra/registry.sh); on the cluster, to the cluster's registry
 # A service built from git: answers GET with $BODY (default: the text put in place of {body}).
 SERVER_PY = """
 import os, http.server
@@ -59,8 +63,8 @@ body = untrusted_body
 
 
 def tenant(host: AgentHost, what: str) -> str:
-    """A fresh tenant per test and backend (both hosts of a session share nothing but the engine)."""
-    return host.tenant(f"{what}-{host.settings.backend}")
+    """A fresh tenant per test and platform (the hosts of a session share nothing but the engines)."""
+    return host.tenant(f"{what}-{host.platform}")
 
 
 async def sh(client: Client, script: str, **target: Any) -> tuple[int | None, str, str]:
@@ -105,13 +109,42 @@ async def pool_ready(host: AgentHost, want: int = 1, timeout: float = 180) -> No
             await anyio.sleep(0.5)
 
 
-def container_of(host: AgentHost, client: docker.DockerClient, workload_id: str) -> Container:
-    """The engine's container of a running workload: ``ah-<id>`` on Docker, the job's main task on Nomad."""
-    if host.settings.backend == "docker":
-        return client.containers.get(f"ah-{workload_id}")
-    allocs = nomad_get("allocations", filter=f'JobID == "ah-{workload_id}" and ClientStatus == "running"')
+def nomad_read(host: AgentHost, path: str, **params: Any) -> Any:
+    """GET ``path`` of the Nomad API the host's platform runs on (the dev agent, or the cluster as its operator)."""
+    if host.cluster is not None:
+        return cluster_get(host.cluster, path, **params)
+    return nomad_get(path, **params)
+
+
+def _running_alloc(host: AgentHost, workload_id: str) -> dict[str, Any]:
+    allocs = nomad_read(host, "allocations", filter=f'JobID == "ah-{workload_id}" and ClientStatus == "running"')
     assert len(allocs) == 1, allocs
-    return client.containers.get(f"main-{allocs[0]['ID']}")
+    return allocs[0]  # type: ignore[no-any-return]
+
+
+def container_of(host: AgentHost, client: docker.DockerClient, workload_id: str) -> Container:
+    """The engine's container of a running workload: ``ah-<id>`` on Docker, the job's main task on Nomad; on the
+    cluster, as the dockerd of the node it runs on holds it (its ``client`` is that engine's)."""
+    if host.platform == "docker":
+        return client.containers.get(f"ah-{workload_id}")
+    alloc = _running_alloc(host, workload_id)
+    if host.cluster is not None:
+        client = node_engine(host.cluster, alloc["NodeName"])
+    return client.containers.get(f"main-{alloc['ID']}")
+
+
+def service_address(host: AgentHost, workload_id: str) -> str:
+    """The address a running service answers on: this host's loopback, or on the cluster its node's address."""
+    if host.cluster is None:
+        return "127.0.0.1"
+    return host.cluster.nodes[_running_alloc(host, workload_id)["NodeName"]][0]
+
+
+def registry_api(host: AgentHost) -> httpx.Client:
+    """A client of the v2 API of the registry the host's builds are pushed to (on the cluster, with its login)."""
+    if host.cluster is not None:
+        return registry_client(host.cluster)
+    return httpx.Client(base_url=f"http://{REGISTRY}/v2/", timeout=5)
 
 
 class OpenSsh:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 import subprocess
 import textwrap
@@ -17,7 +18,7 @@ import pytest
 from orchestrator.backends.base import Backend
 from orchestrator.settings import Settings
 
-from .harness import TEST_IMAGES_ENV, AgentHost, TestHost, wait_for
+from .harness import TEST_IMAGES, TEST_IMAGES_ENV, AgentHost, TestHost, wait_for
 from .nomad_agent import NOMAD_ADDR, NOMAD_DEV_SIZES, backend_of, purge_tenants, start_dev_agent, stop_dev_agent
 from .nomad_cluster import Cluster, cannot_run, cluster_env, purge_jobs, push_images, start_cluster, stop_cluster
 
@@ -37,8 +38,8 @@ HELLO_APP = textwrap.dedent(
     """
 )
 HELLO_IMAGE = "ah-test/hello:1"
-# What the session's platforms (Docker and Nomad alike) allow beyond the defaults: the conformance
-# suite builds from local git repositories, and tenants run the test images (ah-test/*).
+# What the session's platforms (Docker and the Nomad dev agent alike) allow beyond the defaults: the
+# conformance suite builds from local git repositories, and tenants run the test images (ah-test/*).
 CONFORMANCE_ENV = {"AGENTHOST_ALLOW_LOCAL_GIT": "true", **TEST_IMAGES_ENV}
 
 
@@ -122,13 +123,14 @@ def nomad_agenthost(
 @pytest.fixture(scope="session")
 def nomad_cluster(platform_images: Settings) -> Iterator[Cluster]:
     """The three-node cluster (infra/nomad-testcluster.sh): reused when it runs (infra/test.sh starts it), else
-    started here; the platform's python and base images pushed to its registry (the nodes pull them by digest)."""
+    started here; the platform's images pushed to its registry (the nodes pull them by digest)."""
     reason = cannot_run()
     if reason:
         pytest.skip(reason)
+    s = platform_images
     try:
         started = start_cluster()
-        images = push_images([platform_images.image_python, platform_images.image_base])
+        images = push_images([s.image_python, s.image_base, s.image_postgres, s.image_redis])
     except RuntimeError as exc:
         pytest.fail(str(exc))
     yield cluster_env(images)
@@ -139,10 +141,19 @@ def nomad_cluster(platform_images: Settings) -> Iterator[Cluster]:
 @pytest.fixture(scope="session")
 def cluster_agenthost(nomad_cluster: Cluster, tmp_path_factory: pytest.TempPathFactory) -> Iterator[AgentHost]:
     """agenthost on the Nomad backend against the cluster: its images by digest from the cluster registry, whose
-    login only the builder (DOCKER_CONFIG) and the nodes hold."""
+    login only the builder (DOCKER_CONFIG) and the nodes hold. What the conformance suite needs besides: builds
+    from local git, the test images (also as pushed to the cluster registry) and one warm sandbox (the pool warms
+    only once a sandbox is asked for)."""
+    test_images = [*TEST_IMAGES, *(f"{nomad_cluster.registry}/{pattern}" for pattern in TEST_IMAGES)]
     host = AgentHost(
         data_dir=Path(tmp_path_factory.mktemp("agenthost-cluster")),
-        env={**nomad_cluster.platform_env(), "AGENTHOST_ALLOW_LOCAL_GIT": "true"},
+        env={
+            **nomad_cluster.platform_env(),
+            "AGENTHOST_ALLOW_LOCAL_GIT": "true",
+            "AGENTHOST_IMAGE_ALLOW": json.dumps(test_images),
+            "AGENTHOST_SANDBOX_POOL_SIZE": "1",
+        },
+        cluster=nomad_cluster,
     )
     host.init()
     yield host
@@ -150,10 +161,31 @@ def cluster_agenthost(nomad_cluster: Cluster, tmp_path_factory: pytest.TempPathF
     purge_jobs(nomad_cluster, host.instance, set(host.tenant_ids.values()))
 
 
-@pytest.fixture(params=["docker", "nomad"])
+@pytest.fixture(scope="session")
+def cluster_hello_image(nomad_cluster: Cluster, hello_image: str) -> str:
+    """The hello image pushed to the cluster registry: its reference by digest, which the nodes pull."""
+    try:
+        return push_images([hello_image])[hello_image]
+    except RuntimeError as exc:
+        pytest.fail(str(exc))
+
+
+PLATFORMS = {"docker": "agenthost", "nomad": "nomad_agenthost", "cluster": "cluster_agenthost"}
+
+
+@pytest.fixture(params=list(PLATFORMS))
 def host(request: pytest.FixtureRequest) -> AgentHost:
-    """The conformance suite's platform: each test runs once on Docker and once on Nomad."""
-    fixture = "agenthost" if request.param == "docker" else "nomad_agenthost"
+    """The conformance suite's platform: each test runs on Docker, on the Nomad dev agent and on the three-node
+    cluster. A module that is not part of the suite narrows it with
+    ``pytest.mark.parametrize("host", [...], indirect=True)``."""
+    return request.getfixturevalue(PLATFORMS[request.param])  # type: ignore[no-any-return]
+
+
+@pytest.fixture
+def platform_hello_image(host: AgentHost, request: pytest.FixtureRequest) -> str:
+    """``hello_image`` as the test's platform runs it: the local tag, or on the cluster its reference by digest
+    in the cluster registry."""
+    fixture = "cluster_hello_image" if host.platform == "cluster" else "hello_image"
     return request.getfixturevalue(fixture)  # type: ignore[no-any-return]
 
 

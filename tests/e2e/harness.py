@@ -13,7 +13,7 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import anyio
 import docker
@@ -30,9 +30,13 @@ from orchestrator.settings import Settings
 
 from ..gitrepos import git, make_repo
 
+if TYPE_CHECKING:
+    from .nomad_cluster import Cluster  # it imports this module
+
 __all__ = [
     "EGRESS_PROBE",
     "INITIALIZE",
+    "TEST_IMAGES",
     "TEST_IMAGES_ENV",
     "AgentHost",
     "TestHost",
@@ -53,7 +57,8 @@ __all__ = [
 
 VENV_BIN = Path(sys.executable).parent
 # The operator setting that lets tenants run the images tests build locally (conftest's hello_image).
-TEST_IMAGES_ENV = {"AGENTHOST_IMAGE_ALLOW": '["ah-test/*"]'}
+TEST_IMAGES = ["ah-test/*"]
+TEST_IMAGES_ENV = {"AGENTHOST_IMAGE_ALLOW": json.dumps(TEST_IMAGES)}
 
 # Run inside a workload (python3 EGRESS_PROBE LABEL=HOST:PORT ...): one TCP connection per target, 3 s
 # at most each; HOST 'gateway' is the workload's default gateway, i.e. the host itself. Prints one
@@ -175,6 +180,7 @@ class AgentHost:
     tenants: dict[str, str] = field(default_factory=dict)  # name -> key
     tenant_ids: dict[str, str] = field(default_factory=dict)
     env: dict[str, str] = field(default_factory=dict)  # extra AGENTHOST_* settings for every process
+    cluster: Cluster | None = None  # the three-node test cluster it runs on, if it does
     # Where its SSH gateway listens: a free port on 127.0.0.1 of its own (unless env sets AGENTHOST_SSH_PORT).
     ssh_port: int = field(default_factory=lambda: free_port())
     _server: subprocess.Popen[bytes] | None = None
@@ -189,6 +195,11 @@ class AgentHost:
             k[10:].lower(): json.loads(v) if v[:1] in "[{" else v for k, v in env.items() if k.startswith("AGENTHOST_")
         }
         return Settings(data_dir=self.data_dir, **values)
+
+    @property
+    def platform(self) -> str:
+        """Where its workloads run: "docker", "nomad" (the dev agent) or "cluster" (the three-node cluster)."""
+        return "cluster" if self.cluster is not None else self.settings.backend
 
     @property
     def _ssh_env(self) -> dict[str, str]:

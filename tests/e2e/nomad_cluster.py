@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import anyio
+import docker
 import httpx
 
 from orchestrator.settings import Settings
@@ -36,9 +37,11 @@ __all__ = [
     "cluster_get",
     "cluster_host",
     "cluster_request",
+    "node_engine",
     "operator_client",
     "purge_jobs",
     "push_images",
+    "registry_client",
     "start_cluster",
     "stop_cluster",
     "until_value",
@@ -80,6 +83,8 @@ class Cluster:
             "AGENTHOST_REGISTRY": self.registry,
             "AGENTHOST_IMAGE_PYTHON": self.images[settings.image_python],
             "AGENTHOST_IMAGE_BASE": self.images[settings.image_base],
+            "AGENTHOST_IMAGE_POSTGRES": self.images[settings.image_postgres],
+            "AGENTHOST_IMAGE_REDIS": self.images[settings.image_redis],
             "AGENTHOST_REGISTRY_CA_FILE": self.ca,
             "AGENTHOST_SANDBOX_POOL_SIZE": "0",
             "DOCKER_CONFIG": self.docker_config,
@@ -120,6 +125,28 @@ def push_images(images: list[str]) -> dict[str, str]:
     if proc.returncode != 0:
         raise RuntimeError(f"pushing {images} to the cluster registry failed:\n{proc.stderr[-3000:]}")
     return dict(line.split(" ", 1) for line in proc.stdout.splitlines() if line.strip())
+
+
+def registry_client(cluster: Cluster) -> httpx.Client:
+    """A client of the cluster registry's API with the login the nodes and the builder hold."""
+    password = (Path(cluster.docker_config).parent / "password").read_text().strip()
+    return httpx.Client(
+        base_url=f"https://{cluster.registry}/v2/",
+        verify=ssl.create_default_context(cafile=cluster.ca),
+        auth=("agenthost-node", password),
+        timeout=10,
+    )
+
+
+_ENGINES: dict[str, docker.DockerClient] = {}
+
+
+def node_engine(cluster: Cluster, node: str) -> docker.DockerClient:
+    """The node's own dockerd (one client per node for the session: the containers it returns keep using it)."""
+    socket = cluster.nodes[node][1]
+    if socket not in _ENGINES:
+        _ENGINES[socket] = docker.DockerClient(base_url=f"unix://{socket}")
+    return _ENGINES[socket]
 
 
 def cluster_env(images: dict[str, str]) -> Cluster:

@@ -1,6 +1,7 @@
 """One suite, unchanged, on every backend: the product (MCP tools) and the backend protocol behave alike.
 
-Each test runs once on Docker and once on Nomad (a real `nomad agent -dev` with the docker driver).
+Each test runs on Docker, on Nomad (a real `nomad agent -dev` with the docker driver) and on the three-node
+Nomad cluster (infra/nomad-testcluster.sh: ACLs, mTLS, images by digest from its TLS registry).
 """
 
 from __future__ import annotations
@@ -13,23 +14,30 @@ import pytest
 
 from orchestrator.backends.base import Backend, ExecSpec, VolumeSpec, WorkloadSpec
 
-from .conformance import answers, body, pool_ready, sh, state, tenant
+from .conformance import answers, body, pool_ready, service_address, sh, state, tenant
 from .harness import AgentHost, ToolFailed, call, connect
 
 pytestmark = [pytest.mark.anyio, pytest.mark.e2e]
 
 
-async def test_service_lifecycle_env_logs_exec(host: AgentHost, product_backend: Backend, hello_image: str) -> None:
+async def test_service_lifecycle_env_logs_exec(
+    host: AgentHost, product_backend: Backend, platform_hello_image: str
+) -> None:
     key = tenant(host, "conf-life")
     secret = f"s3cr3t-{uuid.uuid4().hex[:8]}"
     async with connect(host, key, "http") as client:
         svc = await call(
             client,
             "deploy_service",
-            {"name": "web", "image": hello_image, "port": 8000, "env": {"GREETING": "conform", "TOKEN": secret}},
+            {
+                "name": "web",
+                "image": platform_hello_image,
+                "port": 8000,
+                "env": {"GREETING": "conform", "TOKEN": secret},
+            },
         )
         assert svc["status"] == "running", svc
-        assert svc["internal_url"].startswith("http://127.0.0.1:")
+        assert svc["internal_url"].startswith(f"http://{service_address(host, svc['id'])}:")
         assert await answers(svc["internal_url"]) == "hello conform"
         got = await call(client, "get_service", {"service": "web"})
         assert got["status"] == "running" and got["internal_url"] == svc["internal_url"]
@@ -120,11 +128,11 @@ for host, port in [("127.0.0.1", int(sys.argv[1])), ("web", 8000)]:
 
 
 async def test_sandboxes_from_the_pool_exec_list_delete(
-    host: AgentHost, product_backend: Backend, hello_image: str
+    host: AgentHost, product_backend: Backend, platform_hello_image: str
 ) -> None:
     key = tenant(host, "conf-sbx")
     async with connect(host, key, "http") as client:
-        svc = await call(client, "deploy_service", {"name": "web", "image": hello_image, "port": 8000})
+        svc = await call(client, "deploy_service", {"name": "web", "image": platform_hello_image, "port": 8000})
         assert svc["status"] == "running", svc
         first = await call(client, "create_sandbox", {"name": "first"})  # the first ask warms the pool
         await pool_ready(host)
@@ -169,14 +177,19 @@ async def test_sandboxes_from_the_pool_exec_list_delete(
 
 
 async def test_crash_on_start_is_failed_with_log_tail(
-    host: AgentHost, product_backend: Backend, hello_image: str
+    host: AgentHost, product_backend: Backend, platform_hello_image: str
 ) -> None:
     key = tenant(host, "conf-crash")
     async with connect(host, key, "stdio") as client:
         svc = await call(
             client,
             "deploy_service",
-            {"name": "boom", "image": hello_image, "port": 8000, "command": ["sh", "-c", "echo kaboom >&2; exit 3"]},
+            {
+                "name": "boom",
+                "image": platform_hello_image,
+                "port": 8000,
+                "command": ["sh", "-c", "echo kaboom >&2; exit 3"],
+            },
         )
         assert svc["status"] == "failed"
         assert "exited with code 3" in svc["last_error"] and "kaboom" in svc["last_error"]
@@ -195,9 +208,7 @@ async def test_missing_image_and_runtime_leave_nothing(host: AgentHost, product_
         assert err.value.code == "runtime_unavailable"
         assert (await call(client, "list_services"))["services"] == []
     assert (
-        await product_backend.list_workloads(
-            {"agenthost.tenant": host.tenant_ids[f"conf-refuse-{host.settings.backend}"]}
-        )
+        await product_backend.list_workloads({"agenthost.tenant": host.tenant_ids[f"conf-refuse-{host.platform}"]})
         == []
     )
 

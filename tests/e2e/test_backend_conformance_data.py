@@ -1,8 +1,10 @@
-"""The conformance suite, part two: databases and builds, through the tools, unchanged on Docker and Nomad.
+"""The conformance suite, part two: databases and builds, through the tools, unchanged on Docker, the Nomad dev
+agent and the three-node cluster.
 
 A linked service really uses its database over the tenant's private network with the injected
 connection string; the data outlives a restart; another tenant has no way in. A build from git is
-pushed to the local registry and deployed from there (on Nomad, the node pulls it).
+pushed to the platform's registry and deployed from there (on Nomad, the node pulls it; on the cluster from
+its TLS registry, with the login the nodes hold).
 """
 
 from __future__ import annotations
@@ -12,15 +14,13 @@ from pathlib import Path
 
 import docker
 import docker.errors
-import httpx
 import pytest
 
 from orchestrator.backends.base import Backend
 from orchestrator.settings import Settings
 
-from .conformance import REGISTRY, SERVER_PY, answers, container_of, sh, tenant
+from .conformance import SERVER_PY, answers, container_of, nomad_read, registry_api, sh, tenant
 from .harness import AgentHost, ToolFailed, call, connect, make_repo, until
-from .nomad_agent import nomad_get
 
 pytestmark = [pytest.mark.anyio, pytest.mark.e2e]
 
@@ -37,7 +37,7 @@ async def test_databases_linked_durable_and_private(
     host: AgentHost, product_backend: Backend, docker_client: docker.DockerClient, platform_images: Settings
 ) -> None:
     key = tenant(host, "conf-db")
-    tid = host.tenant_ids[f"conf-db-{host.settings.backend}"]
+    tid = host.tenant_ids[f"conf-db-{host.platform}"]
     images = host.settings
     async with connect(host, key, "http") as client:
         pg = await call(client, "create_database", {"name": "pg", "engine": "postgres"})
@@ -129,46 +129,45 @@ async def test_build_from_git_is_deployed_from_the_registry(
         },
     )
     key = tenant(host, "conf-build")
-    tid = host.tenant_ids[f"conf-build-{host.settings.backend}"]
+    tid = host.tenant_ids[f"conf-build-{host.platform}"]
+    registry = host.settings.registry
     try:
         async with connect(host, key, "http") as client:
             build = await call(client, "build_from_git", {"git_url": str(repo), "name": "web", "wait_timeout_s": 300})
             assert build["status"] == "succeeded", build
-            assert build["image"] == f"{REGISTRY}/{tid}/web:{build['id']}" and build["port"] == 8000
-            tags = httpx.get(f"http://{REGISTRY}/v2/{tid}/web/tags/list", timeout=5).json()["tags"]
-            assert build["id"] in tags
-            if host.settings.backend == "nomad":
+            assert build["image"] == f"{registry}/{tid}/web:{build['id']}" and build["port"] == 8000
+            with registry_api(host) as api:
+                assert build["id"] in api.get(f"{tid}/web/tags/list").json()["tags"]
+            if host.platform != "docker":
                 # Nomad nodes get images from the registry: drop the builder's copy so the node must pull.
                 docker_client.images.remove(build["image"])
 
             svc = await call(client, "deploy_service", {"name": "web", "build_id": build["id"]})
             assert svc["status"] == "running" and svc["image"] == build["image"], svc
             assert await answers(svc["internal_url"]) == marker
-            pulled = docker_client.images.get(build["image"]).id
-            assert container_of(host, docker_client, svc["id"]).attrs["Image"] == pulled
-            if host.settings.backend == "nomad":
-                job = nomad_get(f"job/ah-{svc['id']}")
+            # The engine that runs it (on the cluster, the dockerd of its node) holds what it pulled.
+            container = container_of(host, docker_client, svc["id"])
+            assert container.attrs["Image"] == container.client.images.get(build["image"]).id
+            if host.platform != "docker":
+                job = nomad_read(host, f"job/ah-{svc['id']}")
                 assert job["TaskGroups"][0]["Tasks"][-1]["Config"]["image"] == build["image"]
-                alloc = nomad_get("allocations", filter=f'JobID == "ah-{svc["id"]}"')[0]
-                events = nomad_get(f"allocation/{alloc['ID']}")["TaskStates"]["main"]["Events"]
+                alloc = nomad_read(host, "allocations", filter=f'JobID == "ah-{svc["id"]}"')[0]
+                events = nomad_read(host, f"allocation/{alloc['ID']}")["TaskStates"]["main"]["Events"]
                 assert any(e["DisplayMessage"] == "Downloading image" for e in events), events
 
                 # A build whose image left the registry cannot be deployed: the nodes could not get it.
-                httpx.delete(
-                    f"http://{REGISTRY}/v2/{tid}/web/manifests/"
-                    + httpx.head(
-                        f"http://{REGISTRY}/v2/{tid}/web/manifests/{build['id']}",
-                        headers={"Accept": "application/vnd.docker.distribution.manifest.v2+json"},
-                    ).headers["Docker-Content-Digest"],
-                    timeout=5,
-                ).raise_for_status()
+                with registry_api(host) as api:
+                    manifest = f"{tid}/web/manifests/{build['id']}"
+                    accept = {"Accept": "application/vnd.docker.distribution.manifest.v2+json"}
+                    digest = api.head(manifest, headers=accept).headers["Docker-Content-Digest"]
+                    api.delete(f"{tid}/web/manifests/{digest}").raise_for_status()
                 with pytest.raises(ToolFailed) as err:
                     await call(client, "deploy_service", {"name": "again", "build_id": build["id"]})
                 assert err.value.code == "image_not_found" and "registry" in err.value.message
             await call(client, "delete_service", {"service": "web", "confirm": True})
             assert (await product_backend.workload_status(svc["id"])).state == "missing"
     finally:
-        for image in docker_client.images.list(name=f"{REGISTRY}/{tid}/web"):
+        for image in docker_client.images.list(name=f"{registry}/{tid}/web"):
             try:
                 docker_client.images.remove(image.id, force=True)
             except docker.errors.APIError:

@@ -1,7 +1,8 @@
 """The conformance suite's exec: one wrapper on every backend, the same deadlines, kills, env, workdir and notes.
 
-Each test runs once on Docker and once on Nomad. What is left in a workload is read through the engine
-(``docker exec ps`` in the workload's container), never through agenthost.
+Each test runs on Docker, on the Nomad dev agent and on the three-node cluster. What is left in a workload is
+read through the engine (``docker exec ps`` in the workload's container, on the cluster through the dockerd of
+its node), never through agenthost.
 """
 
 from __future__ import annotations
@@ -68,9 +69,10 @@ async def test_exec_deadline_kills_the_whole_tree(host: AgentHost, docker_client
             await call(client, "delete_sandbox", {"sandbox": sbx["name"], "confirm": True})
 
 
-def exec_argvs(client: docker.DockerClient, container: Container) -> list[str]:
-    """The argv of every exec the engine holds for the container (what `docker inspect` shows of each)."""
-    api = client.api
+def exec_argvs(container: Container) -> list[str]:
+    """The argv of every exec the engine holds for the container (what `docker inspect` shows of each), asked of
+    the engine that runs it (on the cluster, its node's dockerd)."""
+    api = container.client.api
     found = []
     for exec_id in api.inspect_container(container.id)["ExecIDs"] or []:
         config = api.exec_inspect(exec_id)["ProcessConfig"]
@@ -79,7 +81,7 @@ def exec_argvs(client: docker.DockerClient, container: Container) -> list[str]:
 
 
 async def test_exec_env_reaches_the_command_but_no_argv(
-    host: AgentHost, hello_image: str, docker_client: docker.DockerClient
+    host: AgentHost, platform_hello_image: str, docker_client: docker.DockerClient
 ) -> None:
     """While an exec runs, neither ``ps -o args`` in the workload nor the engine's record of the exec shows any of
     its env values (argv is readable by every process of the workload, and the exec's argv by whoever can
@@ -92,7 +94,7 @@ async def test_exec_env_reaches_the_command_but_no_argv(
     script = f'while [ ! -e {gate} ]; do sleep 0.1; done; printf "%s|" "$PLAIN" "$TRICKY"; cat'
     stdin = "line one\nPLAIN=not-env\n\x01binary-ish\n"
     async with connect(host, key, "http") as client:
-        svc = await call(client, "deploy_service", {"name": "web", "image": hello_image, "port": 8000})
+        svc = await call(client, "deploy_service", {"name": "web", "image": platform_hello_image, "port": 8000})
         assert svc["status"] == "running", svc
         container = container_of(host, docker_client, svc["id"])
         result: dict[str, Any] = {}
@@ -104,7 +106,7 @@ async def test_exec_env_reaches_the_command_but_no_argv(
         async with anyio.create_task_group() as tg:
             tg.start_soon(run)
             during = await processes_until(container, lambda ps: any(gate in p for p in ps))
-            execs = await anyio.to_thread.run_sync(exec_argvs, docker_client, container)
+            execs = await anyio.to_thread.run_sync(exec_argvs, container)
             await anyio.to_thread.run_sync(lambda: container.exec_run(["touch", gate]))
         assert not [p for p in during if secret in p], during
         assert [a for a in execs if gate in a] and not [a for a in execs if secret in a], execs
@@ -114,12 +116,12 @@ async def test_exec_env_reaches_the_command_but_no_argv(
         await call(client, "delete_service", {"service": "web", "confirm": True})
 
 
-async def test_exec_missing_workdir_and_command_say_so(host: AgentHost, hello_image: str) -> None:
+async def test_exec_missing_workdir_and_command_say_so(host: AgentHost, platform_hello_image: str) -> None:
     """A workdir that does not exist is a clear error before anything runs; a command not on PATH is exit 127
     with a note; both leave the workload running."""
     key = tenant(host, "conf-workdir")
     async with connect(host, key, "http") as client:
-        svc = await call(client, "deploy_service", {"name": "web", "image": hello_image, "port": 8000})
+        svc = await call(client, "deploy_service", {"name": "web", "image": platform_hello_image, "port": 8000})
         assert svc["status"] == "running", svc
         with pytest.raises(ToolFailed) as err:
             await call(client, "exec", {"service": "web", "command": ["ls"], "workdir": "/does/not/exist"})
@@ -132,7 +134,7 @@ async def test_exec_missing_workdir_and_command_say_so(host: AgentHost, hello_im
         await call(client, "delete_service", {"service": "web", "confirm": True})
 
 
-async def test_exec_streams_output_while_the_command_runs(host: AgentHost, hello_image: str) -> None:
+async def test_exec_streams_output_while_the_command_runs(host: AgentHost, platform_hello_image: str) -> None:
     """Output reaches the caller as progress while the command runs: this one waits for a file that the
     test makes only once it has seen the first line, so it can end only if that line was streamed."""
     key = tenant(host, "conf-stream")
@@ -147,7 +149,7 @@ async def test_exec_streams_output_while_the_command_runs(host: AgentHost, hello
             first_line.set()
 
     async with connect(host, key, "http") as client:
-        svc = await call(client, "deploy_service", {"name": "web", "image": hello_image, "port": 8000})
+        svc = await call(client, "deploy_service", {"name": "web", "image": platform_hello_image, "port": 8000})
         assert svc["status"] == "running", svc
 
         async def streaming() -> None:

@@ -25,17 +25,26 @@ GET_OWN_PORT = "python3 -c \"import urllib.request as u; print(u.urlopen('http:/
 
 
 async def test_ssh_session_lands_inside_the_service(
-    host: AgentHost, product_backend: Backend, hello_image: str, docker_client: docker.DockerClient, tmp_path: Path
+    host: AgentHost,
+    product_backend: Backend,
+    platform_hello_image: str,
+    docker_client: docker.DockerClient,
+    tmp_path: Path,
 ) -> None:
     key = tenant(host, "conf-ssh")
-    tenant_name = f"conf-ssh-{host.settings.backend}"
+    tenant_name = f"conf-ssh-{host.platform}"
     alice = asyncssh.generate_private_key("ssh-ed25519", comment="alice@laptop")
     mallory = asyncssh.generate_private_key("ssh-ed25519")
     async with connect(host, key, "http") as client:
         svc = await call(
             client,
             "deploy_service",
-            {"name": "box", "image": hello_image, "port": 8000, "volumes": [{"name": "home", "path": "/home/app"}]},
+            {
+                "name": "box",
+                "image": platform_hello_image,
+                "port": 8000,
+                "volumes": [{"name": "home", "path": "/home/app"}],
+            },
         )
         assert svc["status"] == "running", svc
         await call(client, "set_env", {"service": "box", "vars": {"GREETING": "from-set-env"}})
@@ -135,7 +144,7 @@ async def test_ssh_session_lands_inside_a_sandbox(host: AgentHost, tmp_path: Pat
         info = await call(
             client, "add_ssh_key", {"sandbox": "scratch", "public_key": alice.export_public_key().decode()}
         )
-        assert info["target"] == "sandbox scratch" and info["user"] == f"scratch.conf-ssh-sbx-{host.settings.backend}"
+        assert info["target"] == "sandbox scratch" and info["user"] == f"scratch.conf-ssh-sbx-{host.platform}"
         ssh = OpenSsh(tmp_path / "alice", info, alice)
         assert await ssh.out("echo from-ssh > /workspace/f; cat /workspace/f") == "from-ssh\n"
         assert (await sh(client, "cat /workspace/f", sandbox="scratch"))[1] == "from-ssh\n"

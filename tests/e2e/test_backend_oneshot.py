@@ -11,7 +11,8 @@ from orchestrator.backends.base import Backend, OneShotSpec, VolumeSpec
 
 from .harness import AgentHost
 
-pytestmark = [pytest.mark.anyio, pytest.mark.e2e]
+# Docker and the Nomad dev agent; on the cluster, the backups' one-shot jobs are test_nomad_cluster_backups'.
+pytestmark = [pytest.mark.anyio, pytest.mark.e2e, pytest.mark.parametrize("host", ["docker", "nomad"], indirect=True)]
 
 _WRITE = "import os, sys; open('/data/note', 'w').write(os.environ['AH_SECRET']); print('wrote'); sys.exit(3)"
 

@@ -24,6 +24,8 @@ from .harness import AgentHost, ToolFailed, call, connect
 from .nomad_agent import nomad_get
 
 pytestmark = [pytest.mark.anyio, pytest.mark.e2e]
+# On Docker and the Nomad dev agent (two cores, one node), not on the cluster (two nodes, its own tests).
+single_node = pytest.mark.parametrize("host", ["docker", "nomad"], indirect=True)
 
 # Far above what any node here has, within what a tenant may be given.
 BIG_QUOTAS = {"max_memory_mb": 1_000_000, "max_service_memory_mb": 65536, "max_cpus": 64, "max_services": 5}
@@ -54,6 +56,7 @@ def live_allocs(job_id: str) -> list[dict[str, Any]]:
     return [a for a in allocs if a["ClientStatus"] not in ("complete", "failed", "lost")]
 
 
+@single_node
 async def test_ten_concurrent_sandboxes_all_place_and_run(host: AgentHost, docker_client: docker.DockerClient) -> None:
     """Ten create_sandbox calls at once, each asking for a whole core, on a node of two (five per tenant: one
     tenant's calls in flight are capped at eight)."""
@@ -92,11 +95,12 @@ async def test_ten_concurrent_sandboxes_all_place_and_run(host: AgentHost, docke
             assert (await call(client, "list_sandboxes"))["sandboxes"] == []
 
 
+@single_node
 async def test_limits_beyond_every_node_are_no_capacity_and_leave_nothing(
     host: AgentHost, docker_client: docker.DockerClient, hello_image: str
 ) -> None:
     key = tenant_with(host, "cap-huge", BIG_QUOTAS)
-    tid = host.tenant_ids[f"cap-huge-{host.settings.backend}"]
+    tid = host.tenant_ids[f"cap-huge-{host.platform}"]
     memory = min(65536, host_memory_mb() + 8192)
     cpus = float((os.cpu_count() or 2) + 2)
     async with connect(host, key, "http") as client:
@@ -120,11 +124,12 @@ async def test_limits_beyond_every_node_are_no_capacity_and_leave_nothing(
         assert nomad_jobs_of(tid) == []
 
 
+@single_node
 async def test_delete_returns_once_the_container_is_gone(
     host: AgentHost, product_backend: Backend, docker_client: docker.DockerClient, hello_image: str
 ) -> None:
     key = tenant(host, "cap-delete")
-    tid = host.tenant_ids[f"cap-delete-{host.settings.backend}"]
+    tid = host.tenant_ids[f"cap-delete-{host.platform}"]
     async with connect(host, key, "http") as client:
         svc = await call(client, "deploy_service", {"name": "web", "image": hello_image, "port": 8000})
         sbx = await call(client, "create_sandbox", {"name": "box", "memory_mb": 128})
