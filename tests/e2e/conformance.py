@@ -134,7 +134,8 @@ def container_of(host: AgentHost, client: docker.DockerClient, workload_id: str)
 
 
 def service_address(host: AgentHost, workload_id: str) -> str:
-    """The address a running service answers on: this host's loopback, or on the cluster its node's address."""
+    """The address a running workload's ports are published on: this host's loopback, or on the cluster the
+    address of its node."""
     if host.cluster is None:
         return "127.0.0.1"
     return host.cluster.nodes[_running_alloc(host, workload_id)["NodeName"]][0]

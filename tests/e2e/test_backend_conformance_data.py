@@ -19,7 +19,7 @@ import pytest
 from orchestrator.backends.base import Backend
 from orchestrator.settings import Settings
 
-from .conformance import SERVER_PY, answers, container_of, nomad_read, registry_api, sh, tenant
+from .conformance import SERVER_PY, answers, container_of, nomad_read, registry_api, service_address, sh, tenant
 from .harness import AgentHost, ToolFailed, call, connect, make_repo, until
 
 pytestmark = [pytest.mark.anyio, pytest.mark.e2e]
@@ -44,7 +44,7 @@ async def test_databases_linked_durable_and_private(
         cache = await call(client, "create_database", {"name": "cache", "engine": "redis", "memory_mb": 128})
         assert pg["status"] == "running" and cache["status"] == "running", (pg, cache)
         assert pg["url"] == "postgresql://pg:****@pg:5432/pg"
-        assert pg["external_url"].startswith("postgresql://pg:****@127.0.0.1:")
+        assert pg["external_url"].startswith(f"postgresql://pg:****@{service_address(host, pg['id'])}:")
         for name, image in (("pgapp", images.image_postgres), ("cacheapp", images.image_redis)):
             svc = await call(client, "deploy_service", {"name": name, "image": image, "command": ["sleep", "infinity"]})
             assert svc["status"] == "running", svc
