@@ -36,15 +36,15 @@ __all__ = [
     "body",
     "container_of",
     "nomad_read",
+    "pool_ready",
     "registry_api",
     "service_address",
-    "pool_ready",
     "sh",
     "state",
     "tenant",
 ]
 
-REGISTRY = "127.0.0.1:5000"  # builds push here (infra/registry.sh); on the cluster, to the cluster's registry
+REGISTRY = "127.0.0.1:5000"  # builds push here (infra/registry.sh); the cluster has its own (registry_api)
 # A service built from git: answers GET with $BODY (default: the text put in place of {body}).
 SERVER_PY = """
 import os, http.server
