@@ -82,12 +82,17 @@ async def test_services_run_on_each_client_from_the_registry_by_digest(
             (task,) = cluster_get(nomad_cluster, f"job/ah-{svc['id']}")["TaskGroups"][0]["Tasks"][-1:]
             image = task["Config"]["image"]
             assert image.startswith(f"{nomad_cluster.registry}/") and "@sha256:" in image, image
-        # The tenant's network was made by each node's own dockerd (the net prestart task mounts the node's
-        # socket), never on the control plane's engine.
-        labels = [f"agenthost.instance={host.instance}", "agenthost.nomad-network"]
-        for _, socket, _ in nomad_cluster.nodes.values():
-            assert len(_networks(f"unix://{socket}", labels)) == 1
-        assert _networks(None, labels) == []
+        # Each tenant's network was made by the dockerd of its own node (the net prestart task mounts the node's
+        # socket), never on the other node's nor on the control plane's engine. Counted per tenant: this session's
+        # other tests on the cluster (the conformance suite's) leave their tenants' bridges on the nodes.
+        for node, tenant in ((first_node, "cluster-spread"), (second_node, "cluster-spread-2")):
+            labels = [f"agenthost.instance={host.instance}", f"agenthost.tenant={host.tenant_ids[tenant]}"]
+            labels.append("agenthost.nomad-network")
+            made = {
+                name: len(_networks(f"unix://{socket}", labels)) for name, (_, socket, _) in nomad_cluster.nodes.items()
+            }
+            assert made == {name: int(name == node) for name in nomad_cluster.nodes}, (tenant, made)
+            assert _networks(None, labels) == []
         await call(one, "delete_service", {"service": "one", "confirm": True})
         await call(two, "delete_service", {"service": "two", "confirm": True})
 
