@@ -17,7 +17,7 @@ def engine_objects(client: docker.DockerClient, tenant_id: str) -> dict[str, lis
     """The names of the containers, volumes and networks carrying the tenant's label, each list sorted."""
     label = {"label": f"agenthost.tenant={tenant_id}"}
     return {
-        "containers": sorted(c.name for c in client.containers.list(all=True, filters=label)),
+        "containers": sorted(c.name for c in client.containers.list(ignore_removed=True, all=True, filters=label)),
         "volumes": sorted(v.name for v in client.volumes.list(filters=label)),
         "networks": sorted(n.name for n in client.networks.list(filters=label)),
     }

@@ -298,7 +298,7 @@ class AgentHost:
         for label in [f"agenthost.tenant={tid}" for tid in self.tenant_ids.values()] + [
             f"agenthost.instance={self.instance}"
         ]:
-            for c in client.containers.list(all=True, filters={"label": label}):
+            for c in client.containers.list(ignore_removed=True, all=True, filters={"label": label}):
                 c.remove(force=True)
             for v in client.volumes.list(filters={"label": label}):
                 v.remove(force=True)

@@ -387,7 +387,7 @@ async def test_attack_another_tenants_build_private_images_and_ids_are_refused(
         docker_client.images.remove("ah-private/secret:1")
     assert (
         docker_client.containers.list(
-            all=True, filters={"label": f"agenthost.tenant={builds_host.tenant_ids['img-thief']}"}
+            ignore_removed=True, all=True, filters={"label": f"agenthost.tenant={builds_host.tenant_ids['img-thief']}"}
         )
         == []
     )

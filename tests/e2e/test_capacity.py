@@ -119,7 +119,7 @@ async def test_limits_beyond_every_node_are_no_capacity_and_leave_nothing(
         assert err.value.code == "no_capacity", err.value
         assert (await call(client, "list_sandboxes"))["sandboxes"] == []
     label = {"label": f"agenthost.tenant={tid}"}
-    assert docker_client.containers.list(all=True, filters=label) == []
+    assert docker_client.containers.list(ignore_removed=True, all=True, filters=label) == []
     if host.settings.backend == "nomad":
         assert nomad_jobs_of(tid) == []
 
@@ -138,7 +138,9 @@ async def test_delete_returns_once_the_container_is_gone(
         await call(client, "delete_sandbox", {"sandbox": "box", "confirm": True})
         # At once, with no wait: the engine lists neither container, nor the platform either workload.
         for container in containers:
-            assert docker_client.containers.list(all=True, filters={"id": container.id}) == [], container.name
+            assert docker_client.containers.list(ignore_removed=True, all=True, filters={"id": container.id}) == [], (
+                container.name
+            )
         assert (await call(client, "list_services"))["services"] == []
         assert (await call(client, "list_sandboxes"))["sandboxes"] == []
         listed = {w.id for w in await product_backend.list_workloads({"agenthost.tenant": tid})}
@@ -192,4 +194,6 @@ async def test_a_full_nomad_node_is_no_capacity_with_what_is_free(
             for i in range(len(placed)):
                 await call(client, "delete_service", {"service": f"fat{i}", "confirm": True})
     assert nomad_jobs_of(tid) == []
-    assert docker_client.containers.list(all=True, filters={"label": f"agenthost.tenant={tid}"}) == []
+    assert (
+        docker_client.containers.list(ignore_removed=True, all=True, filters={"label": f"agenthost.tenant={tid}"}) == []
+    )

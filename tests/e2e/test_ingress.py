@@ -204,7 +204,7 @@ async def test_a_broken_update_leaves_the_old_version_serving(
         assert load.bodies() == ["hello world"], load.bodies()  # the broken version never answered
         after = await call(client, "get_service", {"service": "kept"})
         assert after["status"] == "running" and after["command"] is None
-        names = [c.name for c in docker_client.containers.list(all=True) if svc["id"] in c.name]
+        names = [c.name for c in docker_client.containers.list(ignore_removed=True, all=True) if svc["id"] in c.name]
         assert names == [f"ah-{svc['id']}"], names  # the new version's container is gone
         await call(client, "delete_service", {"service": "kept", "confirm": True})
 

@@ -143,7 +143,9 @@ async def test_a_delete_that_died_half_way_is_finished(
 
         def finished() -> bool:
             (rows,) = db.execute("SELECT COUNT(*) FROM services WHERE id = ?", (svc["id"],)).fetchone()
-            return rows == 0 and not docker_client.containers.list(all=True, filters={"name": f"ah-{svc['id']}"})
+            return rows == 0 and not docker_client.containers.list(
+                ignore_removed=True, all=True, filters={"name": f"ah-{svc['id']}"}
+            )
 
         wait_for(finished, 60, what="the reconciler to finish the delete")
         # It was the tenant's last workload: the network pass gives its private network back.
@@ -212,7 +214,7 @@ async def test_attack_a_record_whose_repair_raises_does_not_stop_the_pass(
             running = docker_client.containers.get(f"ah-{good['id']}").status == "running"
         except docker.errors.NotFound:
             return False
-        return running and not docker_client.containers.list(all=True, filters={"id": orphan.id})
+        return running and not docker_client.containers.list(ignore_removed=True, all=True, filters={"id": orphan.id})
 
     wait_for(repaired, 60, what="the pass to recreate the other service and remove the orphan")
     log = fast_host.data_dir / "serve.log"

@@ -75,5 +75,5 @@ def test_rest_service_flow(agenthost: AgentHost, hello_image: str, docker_client
     deleted = post("delete_service", {"service": "api", "confirm": True})
     assert deleted.status_code == 200
     label = f"agenthost.tenant={agenthost.tenant_ids['rest']}"
-    assert docker_client.containers.list(all=True, filters={"label": label}) == []
+    assert docker_client.containers.list(ignore_removed=True, all=True, filters={"label": label}) == []
     assert post("list_services").json() == {"services": []}

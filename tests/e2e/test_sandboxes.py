@@ -20,7 +20,7 @@ pytestmark = [pytest.mark.anyio, pytest.mark.e2e]
 
 def containers_of(client: docker.DockerClient, ids: list[str]) -> list[str]:
     names = {f"ah-{i}" for i in ids}
-    return [c.name for c in client.containers.list(all=True) if c.name in names]
+    return [c.name for c in client.containers.list(ignore_removed=True, all=True) if c.name in names]
 
 
 async def test_sandbox_from_pool_exec_list_delete_and_reap(
@@ -177,7 +177,7 @@ async def test_attack_sandbox_from_id_digest_or_private_image_is_refused(
     finally:
         docker_client.images.remove("ah-private/secret:2")
     filters = {"label": f"agenthost.tenant={agenthost.tenant_ids['sbx-ids']}"}
-    assert docker_client.containers.list(all=True, filters=filters) == []
+    assert docker_client.containers.list(ignore_removed=True, all=True, filters=filters) == []
 
 
 async def test_get_sandbox_and_extend_it_up_to_the_maximum(
