@@ -45,7 +45,7 @@ from .rollouts import (
     version_of,
     with_asked_restart,
 )
-from .tenants import joins_tenant_network, lost_status, move_tenant, pin_to, pinned_to
+from .tenants import joins_tenant_network, lost_status, move_tenant, pin_to, pinned_to, read_job
 from .vars import get_variable, put_variable
 from .volumes import job_volume_names, pin_after_placement, pin_job, volume_placement
 
@@ -90,11 +90,7 @@ class JobChanges:
         return self._nodes[1], self._nodes[2]
 
     def _job(self, jid: str) -> dict[str, Any] | None:
-        try:
-            job: dict[str, Any] = self.api.get("job", jid)
-        except NotFound:
-            return None
-        return job
+        return read_job(self.api, jid)
 
     def _status_sync(self, workload_id: str) -> WorkloadStatus:
         jid = job_id(workload_id)

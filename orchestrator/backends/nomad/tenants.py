@@ -42,6 +42,7 @@ __all__ = [
     "move_tenant",
     "node_state",
     "pin_to",
+    "read_job",
     "release_volume",
     "tenant_node",
     "tenant_pin_path",
@@ -179,14 +180,15 @@ def _move_job(api: NomadApi, instance: str, job: dict[str, Any] | None, node: st
         try:
             register_job(api, job, enforce=True)
         except Conflict:
-            job = _read_job(api, str(job["ID"]))
+            job = read_job(api, str(job["ID"]))
             continue
         out.moved.append(meta)
         return
     raise Conflict(f"job {job and job['ID']} changed {_MOVE_ATTEMPTS} times while its tenant moved", "retry")
 
 
-def _read_job(api: NomadApi, jid: str) -> dict[str, Any] | None:
+def read_job(api: NomadApi, jid: str) -> dict[str, Any] | None:
+    """Job ``jid`` as Nomad holds it, or None when there is none."""
     try:
         job: dict[str, Any] = api.get("job", jid)
     except NotFound:
