@@ -104,7 +104,7 @@ variable "network_mode" {
   default     = "isolated"
   description = <<-EOT
   isolated: the node's agenthost bridge (meta agenthost.docker-network); none: no network; the
-  tenant network's name (equal to tenant_network); container:main-<alloc id>: a peer's namespace
+  tenant network's name (equal to tenant_network)
   EOT
 }
 
@@ -145,7 +145,7 @@ variable "docker_socket" {
 variable "node_id" {
   type        = string
   default     = ""
-  description = "pin to this node: where a sidecar's peer runs, or where the volumes are"
+  description = "pin to this node: where the volumes are, or the tenant's node (tenant networks)"
 }
 
 variable "init" {

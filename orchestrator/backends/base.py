@@ -46,7 +46,7 @@ __all__ = [
     "WorkloadStatus",
 ]
 
-WorkloadKind = Literal["service", "database", "sandbox", "build", "sidecar", "job"]
+WorkloadKind = Literal["service", "database", "sandbox", "build", "job"]
 WorkloadState = Literal["pending", "running", "restarting", "exited", "missing"]
 OnLog = Callable[[str], Awaitable[None]]
 OnLayer = Callable[[str], Awaitable[None]]
@@ -86,7 +86,6 @@ class WorkloadSpec(BaseModel):
     egress: Egress = "open"
     network: str | None = Field(None, description="the tenant's private network")
     network_aliases: list[str] = []
-    share_network_with: str | None = Field(None, description="workload id whose network namespace to join")
     health_check: HealthCheck | None = None
     init: bool = Field(False, description="a tiny init as pid 1 that reaps zombies (exec'd commands that were killed)")
     restart: Literal["on-failure", "never"] = "on-failure"

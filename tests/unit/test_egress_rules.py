@@ -188,7 +188,6 @@ def test_the_cli_names_the_bad_setting(monkeypatch: pytest.MonkeyPatch, capsys: 
     "attrs,want",
     [
         ({"HostConfig": {"NetworkMode": "none"}}, None),
-        ({"HostConfig": {"NetworkMode": "container:ah-x"}}, None),
         ({"HostConfig": {"NetworkMode": "ah-eg-web"}, "NetworkSettings": {"Networks": {"ah-eg-web": {}}}}, "web"),
         ({"HostConfig": {"NetworkMode": "ah-eg-none"}, "NetworkSettings": {"Networks": {"ah-net-t": {}}}}, "none"),
         ({"HostConfig": {"NetworkMode": "ah-eg-open"}}, "open"),

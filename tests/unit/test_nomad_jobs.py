@@ -8,7 +8,7 @@ import requests.exceptions
 from orchestrator.backends.base import VolumeSpec, WorkloadSpec
 from orchestrator.backends.nomad.api import nomad_errors
 from orchestrator.backends.nomad.jobs import HASH_ITEM, check_reference, job_variables, status_from
-from orchestrator.backends.nomad.net import Peer, TenantNetworks
+from orchestrator.backends.nomad.net import TenantNetworks
 from orchestrator.backends.nomad.nodes import node_info, placement_error
 from orchestrator.errors import AgentHostError, Conflict, InvalidInput, RuntimeUnavailable
 
@@ -56,7 +56,6 @@ def test_cpus_become_a_hard_quota_in_mhz_and_kinds_pick_the_job_type() -> None:
         {"workdir": "/srv/${NOMAD_ALLOC_ID}"},
         {"egress": "web"},
         {"egress": "none"},  # with a published port
-        {"share_network_with": "svc_2"},
         {"env": {"BIG": "<" * (70 * 1024)}},
     ],
 )
@@ -146,19 +145,6 @@ def test_a_workload_with_volumes_goes_to_their_node() -> None:
         {"source": "ah-t_1-data", "path": "/data", "read_only": True, "labels": labels["ah-t_1-data"]}
     ]
     assert _vars(spec)["node_id"] == ""  # before the first placement the scheduler picks
-    sidecar = _spec(ports=[], share_network_with="svc_0", volumes=spec.volumes)
-    peer = Peer(container="main-1", node_id="node-b")
-    with pytest.raises(InvalidInput) as err:
-        job_variables(
-            sidecar,
-            cpu_mhz_per_core=2000,
-            datacenters=["dc1"],
-            node_pool="default",
-            nets=nets,
-            peer=peer,
-            volume_node="node-a",
-        )
-    assert "node-b" in err.value.message and "node-a" in err.value.message
     with pytest.raises(InvalidInput):
         _vars(_spec(volumes=[VolumeSpec(name="/etc", path="/data")]))  # a host path is no volume name
 

@@ -8,7 +8,7 @@ from typing import Any
 
 from orchestrator.backends.base import HealthCheck, VolumeSpec, WorkloadSpec
 from orchestrator.backends.nomad.jobs import job_variables, serving_alloc, status_from
-from orchestrator.backends.nomad.net import Peer, TenantNetworks
+from orchestrator.backends.nomad.net import TenantNetworks
 from orchestrator.backends.nomad.rollouts import SPEC_META, asked_restarts, version_of, with_asked_restart
 
 
@@ -19,14 +19,12 @@ def _spec(**kw: Any) -> WorkloadSpec:
 
 def _update(spec: WorkloadSpec, deadline_s: float = 45.0) -> tuple[object, ...]:
     nets = TenantNetworks(helper_image="agenthost/python:bookworm", instance="test")
-    peer = Peer(container="main-a1", node_id="n1") if spec.share_network_with else None
     values = job_variables(
         spec,
         cpu_mhz_per_core=2000,
         datacenters=["dc1"],
         node_pool="default",
         nets=nets,
-        peer=peer,
         healthy_deadline_s=deadline_s,
     )
     return values["update_canary"], values["update_health"], values["update_healthy_deadline_s"]
@@ -37,11 +35,10 @@ def test_a_service_update_is_a_canary_gated_by_its_check_a_database_is_replaced(
     assert _update(_spec(health_check=None)) == (1, "task_states", 45)
     assert _update(_spec(health_check=HealthCheck(type="none"))) == (1, "task_states", 45)
     assert _update(_spec(health_check=HealthCheck(), ports=[])) == (1, "task_states", 45)
-    # Two instances on one volume, or in one network namespace, never run side by side.
+    # Two instances on one volume never run side by side.
     volume = [VolumeSpec(name="ah-t_1-data", path="/data")]
     assert _update(_spec(kind="database", volumes=volume, health_check=HealthCheck(type="tcp"))) == (0, "checks", 45)
     assert _update(_spec(volumes=volume))[0] == 0
-    assert _update(_spec(kind="sidecar", share_network_with="svc_2", ports=[]))[0] == 0
     assert _update(_spec(), deadline_s=3)[2] == 10  # Nomad needs room for min_healthy_time
 
 

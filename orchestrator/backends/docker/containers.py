@@ -75,9 +75,7 @@ def _create_sync(engine: DockerEngine, spec: WorkloadSpec, publish_host: str) ->
     }
     networks: list[tuple[str, list[str]]] = []
     network_mode: str | None = None
-    if spec.share_network_with:
-        network_mode = f"container:{container_name(spec.share_network_with)}"
-    elif spec.egress == "none" and not spec.ports and not spec.network:
+    if spec.egress == "none" and not spec.ports and not spec.network:
         network_mode = "none"
     else:
         networks.append((engine.ensure_egress_sync(spec.egress), []))

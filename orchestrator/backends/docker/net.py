@@ -49,10 +49,10 @@ def egress_network_name(policy: Egress) -> str:
 
 def attached_policy(container_attrs: dict[str, Any]) -> Egress | None:
     """The egress policy of the shared bridge a container is on ('open' for a bridge of someone
-    else's), or None when it has no network of its own (``none``, another container's)."""
+    else's), or None when it has no network (``none``)."""
     settings = container_attrs.get("HostConfig") or {}
     mode = str(settings.get("NetworkMode") or "")
-    if mode == "none" or mode.startswith("container:"):
+    if mode == "none":
         return None
     attached = set((container_attrs.get("NetworkSettings") or {}).get("Networks") or {}) | {mode}
     return next((p for p, bridge in EGRESS_BRIDGES.items() if bridge in attached), "open")

@@ -33,7 +33,7 @@ from .jobs import (
     variable_items,
     variable_path,
 )
-from .net import Peer, TenantNetworks
+from .net import TenantNetworks
 from .nodes import list_nodes
 from .rollouts import (
     SPEC_META,
@@ -102,15 +102,6 @@ class JobChanges:
         status = status_from(workload_id, job, allocs, items.get(HASH_ITEM), asked_restarts(items))
         return lost_status(self.api, self.instance, job, allocs, status)
 
-    def _peer_sync(self, workload_id: str) -> Peer | None:
-        """The running allocation of ``workload_id``, whose network namespace a sidecar joins."""
-        job = self._job(job_id(workload_id))
-        if job is None or job.get("Stop") or (job.get("Meta") or {}).get(L_INSTANCE) != self.instance:
-            return None
-        running = [a for a in job_allocs(self.api, job_id(workload_id)) if a.get("ClientStatus") == "running"]
-        alloc = serving_alloc(running)
-        return Peer(container=f"{TASK}-{alloc['ID']}", node_id=str(alloc["NodeID"])) if alloc else None
-
     async def ensure_workload(self, spec: WorkloadSpec) -> WorkloadStatus:
         """A new or stopped job is registered and waited for until its task runs; a change of a running service
         job is a Nomad deployment, followed until it succeeded (``rollout`` says which) or Nomad reverted it.
@@ -168,8 +159,7 @@ class JobChanges:
         volume_node, volume_labels = volume_placement(self.api, self.instance, self._own, spec)
         fresh = job is None or bool(job.get("Stop"))
         current = int(job["Version"]) if job is not None else -1
-        # A sidecar's job names its peer's allocation of the time: never one to go back to.
-        versions = [] if fresh or spec.share_network_with else self.api.get("job", jid, "versions")["Versions"]
+        versions = [] if fresh else self.api.get("job", jid, "versions")["Versions"]
         older = version_of(versions, spec_hash, current)
         if older is not None and not self._on_tenant_node(spec, jid, volume_node, versions, older):
             older = None  # the tenant moved since that version ran: register it anew, on the tenant's node
@@ -184,14 +174,13 @@ class JobChanges:
             datacenters=self.datacenters,
             node_pool=self.node_pool,
             nets=self.nets,
-            peer=self._peer_sync(spec.share_network_with) if spec.share_network_with else None,
             volume_node=volume_node,
             volume_labels=volume_labels,
             healthy_deadline_s=self.healthy_deadline_s,
         )
         if variables["tenant_network"]:  # the tenant's networked workloads share its node (tenants.py)
             tenant = move_tenant(self.api, self.instance, self.node_pool, spec.tenant_id, jid, volume_node)
-            variables["node_id"] = volume_node or variables["node_id"] or tenant.node
+            variables["node_id"] = volume_node or tenant.node
         written = put_variable(self.api, variable_path(spec.id), variable_items(spec, spec_hash))
         meta = {**spec.labels, **self._own, L_ID: spec.id, L_TENANT: spec.tenant_id, L_KIND: spec.kind}
         meta.update({_L_ENV_INDEX: str(written.get("ModifyIndex", "")), SPEC_META: spec_hash})

@@ -23,7 +23,7 @@ from ...errors import InvalidInput
 from ...labels import L_ID, PREFIX, container_name
 from ..base import Endpoint, WorkloadSpec, WorkloadState, WorkloadStatus
 from .capacity import Reservation
-from .net import NET_TASK, Peer, TenantNetworks, network_variables
+from .net import NET_TASK, TenantNetworks, network_variables
 
 if TYPE_CHECKING:
     from .api import NomadApi
@@ -132,7 +132,6 @@ def job_variables(
     datacenters: list[str],
     node_pool: str,
     nets: TenantNetworks,
-    peer: Peer | None = None,
     volume_node: str = "",
     volume_labels: dict[str, dict[str, str]] | None = None,
     healthy_deadline_s: float = 45.0,
@@ -140,8 +139,7 @@ def job_variables(
     """Typed values for the HCL file's variables. Raises: InvalidInput for what Nomad cannot do safely.
 
     ``reserve``: what the job reserves (``capacity.reservation``); without it, all its cpus and memory.
-    ``peer`` is the running allocation a workload with ``share_network_with`` joins; ``volume_node``
-    the node that holds the spec's volumes ('' before their first placement), ``volume_labels`` the
+    ``volume_node``: the node that holds the spec's volumes ('' before their first placement), ``volume_labels`` the
     labels Docker gives each volume it makes; ``healthy_deadline_s`` how long the new version of an update
     may take to become healthy before Nomad reverts the job.
     """
@@ -155,12 +153,6 @@ def job_variables(
         check_volume_name(volume.name)
     check = spec.health_check
     kind_is_service = spec.kind not in _BATCH_KINDS
-    network = network_variables(spec, nets, peer)
-    if volume_node and network["node_id"] not in ("", volume_node):
-        raise InvalidInput(
-            f"workload {spec.share_network_with} runs on node {network['node_id']}, the volumes are on {volume_node}",
-            "a workload that joins another's network can mount only volumes of that node",
-        )
     labels = volume_labels or {}
     full = max(1, math.ceil(spec.cpus * cpu_mhz_per_core))
     reserve = reserve or Reservation(cpu_mhz=full, memory_mb=spec.memory_mb, cpu_hard_limit=True)
@@ -183,8 +175,8 @@ def job_variables(
         "cap_add": spec.cap_add,
         "user": spec.user or "",
         "workdir": spec.workdir or "",
-        **network,
-        "node_id": network["node_id"] or volume_node,
+        **network_variables(spec, nets),
+        "node_id": volume_node,
         "init": spec.init,
         "volumes": [
             {"source": v.name, "path": v.path, "read_only": v.read_only, "labels": labels.get(v.name, {})}
@@ -194,9 +186,9 @@ def job_variables(
         "check_type": check.type if check is not None and kind_is_service else "none",
         "check_path": check.path if check is not None else "/",
         "restart_attempts": spec.max_restarts if spec.restart == "on-failure" else 0,
-        # Two instances on one volume (a database's data) or in one network namespace (a sidecar's peer's)
-        # must never run at once: those are replaced, not started beside.
-        "update_canary": 1 if spec.kind == "service" and not spec.volumes and not spec.share_network_with else 0,
+        # Two instances on one volume (a database's data) must never run at once: those are replaced, not
+        # started beside.
+        "update_canary": 1 if spec.kind == "service" and not spec.volumes else 0,
         "update_health": "checks" if check is not None and check.type != "none" and spec.ports else "task_states",
         "update_healthy_deadline_s": max(10, math.ceil(healthy_deadline_s)),
     }

@@ -12,9 +12,7 @@ One bridge per tenant and node is also the limit: a tenant's workloads reach eac
 the same node; nomad/README.md says how to run a multi-node cluster with that.
 
 Other workloads: egress ``open`` without a tenant network joins the node's shared agenthost
-bridge (inter-container traffic off); egress ``none`` without ports gets no network at all; a
-workload with ``share_network_with`` joins that workload's network namespace (``container:main-<alloc id>``) on
-its node.
+bridge (inter-container traffic off); egress ``none`` without ports gets no network at all.
 """
 
 from __future__ import annotations
@@ -28,7 +26,7 @@ from ...labels import tenant_bridge_name
 from ..base import WorkloadSpec
 from .node_scripts import ENGINE_API
 
-__all__ = ["NET_SCRIPT", "NET_TASK", "NodeNetworks", "Peer", "TenantNetworks", "network_variables"]
+__all__ = ["NET_SCRIPT", "NET_TASK", "NodeNetworks", "TenantNetworks", "network_variables"]
 
 NET_TASK = "net"
 _NAME = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,62}$")
@@ -91,14 +89,6 @@ class NodeNetworks:
 
 
 @dataclass(frozen=True)
-class Peer:
-    """The running allocation whose network namespace a sidecar joins."""
-
-    container: str
-    node_id: str
-
-
-@dataclass(frozen=True)
 class TenantNetworks:
     """What the prestart task needs to create a tenant network: the image it runs and the subnets."""
 
@@ -112,15 +102,9 @@ def _base() -> dict[str, Any]:
     return {"hostname": "", "network_aliases": [], "tenant_network": "", "helper_image": "", "helper_args": []}
 
 
-def network_variables(spec: WorkloadSpec, nets: TenantNetworks, peer: Peer | None = None) -> dict[str, Any]:
+def network_variables(spec: WorkloadSpec, nets: TenantNetworks) -> dict[str, Any]:
     """The template's network variables for ``spec``. Raises: InvalidInput for what Nomad cannot do safely."""
     hostname = spec.network_aliases[0] if spec.network_aliases else ""
-    if spec.share_network_with:
-        if spec.ports:
-            raise InvalidInput("a workload that shares another's network cannot publish ports of its own")
-        if peer is None:
-            raise InvalidInput(f"workload {spec.share_network_with} is not running", "start it first")
-        return {**_base(), "network_mode": f"container:{peer.container}", "node_id": peer.node_id}
     if spec.network and (spec.egress == "open" or spec.kind == "database"):
         # A database asks for egress 'none'; on Nomad it shares its tenant's bridge, which routes out
         # like the tenant's services do (nomad/README.md), and still has no path to other tenants.
@@ -147,12 +131,11 @@ def network_variables(spec: WorkloadSpec, nets: TenantNetworks, peer: Peer | Non
             "tenant_network": spec.network,
             "helper_image": nets.helper_image,
             "helper_args": args,
-            "node_id": "",
         }
     if spec.egress == "open":
-        return {**_base(), "network_mode": "isolated", "hostname": hostname, "node_id": ""}
+        return {**_base(), "network_mode": "isolated", "hostname": hostname}
     if spec.egress == "none" and not spec.ports:
-        return {**_base(), "network_mode": "none", "node_id": ""}
+        return {**_base(), "network_mode": "none"}
     raise InvalidInput(
         f"egress policy {spec.egress!r} cannot be enforced by the Nomad backend"
         + (" for a workload with published ports" if spec.egress == "none" else ""),
