@@ -115,7 +115,7 @@ class Platform:
         self.exec = ExecManager(settings, store, backend, self.services, self.sandboxes)
         self.ssh_gateway = SshGateway(settings, store, backend, self.ssh, self.events)  # served by `agenthost serve`
         self.housekeeping = Housekeeping(settings, store, self.builds)
-        self.nodes = Nodes(backend)
+        self.nodes = Nodes(backend, self.backups.moves)
         self.reconciler = Reconciler(
             store,
             self.services,

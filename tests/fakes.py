@@ -182,6 +182,10 @@ class FakeBackend:
         self._up()
         return {}
 
+    async def volumes_on(self, node_id: str) -> list[str]:
+        self._up()
+        return []
+
     async def release_volume(self, name: str) -> str | None:
         self._up()
         return None

@@ -216,6 +216,7 @@ class NodeWorkload(BaseModel):
     kind: str
     name: str | None = None
     data_node: str | None = Field(None, description="the node that holds its data, which it cannot leave")
+    error: str | None = Field(None, description="why its data did not move")
 
 
 class NodeDrain(BaseModel):
@@ -224,6 +225,9 @@ class NodeDrain(BaseModel):
     moved: list[NodeWorkload] = Field(default_factory=list, description="registered again on the tenant's new node")
     stranded: list[NodeWorkload] = Field(
         default_factory=list, description="held by their data on the drained node: restore a backup elsewhere"
+    )
+    data_moved: list[NodeWorkload] = Field(
+        default_factory=list, description="databases whose data moved with their tenant, through its backup repository"
     )
 
 
@@ -270,6 +274,10 @@ class Backend(Protocol):
     async def relocate_tenants(self) -> dict[str, int]:
         """Move tenants off nodes that are down or draining and remove the copies of released volumes that nodes
         which are back still hold (a reconciler pass); counts of what moved and was removed."""
+        ...
+
+    async def volumes_on(self, node_id: str) -> list[str]:
+        """Names of the volumes whose data is on node ``node_id`` (none where volumes are not on nodes)."""
         ...
 
     async def release_volume(self, name: str) -> str | None:

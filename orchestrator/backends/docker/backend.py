@@ -125,6 +125,9 @@ class DockerBackend:
     async def relocate_tenants(self) -> dict[str, int]:
         return {}  # one host: no node to move to
 
+    async def volumes_on(self, node_id: str) -> list[str]:
+        return []  # the one host is no node a drain empties
+
     async def release_volume(self, name: str) -> str | None:
         return None  # a volume lives on the one host, lost only with it
 

@@ -18,7 +18,7 @@ from ..base import NodeDrain, NodeInfo, NodeWorkload
 from .leftovers import record_left_copy, remove_left_copies
 from .nodes import node_info
 from .tenants import STRANDED, move_tenant, node_state, release_volume, tenants_on
-from .volumes import NODE
+from .volumes import NODE, list_volumes
 
 if TYPE_CHECKING:
     from .api import NomadApi
@@ -114,6 +114,10 @@ class NodeOperations:
         counts = await self._run("move tenants off lost nodes", relocate)
         removed, failed = await remove_left_copies(self._run, self.api, self.node_jobs, self.instance)
         return counts | {"left_copies_removed": removed, "left_copies_failed": failed}
+
+    async def volumes_on(self, node_id: str) -> list[str]:
+        on_node = {NODE: node_id}
+        return await self._run(f"list the volumes on node {node_id}", list_volumes, self.api, self.instance, on_node)
 
     async def release_volume(self, name: str) -> str | None:
         def release() -> str | None:

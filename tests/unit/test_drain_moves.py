@@ -1,0 +1,155 @@
+"""A drain carries a database's data with its tenant (``backups.moves``), over the in-memory engine playing a
+cluster whose volumes live on nodes: the database is stopped before its files are snapshot on the drained node,
+the snapshot replaces the files of its fresh volume on the new node and is then forgotten; what cannot move says
+why, and nothing is left stopped when the drain fails."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+
+from orchestrator.backends.base import NodeDrain, NodeWorkload, OneShotResult, OneShotSpec
+from orchestrator.backups.restic import ResticRepo
+from orchestrator.errors import NoCapacity
+from orchestrator.settings import Settings
+from tests.fakes import FakeBackend
+
+from .site import Site
+
+NODE = next(iter(FakeBackend()._eligible))
+SUMMARY = json.dumps({"message_type": "summary", "snapshot_id": "5eed0f1e", "total_bytes_processed": 2048})
+BACKED_UP = OneShotResult(exit_code=0, stdout=f'{{"root": [999, 1000, 448]}}\n{SUMMARY}\n', stderr="")
+
+
+@pytest.fixture
+def app_settings(app_settings: Settings) -> Settings:
+    return app_settings.model_copy(
+        update={
+            "backup_target": "s3",
+            "backup_s3_endpoint": "http://10.0.0.5:9000",
+            "backup_s3_access_key": "AKIA-test",
+            "backup_s3_secret_key": "s3-secret",
+        }
+    )
+
+
+class Cluster:
+    """The fake engine as a cluster: the database's volume is on NODE, the drain moves its tenant away."""
+
+    def __init__(self, site: Site, fake: FakeBackend, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.fake, self.forgotten, self.db_state_at_backup = fake, list[str](), ""
+        self.drain_error: Exception | None = None
+        self.db = site.call("create_database", name="ledger", engine="redis")
+        assert self.db["status"] == "running", self.db
+        self.volume = fake.workloads[self.db["id"]].spec.volumes[0].name
+        fake.name = "nomad"  # volumes on nodes: restic runs beside them
+
+        async def volumes_on(node_id: str) -> list[str]:
+            return [self.volume] if node_id == NODE else []
+
+        async def drain_node(node_id: str, deadline_s: int) -> NodeDrain:
+            if self.drain_error is not None:
+                raise self.drain_error
+            (node,) = await fake.nodes()
+            held = NodeWorkload(id=self.db["id"], tenant="t", kind="database", data_node=NODE)
+            return NodeDrain(node=node, moved_to={"t": "n2"}, stranded=[held])
+
+        async def release_volume(name: str) -> str | None:
+            return NODE if name == self.volume else None
+
+        run_oneshot = fake.run_oneshot
+
+        async def watched(spec: OneShotSpec) -> OneShotResult:
+            if "backup" in spec.argv:
+                self.db_state_at_backup = fake.workloads[self.db["id"]].state
+            return await run_oneshot(spec)
+
+        async def ensure(repo: ResticRepo) -> None:
+            return None
+
+        async def forget(repo: ResticRepo, snapshot_id: str) -> None:
+            self.forgotten.append(snapshot_id)
+
+        async def snapshots(repo: ResticRepo, tag: str) -> list[Any]:
+            return []  # the summary's short id stands
+
+        monkeypatch.setattr(fake, "volumes_on", volumes_on)
+        monkeypatch.setattr(fake, "drain_node", drain_node)
+        monkeypatch.setattr(fake, "release_volume", release_volume)
+        monkeypatch.setattr(fake, "run_oneshot", watched)
+        monkeypatch.setattr(ResticRepo, "ensure", ensure)
+        monkeypatch.setattr(ResticRepo, "forget", forget)
+        monkeypatch.setattr(ResticRepo, "snapshots", snapshots)
+
+
+@pytest.fixture
+def cluster(site: Site, fake_backend: FakeBackend, monkeypatch: pytest.MonkeyPatch) -> Cluster:
+    return Cluster(site, fake_backend, monkeypatch)
+
+
+def _drain(site: Site) -> Any:
+    return site.call("drain_node", key=site.admin, node=NODE, deadline_s=10)
+
+
+def test_a_drain_snapshots_the_stopped_database_on_its_node_and_restores_it_on_the_new_one(
+    site: Site, cluster: Cluster
+) -> None:
+    cluster.fake.oneshot_results = [BACKED_UP]
+    report = _drain(site)
+    assert [(w["id"], w["error"], w["data_node"]) for w in report["data_moved"]] == [(cluster.db["id"], None, None)]
+    assert report["stranded"] == [], report
+    backup, restore = cluster.fake.oneshots
+    assert cluster.db_state_at_backup == "exited"  # stopped first: every write is on disk, none comes after
+    assert backup.volume is not None and backup.volume.name == cluster.volume
+    assert backup.argv[3:7] == ["backup", "", json.dumps([f"ah-move:{cluster.db['id']}"]), "."]
+    assert restore.volume is not None and restore.volume.name == cluster.volume
+    assert restore.argv[5:] == ["5eed0f1e", "replace", "[999, 1000, 448]"]
+    assert restore.argv[3] == "restore" and restore.argv[4].startswith(".ah-restore-mv_")
+    assert cluster.forgotten == ["5eed0f1e"]
+    got = site.call("get_database", database="ledger")
+    assert got["status"] == "running", got
+    assert cluster.fake.workloads[cluster.db["id"]].state == "running"
+    assert site.call("list_backups")["backups"] == []
+
+
+def test_without_an_s3_repository_the_database_stays_and_the_report_says_what_to_set(
+    site: Site, cluster: Cluster
+) -> None:
+    site.platform.backups.moves.settings = site.platform.settings.model_copy(update={"backup_target": "local"})
+    report = _drain(site)
+    (held,) = report["stranded"]
+    assert held["id"] == cluster.db["id"] and held["data_node"] == NODE
+    assert "AGENTHOST_BACKUP_TARGET=s3" in held["error"], held
+    assert report["data_moved"] == [] and cluster.fake.oneshots == []
+    assert cluster.fake.workloads[cluster.db["id"]].state == "running"
+
+
+def test_a_failed_snapshot_leaves_the_database_running_where_its_data_is(site: Site, cluster: Cluster) -> None:
+    cluster.fake.oneshot_results = [OneShotResult(exit_code=1, stdout="", stderr="Fatal: disk I/O error")]
+    report = _drain(site)
+    (held,) = report["stranded"]
+    assert "could not be copied off the node" in held["error"] and "disk I/O error" in held["error"], held
+    assert len(cluster.fake.oneshots) == 1 and cluster.forgotten == []
+    assert cluster.fake.workloads[cluster.db["id"]].state == "running"
+
+
+def test_a_drain_that_fails_starts_the_stopped_database_again(site: Site, cluster: Cluster) -> None:
+    cluster.fake.oneshot_results = [BACKED_UP]
+    cluster.drain_error = NoCapacity("no other node has room", "add a node")
+    refused = _drain(site)
+    assert refused["error"]["code"] == "no_capacity", refused
+    assert len(cluster.fake.oneshots) == 1  # the snapshot, and no restore
+    assert cluster.fake.workloads[cluster.db["id"]].state == "running"
+    assert site.call("get_database", database="ledger")["status"] == "running"
+
+
+def test_a_failed_restore_keeps_the_snapshot_and_names_it(site: Site, cluster: Cluster) -> None:
+    cluster.fake.oneshot_results = [BACKED_UP, OneShotResult(exit_code=1, stdout="", stderr="Fatal: no space")]
+    report = _drain(site)
+    (held,) = report["stranded"]
+    assert "snapshot 5eed0f1e" in held["error"] and "no space" in held["error"], held
+    assert cluster.forgotten == []
+    got = site.call("get_database", database="ledger")
+    assert got["status"] == "failed" and "5eed0f1e" in got["last_error"], got
