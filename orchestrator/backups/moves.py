@@ -5,11 +5,16 @@ files are on the node. So, before the node stops taking work, each database whos
 (whatever it wrote is on disk then) and its files are snapshot on that node into the tenant's backup repository
 (the restic job of ``backups.remote``). Once the drain has moved the tenant, the database starts on the tenant's
 new node with a fresh volume there, is stopped again, and the snapshot replaces that volume's files. It then
-starts on its own data, and the snapshot is forgotten.
+starts on its own data; only now is the copy on the drained node given up (removed once that node is back)
+and the snapshot forgotten.
 
 What did not move says why in the drain's report (``NodeWorkload.error``), and the database is left stranded on
 the drained node as before, its data intact there: with no S3 repository, when the snapshot failed (it runs
-again on its old node), or when the restore failed, in which case the snapshot is kept and named.
+again on its old node), or when the restore failed (its volume is the drained node's copy again, and the
+snapshot is kept and named).
+
+A control plane that dies during a move leaves the database ``restoring`` with its data on the drained node
+and in the snapshot; bring the node back (``set_node_eligibility``) and restart it, or restore a backup.
 """
 
 from __future__ import annotations
@@ -126,9 +131,13 @@ class DataMoves:
     async def _restore(self, move: _Move, report: Reporter) -> None:
         ts, db = move.ts, move.db
         assert move.repo is not None
+        # The copy on the drained node stays until the data is safe on the new one (then ``drop_copy``), and is
+        # the volume's again when the move fails (``reclaim_volume``).
+        if await self.backend.release_volume(db.spec.volume, keep_copy=True) is None:
+            move.error = f"node {move.node} still takes work: the drain did not start; its data stays there"
+            await self._start(move)
+            return
         try:
-            if await self.backend.release_volume(db.spec.volume) is None:
-                raise AgentHostError(f"node {move.node} still takes work: the drain did not start")
             await report(f"starting {db.name} on its tenant's new node")
             await self._start(move)
             await self._wait(ts, db, "start on its tenant's new node")
@@ -142,16 +151,21 @@ class DataMoves:
             await self._start(move)
             await self._wait(ts, db, "start on its moved data")
         except AgentHostError as exc:
-            move.error = f"its data did not move ({exc.message}); its files are in snapshot {move.snapshot}"
+            move.error = (
+                f"its data did not move ({exc.message}); it stays on node {move.node}, and a copy is in snapshot"
+                f" {move.snapshot} of the tenant's backup repository"
+            )
             log.warning("moving %s of tenant %s failed: %s", db.id, db.tenant_id, move.error)
             with anyio.CancelScope(shield=True):
-                error = f"moving off node {move.node}: {move.error}"
-                await ts.databases.update(db.id, status="failed", last_error=error)
+                await self.backend.stop_workload(db.id)  # the fresh one on the new node, if it runs
+                await self.backend.reclaim_volume(db.spec.volume, move.node)
+                await ts.databases.update(db.id, status="failed", last_error=move.error)
             return
         try:
+            await self.backend.drop_copy(db.spec.volume, move.node)
             await move.repo.forget(move.snapshot)
-        except AgentHostError as exc:
-            log.warning("could not forget snapshot %s after moving %s: %s", move.snapshot, db.id, exc)
+        except AgentHostError as exc:  # a copy or a snapshot too many, no data lost
+            log.warning("after moving %s off %s, %s: %s", db.id, move.node, move.snapshot, exc.message)
 
     async def _start(self, move: _Move) -> None:
         await move.ts.databases.update(move.db.id, status="creating")

@@ -40,6 +40,7 @@ class Cluster:
 
     def __init__(self, site: Site, fake: FakeBackend, monkeypatch: pytest.MonkeyPatch) -> None:
         self.fake, self.forgotten, self.db_state_at_backup = fake, list[str](), ""
+        self.copies: list[tuple[str, str, str]] = []  # (what, volume, node) of the copy on the drained node
         self.drain_error: Exception | None = None
         self.db = site.call("create_database", name="ledger", engine="redis")
         assert self.db["status"] == "running", self.db
@@ -56,8 +57,15 @@ class Cluster:
             held = NodeWorkload(id=self.db["id"], tenant="t", kind="database", data_node=NODE)
             return NodeDrain(node=node, moved_to={"t": "n2"}, stranded=[held])
 
-        async def release_volume(name: str) -> str | None:
+        async def release_volume(name: str, keep_copy: bool = False) -> str | None:
+            self.copies.append(("kept" if keep_copy else "released", name, NODE))
             return NODE if name == self.volume else None
+
+        async def reclaim_volume(name: str, node_id: str) -> None:
+            self.copies.append(("reclaimed", name, node_id))
+
+        async def drop_copy(name: str, node_id: str) -> None:
+            self.copies.append(("dropped", name, node_id))
 
         run_oneshot = fake.run_oneshot
 
@@ -78,6 +86,8 @@ class Cluster:
         monkeypatch.setattr(fake, "volumes_on", volumes_on)
         monkeypatch.setattr(fake, "drain_node", drain_node)
         monkeypatch.setattr(fake, "release_volume", release_volume)
+        monkeypatch.setattr(fake, "reclaim_volume", reclaim_volume)
+        monkeypatch.setattr(fake, "drop_copy", drop_copy)
         monkeypatch.setattr(fake, "run_oneshot", watched)
         monkeypatch.setattr(ResticRepo, "ensure", ensure)
         monkeypatch.setattr(ResticRepo, "forget", forget)
@@ -108,6 +118,8 @@ def test_a_drain_snapshots_the_stopped_database_on_its_node_and_restores_it_on_t
     assert restore.argv[5:] == ["5eed0f1e", "replace", "[999, 1000, 448]"]
     assert restore.argv[3] == "restore" and restore.argv[4].startswith(".ah-restore-mv_")
     assert cluster.forgotten == ["5eed0f1e"]
+    # The drained node's copy is given up only once the data is safe on the new node.
+    assert cluster.copies == [("kept", cluster.volume, NODE), ("dropped", cluster.volume, NODE)]
     got = site.call("get_database", database="ledger")
     assert got["status"] == "running", got
     assert cluster.fake.workloads[cluster.db["id"]].state == "running"
@@ -145,11 +157,16 @@ def test_a_drain_that_fails_starts_the_stopped_database_again(site: Site, cluste
     assert site.call("get_database", database="ledger")["status"] == "running"
 
 
-def test_a_failed_restore_keeps_the_snapshot_and_names_it(site: Site, cluster: Cluster) -> None:
+def test_a_failed_restore_gives_the_database_its_copy_on_the_drained_node_back_and_keeps_the_snapshot(
+    site: Site, cluster: Cluster
+) -> None:
     cluster.fake.oneshot_results = [BACKED_UP, OneShotResult(exit_code=1, stdout="", stderr="Fatal: no space")]
     report = _drain(site)
     (held,) = report["stranded"]
-    assert "snapshot 5eed0f1e" in held["error"] and "no space" in held["error"], held
+    assert held["data_node"] == NODE and "no space" in held["error"], held
+    assert f"stays on node {NODE}" in held["error"] and "snapshot 5eed0f1e" in held["error"], held
     assert cluster.forgotten == []
+    assert cluster.copies == [("kept", cluster.volume, NODE), ("reclaimed", cluster.volume, NODE)]
     got = site.call("get_database", database="ledger")
     assert got["status"] == "failed" and "5eed0f1e" in got["last_error"], got
+    assert cluster.fake.workloads[cluster.db["id"]].state == "exited"  # not running empty on the new node
