@@ -13,8 +13,9 @@ the drained node as before, its data intact there: with no S3 repository, when t
 again on its old node), or when the restore failed (its volume is the drained node's copy again, and the
 snapshot is kept and named).
 
-A control plane that dies during a move leaves the database ``restoring`` with its data on the drained node
-and in the snapshot; bring the node back (``set_node_eligibility``) and restart it, or restore a backup.
+Each move is a row naming its process (``store.moves``). When that process dies mid-move, a reconcile pass
+(``recover``) undoes it: the database's volume is the drained node's copy again, and the database runs there
+once that node is back (or is restored from a backup elsewhere), as if its data had never moved.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from ..backends.base import Backend, NodeDrain, NodeWorkload
 from ..databases import DatabaseManager
 from ..errors import AgentHostError, WorkloadFailed
 from ..models import DatabaseRecord
+from ..owners import owner_alive
 from ..progress import Reporter, silent
 from ..settings import Settings
 from ..store import Store, TenantStore, all_database_records
@@ -110,12 +112,14 @@ class DataMoves:
         for move in moves:
             if move.error is None:
                 await self._start(move)
+                await self.store.moves.finish(move.db.id)
 
     async def _snapshot(self, move: _Move, report: Reporter) -> None:
         ts, db = move.ts, move.db
         try:
             move.repo = await self.ops.repo(ts, "s3")
             await move.repo.ensure()
+            await self.store.moves.start(db.id, db.tenant_id, move.node, self.ops.owner)
             await ts.databases.update(db.id, status="restoring")  # the reconciler leaves it stopped
             await report(f"stopping database {db.name} to move its data off node {move.node}")
             await self.backend.stop_workload(db.id)
@@ -127,6 +131,7 @@ class DataMoves:
             move.error = f"its files could not be copied off the node ({exc.message}); its data stays there"
             with anyio.CancelScope(shield=True):
                 await self._start(move)
+                await self.store.moves.finish(db.id)
 
     async def _restore(self, move: _Move, report: Reporter) -> None:
         ts, db = move.ts, move.db
@@ -136,6 +141,7 @@ class DataMoves:
         if await self.backend.release_volume(db.spec.volume, keep_copy=True) is None:
             move.error = f"node {move.node} still takes work: the drain did not start; its data stays there"
             await self._start(move)
+            await self.store.moves.finish(db.id)
             return
         try:
             await report(f"starting {db.name} on its tenant's new node")
@@ -157,15 +163,40 @@ class DataMoves:
             )
             log.warning("moving %s of tenant %s failed: %s", db.id, db.tenant_id, move.error)
             with anyio.CancelScope(shield=True):
-                await self.backend.stop_workload(db.id)  # the fresh one on the new node, if it runs
-                await self.backend.reclaim_volume(db.spec.volume, move.node)
-                await ts.databases.update(db.id, status="failed", last_error=move.error)
+                await self._undo(ts, db, move.node, move.error)
             return
+        # The row goes first: a move whose process dies after this is done, and is never undone.
+        await self.store.moves.finish(db.id)
         try:
             await self.backend.drop_copy(db.spec.volume, move.node)
             await move.repo.forget(move.snapshot)
         except AgentHostError as exc:  # a copy or a snapshot too many, no data lost
             log.warning("after moving %s off %s, %s: %s", db.id, move.node, move.snapshot, exc.message)
+
+    async def _undo(self, ts: TenantStore, db: DatabaseRecord, node: str, why: str) -> None:
+        """The database is stopped and its volume is the copy on ``node`` again; the reconciler runs it there
+        once that node is back (until then it reports where its data is)."""
+        await self.backend.stop_workload(db.id)  # a fresh one on the new node, if it runs
+        await self.backend.reclaim_volume(db.spec.volume, node)
+        await ts.databases.update(db.id, status="failed", last_error=why)
+        await self.store.moves.finish(db.id)
+
+    async def recover(self) -> dict[str, int]:
+        """A reconcile pass: undo the moves whose process died."""
+        undone = 0
+        for row in await self.store.moves.all():
+            if owner_alive(row.owner) or not await self.store.moves.claim(row, self.ops.owner):
+                continue
+            ts = self.store.scoped(row.tenant_id)
+            db = await ts.databases.find(row.database_id)
+            if db is None:
+                await self.store.moves.finish(row.database_id)
+                continue
+            why = f"the control plane stopped while it moved the data off node {row.node}, where it stays"
+            await self._undo(ts, db, row.node, why)
+            log.warning("undid the move of %s off %s: its process died", db.id, row.node)
+            undone += 1
+        return {"data_moves_undone": undone}
 
     async def _start(self, move: _Move) -> None:
         await move.ts.databases.update(move.db.id, status="creating")

@@ -120,6 +120,7 @@ def test_a_drain_snapshots_the_stopped_database_on_its_node_and_restores_it_on_t
     assert cluster.forgotten == ["5eed0f1e"]
     # The drained node's copy is given up only once the data is safe on the new node.
     assert cluster.copies == [("kept", cluster.volume, NODE), ("dropped", cluster.volume, NODE)]
+    assert site.run(site.platform.store.moves.all) == []
     got = site.call("get_database", database="ledger")
     assert got["status"] == "running", got
     assert cluster.fake.workloads[cluster.db["id"]].state == "running"
@@ -153,6 +154,7 @@ def test_a_drain_that_fails_starts_the_stopped_database_again(site: Site, cluste
     refused = _drain(site)
     assert refused["error"]["code"] == "no_capacity", refused
     assert len(cluster.fake.oneshots) == 1  # the snapshot, and no restore
+    assert site.run(site.platform.store.moves.all) == []
     assert cluster.fake.workloads[cluster.db["id"]].state == "running"
     assert site.call("get_database", database="ledger")["status"] == "running"
 
@@ -167,6 +169,31 @@ def test_a_failed_restore_gives_the_database_its_copy_on_the_drained_node_back_a
     assert f"stays on node {NODE}" in held["error"] and "snapshot 5eed0f1e" in held["error"], held
     assert cluster.forgotten == []
     assert cluster.copies == [("kept", cluster.volume, NODE), ("reclaimed", cluster.volume, NODE)]
+    assert site.run(site.platform.store.moves.all) == []
     got = site.call("get_database", database="ledger")
     assert got["status"] == "failed" and "5eed0f1e" in got["last_error"], got
     assert cluster.fake.workloads[cluster.db["id"]].state == "exited"  # not running empty on the new node
+
+
+def test_a_move_whose_process_died_is_undone_and_a_live_one_is_left_alone(site: Site, cluster: Cluster) -> None:
+    platform = site.platform
+    db_id = cluster.db["id"]
+    tenant = platform.store.scoped(cluster.fake.workloads[db_id].spec.tenant_id)
+
+    async def start(owner: str) -> None:
+        await platform.store.moves.start(db_id, tenant.tenant_id, NODE, owner)
+        await tenant.databases.update(db_id, status="restoring")
+        await cluster.fake.stop_workload(db_id)
+
+    site.run(start, platform.backups.ops.owner)  # this process: a move under way
+    assert site.run(platform.backups.moves.recover) == {"data_moves_undone": 0}
+    assert site.call("get_database", database="ledger")["status"] == "restoring"
+
+    site.run(platform.store.moves.finish, db_id)
+    site.run(start, "elsewhere:4242:1")  # a process that is gone
+    assert site.run(platform.backups.moves.recover) == {"data_moves_undone": 1}
+    assert cluster.copies == [("reclaimed", cluster.volume, NODE)]
+    assert site.run(platform.store.moves.all) == []
+    got = site.call("get_database", database="ledger")
+    assert got["status"] == "failed" and f"off node {NODE}, where it stays" in got["last_error"], got
+    assert site.run(platform.backups.moves.recover) == {"data_moves_undone": 0}
