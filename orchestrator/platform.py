@@ -115,7 +115,7 @@ class Platform:
         self.exec = ExecManager(settings, store, backend, self.services, self.sandboxes)
         self.ssh_gateway = SshGateway(settings, store, backend, self.ssh, self.events)  # served by `agenthost serve`
         self.housekeeping = Housekeeping(settings, store, self.builds)
-        self.nodes = Nodes(backend)
+        self.nodes = Nodes(backend, self.backups.moves)
         self.reconciler = Reconciler(
             store,
             self.services,
@@ -130,6 +130,7 @@ class Platform:
                 self.nodes.relocate,
                 # Then backups: an abandoned restore hands its stopped database back before databases are checked.
                 self.backups.recover,
+                self.backups.moves.recover,  # a move a dead process left: its database goes back to its data
                 self.databases.reconcile,
                 self.ingress.reconcile,  # after the services' repairs: routes to the workloads they recreated
                 self.housekeeping.expire_rows,

@@ -182,9 +182,19 @@ class FakeBackend:
         self._up()
         return {}
 
-    async def release_volume(self, name: str) -> str | None:
+    async def volumes_on(self, node_id: str) -> list[str]:
+        self._up()
+        return []
+
+    async def release_volume(self, name: str, keep_copy: bool = False) -> str | None:
         self._up()
         return None
+
+    async def reclaim_volume(self, name: str, node_id: str) -> None:
+        self._up()
+
+    async def drop_copy(self, name: str, node_id: str) -> None:
+        self._up()
 
     async def image_exists(self, image: str) -> bool:
         self._up()

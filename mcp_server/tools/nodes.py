@@ -41,8 +41,8 @@ async def drain_node(
     node: Annotated[str, Field(min_length=1, max_length=64, description="node id, id prefix or name")],
     deadline_s: Annotated[int, Field(ge=0, le=86400, description="what has not moved stops after this")] = 300,
 ) -> NodeDrain:
-    """Admin (Nomad): move the tenants on a node elsewhere, then drain it. Lists what moved, and what could
-    not (data on the node: restore from a backup)."""
-    drained = await call.platform.nodes.drain(node, deadline_s)
+    """Admin (Nomad): move the tenants on a node, and their databases' data (through S3 backups), elsewhere, then
+    drain it. Lists what moved, and what could not and why."""
+    drained = await call.platform.nodes.drain(node, deadline_s, call.report)
     call.platform.status.forget_engine_facts()
     return drained

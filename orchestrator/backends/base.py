@@ -215,6 +215,7 @@ class NodeWorkload(BaseModel):
     kind: str
     name: str | None = None
     data_node: str | None = Field(None, description="the node that holds its data, which it cannot leave")
+    error: str | None = Field(None, description="why its data did not move")
 
 
 class NodeDrain(BaseModel):
@@ -223,6 +224,9 @@ class NodeDrain(BaseModel):
     moved: list[NodeWorkload] = Field(default_factory=list, description="registered again on the tenant's new node")
     stranded: list[NodeWorkload] = Field(
         default_factory=list, description="held by their data on the drained node: restore a backup elsewhere"
+    )
+    data_moved: list[NodeWorkload] = Field(
+        default_factory=list, description="databases whose data moved with their tenant, through its backup repository"
     )
 
 
@@ -271,10 +275,25 @@ class Backend(Protocol):
         which are back still hold (a reconciler pass); counts of what moved and was removed."""
         ...
 
-    async def release_volume(self, name: str) -> str | None:
+    async def volumes_on(self, node_id: str) -> list[str]:
+        """Names of the volumes whose data is on node ``node_id`` (none where volumes are not on nodes)."""
+        ...
+
+    async def release_volume(self, name: str, keep_copy: bool = False) -> str | None:
         """Forget the node of a volume whose node is lost, so that the next workload mounting it makes it
         afresh where it lands (before a restore there); the copy left on the lost node is removed once that node
-        is back. The lost node, or None when nothing was released."""
+        is back, or with ``keep_copy`` only once ``drop_copy`` says so. The lost node, or None when nothing was
+        released."""
+        ...
+
+    async def reclaim_volume(self, name: str, node_id: str) -> None:
+        """Undo ``release_volume(keep_copy=True)``: the volume lives on ``node_id`` again, with the copy kept there,
+        and its tenant goes back to that node once it is ready; the copy placed elsewhere meanwhile is removed."""
+        ...
+
+    async def drop_copy(self, name: str, node_id: str) -> None:
+        """The copy of volume ``name`` that ``release_volume(keep_copy=True)`` left on ``node_id`` is not needed
+        any more: it is removed once that node is back."""
         ...
 
     async def image_exists(self, image: str) -> bool: ...

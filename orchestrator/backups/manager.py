@@ -30,6 +30,7 @@ from ..store import Store, TenantStore
 from ..store.backups import BackupRecord
 from .create import Creates
 from .models import Backup, RestoreInfo
+from .moves import DataMoves
 from .operations import Operations
 from .recovery import Recovery
 from .restore import Restores
@@ -59,6 +60,7 @@ class BackupManager:
         self.creates = Creates(settings, store, backend, self.ops)
         self.restores = Restores(settings, backend, databases, self.ops)
         self.recovery = Recovery(store, self.ops, self.creates, self.restores)
+        self.moves = DataMoves(settings, store, backend, databases, self.ops)
 
     async def run(self, *, task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
         """Host this process's backups and restores until cancelled (``Operations.run``)."""

@@ -15,6 +15,7 @@ from .domains import DomainRepo, verified_domains
 from .env import EnvRepo
 from .events import EventRepo, expire_events
 from .idempotency import Earlier, IdempotencyRepo, expire_idempotency
+from .moves import MoveRepo
 from .oauth import OAuthRepo
 from .revisions import RevisionRepo
 from .sandboxes import PoolRepo, SandboxRecord, SandboxRepo, all_sandbox_records
@@ -71,6 +72,7 @@ class Store:
         self.tenants = TenantRepo(db)
         self.keys = KeyLookup(db)
         self.pool = PoolRepo(db)
+        self.moves = MoveRepo(db)
         self.oauth = OAuthRepo(db, secrets.for_tenant("oauth:clients"))
         self._scoped: dict[str, TenantStore] = {}
 

@@ -1,8 +1,9 @@
-"""A database stranded on a lost node comes back on the other one from its latest backup: the Nomad agent of
-its node is killed, the tenant's service moves, get_database names the lost node, and restore_backup over the
-database releases its volume, runs it afresh on the tenant's node and loads the snapshot there (S3 on moto,
-reachable from the nodes as in test_nomad_cluster_backups). When the lost node is back, the old copy it kept
-is removed."""
+"""A drain moves a database's data with its tenant, through the tenant's S3 repository: the key written before the
+drain is read on the other node after it. A database stranded on a lost node comes back on the other one from its
+latest backup: the Nomad agent of its node is killed, the tenant's service moves, get_database names the lost node,
+and restore_backup over the database releases its volume, runs it afresh on the tenant's node and loads the snapshot
+there (S3 on moto, reachable from the nodes as in test_nomad_cluster_backups). When the lost node is back, the old
+copy it kept is removed."""
 
 from __future__ import annotations
 
@@ -63,6 +64,54 @@ async def _sh(client: Any, service: str, script: str) -> list[str]:
     out = await call(client, "exec", {"service": service, "command": script, "timeout_s": 120})
     assert out["exit_code"] == 0, out
     return [line for line in str(out["stdout"]).splitlines() if line.strip() and not line.startswith("<<<")]
+
+
+async def test_a_drain_moves_a_database_s_data_with_its_tenant_to_the_other_node(
+    strand_host: AgentHost, nomad_cluster: Cluster
+) -> None:
+    host = strand_host
+    async with (
+        connect(host, host.admin_key, "http") as admin,
+        connect(host, host.tenant("drained"), "http") as client,
+    ):
+        db = await call(client, "create_database", {"name": "ledger", "engine": "redis", "memory_mb": 64})
+        worker = {"name": "clerk", "image": host.settings.image_redis, "command": ["sleep", "infinity"]}
+        svc = await call(client, "deploy_service", worker | {"memory_mb": 64})
+        await call(client, "link_database", {"database": "ledger", "service": "clerk"})
+        assert await _sh(client, "clerk", _CLI + "SET entry written-before-the-drain") == ["OK"]
+        (node,) = _running_on(nomad_cluster, db["id"])
+        (other,) = set(nomad_cluster.nodes) - {node}
+        ids = node_ids(nomad_cluster)
+        volume = f"ah-{db['id']}-data"
+        try:
+            report = await call(admin, "drain_node", {"node": ids[node], "deadline_s": 10})
+            tenant = host.tenant_ids["drained"]
+            assert report["moved_to"][tenant] == ids[other], report
+            assert [(w["id"], w["error"]) for w in report["data_moved"]] == [(db["id"], None)], report
+            assert not [w for w in report["stranded"] if w["tenant"] == tenant], report
+            ledger = await call(client, "get_database", {"database": "ledger"})
+            assert ledger["status"] == "running", ledger
+            assert _running_on(nomad_cluster, db["id"]) == {other}
+            assert volume in docker_volumes(nomad_cluster, other)
+
+            async def clerk_moved() -> bool | None:
+                got = await call(client, "get_service", {"service": "clerk"})
+                return True if got["status"] == "running" and _running_on(nomad_cluster, svc["id"]) == {other} else None
+
+            await until_value(clerk_moved, 120, "the service to run on the other node")
+            assert await _sh(client, "clerk", _CLI + "GET entry") == ["written-before-the-drain"]
+            backups = await call(client, "list_backups", {})
+            assert backups["backups"] == [], backups  # the snapshot that carried the data is no backup of theirs
+        finally:
+            await call(admin, "set_node_eligibility", {"node": ids[node], "eligible": True})
+
+        async def copy_removed() -> bool | None:
+            return True if volume not in await anyio.to_thread.run_sync(docker_volumes, nomad_cluster, node) else None
+
+        await until_value(copy_removed, 120, "the copy on the drained node to be removed once it takes work again")
+        assert await _sh(client, "clerk", _CLI + "GET entry") == ["written-before-the-drain"]
+        await call(client, "delete_service", {"service": "clerk", "confirm": True})
+        await call(client, "delete_database", {"database": "ledger", "confirm": True})
 
 
 async def test_a_database_stranded_on_a_lost_node_is_restored_over_itself_on_the_other(

@@ -304,6 +304,10 @@ def test_a_stranded_database_says_where_its_data_is_and_a_lost_service_is_pendin
     assert db.error is not None and "node-1, which is down" in db.error and "restore_backup" in db.error
     web = lost_status(_api(cluster), INSTANCE, cluster.jobs["web"], lost, exited)
     assert web.state == "pending" and web.node_lost is None and web.exit_code is None
+    # Stopped (a move that failed gave it its copy back), it stays stopped and still says where its data is.
+    cluster.jobs["db"]["Stop"] = True
+    stopped = lost_status(_api(cluster), INSTANCE, cluster.jobs["db"], lost, exited)
+    assert stopped.state == "exited" and stopped.node_lost == "node-1", stopped
 
 
 def test_a_volume_is_released_only_from_a_node_that_cannot_run_it() -> None:
@@ -317,6 +321,34 @@ def test_a_volume_is_released_only_from_a_node_that_cannot_run_it() -> None:
     assert cluster.vars[path][0] == {"agenthost.tenant": "t1"}
     assert release_volume(_api(cluster), INSTANCE, "db-vol") is None
     assert release_volume(_api(cluster), INSTANCE, "no-such") is None
+
+
+async def test_a_volume_released_with_its_copy_kept_gets_it_back_or_gives_it_up() -> None:
+    """A drain's data move keeps the drained node's copy until the data is safe elsewhere: a failed move makes
+    it the volume's again (the tenant returns to it with the node), a successful one gives it up."""
+    cluster = Cluster(2000, 2000)
+    cluster.pin(tenant_pin_path(INSTANCE, "t1"), "node-2")
+    path = volume_meta_path(INSTANCE, "db-vol")
+    cluster.vars[path] = ({"node": "node-1", "path": "/data", "agenthost.tenant": "t1"}, 1)
+    backend = NomadBackend(_api(cluster), INSTANCE, ["dc1"], "")
+    cluster.nodes["node-1"]["Drain"] = True
+    assert await backend.release_volume("db-vol", keep_copy=True) == "node-1"
+    assert not [p for p in cluster.vars if "/leftovers/" in p]  # kept: nothing removes it
+    cluster.vars[path] = ({"node": "node-2", "path": "/d2", "agenthost.tenant": "t1"}, 5)  # the fresh one
+    await backend.reclaim_volume("db-vol", "node-1")
+    assert cluster.vars[path][0] == {"node": "node-1", "agenthost.tenant": "t1"}
+    assert cluster.vars[tenant_pin_path(INSTANCE, "t1")][0]["stranded"] == "node-1"
+    cluster.nodes["node-1"]["Drain"] = False
+    assert copies_to_remove(_api(cluster), INSTANCE) == [("db-vol", "node-2")]  # the fresh copy goes
+
+    cluster.nodes["node-1"]["Drain"] = True
+    for stub in [p for p in cluster.vars if "/leftovers/" in p]:
+        del cluster.vars[stub]
+    assert await backend.release_volume("db-vol", keep_copy=True) == "node-1"
+    cluster.vars[path] = ({"node": "node-2", "agenthost.tenant": "t1"}, 7)  # moved, restored there
+    await backend.drop_copy("db-vol", "node-1")
+    cluster.nodes["node-1"]["Drain"] = False
+    assert copies_to_remove(_api(cluster), INSTANCE) == [("db-vol", "node-1")]
 
 
 async def test_a_drain_moves_the_tenants_first_then_drains_with_the_deadline() -> None:

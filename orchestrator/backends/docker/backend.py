@@ -125,8 +125,17 @@ class DockerBackend:
     async def relocate_tenants(self) -> dict[str, int]:
         return {}  # one host: no node to move to
 
-    async def release_volume(self, name: str) -> str | None:
+    async def volumes_on(self, node_id: str) -> list[str]:
+        return []  # the one host is no node a drain empties
+
+    async def release_volume(self, name: str, keep_copy: bool = False) -> str | None:
         return None  # a volume lives on the one host, lost only with it
+
+    async def reclaim_volume(self, name: str, node_id: str) -> None:
+        return None
+
+    async def drop_copy(self, name: str, node_id: str) -> None:
+        return None
 
     async def image_exists(self, image: str) -> bool:
         return await self.engine.image_exists(image)

@@ -17,8 +17,8 @@ from ...labels import L_ID, L_KIND, L_NAME, L_TENANT
 from ..base import NodeDrain, NodeInfo, NodeWorkload
 from .leftovers import record_left_copy, remove_left_copies
 from .nodes import node_info
-from .tenants import STRANDED, move_tenant, node_state, release_volume, tenants_on
-from .volumes import NODE
+from .tenants import STRANDED, move_tenant, node_state, reclaim_volume, release_volume, tenants_on
+from .volumes import NODE, list_volumes
 
 if TYPE_CHECKING:
     from .api import NomadApi
@@ -115,11 +115,27 @@ class NodeOperations:
         removed, failed = await remove_left_copies(self._run, self.api, self.node_jobs, self.instance)
         return counts | {"left_copies_removed": removed, "left_copies_failed": failed}
 
-    async def release_volume(self, name: str) -> str | None:
+    async def volumes_on(self, node_id: str) -> list[str]:
+        on_node = {NODE: node_id}
+        return await self._run(f"list the volumes on node {node_id}", list_volumes, self.api, self.instance, on_node)
+
+    async def release_volume(self, name: str, keep_copy: bool = False) -> str | None:
         def release() -> str | None:
             node = release_volume(self.api, self.instance, name)
-            if node:  # the data there is no volume's any more: removed when the node is back (leftovers.py)
+            if node and not keep_copy:  # the data there is no volume's any more: removed when the node is back
                 record_left_copy(self.api, self.instance, name, node)
             return node
 
         return await self._run(f"release volume {name}", release)
+
+    async def reclaim_volume(self, name: str, node_id: str) -> None:
+        def reclaim() -> None:
+            since = reclaim_volume(self.api, self.instance, name, node_id)
+            if since:  # the fresh copy made there meanwhile
+                record_left_copy(self.api, self.instance, name, since)
+
+        await self._run(f"reclaim volume {name} on {node_id}", reclaim)
+
+    async def drop_copy(self, name: str, node_id: str) -> None:
+        api, instance = self.api, self.instance
+        await self._run(f"drop the copy of {name} on {node_id}", record_left_copy, api, instance, name, node_id)

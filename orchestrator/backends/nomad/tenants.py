@@ -43,6 +43,7 @@ __all__ = [
     "node_state",
     "pin_to",
     "read_job",
+    "reclaim_volume",
     "release_volume",
     "tenant_node",
     "tenant_pin_path",
@@ -243,8 +244,9 @@ def lost_status(
 ) -> WorkloadStatus:
     """``st`` of a job that is not running, told apart: held by data on a node that cannot run it (stranded:
     ``node_lost``), or lost with its node and about to be placed again. Either is pending, not exited: nothing
-    crashed, and a caller that redeploys exited workloads would only pin it to the lost node again."""
-    if st.state == "running" or job.get("Stop"):
+    crashed, and a caller that redeploys exited workloads would only pin it to the lost node again. A stopped
+    job keeps its state, and says where its data is all the same."""
+    if st.state == "running":
         return st
     if lost := lost_volume_node(api, instance, job):
         node, state = lost
@@ -252,9 +254,13 @@ def lost_status(
             f"its data is on node {node}, which is {state}: it cannot run elsewhere by itself; bring the node"
             " back, or restore its latest backup (restore_backup) to run it on another node"
         )
+        if job.get("Stop"):
+            return st.model_copy(update={"node_lost": node, "error": error})
         return st.model_copy(
             update={"state": "pending" if st.state != "missing" else "missing", "node_lost": node, "error": error}
         )
+    if job.get("Stop"):
+        return st
     if (latest_alloc(allocs) or {}).get("ClientStatus") == "lost":
         return st.model_copy(update={"state": "pending", "exit_code": None, "error": "its node was lost; moving"})
     return st
@@ -290,3 +296,22 @@ def release_volume(api: NomadApi, instance: str, name: str) -> str | None:
 
         update_items(api, tenant_pin_path(instance, tenant), forget)
     return released[-1]
+
+
+def reclaim_volume(api: NomadApi, instance: str, name: str, node_id: str) -> str | None:
+    """Undo a release: volume ``name`` lives on ``node_id`` again, and its tenant goes back to that node once it
+    is ready (``STRANDED``). Returns the node where it was placed meanwhile (its copy there holds nothing the
+    volume needs), or None."""
+    since: list[str] = []
+
+    def change(items: Items | None) -> Items | None:
+        if items is None:
+            return None
+        since.append(items.get(NODE, ""))
+        return {**{k: v for k, v in items.items() if k != PATH}, NODE: node_id}
+
+    items = update_items(api, volume_meta_path(instance, name), change)
+    tenant = (items or {}).get(L_TENANT, "")
+    if tenant:
+        update_items(api, tenant_pin_path(instance, tenant), lambda pin: {**pin, STRANDED: node_id} if pin else None)
+    return since[-1] if since and since[-1] not in ("", node_id) else None
