@@ -40,7 +40,7 @@ async def timed_out_exec(client: Any, container: Container, args: dict[str, Any]
     result: dict[str, Any] = {}
 
     async def run() -> None:
-        result["run"] = await call(client, "exec", {"timeout_s": 30, **args})
+        result["run"] = await call(client, "exec", {"timeout_s": 10, **args})
 
     async with anyio.create_task_group() as tg:
         tg.start_soon(run)
