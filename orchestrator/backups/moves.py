@@ -29,7 +29,7 @@ import anyio
 
 from ..backends.base import Backend, NodeDrain, NodeWorkload
 from ..databases import DatabaseManager
-from ..errors import AgentHostError, WorkloadFailed
+from ..errors import AgentHostError, Conflict, WorkloadFailed
 from ..models import DatabaseRecord
 from ..owners import owner_alive
 from ..progress import Reporter, silent
@@ -116,6 +116,11 @@ class DataMoves:
 
     async def _snapshot(self, move: _Move, report: Reporter) -> None:
         ts, db = move.ts, move.db
+        try:
+            await ts.backups.check_free("database", [db.name])
+        except Conflict as exc:  # stopping it would break that operation; it stays, as it would without a move
+            move.error = f"{exc.message}; its data stays on the node"
+            return
         try:
             move.repo = await self.ops.repo(ts, "s3")
             await move.repo.ensure()

@@ -197,3 +197,15 @@ def test_a_move_whose_process_died_is_undone_and_a_live_one_is_left_alone(site: 
     got = site.call("get_database", database="ledger")
     assert got["status"] == "failed" and f"off node {NODE}, where it stays" in got["last_error"], got
     assert site.run(platform.backups.moves.recover) == {"data_moves_undone": 0}
+
+
+def test_a_database_with_a_backup_under_way_is_not_stopped_and_stays(site: Site, cluster: Cluster) -> None:
+    tenant = site.platform.store.scoped(cluster.fake.workloads[cluster.db["id"]].spec.tenant_id)
+    owner = site.platform.backups.ops.owner
+    site.run(tenant.backups.insert, "database", "ledger", cluster.db["id"], "redis", "s3", owner, {})
+    report = _drain(site)
+    (held,) = report["stranded"]
+    assert "backup/restore of database ledger is running" in held["error"], held
+    assert held["data_node"] == NODE and cluster.fake.oneshots == []
+    assert cluster.fake.workloads[cluster.db["id"]].state == "running"
+    assert site.run(site.platform.store.moves.all) == []
