@@ -1,9 +1,9 @@
-"""A drain moves a database's data with its tenant, through the tenant's S3 repository: the key written before the
-drain is read on the other node after it. A database stranded on a lost node comes back on the other one from its
-latest backup: the Nomad agent of its node is killed, the tenant's service moves, get_database names the lost node,
-and restore_backup over the database releases its volume, runs it afresh on the tenant's node and loads the snapshot
-there (S3 on moto, reachable from the nodes as in test_nomad_cluster_backups). When the lost node is back, the old
-copy it kept is removed."""
+"""A drain moves a database's data with its tenant, through the tenant's S3 repository: the row a service wrote into
+its Postgres before the drain is read on the other node after it. A database stranded on a lost node comes back on
+the other one from its latest backup: the Nomad agent of its node is killed, the tenant's service moves,
+get_database names the lost node, and restore_backup over the database releases its volume, runs it afresh on the
+tenant's node and loads the snapshot there (S3 on moto, reachable from the nodes as in test_nomad_cluster_backups).
+When the lost node is back, the old copy it kept is removed."""
 
 from __future__ import annotations
 
@@ -34,15 +34,22 @@ from .s3 import backup_env, moto_s3
 pytestmark = [pytest.mark.anyio, pytest.mark.e2e]
 
 _CLI = 'redis-cli -u "$REDIS_URL" --no-auth-warning '
+_PSQL = 'psql "$DATABASE_URL" -v ON_ERROR_STOP=1 -qAt '
+_WRITE = " -c \"INSERT INTO entries VALUES ('written-before-the-drain')\""
 
 
 @pytest.fixture(scope="module")
 def strand_host(nomad_cluster: Cluster, tmp_path_factory: pytest.TempPathFactory) -> Iterator[AgentHost]:
-    """agenthost on the cluster with backups to moto S3, redis in the cluster registry, a reconciler pass every 2 s."""
-    redis = Settings().image_redis
-    refs = push_images([redis])
+    """agenthost on the cluster with backups to moto S3, redis and postgres in the cluster registry, a reconciler
+    pass every 2 s."""
+    redis, postgres = Settings().image_redis, Settings().image_postgres
+    refs = push_images([redis, postgres])
     data_dir = Path(tmp_path_factory.mktemp("agenthost-strand"))
-    env = {"AGENTHOST_IMAGE_REDIS": refs[redis], "AGENTHOST_RECONCILE_INTERVAL_S": "2"}
+    env = {
+        "AGENTHOST_IMAGE_REDIS": refs[redis],
+        "AGENTHOST_IMAGE_POSTGRES": refs[postgres],
+        "AGENTHOST_RECONCILE_INTERVAL_S": "2",
+    }
     with (
         moto_s3(BRIDGE_HOST, make_bucket=True) as endpoint,
         cluster_host(nomad_cluster, data_dir, **env, **backup_env(endpoint)) as host,
@@ -74,11 +81,11 @@ async def test_a_drain_moves_a_database_s_data_with_its_tenant_to_the_other_node
         connect(host, host.admin_key, "http") as admin,
         connect(host, host.tenant("drained"), "http") as client,
     ):
-        db = await call(client, "create_database", {"name": "ledger", "engine": "redis", "memory_mb": 64})
-        worker = {"name": "clerk", "image": host.settings.image_redis, "command": ["sleep", "infinity"]}
+        db = await call(client, "create_database", {"name": "ledger", "engine": "postgres"})
+        worker = {"name": "clerk", "image": host.settings.image_postgres, "command": ["sleep", "infinity"]}
         svc = await call(client, "deploy_service", worker | {"memory_mb": 64})
         await call(client, "link_database", {"database": "ledger", "service": "clerk"})
-        assert await _sh(client, "clerk", _CLI + "SET entry written-before-the-drain") == ["OK"]
+        assert await _sh(client, "clerk", _PSQL + '-c "CREATE TABLE entries (body text)"' + _WRITE) == []
         (node,) = _running_on(nomad_cluster, db["id"])
         (other,) = set(nomad_cluster.nodes) - {node}
         ids = node_ids(nomad_cluster)
@@ -99,7 +106,7 @@ async def test_a_drain_moves_a_database_s_data_with_its_tenant_to_the_other_node
                 return True if got["status"] == "running" and _running_on(nomad_cluster, svc["id"]) == {other} else None
 
             await until_value(clerk_moved, 120, "the service to run on the other node")
-            assert await _sh(client, "clerk", _CLI + "GET entry") == ["written-before-the-drain"]
+            assert await _sh(client, "clerk", _PSQL + '-c "SELECT body FROM entries"') == ["written-before-the-drain"]
             backups = await call(client, "list_backups", {})
             assert backups["backups"] == [], backups  # the snapshot that carried the data is no backup of theirs
         finally:
@@ -109,7 +116,7 @@ async def test_a_drain_moves_a_database_s_data_with_its_tenant_to_the_other_node
             return True if volume not in await anyio.to_thread.run_sync(docker_volumes, nomad_cluster, node) else None
 
         await until_value(copy_removed, 120, "the copy on the drained node to be removed once it takes work again")
-        assert await _sh(client, "clerk", _CLI + "GET entry") == ["written-before-the-drain"]
+        assert await _sh(client, "clerk", _PSQL + '-c "SELECT body FROM entries"') == ["written-before-the-drain"]
         await call(client, "delete_service", {"service": "clerk", "confirm": True})
         await call(client, "delete_database", {"database": "ledger", "confirm": True})
 
