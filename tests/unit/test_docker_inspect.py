@@ -7,6 +7,7 @@ import json
 import socketserver
 import threading
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -95,3 +96,21 @@ def test_a_dropped_connection_fails_the_call_and_the_next_one_connects_again(eng
 def test_no_engine_is_a_connection_error(tmp_path: Path) -> None:
     with pytest.raises(FileNotFoundError):
         SocketInspect(str(tmp_path / "none.sock"), "1.41", timeout=5).container("ah-svc_1")
+
+
+def test_inspects_at_once_each_take_a_connection_and_leave_it_for_the_next(engine: _Server) -> None:
+    inspect = _inspect(engine)
+    with ThreadPoolExecutor(4) as pool:
+        assert list(pool.map(inspect.container, ["ah-svc_1"] * 40)) == [CONTAINER] * 40
+    assert 1 <= engine.connections <= 4
+    before = engine.connections
+    assert inspect.container("ah-svc_1") == CONTAINER
+    assert engine.connections == before
+
+
+def test_close_closes_the_idle_connections(engine: _Server) -> None:
+    inspect = _inspect(engine)
+    assert inspect.container("ah-svc_1") == CONTAINER
+    idle = list(inspect._idle)
+    inspect.close()
+    assert [conn.sock for conn in idle] == [None]

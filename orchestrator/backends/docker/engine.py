@@ -95,9 +95,9 @@ class DockerEngine:
         """The container named ``name``, None when there is none; from a worker thread. On a unix socket the
         inspect skips requests (backends/docker/inspect.py); a failure there is docker-py's to report."""
         client = self.client()
-        if self._inspect is not None:
+        if (inspect := self._inspect) is not None:
             try:
-                attrs = self._inspect.container(name)
+                attrs = inspect.container(name)
             except (OSError, http.client.HTTPException, ValueError, Unanswered):
                 pass  # docker-py's call below raises what the backend translates, or succeeds
             else:
@@ -152,6 +152,8 @@ class DockerEngine:
         return name
 
     async def close(self) -> None:
+        if self._inspect is not None:
+            self._inspect.close()
         if self._client is not None:
             await anyio.to_thread.run_sync(self._client.close)
             self._client = None

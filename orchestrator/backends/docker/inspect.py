@@ -6,7 +6,7 @@ own work per call (preparing the request, merging settings, its adapters); the s
 keep-alive connection costs about 0.1 ms. Only this one GET goes this way: anything but a 200 or a 404, or
 a transport failure, is left to docker-py, which raises the error the rest of the backend translates.
 
-Synchronous: called from the engine's worker threads, each on a connection of its own.
+Synchronous: called from the engine's worker threads; an inspect takes an idle connection or opens one.
 """
 
 from __future__ import annotations
@@ -42,31 +42,46 @@ class Unanswered(Exception):
 
 
 class SocketInspect:
+    """Keep-alive connections to the engine's socket, one per inspect in flight, kept idle between them."""
+
     def __init__(self, socket_path: str, api_version: str, timeout: float = 120) -> None:
         self._socket_path = socket_path
         self._prefix = f"/v{api_version}/containers/"
         self._timeout = timeout
-        self._local = threading.local()
+        self._idle: list[_UnixConnection] = []
+        self._lock = threading.Lock()
+        self._closed = False
 
     def container(self, name: str) -> dict[str, Any] | None:
         """The engine's inspect of container ``name``; None when it has none by that name.
 
         Raises: OSError, http.client.HTTPException or ValueError on a transport failure or a garbled answer;
         Unanswered for any other status."""
-        conn: _UnixConnection | None = getattr(self._local, "conn", None)
-        if conn is None:
-            conn = self._local.conn = _UnixConnection(self._socket_path, self._timeout)
+        with self._lock:
+            conn = self._idle.pop() if self._idle else _UnixConnection(self._socket_path, self._timeout)
         try:
             conn.request("GET", f"{self._prefix}{quote(name, safe='')}/json")
             response = conn.getresponse()
             body = response.read()
         except BaseException:
             conn.close()  # a half-read answer must not be read as the next one's
-            self._local.conn = None
             raise
+        with self._lock:
+            if self._closed:
+                conn.close()
+            else:
+                self._idle.append(conn)
         if response.status == 404:
             return None
         if response.status != 200:
             raise Unanswered(f"inspect {name}: HTTP {response.status}")
         attrs: dict[str, Any] = json.loads(body)
         return attrs
+
+    def close(self) -> None:
+        """Close the idle connections (one in use is closed when its inspect ends)."""
+        with self._lock:
+            self._closed = True
+            idle, self._idle = self._idle, []
+        for conn in idle:
+            conn.close()
