@@ -14,10 +14,9 @@ from typing import Any, Protocol
 import aiosqlite
 import anyio
 
-__all__ = ["READERS", "Database", "Executor", "Row", "Tx", "now_iso"]
+__all__ = ["Database", "Executor", "Row", "Tx", "now_iso"]
 
 Row = sqlite3.Row
-READERS = 4
 
 
 def now_iso() -> str:
@@ -66,17 +65,12 @@ class Database:
     another task wrote or began writing first, as when every statement ran under the lock), but it does not
     hold the lock while it runs: under WAL a reader sees every committed transaction and never blocks a
     writer, so a burst of reads no longer queues behind each other, one thread round trip at a time. Each
-    read is one round trip to a reader's thread and leaves no statement open (an open one would pin an old
-    snapshot).
+    read is one round trip to the reader's thread and leaves no statement open (an open one would pin an old
+    snapshot)."""
 
-    There are ``READERS`` such connections, each with its thread, and a read goes to the one with the fewest
-    reads in flight: under load a reader's thread waits for the GIL before each statement, and one thread
-    made every read of the process wait in its line (about a third of a read call's time under 50 agents)."""
-
-    def __init__(self, conn: aiosqlite.Connection, readers: list[aiosqlite.Connection] | None = None) -> None:
+    def __init__(self, conn: aiosqlite.Connection, reader: aiosqlite.Connection | None = None) -> None:
         self._conn = conn
-        self._readers = readers or []
-        self._in_flight = [0] * len(self._readers)
+        self._reader = reader
         self._tx = Tx(conn)
         self._lock = anyio.Lock()
 
@@ -88,16 +82,13 @@ class Database:
         await conn.execute("PRAGMA synchronous=NORMAL")
         db = cls(conn)
         await db._migrate()
-        for _ in range(READERS):
-            reader = await _connect(path)
-            await reader.execute("PRAGMA query_only=ON")
-            db._readers.append(reader)
-            db._in_flight.append(0)
+        db._reader = await _connect(path)
+        await db._reader.execute("PRAGMA query_only=ON")
         return db
 
     async def close(self) -> None:
-        for reader in self._readers:
-            await reader.close()
+        if self._reader is not None:
+            await self._reader.close()
         await self._conn.close()
 
     async def _migrate(self) -> None:
@@ -132,15 +123,10 @@ class Database:
     async def fetchall(self, sql: str, params: Iterable[Any] = ()) -> list[Row]:
         """Every row of a read, from the committed state (see the class docstring)."""
         async with self._lock:
-            if not self._readers:
+            if self._reader is None:
                 return await self._tx.fetchall(sql, params)
             # Past the writes issued before it (so it sees them), but not holding the lock while it runs.
-        i = min(range(len(self._readers)), key=self._in_flight.__getitem__)
-        self._in_flight[i] += 1
-        try:
-            return list(await self._readers[i].execute_fetchall(sql, tuple(params)))
-        finally:
-            self._in_flight[i] -= 1
+        return list(await self._reader.execute_fetchall(sql, tuple(params)))
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[Tx]:
