@@ -10,9 +10,12 @@ from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+import anyio
 import pytest
 
+from orchestrator.backends.docker.engine import DockerEngine, docker_errors
 from orchestrator.backends.docker.inspect import SocketInspect, Unanswered
+from orchestrator.errors import AgentHostError
 
 CONTAINER = {"Id": "abc", "Name": "/ah-svc_1", "State": {"Status": "running"}}
 
@@ -33,6 +36,7 @@ class _Engine(socketserver.StreamRequestHandler):
             if name == "hangup":
                 return
             status, body = {
+                "/version": (200, b'{"ApiVersion":"1.41","Version":"test"}'),
                 "ah-svc_1": (200, json.dumps(CONTAINER).encode()),
                 "broken": (500, b'{"message":"boom"}'),
             }.get(name, (404, b'{"message":"No such container"}'))
@@ -114,3 +118,20 @@ def test_close_closes_the_idle_connections(engine: _Server) -> None:
     idle = list(inspect._idle)
     inspect.close()
     assert [conn.sock for conn in idle] == [None]
+
+
+def test_the_engine_takes_the_container_from_the_socket_and_leaves_other_answers_to_docker_py(
+    engine: _Server,
+) -> None:
+    docker_engine = DockerEngine(f"unix://{engine.server_address}")
+    try:
+        found = docker_engine.container("ah-svc_1")
+        assert found is not None and found.attrs == CONTAINER and found.name == "ah-svc_1"
+        assert docker_engine.container("ah-gone") is None
+        asked = len(engine.paths)
+        # A 500: the socket inspect leaves it to docker-py, which asks again and raises what the backend translates.
+        with pytest.raises(AgentHostError, match="boom"), docker_errors("inspect broken"):
+            docker_engine.container("broken")
+        assert engine.paths[asked:] == ["/v1.41/containers/broken/json"] * 2
+    finally:
+        anyio.run(docker_engine.close)
