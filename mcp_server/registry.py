@@ -248,7 +248,11 @@ async def execute(td: ToolDef, call: Call, arguments: dict[str, Any]) -> BaseMod
         with call.platform.tenant_call(p.tenant_id):
             if td.ask is not None and (question := await td.ask(call, **arguments)) is not None:
                 call.confirm(bool(arguments.get("confirm")), question)
-            result = await td.fn(call, **arguments)
+            try:
+                result = await td.fn(call, **arguments)
+            finally:
+                if not td.read_only:  # it may have made or removed volumes or build logs: whoami counts afresh
+                    call.platform.status.forget_usage(p.tenant_id)
     except Busy:
         raise  # refused before it ran, like a rate limit: nothing to audit
     except ValidationError as exc:

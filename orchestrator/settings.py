@@ -161,6 +161,12 @@ class Settings(IngressSettings, NomadSettings, BaseSettings):
     engine_facts_ttl_s: float = Field(
         2.0, ge=0, description="platform_status reuses the engine's version, runtimes and nodes this long"
     )
+    usage_cache_ttl_s: float = Field(
+        2.0,
+        ge=0,
+        description="whoami reuses a tenant's volume count and build log bytes this long (the tenant's own"
+        " mutating calls drop them at once)",
+    )
     audit_retention_days: float = Field(90.0, gt=0, description="audit rows older than this are deleted")
     event_retention_days: float = Field(30.0, gt=0, description="events older than this are deleted")
     events_per_tenant: int = Field(5000, ge=10, description="a tenant's newest events kept; older ones go")

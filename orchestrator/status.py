@@ -22,7 +22,8 @@ from .models import Principal, Usage
 from .quotas import workloads
 from .services import engine_volumes, volumes_held
 from .settings import Settings
-from .store import Store, all_database_records, all_service_records
+from .store import Store, TenantStore, all_database_records, all_service_records
+from .usage import HeldFigures, UsageCache
 
 __all__ = ["ClusterSummary", "PlatformStatus", "Status", "egress_notes"]
 
@@ -89,6 +90,7 @@ class Status:
         self._clock = clock
         self._facts: _EngineFacts | None = None
         self._facts_lock = anyio.Lock()
+        self._held = UsageCache(settings.usage_cache_ttl_s, clock)
 
     def forget_engine_facts(self) -> None:
         """The next platform_status asks the engine again (a call has just found it unavailable, or changed a
@@ -122,25 +124,36 @@ class Status:
             self._facts = _EngineFacts(info, runtimes, nodes, build_notes, self._clock())
             return self._facts
 
+    def forget_usage(self, tenant_id: str) -> None:
+        """The tenant's next usage counts its volumes and build logs again (a call of its may have changed
+        them)."""
+        self._held.forget(tenant_id)
+
+    async def _held_figures(self, ts: TenantStore) -> HeldFigures:
+        try:
+            volumes: int | None = len(await volumes_held(ts, await engine_volumes(self.backend, ts.tenant_id)))
+        except BackendUnavailable:
+            volumes = None  # whoami still answers while the engine is away
+        log_bytes = await anyio.to_thread.run_sync(logs_size, self.log_files.folder(ts.tenant_id))
+        return HeldFigures(volumes, log_bytes)
+
     async def usage(self, p: Principal) -> Usage:
-        """What the tenant holds, counted as its quotas are checked."""
+        """What the tenant holds, counted as its quotas are checked; its volumes and build log bytes as kept by
+        the usage cache (orchestrator/usage.py)."""
         ts = self.store.scoped(p.tenant_id)
         held = await workloads(ts)
         backups, backup_bytes = await ts.backups.totals()
-        try:
-            volumes: int | None = len(await volumes_held(ts, await engine_volumes(self.backend, p.tenant_id)))
-        except BackendUnavailable:
-            volumes = None  # whoami still answers while the engine is away
+        figures = await self._held.figures(p.tenant_id, lambda: self._held_figures(ts))
         return Usage(
             services=held.services,
             memory_mb=held.memory_mb,
             cpus=held.cpus,
             databases=held.databases,
             sandboxes=held.sandboxes,
-            volumes=volumes,
+            volumes=figures.volumes,
             backups=backups,
             backup_bytes=backup_bytes,
-            build_log_bytes=await anyio.to_thread.run_sync(logs_size, self.log_files.folder(p.tenant_id)),
+            build_log_bytes=figures.build_log_bytes,
         )
 
     def disk_state(self, path: Path) -> tuple[float | None, str]:

@@ -31,16 +31,15 @@ __all__ = [
 
 
 def find_container(engine: DockerEngine, workload_id: str) -> Container | None:
-    try:
-        return engine.client().containers.get(container_name(workload_id))
-    except docker.errors.NotFound:
-        pass
+    found = engine.container(container_name(workload_id))
+    if found is not None:
+        return found
     # Not under our naming convention (created by hand or by an older version): find it by its labels, but
     # never take an update's second container (same label, slot name) for the workload's own.
-    found = engine.client().containers.list(all=True, filters=engine.filters({L_ID: workload_id}))
+    listed = engine.client().containers.list(all=True, filters=engine.filters({L_ID: workload_id}))
     slots = {f"{container_name(slot_id(workload_id, slot))}" for slot in SLOTS}
-    found = [c for c in found if c.name not in slots]
-    return found[0] if found else None
+    listed = [c for c in listed if c.name not in slots]
+    return listed[0] if listed else None
 
 
 def listed_id(container: Container) -> str:

@@ -8,6 +8,7 @@ and the networks workloads and build steps join: the shared egress bridges and t
 
 from __future__ import annotations
 
+import http.client
 import ipaddress
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -17,11 +18,14 @@ import anyio
 import docker
 import docker.errors
 import requests.exceptions
+from docker.models.containers import Container
+from docker.transport import UnixHTTPAdapter
 
 from ...errors import AgentHostError, BackendUnavailable, Conflict, ImageNotFound, InvalidInput, NotFound
 from ...labels import L_EGRESS, L_INSTANCE, L_MANAGED
 from ...models import Egress
 from ..threaded import ThreadBudget
+from .inspect import SocketInspect, Unanswered
 from .net import EgressFilter, egress_network_name, ensure_bridge
 
 __all__ = ["DockerEngine", "docker_errors"]
@@ -69,6 +73,7 @@ class DockerEngine:
         self._subnet_pool = ipaddress.ip_network(tenant_network_pool)
         self._subnet_prefix = tenant_network_prefix
         self._client: docker.DockerClient | None = None
+        self._inspect: SocketInspect | None = None
 
     def client(self) -> docker.DockerClient:
         """The SDK client; call it from a worker thread (it connects on first use)."""
@@ -81,7 +86,26 @@ class DockerEngine:
                 # A unix socket has no proxy and no netrc: without this, requests reads the proxy variables and
                 # ~/.netrc again on every engine call (a fifth of an inspect's time in the server's profile).
                 self._client.api.trust_env = False
+            adapter = self._client.api.get_adapter(self._client.api.base_url)
+            if isinstance(adapter, UnixHTTPAdapter):
+                self._inspect = SocketInspect(adapter.socket_path, self._client.api.api_version)
         return self._client
+
+    def container(self, name: str) -> Container | None:
+        """The container named ``name``, None when there is none; from a worker thread. On a unix socket the
+        inspect skips requests (backends/docker/inspect.py); a failure there is docker-py's to report."""
+        client = self.client()
+        if (inspect := self._inspect) is not None:
+            try:
+                attrs = inspect.container(name)
+            except (OSError, http.client.HTTPException, ValueError, Unanswered):
+                pass  # docker-py's call below raises what the backend translates, or succeeds
+            else:
+                return None if attrs is None else client.containers.prepare_model(attrs)
+        try:
+            return client.containers.get(name)
+        except docker.errors.NotFound:
+            return None
 
     async def run(self, what: str, fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
         """``fn`` in a worker thread of the budget; docker-py's errors become ours, saying ``what`` failed."""
@@ -128,6 +152,8 @@ class DockerEngine:
         return name
 
     async def close(self) -> None:
+        if self._inspect is not None:
+            self._inspect.close()
         if self._client is not None:
             await anyio.to_thread.run_sync(self._client.close)
             self._client = None
