@@ -90,6 +90,9 @@ async def side_by_side(client: docker.DockerClient, rounds: int) -> None:
             await tool(mcp, "create_sandbox", {"name": "warm"})  # the first request of a shape warms its pool
             await tool(mcp, "delete_sandbox", {"sandbox": "warm", "confirm": True})
             for i in range(rounds):
+                # Both sides run on a quiet machine: the pool is full (no refill under way) before each.
+                await pool_full(client, platform, 2)
+                raw.append(await anyio.to_thread.run_sync(raw_exec, floor))
                 await pool_full(client, platform, 2)
                 started = time.monotonic()
                 sbx = await tool(mcp, "create_sandbox", {"name": f"b{i}"})
@@ -98,7 +101,6 @@ async def side_by_side(client: docker.DockerClient, rounds: int) -> None:
                 assert r["exit_code"] == 0 and "42" in r["stdout"], r
                 served += sbx["from_pool"]
                 await tool(mcp, "delete_sandbox", {"sandbox": f"b{i}", "confirm": True})
-                raw.append(await anyio.to_thread.run_sync(raw_exec, floor))
     finally:
         floor.remove(force=True)
         remove_all(client, platform)
