@@ -121,10 +121,12 @@ class DataMoves:
         except Conflict as exc:  # stopping it would break that operation; it stays, as it would without a move
             move.error = f"{exc.message}; its data stays on the node"
             return
+        if not await self.store.moves.start(db.id, db.tenant_id, move.node, self.ops.owner):
+            move.error = "another drain is moving its data; it stays on the node until that one is done"
+            return
         try:
             move.repo = await self.ops.repo(ts, "s3")
             await move.repo.ensure()
-            await self.store.moves.start(db.id, db.tenant_id, move.node, self.ops.owner)
             await ts.databases.update(db.id, status="restoring")  # the reconciler leaves it stopped
             await report(f"stopping database {db.name} to move its data off node {move.node}")
             await self.backend.stop_workload(db.id)

@@ -22,11 +22,14 @@ class MoveRepo:
     def __init__(self, db: Database) -> None:
         self._db = db
 
-    async def start(self, database_id: str, tenant_id: str, node: str, owner: str) -> None:
-        await self._db.execute(
-            "INSERT INTO data_moves (database_id, tenant_id, node, owner, created_at) VALUES (?, ?, ?, ?, ?)",
+    async def start(self, database_id: str, tenant_id: str, node: str, owner: str) -> bool:
+        """Record the move; False when one of this database is already under way (another drain)."""
+        changed = await self._db.execute(
+            "INSERT INTO data_moves (database_id, tenant_id, node, owner, created_at) VALUES (?, ?, ?, ?, ?)"
+            " ON CONFLICT (database_id) DO NOTHING",
             (database_id, tenant_id, node, owner, now_iso()),
         )
+        return changed > 0
 
     async def finish(self, database_id: str) -> None:
         await self._db.execute("DELETE FROM data_moves WHERE database_id = ?", (database_id,))

@@ -209,3 +209,13 @@ def test_a_database_with_a_backup_under_way_is_not_stopped_and_stays(site: Site,
     assert held["data_node"] == NODE and cluster.fake.oneshots == []
     assert cluster.fake.workloads[cluster.db["id"]].state == "running"
     assert site.run(site.platform.store.moves.all) == []
+
+
+def test_a_database_another_drain_is_moving_is_left_to_it(site: Site, cluster: Cluster) -> None:
+    tenant_id = cluster.fake.workloads[cluster.db["id"]].spec.tenant_id
+    site.run(site.platform.store.moves.start, cluster.db["id"], tenant_id, NODE, site.platform.backups.ops.owner)
+    report = _drain(site)
+    (held,) = report["stranded"]
+    assert "another drain is moving its data" in held["error"], held
+    assert cluster.fake.oneshots == [] and cluster.fake.workloads[cluster.db["id"]].state == "running"
+    assert [m.database_id for m in site.run(site.platform.store.moves.all)] == [cluster.db["id"]]  # its own row
