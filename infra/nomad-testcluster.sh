@@ -67,19 +67,8 @@ print(sum(n["Status"] == "ready" and n.get("Drivers", {}).get("docker", {}).get(
 
 alive() { [ -f "$1" ] && kill -0 "$(cat "$1")" 2>/dev/null; }
 
-# Start a daemon with none of this shell's descriptors above 2 (under `flock /tmp/e2e.lock` it would
-# otherwise hold the lock as long as it runs), its pid in $1, its output in $2.
-spawn() {
-  local pidfile="$1" log="$2"; shift 2
-  (
-    for fd in /proc/$BASHPID/fd/*; do
-      fd="${fd##*/}"
-      [ "$fd" -gt 2 ] && eval "exec $fd>&-"
-    done
-    exec setsid "$@" </dev/null >"$log" 2>&1
-  ) &
-  echo $! >"$pidfile"
-}
+# shellcheck source=infra/spawn.sh
+. "$(dirname "$0")/spawn.sh"
 
 wait_for() {  # what, tries (0.5 s apart), command...
   local what="$1" tries="$2"; shift 2

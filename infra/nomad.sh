@@ -10,6 +10,7 @@
 # module proxy's source once and cached (~3.5 min on 2 cores) under ~/.cache/agenthost.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. infra/spawn.sh
 say() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
 
 # 1.6.1 is the last release under the MPL-2.0 that the module proxy serves; 1.7.0 and later are under
@@ -105,16 +106,7 @@ start() {
   clean_data
   mkdir -p "$DEV_DIR/data"
   say "starting nomad agent -dev at $DEV_ADDR (log: $DEV_DIR/agent.log)"
-  # Without the descriptors this shell inherited: started under `flock /tmp/e2e.lock`, the agent would
-  # otherwise hold the lock for as long as it runs.
-  (
-    for fd in /proc/$BASHPID/fd/*; do
-      fd="${fd##*/}"
-      [ "$fd" -gt 2 ] && eval "exec $fd>&-"
-    done
-    exec nohup "$BIN" agent -dev -config "$PWD/nomad/dev.hcl" -data-dir "$DEV_DIR/data" >"$DEV_DIR/agent.log" 2>&1
-  ) &
-  echo $! >"$DEV_DIR/pid"
+  spawn "$DEV_DIR/pid" "$DEV_DIR/agent.log" "$BIN" agent -dev -config "$PWD/nomad/dev.hcl" -data-dir "$DEV_DIR/data"
   for _ in $(seq 240); do
     ready && return 0
     kill -0 "$(cat "$DEV_DIR/pid")" 2>/dev/null || break

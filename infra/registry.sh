@@ -29,7 +29,8 @@ http:
 YML
 $SUDO mv "$CONF.new" "$CONF"
 say "starting the image registry on $ADDR"
-$SUDO sh -c "nohup docker-registry serve '$CONF' >/var/log/agenthost-registry.log 2>&1 &"
+. "$(dirname "$0")/spawn.sh"
+spawn - /dev/null $SUDO sh -c "exec docker-registry serve '$CONF' >/var/log/agenthost-registry.log 2>&1"
 for _ in $(seq 40); do up && exit 0; sleep 0.25; done
 echo "the registry did not start on $ADDR; see /var/log/agenthost-registry.log" >&2
 exit 1

@@ -21,7 +21,8 @@ if ! docker info >/dev/null 2>&1; then
   if [ -d /run/systemd/system ]; then
     $SUDO systemctl start docker
   else
-    $SUDO sh -c 'nohup dockerd >/var/log/agenthost-dockerd.log 2>&1 &'
+    . infra/spawn.sh
+    spawn - /dev/null $SUDO sh -c 'exec dockerd >/var/log/agenthost-dockerd.log 2>&1'
   fi
   for _ in $(seq 60); do docker info >/dev/null 2>&1 && break; sleep 0.5; done
   docker info >/dev/null 2>&1 || { echo "dockerd did not start; see /var/log/agenthost-dockerd.log" >&2; exit 1; }

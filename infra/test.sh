@@ -21,4 +21,5 @@ bash infra/pebble.sh binary >/dev/null
 bash infra/nomad-testcluster.sh start
 trap 'bash infra/nomad-testcluster.sh stop; bash infra/nomad.sh stop' EXIT
 # Then the e2e suite (or what the arguments name).
-.venv/bin/pytest "${@:-tests/e2e}"
+# The slowest tests are listed at the end: the suite has a time budget (see docs/testing.md).
+.venv/bin/pytest --durations=30 "${@:-tests/e2e}"
