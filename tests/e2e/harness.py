@@ -60,18 +60,23 @@ VENV_BIN = Path(sys.executable).parent
 TEST_IMAGES = ["ah-test/*"]
 TEST_IMAGES_ENV = {"AGENTHOST_IMAGE_ALLOW": json.dumps(TEST_IMAGES)}
 
-# Run inside a workload (python3 EGRESS_PROBE LABEL=HOST:PORT ...): one TCP connection per target, 3 s
-# at most each; HOST 'gateway' is the workload's default gateway, i.e. the host itself. Prints one
+# Run inside a workload (python3 EGRESS_PROBE LABEL=HOST:PORT ...): one TCP connection per target, all at
+# once, 3 s at most each; HOST 'gateway' is the workload's default gateway, i.e. the host itself. Prints one
 # line per target: "probe LABEL reached LAST-LINE-OF-ANSWER" or "probe LABEL blocked ERROR".
 EGRESS_PROBE = """
-import socket, sys
+import socket, sys, threading
+out = threading.Lock()
 def gateway():
     for line in open("/proc/net/route").read().splitlines()[1:]:
         fields = line.split()
         if fields[1] == "00000000":
             return socket.inet_ntoa(bytes.fromhex(fields[2])[::-1])
     return "no-default-route"
-for target in sys.argv[1:]:
+def say(*words):
+    with out:
+        sys.stdout.write(" ".join(words) + "\\n")
+        sys.stdout.flush()
+def probe(target):
     label, _, address = target.partition("=")
     host, _, port = address.rpartition(":")
     host = gateway() if host == "gateway" else host
@@ -86,9 +91,14 @@ for target in sys.argv[1:]:
             except OSError:
                 pass
         answer = data.decode(errors="replace").strip().splitlines()[-1:]
-        print("probe", label, "reached", " ".join(answer) or "(connected)", flush=True)
+        say("probe", label, "reached", " ".join(answer) or "(connected)")
     except OSError as exc:
-        print("probe", label, "blocked", type(exc).__name__, flush=True)
+        say("probe", label, "blocked", type(exc).__name__)
+threads = [threading.Thread(target=probe, args=(t,)) for t in sys.argv[1:]]
+for t in threads:
+    t.start()
+for t in threads:
+    t.join()
 """
 _PROBE_LINE = re.compile(r"^probe (\S+) (reached|blocked)\b(.*)$", re.MULTILINE)
 
@@ -382,6 +392,19 @@ async def call(client: Client, tool: str, args: dict[str, Any] | None = None, **
         raise parse_error(tool, result)
     assert result.structured_content is not None, f"{tool} returned no structured content"
     return result.structured_content
+
+
+async def call_all(client: Client, *calls: tuple[str, dict[str, Any]]) -> list[dict[str, Any]]:
+    """Make the calls at once over one session (independent work, as an agent may); their outputs in order."""
+    results: list[dict[str, Any]] = [{} for _ in calls]
+
+    async def one(i: int, tool: str, args: dict[str, Any]) -> None:
+        results[i] = await call(client, tool, args)
+
+    async with anyio.create_task_group() as tg:
+        for i, (tool, args) in enumerate(calls):
+            tg.start_soon(one, i, tool, args)
+    return results
 
 
 INITIALIZE: dict[str, Any] = {

@@ -20,7 +20,7 @@ from orchestrator.backends.base import Backend
 from orchestrator.settings import Settings
 
 from .conformance import SERVER_PY, answers, container_of, nomad_read, registry_api, service_address, sh, tenant
-from .harness import AgentHost, ToolFailed, call, connect, make_repo, until
+from .harness import AgentHost, ToolFailed, call, call_all, connect, make_repo, until
 
 pytestmark = [pytest.mark.anyio, pytest.mark.e2e]
 
@@ -40,18 +40,24 @@ async def test_databases_linked_durable_and_private(
     tid = host.tenant_ids[f"conf-db-{host.platform}"]
     images = host.settings
     async with connect(host, key, "http") as client:
-        pg = await call(client, "create_database", {"name": "pg", "engine": "postgres"})
-        cache = await call(client, "create_database", {"name": "cache", "engine": "redis", "memory_mb": 128})
+        pg, cache, *apps = await call_all(
+            client,
+            ("create_database", {"name": "pg", "engine": "postgres"}),
+            ("create_database", {"name": "cache", "engine": "redis", "memory_mb": 128}),
+            ("deploy_service", {"name": "pgapp", "image": images.image_postgres, "command": ["sleep", "infinity"]}),
+            ("deploy_service", {"name": "cacheapp", "image": images.image_redis, "command": ["sleep", "infinity"]}),
+        )
         assert pg["status"] == "running" and cache["status"] == "running", (pg, cache)
         assert pg["url"] == "postgresql://pg:****@pg:5432/pg"
         assert pg["external_url"].startswith(f"postgresql://pg:****@{service_address(host, pg['id'])}:")
-        for name, image in (("pgapp", images.image_postgres), ("cacheapp", images.image_redis)):
-            svc = await call(client, "deploy_service", {"name": name, "image": image, "command": ["sleep", "infinity"]})
-            assert svc["status"] == "running", svc
-        link = await call(client, "link_database", {"database": "pg", "service": "pgapp"})
+        assert [svc["status"] for svc in apps] == ["running", "running"], apps
+        link, other = await call_all(
+            client,
+            ("link_database", {"database": "pg", "service": "pgapp"}),
+            ("link_database", {"database": "cache", "service": "cacheapp", "env_var": "CACHE"}),
+        )
         assert (link["env_var"], link["linked"], link["service_status"]) == ("DATABASE_URL", True, "running")
-        link = await call(client, "link_database", {"database": "cache", "service": "cacheapp", "env_var": "CACHE"})
-        assert link["service_status"] == "running"
+        assert other["service_status"] == "running"
 
         # The linked services reach their databases by name with the injected strings; the password
         # they hold is masked in what the tools return.
@@ -102,14 +108,14 @@ async def test_databases_linked_durable_and_private(
         await call(client, "delete_service", {"service": "intruder", "confirm": True})
 
     async with connect(host, key, "http") as client:
-        for name in ("pg", "cache"):
-            deleted = await call(client, "delete_database", {"database": name, "confirm": True})
+        for deleted in await call_all(
+            client, *(("delete_database", {"database": name, "confirm": True}) for name in ("pg", "cache"))
+        ):
             assert any("data volume" in r for r in deleted["removed"]), deleted
         await until(client, "get_service", {"service": "pgapp"}, lambda s: s["status"] == "running")
         assert (await sh(client, 'test -z "$DATABASE_URL"', service="pgapp"))[0] == 0
         assert (await call(client, "list_databases"))["databases"] == []
-        for name in ("pgapp", "cacheapp"):
-            await call(client, "delete_service", {"service": name, "confirm": True})
+        await call_all(client, *(("delete_service", {"service": n, "confirm": True}) for n in ("pgapp", "cacheapp")))
     assert await product_backend.list_workloads({"agenthost.tenant": tid}) == []
     assert await product_backend.list_volumes({"agenthost.tenant": tid}) == []
 

@@ -61,12 +61,16 @@ async def test_exec_deadline_kills_the_whole_tree(host: AgentHost, docker_client
         ({"command": tree}, ["sleep 3001", "sleep 3002", "sleep 3003"]),
         ({"command": ["sleep", "3004"], "stdin": "z" * 1_000_000}, ["sleep 3004"]),
     ]
-    async with connect(host, key, "http") as client:
-        for n, (args, sleepers) in enumerate(cases):
-            sbx = await call(client, "create_sandbox", {"name": f"tree-{n}"})
-            container = container_of(host, docker_client, sbx["id"])
-            await timed_out_exec(client, container, {"sandbox": sbx["name"], **args}, sleepers)
-            await call(client, "delete_sandbox", {"sandbox": sbx["name"], "confirm": True})
+
+    async def case(client: Any, n: int, args: dict[str, Any], sleepers: list[str]) -> None:
+        sbx = await call(client, "create_sandbox", {"name": f"tree-{n}"})
+        container = container_of(host, docker_client, sbx["id"])
+        await timed_out_exec(client, container, {"sandbox": sbx["name"], **args}, sleepers)
+        await call(client, "delete_sandbox", {"sandbox": sbx["name"], "confirm": True})
+
+    async with connect(host, key, "http") as client, anyio.create_task_group() as tg:
+        for n, (args, sleepers) in enumerate(cases):  # at once: each waits out its deadline
+            tg.start_soon(case, client, n, args, sleepers)
 
 
 def exec_argvs(container: Container) -> list[str]:
