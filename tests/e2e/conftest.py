@@ -171,12 +171,17 @@ def cluster_hello_image(nomad_cluster: Cluster, hello_image: str) -> str:
 
 
 PLATFORMS = {"docker": "agenthost", "nomad": "nomad_agenthost", "cluster": "cluster_agenthost"}
+# The conformance suite runs on Docker and on the three-node cluster. The cluster leg runs every path the
+# dev agent's would (the same backend, with ACLs, TLS and two nodes on top), so the dev agent takes only the
+# tests that mark it (``ALL_PLATFORMS``): what differs there is its plain local registry and one node.
+SUITE_PLATFORMS = ["docker", "cluster"]
+ALL_PLATFORMS = pytest.mark.parametrize("host", list(PLATFORMS), indirect=True)
 
 
-@pytest.fixture(params=list(PLATFORMS))
+@pytest.fixture(params=SUITE_PLATFORMS)
 def host(request: pytest.FixtureRequest) -> AgentHost:
-    """The conformance suite's platform: each test runs on Docker, on the Nomad dev agent and on the three-node
-    cluster. A module that is not part of the suite narrows it with
+    """The conformance suite's platform: each test runs on Docker and on the three-node cluster; with
+    ``ALL_PLATFORMS`` on the Nomad dev agent too. A module that is not part of the suite narrows it with
     ``pytest.mark.parametrize("host", [...], indirect=True)``."""
     return request.getfixturevalue(PLATFORMS[request.param])  # type: ignore[no-any-return]
 

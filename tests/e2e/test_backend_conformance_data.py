@@ -20,6 +20,7 @@ from orchestrator.backends.base import Backend
 from orchestrator.settings import Settings
 
 from .conformance import SERVER_PY, answers, container_of, nomad_read, registry_api, service_address, sh, tenant
+from .conftest import ALL_PLATFORMS
 from .harness import AgentHost, ToolFailed, call, call_all, connect, make_repo, until
 
 pytestmark = [pytest.mark.anyio, pytest.mark.e2e]
@@ -120,6 +121,7 @@ async def test_databases_linked_durable_and_private(
     assert await product_backend.list_volumes({"agenthost.tenant": tid}) == []
 
 
+@ALL_PLATFORMS  # on the dev agent, the node pulls from the platform's plain local registry
 async def test_build_from_git_is_deployed_from_the_registry(
     host: AgentHost, product_backend: Backend, docker_client: docker.DockerClient, repo_dir: Path
 ) -> None:
