@@ -67,8 +67,7 @@ print(sum(n["Status"] == "ready" and n.get("Drivers", {}).get("docker", {}).get(
 
 alive() { [ -f "$1" ] && kill -0 "$(cat "$1")" 2>/dev/null; }
 
-# shellcheck source=infra/spawn.sh
-. "$(dirname "$0")/spawn.sh"
+. infra/spawn.sh
 
 wait_for() {  # what, tries (0.5 s apart), command...
   local what="$1" tries="$2"; shift 2

@@ -3,6 +3,7 @@
 #   apt packages, dockerd with the runsc runtime, the Python venv, the platform's local images, Caddy.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. infra/spawn.sh
 say() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
 SUDO=""; [ "$(id -u)" = 0 ] || SUDO="sudo"
 
@@ -21,7 +22,6 @@ if ! docker info >/dev/null 2>&1; then
   if [ -d /run/systemd/system ]; then
     $SUDO systemctl start docker
   else
-    . infra/spawn.sh
     spawn - /dev/null $SUDO sh -c 'exec dockerd >/var/log/agenthost-dockerd.log 2>&1'
   fi
   for _ in $(seq 60); do docker info >/dev/null 2>&1 && break; sleep 0.5; done

@@ -1,7 +1,7 @@
 """One suite, unchanged, on every backend: the product (MCP tools) and the backend protocol behave alike.
 
-Each test runs on Docker, on Nomad (a real `nomad agent -dev` with the docker driver) and on the three-node
-Nomad cluster (infra/nomad-testcluster.sh: ACLs, mTLS, images by digest from its TLS registry).
+Each test runs on Docker and on the three-node Nomad cluster (infra/nomad-testcluster.sh: ACLs, mTLS, images
+by digest from its TLS registry).
 """
 
 from __future__ import annotations

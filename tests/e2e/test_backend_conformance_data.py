@@ -1,5 +1,5 @@
-"""The conformance suite, part two: databases and builds, through the tools, unchanged on Docker, the Nomad dev
-agent and the three-node cluster.
+"""The conformance suite, part two: databases and builds, through the tools, unchanged on Docker and the
+three-node cluster (the build on the Nomad dev agent too).
 
 A linked service really uses its database over the tenant's private network with the injected
 connection string; the data outlives a restart; another tenant has no way in. A build from git is

@@ -1,6 +1,6 @@
 """The conformance suite's exec: one wrapper on every backend, the same deadlines, kills, env, workdir and notes.
 
-Each test runs on Docker, on the Nomad dev agent and on the three-node cluster. What is left in a workload is
+Each test runs on Docker and on the three-node cluster. What is left in a workload is
 read through the engine (``docker exec ps`` in the workload's container, on the cluster through the dockerd of
 its node), never through agenthost.
 """

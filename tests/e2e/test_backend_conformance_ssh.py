@@ -1,4 +1,4 @@
-"""SSH through the platform's gateway with the real OpenSSH client, the same on Docker and on Nomad: a
+"""SSH through the platform's gateway with the real OpenSSH client, the same on Docker and on the Nomad cluster: a
 session lands inside the service's own container (its image's files, its env, its processes, its port),
 with a PTY when asked, exit statuses, stdin; refusals say nothing; a revoked key's open session ends."""
 
