@@ -110,8 +110,9 @@ async def main(rounds: int, on_cluster: bool) -> None:
     }
     if on_cluster:
         started = start_cluster()
-        python = Settings().image_python
-        cluster = cluster_env(push_images([python, Settings().image_base]))
+        s = Settings()
+        python = s.image_python
+        cluster = cluster_env(push_images([python, s.image_base, s.image_postgres, s.image_redis]))
         platform_env.update(cluster.platform_env())
         args = {"image": cluster.images[python], "command": ["python3", "-c", APP]}
         nomad = operator_client(cluster, token=cluster.token, cert=cluster.client_cert)
