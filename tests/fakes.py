@@ -43,6 +43,7 @@ from orchestrator.backends.base import (
     OneShotSpec,
     SessionInput,
     SessionSpec,
+    WorkloadHealth,
     WorkloadSpec,
     WorkloadState,
     WorkloadStatus,
@@ -108,6 +109,8 @@ class FakeBackend:
         self.secrets: dict[str, dict[str, str]] = {}
         self.refuse: dict[str, Exception] = {}
         self.exit_at_start: dict[str, int] = {}
+        # An engine that tracks health (Nomad): its verdict on the workloads of an image.
+        self.health: dict[str, WorkloadHealth] = {}
         self.on_exec: ExecHandler | None = None
         self.sizes: list[tuple[int, int]] = []
         # Commands that succeed silently (the database tools the platform runs inside its databases).
@@ -299,6 +302,14 @@ class FakeBackend:
     async def workload_status(self, workload_id: str) -> WorkloadStatus:
         self._up()
         return self._status(workload_id)
+
+    async def watch_workload(self, workload_id: str, index: int, wait_s: float) -> tuple[WorkloadStatus, int]:
+        if index:
+            await anyio.sleep(min(wait_s, 0.05))
+        st = await self.workload_status(workload_id)
+        w = self.workloads.get(workload_id)
+        health = self.health.get(w.spec.image) if w is not None else None
+        return (st.model_copy(update={"health": health}) if health else st), index + 1
 
     async def list_workloads(self, labels: dict[str, str]) -> list[WorkloadStatus]:
         self._up()

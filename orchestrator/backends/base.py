@@ -40,6 +40,7 @@ __all__ = [
     "OnLog",
     "OnOutput",
     "VolumeSpec",
+    "WorkloadHealth",
     "WorkloadKind",
     "WorkloadSpec",
     "WorkloadState",
@@ -48,6 +49,7 @@ __all__ = [
 
 WorkloadKind = Literal["service", "database", "sandbox", "build", "job"]
 WorkloadState = Literal["pending", "running", "restarting", "exited", "missing"]
+WorkloadHealth = Literal["pending", "healthy", "unhealthy"]
 OnLog = Callable[[str], Awaitable[None]]
 OnLayer = Callable[[str], Awaitable[None]]
 OnOutput = Callable[[str, str], Awaitable[None]]  # (stream 'stdout' | 'stderr', new text) while a command runs
@@ -124,6 +126,11 @@ class WorkloadStatus(BaseModel):
     )
     # The node that holds its data when that node cannot run it (down, draining): it cannot move by itself.
     node_lost: str | None = None
+    health: WorkloadHealth | None = Field(
+        None,
+        description="the engine's own verdict on the workload's health check, where it tracks one (Nomad: the "
+        "allocation's health in its deployment, from Nomad's checks); None where agenthost probes it itself",
+    )
 
 
 class LogLine(BaseModel):
@@ -314,6 +321,13 @@ class Backend(Protocol):
     async def restart_workload(self, workload_id: str) -> WorkloadStatus: ...
     async def remove_workload(self, workload_id: str) -> bool: ...
     async def workload_status(self, workload_id: str) -> WorkloadStatus: ...
+
+    async def watch_workload(self, workload_id: str, index: int, wait_s: float) -> tuple[WorkloadStatus, int]:
+        """The status once it changed past ``index`` (0: at once), or after at most ``wait_s``; and the index
+        to pass next. Nomad answers a blocking query; Docker, whose inspect is a local call, after a short
+        pause."""
+        ...
+
     async def list_workloads(self, labels: dict[str, str]) -> list[WorkloadStatus]: ...
 
     def logs(

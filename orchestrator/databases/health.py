@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import time
 
-import anyio
-
 from ..backends.base import Backend, WorkloadStatus
 from ..errors import AgentHostError, BackendUnavailable, WorkloadFailed
 from ..models import DatabaseRecord, untrusted
@@ -14,6 +12,7 @@ from ..progress import Reporter, silent
 from ..secrets import mask_secrets
 from ..settings import Settings
 from ..store import TenantStore
+from ..watch import StatusFeed
 from .engines import accepts_connections
 from .roles import setup_tenant_role
 
@@ -82,10 +81,11 @@ class DatabaseHealth:
         """Until it accepts connections (running), crashes (failed) or the bounded wait ends (unchanged)."""
         budget = min(timeout_s or self.settings.wait_timeout_s, 600.0)
         started = time.monotonic()
-        baseline = (await self.backend.workload_status(rec.id)).restarts
+        feed = StatusFeed(self.backend, rec.id)
+        st = await feed.first()
+        baseline = st.restarts
         await report(f"waiting for {rec.name} to accept connections", 0, budget)
         while (elapsed := time.monotonic() - started) < budget:
-            st = await self.backend.workload_status(rec.id)
             if st.state in ("exited", "missing") or st.restarts > baseline:
                 await ts.databases.update(rec.id, status="failed", last_error=await self.crash_report(ts, rec, st))
                 return await ts.databases.get(rec.id)
@@ -95,6 +95,6 @@ class DatabaseHealth:
                     await report(f"{rec.name} accepts connections", budget, budget)
                 return rec
             await report(f"{rec.name}: container {st.state}, waiting for {rec.engine}", elapsed, budget)
-            await anyio.sleep(0.05)  # a poll is an inspect and a probe: cheap beside the wait it shortens
+            st = await feed.next(st, budget - elapsed)
         await report(f"{rec.name} still starting after {budget:.0f} s; poll get_database", budget, budget)
         return await ts.databases.get(rec.id)

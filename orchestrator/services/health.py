@@ -6,8 +6,6 @@ from __future__ import annotations
 import time
 from collections.abc import Awaitable, Callable
 
-import anyio
-
 from ..backends.base import Backend, WorkloadStatus
 from ..errors import AgentHostError, BackendUnavailable
 from ..events import EventLog
@@ -16,6 +14,7 @@ from ..progress import Reporter
 from ..secrets import mask_secrets
 from ..settings import Settings
 from ..store import TenantStore
+from ..watch import StatusFeed
 from .models import Service
 from .readiness import endpoint_answers
 
@@ -113,7 +112,12 @@ class ServiceHealth:
         """Why the workload of ``st`` (``rec``'s, or its new version's) stopped, with its masked log tail."""
         if st.state == "missing":
             return "the container is gone; start_service recreates it"
-        why = "killed: out of memory (raise memory_mb)" if st.oom_killed else f"exited with code {st.exit_code}"
+        if st.state == "running" and st.health == "unhealthy":
+            why = f"it did not pass its health check ({rec.spec.health_check.type} on port {rec.spec.port}) in time"
+        elif st.oom_killed:
+            why = "killed: out of memory (raise memory_mb)"
+        else:
+            why = f"exited with code {st.exit_code}"
         if st.restarts:
             why += f" after {st.restarts} restarts"
         tail = await self.log_tail(ts, rec, 20, st.id)
@@ -127,7 +131,9 @@ class ServiceHealth:
         return mask_secrets("\n".join(got), await self._secrets(ts, rec))[-4000:]
 
     async def answers(self, rec: ServiceRecord, st: WorkloadStatus, quick: bool = False) -> bool:
-        """Whether the workload of ``st`` answers as ``rec``'s health check asks."""
+        """Whether the workload of ``st`` answers as ``rec``'s health check asks (or passes the engine's own)."""
+        if st.health == "healthy":
+            return True
         if not rec.spec.port or rec.spec.health_check.type == "none":
             return True
         ep = st.endpoints.get(rec.spec.port)
@@ -138,12 +144,21 @@ class ServiceHealth:
     async def wait_ready(
         self, ts: TenantStore, rec: ServiceRecord, timeout_s: float | None, report: Reporter
     ) -> ServiceRecord:
+        """Until it answers (running), crashes or fails the engine's health check (failed), or the bounded wait
+        ends (unchanged). Ready is the platform's probe answering, or the engine's own check passing (Nomad's,
+        which asks more: an HTTP status below 400)."""
         budget = min(timeout_s or self.settings.wait_timeout_s, 600.0)
         started = time.monotonic()
         await report(f"waiting for {rec.name} to answer", 0, budget)
+        feed = StatusFeed(self.backend, rec.id)
+        st = await feed.first()
         while (elapsed := time.monotonic() - started) < budget:
-            st = await self.backend.workload_status(rec.id)
-            if st.state in ("exited", "missing") or st.restarts > rec.restarts:
+            crashed = st.state in ("exited", "missing") or st.restarts > rec.restarts
+            if not crashed and st.state == "running" and await self.answers(rec, st):
+                await ts.services.update(rec.id, status="running", last_error=None, restarts=st.restarts)
+                await report(f"{rec.name} is running", budget, budget)
+                return await ts.services.get(rec.id)
+            if crashed or st.health == "unhealthy":
                 error = await self.crash_report(ts, rec, st)
                 await self.crashed(ts, rec, st, error)
                 await self.backend.stop_workload(rec.id, timeout_s=1)
@@ -151,11 +166,7 @@ class ServiceHealth:
                     rec.id, status="failed", desired_state="stopped", last_error=error, restarts=st.restarts
                 )
                 return await ts.services.get(rec.id)
-            if st.state == "running" and await self.answers(rec, st):
-                await ts.services.update(rec.id, status="running", last_error=None, restarts=st.restarts)
-                await report(f"{rec.name} is running", budget, budget)
-                return await ts.services.get(rec.id)
             await report(f"{rec.name}: container {st.state}, waiting for port {rec.spec.port}", elapsed, budget)
-            await anyio.sleep(0.05)  # a poll is an inspect and a connect: cheap beside the wait it shortens
+            st = await feed.next(st, budget - elapsed)
         await report(f"{rec.name} still deploying after {budget:.0f} s; poll get_service", budget, budget)
         return await ts.services.get(rec.id)

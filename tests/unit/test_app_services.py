@@ -149,6 +149,24 @@ def test_readiness_by_tcp_and_a_port_that_never_answers(site: Site, fake_backend
     assert none["status"] == "running"
 
 
+def test_an_engine_that_checks_health_decides_readiness_beside_the_probe(
+    site: Site, fake_backend: FakeBackend
+) -> None:
+    with socket.socket() as probe:  # the platform's own probe is refused at once
+        probe.bind(("127.0.0.1", 0))
+        fake_backend.publish_port = probe.getsockname()[1]
+        fake_backend.health[APP_IMAGE] = "healthy"
+        assert site.call("deploy_service", name="checked", image=APP_IMAGE, port=8000)["status"] == "running"
+        fake_backend.health[APP_IMAGE] = "pending"
+        pending = site.call("deploy_service", name="pending", image=APP_IMAGE, port=8000, wait_timeout_s=1)
+        assert pending["status"] == "deploying", pending
+        fake_backend.health[APP_IMAGE] = "unhealthy"
+        failed = site.call("deploy_service", name="unhealthy", image=APP_IMAGE, port=8000)
+    assert failed["status"] == "failed", failed
+    assert "did not pass its health check (http on port 8000)" in failed["last_error"]
+    assert fake_backend.workloads[failed["id"]].state == "exited"  # stopped: the breaker's caller decides
+
+
 def test_volumes_kept_or_removed_with_the_service(site: Site, fake_backend: FakeBackend) -> None:
     vols = [{"name": "data", "path": "/data"}]
     site.call("deploy_service", name="keep", image=APP_IMAGE, volumes=vols)

@@ -98,6 +98,34 @@ def test_status_reads_the_latest_allocation() -> None:
     assert HASH_ITEM.startswith("AGENTHOST_")
 
 
+def test_health_is_nomad_s_verdict_on_an_allocation_in_a_deployment_only() -> None:
+    running = {"ID": "a", "ClientStatus": "running", "TaskStates": {"main": {"State": "running"}}}
+    in_deployment = {**running, "DeploymentID": "d"}
+    verdicts = [
+        (running, None),  # placed outside a deployment (a replacement for a lost node's): the platform probes
+        (in_deployment, "pending"),
+        ({**in_deployment, "DeploymentStatus": {"Healthy": True}}, "healthy"),
+        ({**in_deployment, "DeploymentStatus": {"Healthy": False}}, "unhealthy"),
+    ]
+    # A verdict older than the task's last start (a restart since) no longer says how it is now.
+    started = {"main": {"State": "running", "StartedAt": "2026-01-02T03:04:06.5Z"}}
+    verdict = {"Healthy": True, "Timestamp": "2026-01-02T03:04:05.9Z"}
+    restarted = {**in_deployment, "TaskStates": started, "DeploymentStatus": verdict}
+    verdicts += [
+        (restarted, None),
+        ({**restarted, "DeploymentStatus": {**verdict, "Timestamp": "2026-01-02T03:04:07Z"}}, "healthy"),
+    ]
+    for alloc, health in verdicts:
+        assert status_from("svc_1", {"Meta": {}}, [alloc], "h").health == health, alloc
+
+
+def test_a_first_deployment_is_healthy_once_its_check_passes_and_an_update_must_stay_healthy_a_while() -> None:
+    nets = TenantNetworks(helper_image="agenthost/python:bookworm", instance="test")
+    first = job_variables(_spec(), cpu_mhz_per_core=2000, datacenters=["dc1"], node_pool="p", nets=nets, first=True)
+    update = job_variables(_spec(), cpu_mhz_per_core=2000, datacenters=["dc1"], node_pool="p", nets=nets)
+    assert (first["update_min_healthy_s"], update["update_min_healthy_s"]) == (0, 3)
+
+
 def test_nodes_offer_only_the_runtimes_their_plugin_allows() -> None:
     node = {
         "ID": "n1",

@@ -34,6 +34,7 @@ class SlowCluster:
         self.namespace = "default"
         self.restarts_asked = 0
         self.restarted = 0
+        self.blocking: list[tuple[str, float, dict[str, Any]]] = []  # (path, wait_s, params) of blocking queries
 
     def get(self, *parts: str, params: dict[str, Any] | None = None) -> Any:
         if self.settle.is_set():
@@ -58,6 +59,7 @@ class SlowCluster:
         raise NotFound(f"no {'/'.join(parts)}")
 
     def get_blocking(self, *parts: str, index: int, wait_s: float, params: dict[str, Any] | None = None) -> Any:
+        self.blocking.append(("/".join(parts), wait_s, dict(params or {})))
         if index:
             self.settle.wait(0.05)  # Nomad answers once something changed, or at the end of the wait
         return self.get(*parts, params=params), index + 1
@@ -128,6 +130,20 @@ async def test_stop_and_remove_wait_for_the_allocations_without_holding_a_thread
     assert api.job["Stop"] and api.shown["stopped"]
     api.job["Stop"], api.shown["stopped"] = False, False  # started again
     assert await _meanwhile(backend, api, "t_a", lambda: backend.remove_workload("svc_1")) is True
+
+
+async def test_a_watch_is_one_short_blocking_query_on_the_job_s_allocations(
+    cluster: tuple[NomadBackend, SlowCluster],
+) -> None:
+    backend, api = cluster
+    st, index = await backend.watch_workload("svc_1", 0, 0)
+    assert st.state == "running" and st.endpoints == {} and index == 1
+    st, index = await backend.watch_workload("svc_1", index, 600)
+    assert st.state == "running" and index == 2
+    # A worker thread is held for at most WAIT_S per query however long the caller waits; the allocations come
+    # with their ports (resources) and only the job's.
+    assert [(path, wait) for path, wait, _ in api.blocking] == [("allocations", 0), ("allocations", 2.0)]
+    assert api.blocking[-1][2] == {"resources": "true", "filter": 'JobID == "ah-svc_1"'}
 
 
 class VolumeNode:

@@ -43,6 +43,8 @@ from .session import run_session
 __all__ = ["DockerBackend"]
 
 _RUNTIMES_TTL_S = 30.0
+# A watch re-inspects after this pause: an inspect is a local call, cheap beside the wait it shortens.
+_WATCH_PAUSE_S = 0.05
 
 
 class DockerBackend:
@@ -232,6 +234,11 @@ class DockerBackend:
             f"inspect workload {workload_id}",
             lambda: self._status(workload_id, find_container(self.engine, workload_id)),
         )
+
+    async def watch_workload(self, workload_id: str, index: int, wait_s: float) -> tuple[WorkloadStatus, int]:
+        if index:
+            await anyio.sleep(min(wait_s, _WATCH_PAUSE_S))
+        return await self.workload_status(workload_id), index + 1
 
     async def list_workloads(self, labels: dict[str, str]) -> list[WorkloadStatus]:
         def listing() -> list[WorkloadStatus]:

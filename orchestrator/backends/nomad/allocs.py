@@ -26,7 +26,16 @@ if TYPE_CHECKING:
     from ..base import WorkloadSpec
     from .api import NomadApi
 
-__all__ = ["WAIT_S", "Run", "await_evaluation", "await_placement", "await_stopped", "job_allocs", "register_job"]
+__all__ = [
+    "WAIT_S",
+    "Run",
+    "await_evaluation",
+    "await_placement",
+    "await_stopped",
+    "job_allocs",
+    "register_job",
+    "watch_allocs",
+]
 
 P = ParamSpec("P")
 T = TypeVar("T")
@@ -51,6 +60,14 @@ def job_allocs(api: NomadApi, jid: str) -> list[dict[str, Any]]:
     """Every allocation of job ``jid``, of all its versions, with their resources."""
     allocs: list[dict[str, Any]] = api.get("allocations", params={"resources": "true", **_filter(jid)})
     return allocs
+
+
+def watch_allocs(api: NomadApi, jid: str, index: int, wait_s: float) -> tuple[list[dict[str, Any]], int]:
+    """``job_allocs`` once any allocation changed past ``index`` (or after ``wait_s``), and the next index."""
+    params = {"resources": "true", **_filter(jid)}
+    allocs: list[dict[str, Any]]
+    allocs, index = api.get_blocking("allocations", index=index, wait_s=wait_s, params=params)
+    return allocs, index
 
 
 async def _allocs_after(run: Run, api: NomadApi, jid: str, index: int) -> tuple[list[dict[str, Any]], int]:

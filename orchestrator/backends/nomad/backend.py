@@ -33,7 +33,7 @@ from ..base import (
     WorkloadStatus,
 )
 from ..threaded import ThreadBudget
-from .allocs import await_stopped, job_allocs
+from .allocs import WAIT_S, await_stopped, job_allocs, watch_allocs
 from .api import NomadApi
 from .capacity import Shares
 from .changes import NODES_TTL_S, JobChanges
@@ -172,6 +172,17 @@ class NomadBackend(JobChanges, NodeOperations, NoStagedUpdates, NodeNetworks, On
 
     async def workload_status(self, workload_id: str) -> WorkloadStatus:
         return await self._run(f"inspect workload {workload_id}", self._status_sync, workload_id)
+
+    async def watch_workload(self, workload_id: str, index: int, wait_s: float) -> tuple[WorkloadStatus, int]:
+        """A blocking query on the job's allocations (their task states and deployment health)."""
+        jid = job_id(workload_id)
+        wait_s = min(wait_s, WAIT_S)  # a worker thread is held for the wait: keep it short (allocs.py)
+
+        def watch() -> tuple[WorkloadStatus, int]:
+            allocs, next_index = watch_allocs(self.api, jid, index, wait_s)
+            return self._status_sync(workload_id, allocs), next_index
+
+        return await self._run(f"watch workload {workload_id}", watch)
 
     async def list_workloads(self, labels: dict[str, str]) -> list[WorkloadStatus]:
         """Statuses of this instance's jobs whose meta has ``labels``; ``spec_hash`` is left out here."""

@@ -92,13 +92,15 @@ class JobChanges:
     def _job(self, jid: str) -> dict[str, Any] | None:
         return read_job(self.api, jid)
 
-    def _status_sync(self, workload_id: str) -> WorkloadStatus:
+    def _status_sync(self, workload_id: str, allocs: list[dict[str, Any]] | None = None) -> WorkloadStatus:
+        """``allocs``: the job's allocations when the caller has just read them (a blocking query's answer)."""
         jid = job_id(workload_id)
         job = self._job(jid)
         if job is None or (job.get("Meta") or {}).get(L_INSTANCE) != self.instance:
             return WorkloadStatus(id=workload_id, state="missing")
         items = (get_variable(self.api, variable_path(workload_id)) or {}).get("Items") or {}
-        allocs = job_allocs(self.api, jid)
+        if allocs is None:
+            allocs = job_allocs(self.api, jid)
         status = status_from(workload_id, job, allocs, items.get(HASH_ITEM), asked_restarts(items))
         return lost_status(self.api, self.instance, job, allocs, status)
 
@@ -177,6 +179,7 @@ class JobChanges:
             volume_node=volume_node,
             volume_labels=volume_labels,
             healthy_deadline_s=self.healthy_deadline_s,
+            first=fresh,
         )
         if variables["tenant_network"]:  # the tenant's networked workloads share its node (tenants.py)
             tenant = move_tenant(self.api, self.instance, self.node_pool, spec.tenant_id, jid, volume_node)

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 from ...errors import InvalidInput
 from ...labels import L_ID, PREFIX, container_name
-from ..base import Endpoint, WorkloadSpec, WorkloadState, WorkloadStatus
+from ..base import Endpoint, WorkloadHealth, WorkloadSpec, WorkloadState, WorkloadStatus
 from .capacity import Reservation
 from .net import NET_TASK, TenantNetworks, network_variables
 
@@ -61,6 +61,8 @@ _IMAGE = re.compile(
 _VOLUME_NAME = re.compile(r"[a-zA-Z0-9][a-zA-Z0-9_.-]{0,127}")  # Docker's rule, shorter
 # go-envparse (Nomad's env file reader) scans lines of at most 64 KiB.
 _MAX_ENV_LINE = 60 * 1024
+# How long a new version of a running job must stay healthy before its deployment promotes it.
+_MIN_HEALTHY_S = 3
 
 
 def job_id(workload_id: str) -> str:
@@ -135,13 +137,16 @@ def job_variables(
     volume_node: str = "",
     volume_labels: dict[str, dict[str, str]] | None = None,
     healthy_deadline_s: float = 45.0,
+    first: bool = False,
 ) -> dict[str, Any]:
     """Typed values for the HCL file's variables. Raises: InvalidInput for what Nomad cannot do safely.
 
     ``reserve``: what the job reserves (``capacity.reservation``); without it, all its cpus and memory.
     ``volume_node``: the node that holds the spec's volumes ('' before their first placement), ``volume_labels`` the
     labels Docker gives each volume it makes; ``healthy_deadline_s`` how long the new version of an update
-    may take to become healthy before Nomad reverts the job.
+    may take to become healthy before Nomad reverts the job; ``first``: the job is new (or was stopped), so its
+    deployment has no older version to protect, and its allocation counts as healthy as soon as Nomad's check
+    passes (or its task runs), which is when a first deploy is ready.
     """
     check_reference(spec.image)
     _no_interpolation("the image", [spec.image])
@@ -190,6 +195,7 @@ def job_variables(
         # started beside.
         "update_canary": 1 if spec.kind == "service" and not spec.volumes else 0,
         "update_health": "checks" if check is not None and check.type != "none" and spec.ports else "task_states",
+        "update_min_healthy_s": 0 if first else _MIN_HEALTHY_S,
         "update_healthy_deadline_s": max(10, math.ceil(healthy_deadline_s)),
     }
 
@@ -293,7 +299,23 @@ def status_from(
         finished_at=_ts(task.get("FinishedAt")),
         spec_hash=spec_hash,
         labels=meta,
+        health=_health(alloc, _ts(task.get("StartedAt"))),
     )
+
+
+def _health(alloc: dict[str, Any], started_at: datetime | None) -> WorkloadHealth | None:
+    """Nomad's verdict on the allocation in its deployment. None outside one (a replacement for a lost node's),
+    and when the verdict is older than the task's last start (a restart since): the platform probes then."""
+    if not alloc.get("DeploymentID"):
+        return None
+    verdict = alloc.get("DeploymentStatus") or {}
+    healthy = verdict.get("Healthy")
+    if healthy is None:
+        return "pending"
+    when = _ts(verdict.get("Timestamp"))
+    if when is not None and started_at is not None and when < started_at:
+        return None
+    return "healthy" if healthy else "unhealthy"
 
 
 def variable_items(spec: WorkloadSpec, spec_hash: str) -> dict[str, str]:
