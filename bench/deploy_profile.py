@@ -3,7 +3,7 @@
 Opens a throwaway platform in this process (the Docker backend, the same settings as bench/deploy.py), deploys
 the bench hello service ROUNDS times (wait=true) and deletes it, with timers around the phases of
 ServiceManager.deploy and around each call into the backend. Prints, per span, how often it ran per deploy
-and its median total per deploy; engine calls nest inside phases (wait_ready polls workload_status). What the
+and its median total per deploy; engine calls nest inside phases (wait_ready reads watch_workload). What the
 MCP transport adds on top is the gap to bench/deploy.py's median.
 
 Usage: .venv/bin/python bench/deploy_profile.py [ROUNDS]
