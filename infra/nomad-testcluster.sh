@@ -401,6 +401,13 @@ start() {
   for n in $NODES; do client_up "$bin" "$n"; done
   wait_for "two ready Nomad clients" 240 two_ready || {
     for n in $NODES; do tail -15 "$STATE/$n/nomad.log" >&2; done
+    # What the server sees of each node (status, why, driver health): the state dir goes with the next stop.
+    api "nodes?resources=false" 2>/dev/null | python3 -c '
+import json, sys
+for n in json.load(sys.stdin):
+    docker = n.get("Drivers", {}).get("docker", {})
+    print("node", n["Name"], n["Status"], n.get("StatusDescription", ""), "eligibility", n["SchedulingEligibility"],
+          "docker healthy", docker.get("Healthy"), docker.get("HealthDescription", ""), file=sys.stderr)' || true
     exit 1
   }
   say "cluster up: $ADDR, registry https://$REGISTRY"
