@@ -149,9 +149,7 @@ def test_readiness_by_tcp_and_a_port_that_never_answers(site: Site, fake_backend
     assert none["status"] == "running"
 
 
-def test_an_engine_that_checks_health_decides_readiness_beside_the_probe(
-    site: Site, fake_backend: FakeBackend
-) -> None:
+def test_an_engine_that_checks_health_decides_readiness_beside_the_probe(site: Site, fake_backend: FakeBackend) -> None:
     with socket.socket() as probe:  # the platform's own probe is refused at once
         probe.bind(("127.0.0.1", 0))
         fake_backend.publish_port = probe.getsockname()[1]
