@@ -13,9 +13,9 @@ import anyio
 
 from .backends.base import Backend, WorkloadStatus
 
-__all__ = ["PROBE_S", "StatusFeed"]
+__all__ = ["StatusFeed"]
 
-PROBE_S = 0.05  # a probe is a connect: cheap beside the wait it shortens
+_PROBE_S = 0.05  # a probe is a connect: cheap beside the wait it shortens
 _REREAD_EVERY = 10
 _BLOCK_S = 2.0
 
@@ -34,13 +34,13 @@ class StatusFeed:
     async def next(self, st: WorkloadStatus, remaining_s: float) -> WorkloadStatus:
         """The status to look at after ``st``, within ``remaining_s``."""
         if st.state == "running":
-            await anyio.sleep(PROBE_S)
+            await anyio.sleep(_PROBE_S)
             self._probes += 1
             if self._probes % _REREAD_EVERY:
                 return st
             # Index 0: read at once (Nomad takes a wait of 0 with an index for its default of minutes).
             st, self._index = await self.backend.watch_workload(self.workload_id, 0, 0)
             return st
-        wait_s = min(_BLOCK_S, max(remaining_s, PROBE_S))
+        wait_s = min(_BLOCK_S, max(remaining_s, _PROBE_S))
         st, self._index = await self.backend.watch_workload(self.workload_id, self._index, wait_s)
         return st

@@ -72,9 +72,7 @@ def watch_allocs(api: NomadApi, jid: str, index: int, wait_s: float) -> tuple[li
 
 async def _allocs_after(run: Run, api: NomadApi, jid: str, index: int) -> tuple[list[dict[str, Any]], int]:
     """The allocations of ``jid`` once any allocation changed past ``index`` (or after ``WAIT_S``)."""
-    return await run(
-        f"list allocations of {jid}", api.get_blocking, "allocations", index=index, wait_s=WAIT_S, params=_filter(jid)
-    )
+    return await run(f"list allocations of {jid}", watch_allocs, api, jid, index, WAIT_S)
 
 
 def register_job(api: NomadApi, job: dict[str, Any], enforce: bool = False) -> tuple[str, int]:

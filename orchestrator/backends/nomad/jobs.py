@@ -287,6 +287,7 @@ def status_from(
         state = "pending"
     exit_code, oom = exit_info(task)
     failure = task_failure(alloc) if state != "running" else None
+    started_at = _ts(task.get("StartedAt"))
     return WorkloadStatus(
         id=workload_id,
         state=state,
@@ -295,11 +296,11 @@ def status_from(
         exit_code=exit_code if state in ("exited", "restarting") or crashes else None,
         error=failure or (alloc.get("ClientDescription") if client == "failed" else None) or None,
         oom_killed=oom,
-        started_at=_ts(task.get("StartedAt")),
+        started_at=started_at,
         finished_at=_ts(task.get("FinishedAt")),
         spec_hash=spec_hash,
         labels=meta,
-        health=_health(alloc, _ts(task.get("StartedAt"))),
+        health=_health(alloc, started_at),
     )
 
 
