@@ -10,10 +10,14 @@ single-quoted with a newline written as ``$AGENTHOST_NL``, so the line holds no 
 reads that one line with ``read`` (which takes a pipe byte by byte, so not a byte past the newline is
 consumed) and applies it with one ``eval "export ..."``: builtins only, no fork and no new program, so the
 values never reach an argv (and cost nothing under gVisor, where a fork is dear). The rest of stdin is
-the command's own, intact: it is copied whole into a file in the workload's /tmp that becomes the
-command's stdin (so input the command never reads is not left pending in the engine's pipes), or
-/dev/null when the caller gave none. The env is applied only after the wrapper's own work that runs
-programs (``cat``, ``rm``), so a tenant's PATH cannot change what those are.
+the command's own, intact: exactly as many bytes as the argv says (``head -c``) are copied into a file in
+the workload's /tmp that becomes the command's stdin (so input the command never reads is not left pending
+in the engine's pipes), or /dev/null when the caller gave none. With neither env nor input the wrapper
+reads nothing at all. It never waits for the end of its stdin: the engines lose that end now and then
+when it comes at once (the EOF races of containerd and its shims: closed before the exec's process has
+started, the close goes nowhere), and an exec waiting for it would hang until its deadline. The env is
+applied only after the wrapper's own work that runs programs (``head``, ``rm``), so a tenant's PATH cannot
+change what those are.
 
 The engines start each exec as a session leader (Docker's exec, and Nomad's alloc exec through the
 docker driver), with ``AGENTHOST_EXEC_ID=<key>`` in its environment from its first instruction (``wrap(...).env``:
@@ -64,13 +68,15 @@ __all__ = [
 EXEC_MARKER = "AGENTHOST_EXEC_ID"
 WORKDIR_MISSING = 125
 
-# $0 is the exec key, $1 'i' when the command gets the rest of stdin (else /dev/null), $2 the workdir ('' for
-# the workload's own), then the argv. The wrapper's own variables carry the reserved AGENTHOST_ prefix, which
-# no tenant env key may use, so applying the env cannot overwrite them; the key is $0, which nothing can.
+# $0 is the exec key; $1 '-' when stdin holds nothing, else how many bytes of input follow the env line (0:
+# the command gets /dev/null); $2 the workdir ('' for the workload's own), then the argv. The wrapper's own
+# variables carry the reserved AGENTHOST_ prefix, which no tenant env key may use, so applying the env cannot
+# overwrite them; the key is $0, which nothing can. ``cat`` stands in for ``head`` only in an image without it.
 WRAPPER = (
-    "IFS= read -r AGENTHOST_E; "
-    'if [ "$1" = i ]; then f="/tmp/.ah-in-$0"; if cat > "$f" 2>/dev/null; then exec < "$f"; fi; rm -f "$f"; '
-    "else exec </dev/null; fi; shift; "
+    'AGENTHOST_E=; [ "$1" = - ] || IFS= read -r AGENTHOST_E; '
+    'case $1 in -|0) exec </dev/null;; *) f="/tmp/.ah-in-$0"; '
+    'if command -v head >/dev/null 2>&1; then head -c "$1"; else cat; fi > "$f" 2>/dev/null && exec < "$f"; '
+    'rm -f "$f";; esac; shift; '
     'if [ -n "$1" ]; then cd -- "$1" 2>/dev/null || '
     f'{{ echo "agenthost: workdir $1: no such directory" >&2; exit {WORKDIR_MISSING}; }}; fi; shift; '
     # The env line is ours, each value single-quoted (see env_line): eval applies it without a fork.
@@ -176,10 +182,10 @@ def wrap(argv: list[str], stdin: bytes | None, env: dict[str, str] | None, workd
     if not argv:
         raise InvalidInput("command is empty", "pass an argv list or a shell string")
     key = uuid.uuid4().hex[:16]
-    wrapped = ["/bin/sh", "-c", WRAPPER, key, "i" if stdin is not None else "n", workdir or "", *argv]
-    if stdin is None and not env:
-        return WrappedExec(key, wrapped, None)  # no input to send: as fast as an exec without stdin
-    return WrappedExec(key, wrapped, env_line(env) + (stdin or b""))
+    if stdin is None and not env:  # nothing to read: as fast as an exec without stdin
+        return WrappedExec(key, ["/bin/sh", "-c", WRAPPER, key, "-", workdir or "", *argv], None)
+    size = str(len(stdin or b""))
+    return WrappedExec(key, ["/bin/sh", "-c", WRAPPER, key, size, workdir or "", *argv], env_line(env) + (stdin or b""))
 
 
 def session_wrap(argv: list[str], term: str | None, size: tuple[int, int] | None = None) -> WrappedExec:

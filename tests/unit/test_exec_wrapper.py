@@ -69,6 +69,28 @@ def test_no_stdin_reads_nothing_and_exits_with_the_command() -> None:
     assert (done.returncode, done.stdout) == (3, b"end\n")
 
 
+@pytest.mark.parametrize(
+    ("stdin", "env", "out"),
+    [(None, None, b"none|"), (None, {"E": "v"}, b"v|"), (b"in\n", None, b"none|in\n"), (b"", {"E": "v"}, b"v|")],
+)
+def test_the_end_of_stdin_is_never_awaited(stdin: bytes | None, env: dict[str, str] | None, out: bytes) -> None:
+    """The engines lose an exec's end of input now and then when it comes at once (containerd's EOF races):
+    the wrapper, and the command after it, must finish with their stdin still open."""
+    w = wrap(["sh", "-c", 'printf "%s|" "${E:-none}"; cat'], stdin, env, None)
+    proc = subprocess.Popen(w.argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, env={**PATH, **w.env})
+    assert proc.stdin is not None
+    proc.stdin.write(w.stdin or b"")
+    proc.stdin.flush()  # and never closed until the end
+    try:
+        returncode = proc.wait(timeout=10)  # TimeoutExpired: it waited for the end of its input
+        assert proc.stdout is not None
+        assert (returncode, proc.stdout.read()) == (0, out)
+    finally:
+        proc.stdin.close()
+        proc.kill()
+        proc.wait()
+
+
 def test_the_tenant_path_is_the_command_s_not_the_wrapper_s() -> None:
     done = run(["sh", "-c", 'echo "$PATH"'], env={"PATH": "/opt/x:/usr/bin:/bin"})
     assert done.stdout == b"/opt/x:/usr/bin:/bin\n"
