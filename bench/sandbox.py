@@ -82,6 +82,7 @@ async def side_by_side(client: docker.DockerClient, rounds: int) -> None:
     platform = Platform(AGENTHOST_SANDBOX_POOL_SIZE="2")
     ours: list[float] = []
     raw: list[float] = []
+    creates: list[float] = []
     served = 0
     floor = client.containers.run(IMAGE, ["sleep", "infinity"], name="ah-bench-floor", detach=True, **SANDBOX)
     try:
@@ -96,8 +97,10 @@ async def side_by_side(client: docker.DockerClient, rounds: int) -> None:
                 await pool_full(client, platform, 2)
                 started = time.monotonic()
                 sbx = await tool(mcp, "create_sandbox", {"name": f"b{i}"})
+                created = time.monotonic()
                 r = await tool(mcp, "exec", {"sandbox": f"b{i}", "command": COMMAND})
                 ours.append(time.monotonic() - started)
+                creates.append(created - started)
                 assert r["exit_code"] == 0 and "42" in r["stdout"], r
                 served += sbx["from_pool"]
                 await tool(mcp, "delete_sandbox", {"sandbox": f"b{i}", "confirm": True})
@@ -106,6 +109,9 @@ async def side_by_side(client: docker.DockerClient, rounds: int) -> None:
         remove_all(client, platform)
     print(f"{served} of {rounds} sandboxes came from the warm pool")
     report("create_sandbox + first exec (warm pool) vs exec_run in a running container", ours, raw, "exec_run")
+    first_execs = [total - create for total, create in zip(ours, creates, strict=True)]
+    split = f"create_sandbox {median_ms(creates):.1f} ms, the first exec {median_ms(first_execs):.1f} ms"
+    print(f"  of which (medians): {split}")
 
 
 async def burst(client: docker.DockerClient) -> None:
