@@ -13,9 +13,9 @@ values never reach an argv (and cost nothing under gVisor, where a fork is dear)
 the command's own, intact: exactly as many bytes as the argv says (``head -c``) are copied into a file in
 the workload's /tmp that becomes the command's stdin (so input the command never reads is not left pending
 in the engine's pipes), or /dev/null when the caller gave none. With neither env nor input the wrapper
-reads nothing at all. It never waits for the end of its stdin: the engines lose that end now and then
-when it comes at once (the EOF races of containerd and its shims: closed before the exec's process has
-started, the close goes nowhere), and an exec waiting for it would hang until its deadline. The env is
+reads nothing at all. It never waits for the end of its stdin: an end that comes at once can be lost on
+the way (the EOF races of containerd and its shims: closed before the exec's process has started, the
+close goes nowhere), and an exec waiting for it would hang until its deadline. The env is
 applied only after the wrapper's own work that runs programs (``head``, ``rm``), so a tenant's PATH cannot
 change what those are.
 
@@ -182,10 +182,10 @@ def wrap(argv: list[str], stdin: bytes | None, env: dict[str, str] | None, workd
     if not argv:
         raise InvalidInput("command is empty", "pass an argv list or a shell string")
     key = uuid.uuid4().hex[:16]
-    if stdin is None and not env:  # nothing to read: as fast as an exec without stdin
-        return WrappedExec(key, ["/bin/sh", "-c", WRAPPER, key, "-", workdir or "", *argv], None)
-    size = str(len(stdin or b""))
-    return WrappedExec(key, ["/bin/sh", "-c", WRAPPER, key, size, workdir or "", *argv], env_line(env) + (stdin or b""))
+    # Nothing to read: no stdin at all, as fast as an exec without one.
+    feed = None if stdin is None and not env else env_line(env) + (stdin or b"")
+    size = "-" if feed is None else str(len(stdin or b""))
+    return WrappedExec(key, ["/bin/sh", "-c", WRAPPER, key, size, workdir or "", *argv], feed)
 
 
 def session_wrap(argv: list[str], term: str | None, size: tuple[int, int] | None = None) -> WrappedExec:
