@@ -60,8 +60,9 @@ async def test_a_tenant_holds_at_most_its_share_of_backend_threads() -> None:
     async with anyio.create_task_group() as tg:
         for i in range(4):
             tg.start_soon(greedy, f"a{i}")
+        # A slot is taken before its thread runs: wait for both threads to be inside, not only for the count.
         with anyio.fail_after(10):
-            while budget.in_use("a") < 2:
+            while budget.in_use("a") < 2 or len(entered) < 2:
                 await anyio.sleep(0.01)
         # Tenant a waits for its own share; another tenant and the platform's own work still get threads.
         with anyio.fail_after(10), on_behalf_of("b"):
