@@ -31,6 +31,10 @@ process carrying the marker; each that leads its process group (the exec itself,
 descendant of one, in up to three rounds, until none is left. A process that scrubs its own environment
 *and* leaves the session escapes the deadline: it is the tenant's own process in its own workload.
 
+An engine that sets an exec's env and workdir itself (Docker) starts a program with no input without the
+wrapper (``runs_unwrapped``): the wrapper would do nothing but look it up and ``exec`` it, and its shell is the
+dearest part of a short exec under gVisor. The marker is in that exec's environment all the same.
+
 An interactive session (``session_wrap``) records its shell's pid in /tmp instead; the killer kills that group
 too.
 
@@ -61,6 +65,7 @@ __all__ = [
     "killed_count",
     "killer_argv",
     "resize_argv",
+    "runs_unwrapped",
     "session_wrap",
     "wrap",
 ]
@@ -138,6 +143,22 @@ KILLER = (
 )
 
 _KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+# dash's builtins (dash(1)): an argv naming one runs as the builtin, in the wrapper, even where a program of that
+# name exists (echo, printf, test, kill, pwd...).
+_BUILTINS = frozenset(
+    ". : [ alias bg break cd chdir command continue echo eval exec exit export false fc fg getopts hash jobs kill"
+    " local printf pwd read readonly return set shift test times trap true type ulimit umask unalias unset wait".split()
+)
+
+
+def runs_unwrapped(argv: list[str], stdin: bytes | None) -> bool:
+    """Whether an engine that sets an exec's env and workdir itself may start ``argv`` as it is, with the env,
+    ``WrappedExec.env`` and the workdir set on the exec: with no input to hand over and a program (not a builtin)
+    to run, the wrapper would only look the program up and ``exec`` it, and under gVisor its shell costs an
+    exec about 10 ms. When the engine cannot start the program (no such program or workdir), the exec has no
+    process; the engine then runs it through the wrapper, which says why in its own words."""
+    return stdin is None and bool(argv) and argv[0] not in _BUILTINS
 
 
 @dataclass(frozen=True)

@@ -4,7 +4,8 @@ Runs in a worker thread (the docker SDK is synchronous) and talks to the engine'
 socket directly: stdin is written only when the socket can take it, so a command that never reads
 its input cannot stall the deadline; output is read to the end and bounded (see ``exec_output``).
 The command runs inside the shared wrapper (``exec_wrapper``: env and stdin both arrive on the exec's
-stdin, never on argv). On the deadline, or when the caller goes away, the command and everything it
+stdin, never on argv), except a program with no input, which the engine starts itself with the env set on
+the exec (``runs_unwrapped``). On the deadline, or when the caller goes away, the command and everything it
 spawned are killed *inside* the container by the shared killer: closing the engine's exec session alone
 would leave them running. The killer's own exec is read with a deadline, so a crashed sandbox never hangs
 a call.
@@ -26,13 +27,14 @@ import struct
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import docker.errors
 
 from ..base import ExecResult
 from ..exec_output import BoundedOutput, OutputStreamer
-from ..exec_wrapper import check_workdir, killed_count, killer_argv, wrap
+from ..exec_wrapper import WrappedExec, check_workdir, killed_count, killer_argv, runs_unwrapped, wrap
 
 __all__ = ["Emit", "exec_sync", "kill_exec"]
 
@@ -42,6 +44,10 @@ Emit = Callable[[str, str], None]  # (stream name, new text)
 _STREAMS = {1: "stdout", 2: "stderr"}
 # runsc's exit status for an exec whose sandbox died, and how long the engine may take to see the death.
 _SANDBOX_DIED = 128
+_NOT_STARTED = 126
+# How the engine's own error begins when it could not start an exec's process: held back from the progress
+# stream of a direct exec, which then runs again through the wrapper.
+_ENGINE_ERROR = b"OCI runtime exec failed"
 _DEATH_GRACE_S = 3.0
 _WOULD_BLOCK = (BlockingIOError, InterruptedError, ssl.SSLWantReadError, ssl.SSLWantWriteError)
 
@@ -73,16 +79,21 @@ def _seen_dead_soon(watch: _ContainerWatch) -> bool:
     return False
 
 
-def _exit_code(api: Any, exec_id: str) -> int | None:
+def _exit_state(api: Any, exec_id: str) -> tuple[int | None, bool]:
+    """The exec's exit status, and whether the engine never started its process (no pid: no such program or
+    workdir, which the engine reports as exit 126 with its own error on the stream)."""
     # The stream can end a moment before the engine marks the exec finished.
     deadline = time.monotonic() + 2.0
     while True:
-        state = api.exec_inspect(exec_id)
+        try:
+            state = api.exec_inspect(exec_id)
+        except docker.errors.NotFound:
+            return None, False  # gone with its container
         if not state.get("Running"):
             code = state.get("ExitCode")
-            return int(code) if code is not None else None
+            return (int(code) if code is not None else None), state.get("Pid") == 0
         if time.monotonic() > deadline:
-            return None
+            return None, False
         time.sleep(0.01)
 
 
@@ -123,6 +134,7 @@ class _Demux:
         self._buf = bytearray()
         self._outputs = outputs
         self._streamers = streamers
+        self.first = b""  # the first payload, on either stream
 
     def feed(self, chunk: bytes) -> None:
         self._buf += chunk
@@ -133,6 +145,7 @@ class _Demux:
                 break
             payload = bytes(buf[pos + 8 : pos + 8 + size])
             pos += 8 + size
+            self.first = self.first or payload
             if stream in self._outputs:
                 self._outputs[stream].add(payload)
                 self._streamers[stream].add(payload)
@@ -186,13 +199,52 @@ def exec_sync(
 ) -> ExecResult:
     """Run ``argv`` in ``container`` (a name or id).
 
+    A program with no input is started by the engine itself, with the env, the marker and the workdir set on
+    the exec (``runs_unwrapped``). Everything else, and a program the engine could not start, goes through
+    the wrapper, which also says in its own words that a program or a workdir is missing.
+
     Raises: InvalidInput when ``workdir`` does not exist, or for an env the wrapper refuses.
     """
     wrapped = wrap(argv, stdin, env, workdir)
-    exec_key = wrapped.key
+    started = time.monotonic()
+    result = None
+    if runs_unwrapped(argv, stdin):
+        direct = _Direct(argv, {**(env or {}), **wrapped.env}, workdir)
+        result = _run(api, container, wrapped, timeout_s, max_output_bytes, emit, cancel, direct)
+    if result is None:
+        result = _run(api, container, wrapped, timeout_s, max_output_bytes, emit, cancel)
+        assert result is not None
+    check_workdir(result.exit_code, len(result.stdout), result.stderr, workdir)
+    return result.model_copy(update={"duration_ms": int((time.monotonic() - started) * 1000)})
+
+
+@dataclass(frozen=True)
+class _Direct:
+    argv: list[str]
+    env: dict[str, str]
+    workdir: str | None
+
+
+def _run(
+    api: Any,
+    container: str,
+    wrapped: WrappedExec,
+    timeout_s: float,
+    max_output_bytes: int,
+    emit: Emit | None,
+    cancel: threading.Event | None,
+    direct: _Direct | None = None,
+) -> ExecResult | None:
+    """One exec: the wrapped command, or the command itself with ``direct``. None when ``direct`` and the engine
+    could not start the program (it never ran, and nothing of the engine's error was streamed)."""
     started = time.monotonic()
     watch = _ContainerWatch(api, container)
-    exec_id = api.exec_create(container, wrapped.argv, stdin=wrapped.stdin is not None, environment=wrapped.env)["Id"]
+    if direct is None:
+        exec_id = api.exec_create(container, wrapped.argv, stdin=wrapped.stdin is not None, environment=wrapped.env)[
+            "Id"
+        ]
+    else:
+        exec_id = api.exec_create(container, direct.argv, environment=direct.env, workdir=direct.workdir)["Id"]
     sock = api.exec_start(exec_id, socket=True)
     raw = _raw_socket(sock)
     outputs = {1: BoundedOutput(max_output_bytes), 2: BoundedOutput(max_output_bytes)}
@@ -238,28 +290,32 @@ def exec_sync(
                     break
                 if chunk:
                     demux.feed(chunk)
-            for streamer in streamers.values():
-                streamer.flush()
-        if not (timed_out or cancelled or lost) and watch.gone(now=True):
-            lost = True  # it ended because the container died (runsc: "WaitPID failed: EOF", exit 128)
-        exit_code = None if timed_out or cancelled or lost else _exit_code(api, exec_id)
+            if not (direct and demux.first.startswith(_ENGINE_ERROR)):
+                for streamer in streamers.values():
+                    streamer.flush()
+        exit_code, never_started = None, False
+        if not (timed_out or cancelled or lost):
+            exit_code, never_started = _exit_state(api, exec_id)
+            # A status under 128 is the command's own; a signal's, runsc's 128 or none may be the container's death.
+            if (exit_code is None or exit_code >= 128) and watch.gone(now=True):
+                lost, exit_code = True, None  # it ended because the container died (runsc: "WaitPID failed: EOF")
         if exit_code == _SANDBOX_DIED and _seen_dead_soon(watch):
             lost, exit_code = True, None
+        if direct and never_started and exit_code == _NOT_STARTED:
+            return None
         if timed_out or cancelled:
             # Kill first, then let the engine end the exec on its own before the stream is closed.
-            if kill_exec(api, container, exec_key) < 0:
-                log.warning("exec %s in %s: the killer did not answer in time", exec_key, container)
+            if kill_exec(api, container, wrapped.key) < 0:
+                log.warning("exec %s in %s: the killer did not answer in time", wrapped.key, container)
             _pump(raw, _Demux({}, {}), time.monotonic() + 5.0)
     finally:
         raw.close()
     for streamer in streamers.values():
         streamer.flush(force=True)
-    stderr = outputs[2].text()
-    check_workdir(exit_code, outputs[1].total, stderr, workdir)
     return ExecResult(
         exit_code=exit_code,
         stdout=outputs[1].text(),
-        stderr=stderr,
+        stderr=outputs[2].text(),
         truncated=outputs[1].truncated or outputs[2].truncated,
         timed_out=timed_out,
         duration_ms=int((time.monotonic() - started) * 1000),

@@ -21,7 +21,7 @@ from anyio.abc import ObjectReceiveStream
 from ...errors import AgentHostError
 from ..base import OnBytes, SessionInput, SessionSpec
 from ..exec_wrapper import resize_argv, session_wrap
-from .exec import _WOULD_BLOCK, _ContainerWatch, _exit_code, _raw_socket, _read_ahead, kill_exec
+from .exec import _WOULD_BLOCK, _ContainerWatch, _exit_state, _raw_socket, _read_ahead, kill_exec
 
 __all__ = ["run_session"]
 
@@ -148,5 +148,5 @@ async def run_session(
         raw.close()
     if lost:
         return None
-    code: int | None = await thread(lambda: _exit_code(api, exec_id))
+    code: int | None = (await thread(lambda: _exit_state(api, exec_id)))[0]
     return code
