@@ -212,7 +212,8 @@ def exec_sync(
         direct = _Direct(argv, {**(env or {}), **wrapped.env}, workdir)
         result = _run(api, container, wrapped, timeout_s, max_output_bytes, emit, cancel, direct)
     if result is None:
-        result = _run(api, container, wrapped, timeout_s, max_output_bytes, emit, cancel)
+        left = timeout_s - (time.monotonic() - started)
+        result = _run(api, container, wrapped, left, max_output_bytes, emit, cancel)
         assert result is not None
     check_workdir(result.exit_code, len(result.stdout), result.stderr, workdir)
     return result.model_copy(update={"duration_ms": int((time.monotonic() - started) * 1000)})
@@ -240,11 +241,10 @@ def _run(
     started = time.monotonic()
     watch = _ContainerWatch(api, container)
     if direct is None:
-        exec_id = api.exec_create(container, wrapped.argv, stdin=wrapped.stdin is not None, environment=wrapped.env)[
-            "Id"
-        ]
+        created = api.exec_create(container, wrapped.argv, stdin=wrapped.stdin is not None, environment=wrapped.env)
     else:
-        exec_id = api.exec_create(container, direct.argv, environment=direct.env, workdir=direct.workdir)["Id"]
+        created = api.exec_create(container, direct.argv, environment=direct.env, workdir=direct.workdir)
+    exec_id = created["Id"]
     sock = api.exec_start(exec_id, socket=True)
     raw = _raw_socket(sock)
     outputs = {1: BoundedOutput(max_output_bytes), 2: BoundedOutput(max_output_bytes)}
