@@ -108,3 +108,12 @@ def test_a_command_that_ran_and_exited_126_is_never_run_twice() -> None:
     res = exec_sync(engine, "ah-x", ["./fake-error"], 30, None, None, None, 4096)
     assert res.exit_code == 126 and res.stdout == ENGINE_ERROR.decode()
     assert len(engine.created) == 1
+
+
+@pytest.mark.parametrize("key", [EXEC_MARKER, "AGENTHOST_X", "A B", "1A"])
+def test_attack_an_env_that_would_replace_the_marker_is_refused_before_anything_runs(key: str) -> None:
+    # The killer finds an exec's processes by the marker: a tenant's env must never set it, on either path.
+    engine = Engine(lambda argv, workdir, wrapped: (frame(1, b""), 0, 5))
+    with pytest.raises(InvalidInput, match="invalid env var name"):
+        exec_sync(engine, "ah-x", ["python3"], 30, None, {key: "other"}, None, 4096)
+    assert engine.created == []
