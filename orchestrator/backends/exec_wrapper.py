@@ -156,7 +156,7 @@ def runs_unwrapped(argv: list[str], stdin: bytes | None) -> bool:
     """Whether an engine that sets an exec's env and workdir itself may start ``argv`` as it is, with the env,
     ``WrappedExec.env`` and the workdir set on the exec: with no input to hand over and a program (not a builtin)
     to run, the wrapper would only look the program up and ``exec`` it, and under gVisor its shell costs an
-    exec about 10 ms. When the engine cannot start the program (no such program or workdir), the exec has no
+    exec 4–24 ms. When the engine cannot start the program (no such program or workdir), the exec has no
     process; the engine then runs it through the wrapper, which says why in its own words."""
     return stdin is None and bool(argv) and argv[0] not in _BUILTINS
 
