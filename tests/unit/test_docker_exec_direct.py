@@ -4,6 +4,7 @@ start it: what the command sees, and what the caller gets, are the same either w
 from __future__ import annotations
 
 import socket
+import socket as socket_module
 import struct
 from typing import Any
 
@@ -28,6 +29,7 @@ class Engine:
         self.created: list[dict[str, Any]] = []
         self.states: dict[str, dict[str, Any]] = {}
         self.streamed: dict[str, bytes] = {}
+        self.ends: dict[str, socket.socket] = {}
 
     def inspect_container(self, container: str) -> dict[str, Any]:
         return {"State": {"Running": True, "StartedAt": "2026-12-02T10:00:00Z"}}
@@ -43,8 +45,17 @@ class Engine:
     def exec_start(self, exec_id: str, socket: bool) -> socket.socket:
         ours, engine = _pair()
         engine.sendall(self.streamed[exec_id])
-        engine.close()
+        engine.shutdown(socket_module.SHUT_WR)  # the output ends; what the caller writes stays readable here
+        self.ends[exec_id] = engine
         return ours
+
+    def stdin_of(self, exec_id: str) -> bytes:
+        end = self.ends[exec_id]
+        end.setblocking(False)
+        try:
+            return end.recv(65536)
+        except BlockingIOError:
+            return b""
 
     def exec_inspect(self, exec_id: str) -> dict[str, Any]:
         return self.states[exec_id]
@@ -62,6 +73,7 @@ def test_a_program_without_input_is_started_by_the_engine_with_env_marker_and_wo
     assert call["cmd"] == ["python3", "-c", "print(42)"] and call["workdir"] == "/srv"
     env = call["environment"]
     assert env["A"] == "b c\nd" and set(env) == {"A", EXEC_MARKER} and len(env[EXEC_MARKER]) == 16
+    assert "stdin" not in call and engine.stdin_of("e0") == b""  # nothing is written: the exec has no stdin
 
 
 @pytest.mark.parametrize(

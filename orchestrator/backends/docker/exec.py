@@ -27,14 +27,13 @@ import struct
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
 import docker.errors
 
 from ..base import ExecResult
 from ..exec_output import BoundedOutput, OutputStreamer
-from ..exec_wrapper import WrappedExec, check_workdir, killed_count, killer_argv, runs_unwrapped, wrap
+from ..exec_wrapper import check_workdir, killed_count, killer_argv, runs_unwrapped, wrap
 
 __all__ = ["Emit", "exec_sync", "kill_exec"]
 
@@ -207,51 +206,46 @@ def exec_sync(
     """
     wrapped = wrap(argv, stdin, env, workdir)
     started = time.monotonic()
+    bounds = (max_output_bytes, emit, cancel)
     result = None
     if runs_unwrapped(argv, stdin):
-        direct = _Direct(argv, {**(env or {}), **wrapped.env}, workdir)
-        result = _run(api, container, wrapped, timeout_s, max_output_bytes, emit, cancel, direct)
+        options: dict[str, Any] = {"environment": {**(env or {}), **wrapped.env}, "workdir": workdir}
+        result = _run(api, container, wrapped.key, argv, options, None, timeout_s, *bounds, direct=True)
     if result is None:
         left = timeout_s - (time.monotonic() - started)
-        result = _run(api, container, wrapped, left, max_output_bytes, emit, cancel)
+        options = {"stdin": wrapped.stdin is not None, "environment": wrapped.env}
+        result = _run(api, container, wrapped.key, wrapped.argv, options, wrapped.stdin, left, *bounds)
         assert result is not None
     check_workdir(result.exit_code, len(result.stdout), result.stderr, workdir)
     return result.model_copy(update={"duration_ms": int((time.monotonic() - started) * 1000)})
 
 
-@dataclass(frozen=True)
-class _Direct:
-    argv: list[str]
-    env: dict[str, str]
-    workdir: str | None
-
-
 def _run(
     api: Any,
     container: str,
-    wrapped: WrappedExec,
+    key: str,
+    argv: list[str],
+    options: dict[str, Any],
+    stdin: bytes | None,
     timeout_s: float,
     max_output_bytes: int,
     emit: Emit | None,
     cancel: threading.Event | None,
-    direct: _Direct | None = None,
+    direct: bool = False,
 ) -> ExecResult | None:
-    """One exec: the wrapped command, or the command itself with ``direct``. None when ``direct`` and the engine
-    could not start the program (it never ran, and nothing of the engine's error was streamed)."""
+    """One exec of ``argv`` (the wrapped command, or with ``direct`` the command itself): ``options`` go to
+    exec_create, ``stdin`` is its whole input, ``key`` names it to the killer. None when ``direct`` and the
+    engine could not start the program (it never ran, and nothing of the engine's error was streamed)."""
     started = time.monotonic()
     watch = _ContainerWatch(api, container)
-    if direct is None:
-        created = api.exec_create(container, wrapped.argv, stdin=wrapped.stdin is not None, environment=wrapped.env)
-    else:
-        created = api.exec_create(container, direct.argv, environment=direct.env, workdir=direct.workdir)
-    exec_id = created["Id"]
+    exec_id = api.exec_create(container, argv, **options)["Id"]
     sock = api.exec_start(exec_id, socket=True)
     raw = _raw_socket(sock)
     outputs = {1: BoundedOutput(max_output_bytes), 2: BoundedOutput(max_output_bytes)}
     streamers = {n: OutputStreamer(_bind(emit, name)) for n, name in _STREAMS.items()}
     demux = _Demux(outputs, streamers)
-    pending = memoryview(wrapped.stdin or b"")
-    stdin_open = wrapped.stdin is not None
+    pending = memoryview(stdin or b"")
+    stdin_open = stdin is not None
     timed_out = cancelled = lost = False
     try:
         raw.setblocking(False)
@@ -305,8 +299,8 @@ def _run(
             return None
         if timed_out or cancelled:
             # Kill first, then let the engine end the exec on its own before the stream is closed.
-            if kill_exec(api, container, wrapped.key) < 0:
-                log.warning("exec %s in %s: the killer did not answer in time", wrapped.key, container)
+            if kill_exec(api, container, key) < 0:
+                log.warning("exec %s in %s: the killer did not answer in time", key, container)
             _pump(raw, _Demux({}, {}), time.monotonic() + 5.0)
     finally:
         raw.close()
