@@ -1,13 +1,14 @@
 """create_database (wait=true, over MCP stdio) against a raw `docker run` of the same image + the same readiness wait.
 
-Both sides, per engine: the same image, env and command (password from the environment, data on a fresh named
-volume, so Postgres runs initdb), runsc, read-only root with tmpfs, no capabilities, no-new-privileges, the
-engine's own user, memory/CPU/pids limits, the port published on 127.0.0.1; then the same protocol probe
-(Postgres asks for authentication, Redis answers AUTH and PING) every 0.05 s until the database accepts
-connections. agenthost's time also covers its side of the work: validation, quota, the encrypted record, the
-tenant network. Runs alternate, so both see the same machine. The tenant keeps one database throughout, so its
-private network exists (a tenant's very first database also makes it). A third column runs the raw container
-on the networks agenthost's joins (the egress bridge `ah-eg-none`, and an internal network as the tenant's).
+Both sides, per engine: the same image, env and command (the platform's superuser and its password from the
+environment, data on a fresh named volume, so Postgres initialises a cluster: the image's template), runsc,
+read-only root with tmpfs, no capabilities, no-new-privileges, the engine's own user, memory/CPU/pids limits, the
+port published on 127.0.0.1; then the same protocol probe (Postgres asks for authentication, Redis answers AUTH
+and PING) every 0.05 s until the database accepts connections. agenthost's time also covers its side of the
+work: validation, quota, the encrypted record, the tenant network, the tenant's own role. Runs alternate, so
+both see the same machine. The tenant keeps one database throughout, so its private network exists (a tenant's
+very first database also makes it). A third column runs the raw container on the networks agenthost's joins
+(the egress bridge `ah-eg-none`, and an internal network as the tenant's).
 Usage: .venv/bin/python bench/database.py [ROUNDS] [postgres|redis ...]
 """
 
@@ -23,6 +24,7 @@ from docker.models.networks import Network
 
 from common import HARDENED, Platform, report, tool
 from orchestrator.databases.engines import ENGINES, accepts_connections, command_for, env_for, postgres_name
+from orchestrator.databases.roles import POSTGRES_ADMIN, REDIS_ADMIN
 from orchestrator.models import DatabaseSpec
 from orchestrator.settings import Settings
 
@@ -40,6 +42,7 @@ def _spec(engine: str, name: str, image: str) -> DatabaseSpec:
         port=ENGINES[engine].port,
         username=user,
         db_name=user if engine == "postgres" else None,
+        admin_user=POSTGRES_ADMIN if engine == "postgres" else REDIS_ADMIN,
     )
 
 
@@ -53,7 +56,7 @@ async def raw_create(
     client: docker.DockerClient, engine: str, image: str, name: str, private: Network | None = None
 ) -> float:
     spec = _spec(engine, name, image)
-    password = secrets.token_urlsafe(24)
+    password, admin_password = secrets.token_urlsafe(24), secrets.token_urlsafe(24)
     eng = ENGINES[engine]
     started = time.monotonic()
 
@@ -63,7 +66,7 @@ async def raw_create(
             image,
             command_for(engine, spec),  # type: ignore[arg-type]
             name=f"ah-bench-raw-{name}",
-            environment=env_for(engine, spec, password, None),  # type: ignore[arg-type]
+            environment=env_for(engine, spec, password, admin_password),  # type: ignore[arg-type]
             user=eng.user,
             mounts=[docker.types.Mount(target=eng.data_path, source=spec.volume, type="volume")],
             ports={f"{eng.port}/tcp": ("127.0.0.1", None)},

@@ -25,6 +25,7 @@ import hashlib
 
 from ..backends.base import Backend, ExecSpec
 from ..errors import WorkloadFailed
+from ..images.databases import PG_SPARE_DB
 from ..models import DatabaseRecord, DatabaseSpec, untrusted
 from ..secrets import mask_secrets
 
@@ -64,6 +65,10 @@ def postgres_setup_sql(spec: DatabaseSpec, password: str) -> str:
             f" (SELECT FROM pg_roles WHERE rolname = {_literal(role)}) \\gexec",
             f"ALTER ROLE {_ident(role)} WITH LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION NOBYPASSRLS"
             f" PASSWORD {_literal(password)};",
+            # The image's spare database, when the cluster has one, is a fresh copy of template1 already.
+            f"SELECT 'ALTER DATABASE {_ident(PG_SPARE_DB)} RENAME TO {_ident(db)}' WHERE NOT EXISTS"
+            f" (SELECT FROM pg_database WHERE datname = {_literal(db)}) AND EXISTS"
+            f" (SELECT FROM pg_database WHERE datname = {_literal(PG_SPARE_DB)}) \\gexec",
             f"SELECT 'CREATE DATABASE {_ident(db)} OWNER {_ident(role)}' WHERE NOT EXISTS"
             f" (SELECT FROM pg_database WHERE datname = {_literal(db)}) \\gexec",
             f"ALTER DATABASE {_ident(db)} OWNER TO {_ident(role)};",

@@ -26,7 +26,7 @@ import docker.errors
 from ..errors import AgentHostError
 from ..labels import L_RECIPE
 from ..settings import Settings
-from .databases import PG_BIN, POSTGRES_ENTRYPOINT, POSTGRES_SETUP, REDIS_SETUP
+from .databases import PG_BIN, PG_DATA, POSTGRES_ENTRYPOINT, POSTGRES_SETUP, REDIS_SETUP
 
 __all__ = ["RECIPES", "Recipe", "build_images", "host_debian_mirror"]
 
@@ -95,7 +95,7 @@ RECIPES: dict[str, Recipe] = {
             "USER postgres",
             "ENV LANG=C.UTF-8",
             f"ENV PATH={PG_BIN}:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
-            "ENV PGDATA=/var/lib/postgresql/data",
+            f"ENV PGDATA={PG_DATA}",
             "EXPOSE 5432",
         ),
     ),

@@ -92,8 +92,11 @@ def test_postgres_setup_makes_an_owner_that_is_nothing_more() -> None:
     assert "PASSWORD 'it''s';" in sql and "rolname = 'we\"ird'" in sql
     assert 'CREATE DATABASE "app" OWNER "we""ird"' in sql and 'ALTER DATABASE "app" OWNER TO "we""ird";' in sql
     assert 'REVOKE ALL ON DATABASE postgres, template1, "app" FROM PUBLIC;' in sql
-    # Both creates are conditional (idempotent), and the password never reaches the server's log.
-    assert sql.count("WHERE NOT EXISTS") == 2 and sql.startswith("SET log_min_error_statement = panic;")
+    # The image's spare database becomes the tenant's when there is one and the tenant's is not there yet.
+    assert 'ALTER DATABASE "agenthost_spare" RENAME TO "app"' in sql
+    assert sql.index("RENAME TO") < sql.index("CREATE DATABASE")
+    # The rename and both creates are conditional (idempotent), and the password never reaches the server's log.
+    assert sql.count("WHERE NOT EXISTS") == 3 and sql.startswith("SET log_min_error_statement = panic;")
 
 
 def test_memory_limits_shape_the_engine_settings() -> None:
