@@ -143,21 +143,22 @@ def test_a_password_of_two_lines_is_refused_before_anything_is_done(pg: Pg) -> N
 
 
 @pytest.mark.parametrize(
-    ("user", "password", "initdb_args"),
+    ("user", "initdb_args"),
     [
-        ("owner", PASSWORD, ""),  # another superuser than the template's
-        ("postgres", PASSWORD, "--data-checksums"),  # initdb's own options
+        ("owner", ""),  # another superuser than the template's
+        ("postgres", "--data-checksums"),  # initdb's own options
     ],
     ids=["other-superuser", "initdb-args"],
 )
 def test_any_other_first_start_gets_a_cluster_of_its_own_from_initdb(
-    pg: Pg, template_id: str, user: str, password: str, initdb_args: str
+    pg: Pg, template_id: str, user: str, initdb_args: str
 ) -> None:
+    password = PASSWORD
     env = {"POSTGRES_USER": user, "POSTGRES_PASSWORD": password, "POSTGRES_DB": "app"}
     c = ready(pg.run({**env, "POSTGRES_INITDB_ARGS": initdb_args} if initdb_args else env))
     assert psql(c, user, password, "app", "select current_user") == (0, f"{user}\n")
     roles = psql(c, user, password, "app", "select string_agg(rolname, ',') from pg_roles where rolsuper")
-    assert roles == (0, f"{user}\n")  # the template's passwordless postgres is gone with it
+    assert roles == (0, f"{user}\n")  # with another superuser, the template's passwordless postgres is gone
     if initdb_args:
         assert psql(c, user, password, "app", "show data_checksums") == (0, "on\n")
     c.remove(force=True)
