@@ -15,6 +15,7 @@ from dataclasses import dataclass
 import anyio
 
 from ..errors import AgentHostError
+from ..images.databases import PG_DATA
 from ..models import DatabaseSpec, Engine
 from .roles import redis_acl
 
@@ -52,7 +53,7 @@ ENGINES: dict[str, EngineDef] = {
 
 # The cluster lives one level below the mount: the official image declares the mount path a VOLUME,
 # and dumps for backups sit beside the cluster on the same volume (DUMP_DIR).
-PGDATA = "/var/lib/postgresql/data/pgdata"
+PGDATA = PG_DATA  # where the image keeps its template, too
 DUMP_DIR = "ah-dumps"
 REDIS_ACL_FILE = "/tmp/users.acl"
 

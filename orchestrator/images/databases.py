@@ -33,6 +33,10 @@ PG_TEMPLATE_MARK = ".agenthost-template"
 # A database the template holds besides postgres: the platform renames it to the tenant's database rather
 # than copying template1 again (CREATE DATABASE copies some 300 files, over a second under gVisor).
 PG_SPARE_DB = "agenthost_spare"
+# What initdb is given and what is added to its configuration, at a first start and for the template alike.
+_INITDB_OPTIONS = "--encoding=UTF8 --locale=C.UTF-8 --auth-local=trust --auth-host=scram-sha-256"
+_HBA_LINE = "host all all all scram-sha-256"
+_LISTEN_LINE = "listen_addresses = '*'"
 
 # Like the official image (whose STOPSIGNAL is SIGINT): POSTGRES_PASSWORD (required), POSTGRES_USER (default postgres),
 # POSTGRES_DB (default: the user), PGDATA, POSTGRES_INITDB_ARGS; a new cluster only when PGDATA holds none.
@@ -79,11 +83,10 @@ if [ "${{1:-}}" = postgres ] && {{ [ ! -s "$PGDATA/PG_VERSION" ] || [ -e "$PGDAT
   if [ ! -s "$PGDATA/PG_VERSION" ]; then
     pwfile="$(mktemp)"
     printf '%s' "$POSTGRES_PASSWORD" > "$pwfile"
-    initdb -D "$PGDATA" -U "$user" --pwfile="$pwfile" --encoding=UTF8 --locale=C.UTF-8 \\
-      --auth-local=trust --auth-host=scram-sha-256 ${{POSTGRES_INITDB_ARGS:-}} >/dev/null
+    initdb -D "$PGDATA" -U "$user" --pwfile="$pwfile" {_INITDB_OPTIONS} ${{POSTGRES_INITDB_ARGS:-}} >/dev/null
     rm -f "$pwfile"
-    echo "host all all all scram-sha-256" >> "$PGDATA/pg_hba.conf"
-    echo "listen_addresses = '*'" >> "$PGDATA/postgresql.conf"
+    echo "{_HBA_LINE}" >> "$PGDATA/pg_hba.conf"
+    echo "{_LISTEN_LINE}" >> "$PGDATA/postgresql.conf"
     if [ "$db" != postgres ]; then
       echo "CREATE DATABASE \\"$db\\";" | postgres --single -D "$PGDATA" -j postgres >/dev/null
     fi
@@ -113,10 +116,9 @@ pg_dropcluster {PG_MAJOR} main 2>/dev/null || true
 rm -rf /var/lib/postgresql/{PG_MAJOR} /etc/postgresql/{PG_MAJOR}
 install -d -o postgres -g postgres -m 700 /var/lib/postgresql/data
 install -d -o postgres -g postgres -m 3777 /var/run/postgresql
-runuser -u postgres -- {PG_BIN}/initdb -D {PG_DATA} -U postgres --encoding=UTF8 --locale=C.UTF-8 \\
-  --auth-local=trust --auth-host=scram-sha-256 >/dev/null
-echo "host all all all scram-sha-256" >> {PG_DATA}/pg_hba.conf
-echo "listen_addresses = '*'" >> {PG_DATA}/postgresql.conf
+runuser -u postgres -- {PG_BIN}/initdb -D {PG_DATA} -U postgres {_INITDB_OPTIONS} >/dev/null
+echo "{_HBA_LINE}" >> {PG_DATA}/pg_hba.conf
+echo "{_LISTEN_LINE}" >> {PG_DATA}/postgresql.conf
 printf 'CREATE DATABASE {PG_SPARE_DB};\\n\\n' \\
   | runuser -u postgres -- {PG_BIN}/postgres --single -D {PG_DATA} -j postgres >/dev/null
 sed -i 's/^dynamic_shared_memory_type = .*/dynamic_shared_memory_type = posix/' {PG_DATA}/postgresql.conf
