@@ -75,11 +75,21 @@ async def _restore_done(client: Any, volume: str, backup_id: str) -> dict[str, A
     return last
 
 
-# Creates many small files, so that the restore is still at work while the tenant races it.
-MANY_FILES = (
-    "python3 -c \"import os\nfor i in range(20):\n os.makedirs(f'/app/d{i}')\n for j in range(500):\n"
-    "  open(f'/app/d{i}/f{j}', 'w').write(str(i * j))\""
-)
+def _many_files(mount: Path) -> None:
+    """10,000 small files in 20 directories, so that a restore is still at work while the tenant races it. The
+    test writes them into the volume from the host, owned as the tenant's service would own them: the service
+    itself takes half a minute for as many under gVisor."""
+    owner = mount.stat()
+    for i in range(20):
+        directory = mount / f"d{i}"
+        directory.mkdir()
+        os.chown(directory, owner.st_uid, owner.st_gid)
+        for j in range(500):
+            path = directory / f"f{j}"
+            path.write_text(str(i * j))
+            os.chown(path, owner.st_uid, owner.st_gid)
+
+
 # Whatever directory a restore stages inside the volume, and every directory it restores, is swapped for a
 # link to the host directory as soon as it appears.
 SWAPPER = (
@@ -97,7 +107,7 @@ async def test_attack_racing_a_restore_with_a_second_service_cannot_redirect_roo
     key = agenthost.tenant(tenant)
     async with connect(agenthost, key, "stdio") as client:
         await call(client, "deploy_service", _files_service(agenthost, "files", "data"))
-        await _exec(client, "files", MANY_FILES)
+        _many_files(_mount(docker_client, agenthost, tenant, "data"))
         backup = await call(client, "create_backup", {"volume": "data"})
         assert backup["status"] == "complete", backup
         snapshot = _tree(_mount(docker_client, agenthost, tenant, "data"))
@@ -177,7 +187,7 @@ async def test_attack_a_volume_under_restore_refuses_every_way_to_run_on_it(
     key = agenthost.tenant("atk-lock")
     async with connect(agenthost, key, "stdio") as client:
         await call(client, "deploy_service", _files_service(agenthost, "files", "data"))
-        await _exec(client, "files", MANY_FILES)  # the restore lasts well past the calls below
+        _many_files(_mount(docker_client, agenthost, "atk-lock", "data"))  # the restore lasts past the calls below
         backup = await call(client, "create_backup", {"volume": "data"})
         assert backup["status"] == "complete", backup
         snapshot = _tree(_mount(docker_client, agenthost, "atk-lock", "data"))

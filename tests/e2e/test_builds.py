@@ -17,7 +17,9 @@ import threading
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
+import anyio
 import docker
 import docker.errors
 import httpx
@@ -27,7 +29,18 @@ from orchestrator.settings import Settings
 
 from .conformance import REGISTRY, SERVER_PY
 from .engine import engine_images
-from .harness import AgentHost, ToolFailed, build_leftovers, call, connect, free_port, git, make_repo, wait_for
+from .harness import (
+    AgentHost,
+    ToolFailed,
+    build_leftovers,
+    call,
+    connect,
+    free_port,
+    git,
+    make_repo,
+    until,
+    wait_for,
+)
 
 pytestmark = [pytest.mark.anyio, pytest.mark.e2e]
 
@@ -258,25 +271,39 @@ async def test_cancel_mid_build_leaves_nothing_behind(
         assert build["status"] in ("queued", "running")
         second = await call(client, "build_from_git", {"git_url": str(repo), "wait": False})
         assert second["status"] == "queued" and second["queue_position"] == 0
-        followed = await call(client, "build_logs", {"build_id": build["id"], "follow": False})
-        offset = 0
-        for _ in range(60):  # each follow call is bounded; the step starts well within a few
-            if f"started-{marker}" in followed["output"]:
-                break
-            followed = await call(client, "build_logs", {"build_id": build["id"], "offset": offset, "follow": True})
-            offset = followed["next_offset"]
-        assert f"started-{marker}" in followed["output"]
-        assert build_leftovers(docker_client, marker), "the build should have a step container and a layer now"
-        build_dir = builds_host.settings.build_dir
-        assert build_dir is not None
-        workdir = build_dir / build["id"]
-        assert workdir.is_dir(), "the build should have its working directory now"
+        started = anyio.Event()
+        followed: list[dict[str, Any]] = []
 
-        queued = await call(client, "cancel_build", {"build_id": second["id"]})
-        assert queued["status"] == "cancelled"
-        # The build runs in the HTTP server's process; cancel it from another one (a stdio session).
-        async with connect(builds_host, key, "stdio") as other:
-            cancelled = await call(other, "cancel_build", {"build_id": build["id"]})
+        async def on_progress(progress: float, total: float | None, message: str | None) -> None:
+            if f"started-{marker}" in (message or ""):
+                started.set()
+
+        async def follow() -> None:
+            """Follow the build from its first line until it ends (each call is bounded: call again)."""
+            offset = 0
+            while not followed or followed[-1]["status"] in ("queued", "running"):
+                args = {"build_id": build["id"], "offset": offset, "follow": True}
+                followed.append(await call(client, "build_logs", args, progress_callback=on_progress))
+                offset = followed[-1]["next_offset"]
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(follow)
+            with anyio.fail_after(120):
+                await started.wait()
+            assert build_leftovers(docker_client, marker), "the build should have a step container and a layer now"
+            build_dir = builds_host.settings.build_dir
+            assert build_dir is not None
+            workdir = build_dir / build["id"]
+            assert workdir.is_dir(), "the build should have its working directory now"
+
+            queued = await call(client, "cancel_build", {"build_id": second["id"]})
+            assert queued["status"] == "cancelled"
+            # The build runs in the HTTP server's process; cancel it from another one (a stdio session).
+            async with connect(builds_host, key, "stdio") as other:
+                cancelled = await call(other, "cancel_build", {"build_id": build["id"]})
+        # The follow ended with the build, and held the step's output both as progress and in its result.
+        assert followed[-1]["status"] == "cancelled", followed
+        assert f"started-{marker}" in "".join(f["output"] for f in followed)
         assert cancelled["status"] == "cancelled", cancelled
         assert cancelled["error"] == "cancelled by cancel_build"
         again = await call(client, "cancel_build", {"build_id": build["id"]})
@@ -471,11 +498,7 @@ async def test_restart_fails_an_interrupted_build_and_keeps_logs(
     key = builds_host.tenant("bld-restart")
     async with connect(builds_host, key, "http") as client:
         build = await call(client, "build_from_git", {"git_url": str(repo), "wait": False})
-        for _ in range(60):
-            logs = await call(client, "build_logs", {"build_id": build["id"], "follow": True})
-            if f"crash-{marker}" in logs["output"]:
-                break
-        assert f"crash-{marker}" in logs["output"]
+        await until(client, "build_logs", {"build_id": build["id"]}, lambda logs: f"crash-{marker}" in logs["output"])
     builds_host.kill_server()  # a crash: no chance to clean up
     async with connect(builds_host, key, "http") as client:
         got = await call(client, "get_build", {"build_id": build["id"]})
