@@ -59,11 +59,23 @@ async def test_platform_status_counts_finished_passes_for_admins_only(fast_host:
         assert (await call(client, "platform_status"))["reconcile_passes"] is None
 
 
+# Answers from the moment it listens, and crashes two seconds later; again at every start. (A fixed delay
+# from the start of the container left no time to answer when python was slow to start on a busy machine.)
+ANSWERS_THEN_CRASHES = """
+import http.server, os, threading
+def crash():
+    print("crash-loop-marker", flush=True)
+    os._exit(4)
+server = http.server.ThreadingHTTPServer(("0.0.0.0", 8000), http.server.SimpleHTTPRequestHandler)
+threading.Timer(2, crash).start()
+server.serve_forever()
+"""
+
+
 async def test_crash_loop_opens_the_breaker(fast_host: AgentHost, hello_image: str) -> None:
     key = fast_host.tenant("loop")
     async with connect(fast_host, key, "http") as client:
-        # Answers at first, then keeps crashing after a second.
-        command = ["sh", "-c", "python3 /app/app.py & sleep 1.5; echo crash-loop-marker; exit 4"]
+        command = ["python3", "-c", ANSWERS_THEN_CRASHES]
         svc = await call(
             client, "deploy_service", {"name": "flaky", "image": hello_image, "port": 8000, "command": command}
         )
