@@ -107,10 +107,11 @@ async def test_attack_racing_a_restore_with_a_second_service_cannot_redirect_roo
     key = agenthost.tenant(tenant)
     async with connect(agenthost, key, "stdio") as client:
         await call(client, "deploy_service", _files_service(agenthost, "files", "data"))
-        _many_files(_mount(docker_client, agenthost, tenant, "data"))
+        mount = _mount(docker_client, agenthost, tenant, "data")
+        _many_files(mount)
         backup = await call(client, "create_backup", {"volume": "data"})
         assert backup["status"] == "complete", backup
-        snapshot = _tree(_mount(docker_client, agenthost, tenant, "data"))
+        snapshot = _tree(mount)
         await _exec(client, "files", "rm -rf /app/d0 && echo junk > /app/junk")
 
         args = {"backup_id": backup["id"], "confirm": True, "wait": False} | ({"name": into} if into else {})
@@ -187,10 +188,11 @@ async def test_attack_a_volume_under_restore_refuses_every_way_to_run_on_it(
     key = agenthost.tenant("atk-lock")
     async with connect(agenthost, key, "stdio") as client:
         await call(client, "deploy_service", _files_service(agenthost, "files", "data"))
-        _many_files(_mount(docker_client, agenthost, "atk-lock", "data"))  # the restore lasts past the calls below
+        mount = _mount(docker_client, agenthost, "atk-lock", "data")
+        _many_files(mount)  # the restore lasts past the calls below
         backup = await call(client, "create_backup", {"volume": "data"})
         assert backup["status"] == "complete", backup
-        snapshot = _tree(_mount(docker_client, agenthost, "atk-lock", "data"))
+        snapshot = _tree(mount)
         restoring = await call(client, "restore_backup", {"backup_id": backup["id"], "confirm": True, "wait": False})
         assert restoring["last_restore"]["status"] == "running", restoring
 
@@ -215,7 +217,7 @@ async def test_attack_a_volume_under_restore_refuses_every_way_to_run_on_it(
 
         last = await _restore_done(client, "data", backup["id"])
         assert last["status"] == "complete", last
-        assert _tree(_mount(docker_client, agenthost, "atk-lock", "data")) == snapshot
+        assert _tree(mount) == snapshot
         svc = await until(client, "get_service", {"service": "files"}, lambda s: s["status"] == "running")
         assert svc["env_keys"] == []  # the refused update changed nothing
         await call(client, "delete_service", {"service": "files", "confirm": True})
