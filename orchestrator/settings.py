@@ -250,6 +250,9 @@ class Settings(IngressSettings, NomadSettings, BaseSettings):
         "python3 -c pass 2>/dev/null; true",
         description="shell command run once in each new pooled container (empty: none), so the first exec is warm",
     )
+    sandbox_pool_refill_delay_s: float = Field(
+        2.0, ge=0, le=60, description="a claim that leaves a warm container waits this long before the refill"
+    )
     sandbox_memory_mb: int = 512
     sandbox_cpus: float = 1.0
     sandbox_workspace_mb: int = 256

@@ -77,6 +77,7 @@ class WarmPool:
         self.store = store
         self.backend = backend
         self._wake = anyio.Event()
+        self._hold_until = 0.0  # anyio.current_time() until which a claim holds the refill back
 
     def configured(self) -> list[SandboxShape]:
         s = self.settings
@@ -102,15 +103,27 @@ class WarmPool:
         wanted = await self.store.pool.demanded_since(since)
         return [s for s in self.configured() if s.key in wanted]
 
-    def wake(self) -> None:
-        """Ask the loop to refill now (a container was just claimed)."""
+    def wake(self, ready_left: int = 0) -> None:
+        """Ask the loop to refill: at once, or, when the claim that asks left ``ready_left`` containers of its
+        shape ready, after ``sandbox_pool_refill_delay_s``. Starting a replacement keeps the engine and this
+        process busy for about half a second, and the new sandbox's first commands come in that time: measured
+        on its first exec, 13 ms more than with the refill held back. A claim that empties a shape's pool
+        ends the wait, since the next request of that shape would start cold."""
+        hold = self.settings.sandbox_pool_refill_delay_s if ready_left else 0.0
+        now = anyio.current_time()
+        self._hold_until = now + hold if hold else now
         self._wake.set()
 
     async def idle(self) -> None:
-        """Between two passes of the pool's loop (``SandboxManager.run``): until woken, or the reap interval."""
+        """Between two passes of the pool's loop (``SandboxManager.run``): until woken, or the reap interval;
+        then while a claim holds the refill back (see ``wake``)."""
         with anyio.move_on_after(self.settings.sandbox_reap_interval_s):
             await self._wake.wait()
         self._wake = anyio.Event()
+        while (hold := self._hold_until - anyio.current_time()) > 0:
+            with anyio.move_on_after(hold):
+                await self._wake.wait()
+            self._wake = anyio.Event()
 
     async def refill(self) -> int:
         """Top every configured shape up to the pool size; returns how many containers were started."""
@@ -122,8 +135,10 @@ class WarmPool:
             if not await self.backend.image_exists(shape.image):
                 continue
             while (
-                workload_id := await self.store.pool.reserve(shape.key, self.settings.sandbox_pool_size)
-            ) is not None:
+                self._hold_until <= anyio.current_time()  # a claim during this pass holds the rest back too
+                and (workload_id := await self.store.pool.reserve(shape.key, self.settings.sandbox_pool_size))
+                is not None
+            ):
                 try:
                     await self.backend.ensure_workload(sandbox_spec(self.settings, workload_id, POOL_TENANT, shape))
                     await self._warm_up(workload_id)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -40,12 +41,17 @@ class Site:
         assert portal is not None
         return portal.call(fn, *args)
 
-    def until(self, check: Callable[[], bool], what: str, timeout_s: float = 10) -> None:
-        """Wait, on the app's loop (where the background tasks run), until ``check()`` holds; bounded."""
+    def until(self, check: Callable[[], bool | Awaitable[bool]], what: str, timeout_s: float = 10) -> None:
+        """Wait, on the app's loop (where the background tasks run), until ``check()`` holds (a coroutine's
+        answer is awaited there); bounded."""
+
+        async def holds() -> bool:
+            answer = check()
+            return await answer if inspect.isawaitable(answer) else answer
 
         async def wait() -> None:
             with anyio.fail_after(timeout_s):
-                while not check():
+                while not await holds():
                     await anyio.sleep(0.02)
 
         try:
