@@ -49,7 +49,7 @@ from orchestrator.backends.base import (
     WorkloadStatus,
 )
 from orchestrator.errors import BackendUnavailable, ImageNotFound, InvalidInput, NotFound
-from orchestrator.labels import slot_id
+from orchestrator.labels import L_ID, L_KIND, L_TENANT, slot_id
 
 from .fake_builder import FakeBuilder
 
@@ -73,6 +73,11 @@ class Workload:
     finished_at: datetime | None = None
     logs: list[LogLine] = field(default_factory=list)
     ports: dict[int, int] = field(default_factory=dict)
+
+
+def _labels_of(spec: WorkloadSpec) -> dict[str, str]:
+    """What the engines label a workload with: its spec's labels, its id, tenant and kind."""
+    return {**spec.labels, L_ID: spec.id, L_TENANT: spec.tenant_id, L_KIND: spec.kind}
 
 
 def _labelled(have: dict[str, str], wanted: dict[str, str]) -> bool:
@@ -313,7 +318,7 @@ class FakeBackend:
 
     async def list_workloads(self, labels: dict[str, str]) -> list[WorkloadStatus]:
         self._up()
-        return [self._status(i) for i, w in list(self.workloads.items()) if _labelled(w.spec.labels, labels)]
+        return [self._status(i) for i, w in list(self.workloads.items()) if _labelled(_labels_of(w.spec), labels)]
 
     async def logs(
         self, workload_id: str, tail: int = 200, since: datetime | None = None, follow: bool = False

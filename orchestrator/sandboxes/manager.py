@@ -107,6 +107,7 @@ class SandboxManager:
         pooled = self.pool.shape_for(shape.image, shape.network, shape.memory_mb, shape.cpus)
         if pooled is not None:
             await self.store.pool.record_demand(pooled.key)
+            self.pool.hold()
         if pooled is None:
             # The checks a pooled container already passed when it was started.
             if "runsc" not in await self.backend.runtimes():
@@ -119,7 +120,6 @@ class SandboxManager:
                 quotas = (await self.store.tenants.get(p.tenant_id, tx)).quotas
                 check_workload(quotas, await workloads(ts, tx), "sandbox", shape.memory_mb, shape.cpus)
                 claimed = await self.store.pool.claim(tx, pooled.key) if pooled else None
-                ready_left = await self.store.pool.ready(tx, pooled.key) if claimed and pooled else 0
                 sandbox_id = claimed or new_sandbox_id()
                 rec = await ts.sandboxes.insert(
                     tx,
@@ -141,7 +141,7 @@ class SandboxManager:
             # otherwise run beside this call's own (about 4 ms more for the caller).
             if (await self.backend.workload_status(claimed)).state == "running":
                 await self.events.record(ts, "sandbox", rec.id, rec.name, "deployed", f"{shape.image}, warm pool")
-                self.pool.wake(ready_left)
+                self.pool.wake()
                 return _view(rec)
             # The pooled container died while it waited (an engine restart): drop it and try again.
             log.warning("pooled sandbox container %s was not running; discarding it", claimed)

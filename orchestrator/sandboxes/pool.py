@@ -77,7 +77,8 @@ class WarmPool:
         self.store = store
         self.backend = backend
         self._wake = anyio.Event()
-        self._hold_until = 0.0  # anyio.current_time() until which a claim holds the refill back
+        self._hold_until = 0.0  # anyio.current_time() until which claims hold topping-up back (see hold)
+        self._deferred = False  # the last pass left a shape to the hold's end
 
     def configured(self) -> list[SandboxShape]:
         s = self.settings
@@ -103,42 +104,46 @@ class WarmPool:
         wanted = await self.store.pool.demanded_since(since)
         return [s for s in self.configured() if s.key in wanted]
 
-    def wake(self, ready_left: int = 0) -> None:
-        """Ask the loop to refill: at once, or, when the claim that asks left ``ready_left`` containers of its
-        shape ready, after ``sandbox_pool_refill_delay_s``. Starting a replacement keeps the engine and this
-        process busy for about half a second, and the new sandbox's first commands come in that time: measured
-        on its first exec, 13 ms more than with the refill held back. A claim that empties a shape's pool
-        ends the wait, since the next request of that shape would start cold."""
-        hold = self.settings.sandbox_pool_refill_delay_s if ready_left else 0.0
-        now = anyio.current_time()
-        self._hold_until = now + hold if hold else now
+    def hold(self) -> None:
+        """A claim is coming: a shape that still has a warm container is topped up only
+        ``sandbox_pool_refill_delay_s`` after the last claim. Starting a replacement keeps the engine and this
+        process busy for about half a second, when the new sandbox's first commands come: measured on its first
+        exec, 13 ms more than with the refill held back. A shape left with no warm container is refilled at
+        once, since its next request would start cold. Held before the claim, so that a pass already under way
+        does not top up behind it; each pass decides from the pool as it is then, whatever order concurrent
+        claims come in."""
+        until = anyio.current_time() + self.settings.sandbox_pool_refill_delay_s
+        self._hold_until = max(self._hold_until, until)
+
+    def wake(self) -> None:
+        """Ask the loop for a pass now (a container was claimed, or a shape was asked for)."""
         self._wake.set()
 
     async def idle(self) -> None:
-        """Between two passes of the pool's loop (``SandboxManager.run``): until woken, or the reap interval;
-        then while a claim holds the refill back (see ``wake``)."""
-        with anyio.move_on_after(self.settings.sandbox_reap_interval_s):
+        """Between two passes of the pool's loop (``SandboxManager.run``): until woken, the reap interval, or the
+        end of the hold that kept the last pass from topping a shape up."""
+        wait = self.settings.sandbox_reap_interval_s
+        if self._deferred:
+            wait = min(wait, max(0.0, self._hold_until - anyio.current_time()))
+        with anyio.move_on_after(wait):
             await self._wake.wait()
         self._wake = anyio.Event()
-        while (hold := self._hold_until - anyio.current_time()) > 0:
-            with anyio.move_on_after(hold):
-                await self._wake.wait()
-            self._wake = anyio.Event()
 
     async def refill(self) -> int:
-        """Top every configured shape up to the pool size; returns how many containers were started."""
+        """Top every configured shape up to the pool size (one that still has a warm container only once no
+        claim holds it back: see ``hold``); returns how many containers were started."""
         started = 0
+        self._deferred = False
         await self._drop_stale()
         if not await self.backend.runtimes() >= {"runsc"}:
             return 0
         for shape in await self.shapes():
             if not await self.backend.image_exists(shape.image):
                 continue
-            while (
-                self._hold_until <= anyio.current_time()  # a claim during this pass holds the rest back too
-                and (workload_id := await self.store.pool.reserve(shape.key, self.settings.sandbox_pool_size))
-                is not None
-            ):
+            dry = not await self.store.pool.ready(shape.key)  # filled now, whatever holds the rest back
+            while (dry or not self._held()) and (
+                workload_id := await self.store.pool.reserve(shape.key, self.settings.sandbox_pool_size)
+            ) is not None:
                 try:
                     await self.backend.ensure_workload(sandbox_spec(self.settings, workload_id, POOL_TENANT, shape))
                     await self._warm_up(workload_id)
@@ -150,7 +155,11 @@ class WarmPool:
                     await self._discard(workload_id)  # dropped as stale meanwhile
                     continue
                 started += 1
+            self._deferred = self._deferred or self._held()
         return started
+
+    def _held(self) -> bool:
+        return self._hold_until > anyio.current_time()
 
     async def _warm_up(self, workload_id: str) -> None:
         """Raises: AgentHostError when the container cannot run a command (it is then discarded)."""

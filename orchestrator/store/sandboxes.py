@@ -190,9 +190,11 @@ class PoolRepo:
         )
         return str(row[0]) if row else None
 
-    async def ready(self, tx: Executor, pool_key: str) -> int:
+    async def ready(self, pool_key: str) -> int:
         """How many containers of ``pool_key`` are ready to be claimed."""
-        row = await tx.fetchone("SELECT count(*) FROM sandbox_pool WHERE pool_key = ? AND state = 'ready'", (pool_key,))
+        row = await self._db.fetchone(
+            "SELECT count(*) FROM sandbox_pool WHERE pool_key = ? AND state = 'ready'", (pool_key,)
+        )
         return int(row[0]) if row else 0
 
     async def remove(self, workload_id: str) -> bool:
