@@ -120,6 +120,7 @@ class SandboxManager:
                 quotas = (await self.store.tenants.get(p.tenant_id, tx)).quotas
                 check_workload(quotas, await workloads(ts, tx), "sandbox", shape.memory_mb, shape.cpus)
                 claimed = await self.store.pool.claim(tx, pooled.key) if pooled else None
+                left = await self.store.pool.ready(pooled.key, tx) if pooled and claimed else 0
                 sandbox_id = claimed or new_sandbox_id()
                 rec = await ts.sandboxes.insert(
                     tx,
@@ -137,11 +138,10 @@ class SandboxManager:
                 if pooled is not None:
                     self.pool.wake()  # the first request of a shape warms its pool
                 break
-            # The refill is asked for once this sandbox is handed out: its engine calls and store writes would
-            # otherwise run beside this call's own (about 4 ms more for the caller).
             if (await self.backend.workload_status(claimed)).state == "running":
                 await self.events.record(ts, "sandbox", rec.id, rec.name, "deployed", f"{shape.image}, warm pool")
-                self.pool.wake()
+                if not left:  # else the hold's end brings the refill (WarmPool.hold)
+                    self.pool.wake()
                 return _view(rec)
             # The pooled container died while it waited (an engine restart): drop it and try again.
             log.warning("pooled sandbox container %s was not running; discarding it", claimed)

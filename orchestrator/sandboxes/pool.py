@@ -78,7 +78,7 @@ class WarmPool:
         self.backend = backend
         self._wake = anyio.Event()
         self._hold_until = 0.0  # anyio.current_time() until which claims hold topping-up back (see hold)
-        self._deferred = False  # the last pass left a shape to the hold's end
+        self._deferred = False  # a shape waits for the hold's end to be topped up
 
     def configured(self) -> list[SandboxShape]:
         s = self.settings
@@ -105,23 +105,24 @@ class WarmPool:
         return [s for s in self.configured() if s.key in wanted]
 
     def hold(self) -> None:
-        """A claim is coming: a shape that still has a warm container is topped up only
-        ``sandbox_pool_refill_delay_s`` after the last claim. Starting a replacement keeps the engine and this
-        process busy for about half a second, when the new sandbox's first commands come: measured on its first
-        exec, 13 ms more than with the refill held back. A shape left with no warm container is refilled at
-        once, since its next request would start cold. Held before the claim, so that a pass already under way
-        does not top up behind it; each pass decides from the pool as it is then, whatever order concurrent
-        claims come in."""
+        """A claim is coming: a shape that still has a warm container afterwards is topped up only
+        ``sandbox_pool_refill_delay_s`` after the last claim, by a pass at the hold's end. Starting a replacement
+        keeps the engine and this process busy for about half a second, when the new sandbox's first commands
+        come: measured on its first exec, 13 ms more than with the refill held back. The claim that takes a
+        shape's last warm container wakes the loop (``wake``): a shape with none is filled at once, since its
+        next request would start cold. Held before the claim, so that a pass already under way does not top up
+        behind it; each pass decides from the pool as it is then, whatever order concurrent claims come in."""
         until = anyio.current_time() + self.settings.sandbox_pool_refill_delay_s
         self._hold_until = max(self._hold_until, until)
+        self._deferred = True
 
     def wake(self) -> None:
-        """Ask the loop for a pass now (a container was claimed, or a shape was asked for)."""
+        """Ask the loop for a pass now (a pool was emptied, or a shape was asked for)."""
         self._wake.set()
 
     async def idle(self) -> None:
         """Between two passes of the pool's loop (``SandboxManager.run``): until woken, the reap interval, or the
-        end of the hold that kept the last pass from topping a shape up."""
+        end of a hold that left a shape to be topped up then."""
         wait = self.settings.sandbox_reap_interval_s
         if self._deferred:
             wait = min(wait, max(0.0, self._hold_until - anyio.current_time()))

@@ -190,9 +190,9 @@ class PoolRepo:
         )
         return str(row[0]) if row else None
 
-    async def ready(self, pool_key: str) -> int:
+    async def ready(self, pool_key: str, tx: Executor | None = None) -> int:
         """How many containers of ``pool_key`` are ready to be claimed."""
-        row = await self._db.fetchone(
+        row = await (tx or self._db).fetchone(
             "SELECT count(*) FROM sandbox_pool WHERE pool_key = ? AND state = 'ready'", (pool_key,)
         )
         return int(row[0]) if row else 0
