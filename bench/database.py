@@ -23,7 +23,7 @@ import docker
 from docker.models.networks import Network
 
 from common import HARDENED, Platform, report, tool
-from orchestrator.databases.engines import ENGINES, accepts_connections, command_for, env_for, postgres_name
+from orchestrator.databases.engines import ENGINES, accepts_connections, command_for, env_for, postgres_name, redis_user
 from orchestrator.databases.roles import POSTGRES_ADMIN, REDIS_ADMIN
 from orchestrator.models import DatabaseSpec
 from orchestrator.settings import Settings
@@ -32,7 +32,7 @@ EGRESS_BRIDGE = "ah-eg-none"  # made by agenthost: a database has no egress, but
 
 
 def _spec(engine: str, name: str, image: str) -> DatabaseSpec:
-    user = postgres_name(name) if engine == "postgres" else "default"
+    user = postgres_name(name) if engine == "postgres" else redis_user(name)
     return DatabaseSpec(
         image=image,
         runtime="runsc",
