@@ -303,7 +303,8 @@ class AgentHost:
         return instance_id((self.data_dir / "master.key").read_bytes())
 
     def cleanup_engine(self) -> None:
-        """Remove whatever this session's platform left in Docker (a test that failed half-way, the warm pool)."""
+        """Remove whatever this session's platform left in Docker (a test that failed half-way, the warm pool, the
+        images its tenants built)."""
         client = docker.from_env(version="auto")
         for label in [f"agenthost.tenant={tid}" for tid in self.tenant_ids.values()] + [
             f"agenthost.instance={self.instance}"
@@ -314,6 +315,9 @@ class AgentHost:
                 v.remove(force=True)
             for n in client.networks.list(filters={"label": label}):
                 n.remove()
+        for tid in self.tenant_ids.values():  # the images its tenants built (each is labelled with its tenant)
+            for image in client.images.list(filters={"label": f"agenthost.tenant={tid}"}):
+                client.images.remove(image.id, force=True)
         client.close()
 
 
