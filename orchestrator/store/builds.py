@@ -206,17 +206,26 @@ class BuildRepo:
         )
 
     async def finish(
-        self, build_id: str, status: BuildStatus, error: str | None = None, hint: str | None = None, **values: Any
+        self,
+        build_id: str,
+        status: BuildStatus,
+        error: str | None = None,
+        hint: str | None = None,
+        *,
+        only_from: tuple[BuildStatus, ...] = ("queued", "running"),
+        **values: Any,
     ) -> bool:
-        """Record the outcome once: a build already finished (cancelled while queued, say) keeps its state."""
+        """Record the outcome once, of a build that is in one of ``only_from``: a build already finished
+        (cancelled while queued, say) keeps its state. Returns whether it was recorded."""
         unknown = set(values) - _COLUMNS
         if unknown:
             raise ValueError(f"unknown build columns {unknown}")
         cols = {"status": status, "error": error, "error_hint": hint, "finished_at": now_iso(), **values}
         sets = ", ".join(f"{col} = ?" for col in cols)
+        marks = ", ".join("?" for _ in only_from)
         changed = await self._db.execute(
-            f"UPDATE builds SET {sets} WHERE tenant_id = ? AND id = ? AND status IN ('queued', 'running')",
-            [*cols.values(), self._tenant, build_id],
+            f"UPDATE builds SET {sets} WHERE tenant_id = ? AND id = ? AND status IN ({marks})",
+            [*cols.values(), self._tenant, build_id, *only_from],
         )
         return changed > 0
 

@@ -20,6 +20,7 @@ from orchestrator.models import Principal
 from orchestrator.secrets import SecretBox
 from orchestrator.settings import Quotas, Settings
 from orchestrator.store import Store
+from orchestrator.store.builds import BuildRepo
 from tests.fakes import FakeBuilder
 
 from ..gitrepos import make_repo
@@ -118,6 +119,57 @@ async def test_queue_per_tenant_and_cancel(repo_dir: Path, repo: Path) -> None:
         gate.set()
         assert (await _until_done(m, p, three.id)).status == "succeeded"
         assert (await m.cancel(p, three.id)).status == "succeeded"  # finished: left as it is
+
+
+async def test_attack_a_cancel_racing_the_start_of_its_build_answers_once_the_build_has_stopped(
+    repo_dir: Path, repo: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two server processes on one data dir. A build waits in line in the first; cancel_build reaches the
+    second and reads it queued, and just then the first starts it. The cancel must not record the build
+    cancelled (its place in the queue free) while the engine still builds it: it answers once the build's
+    own runner has stopped it."""
+    first_done = anyio.Event()
+    entered: list[str] = []
+    stopped: list[str] = []
+
+    async def first(tag: str) -> None:
+        await first_done.wait()
+
+    async def second(tag: str) -> None:
+        entered.append(tag)
+        try:
+            await anyio.sleep(60)
+        except anyio.get_cancelled_exc_class():
+            stopped.append(tag)
+            raise
+
+    async with runner(repo_dir) as (m, builder, p):
+        other_store = await Store.open(m.settings.db_path, SecretBox(b"k" * 32))
+        other = BuildManager(m.settings, other_store, FakeBuilder())
+        try:
+            async with anyio.create_task_group() as tg:
+                await tg.start(other.run)
+                builder.steps = [first, second]
+                await _start(m, p, repo)
+                queued = await _start(m, p, repo)
+                assert (await m.get(p, queued.id)).status == "queued"
+                update = BuildRepo.update
+
+                async def started_meanwhile(self: BuildRepo, build_id: str, **values: object) -> None:
+                    if build_id == queued.id and values.get("cancel_requested"):
+                        first_done.set()  # the first process starts the queued build between the read and the cancel
+                        with anyio.fail_after(10):
+                            while not entered:
+                                await anyio.sleep(0.02)
+                    await update(self, build_id, **values)
+
+                monkeypatch.setattr(BuildRepo, "update", started_meanwhile)
+                answer = await other.cancel(p, queued.id)
+                assert answer.status == "cancelled", answer
+                assert stopped == entered, "cancel_build answered while the build still ran"
+                tg.cancel_scope.cancel()
+        finally:
+            await other_store.close()
 
 
 async def test_queue_limit(repo_dir: Path, repo: Path) -> None:
