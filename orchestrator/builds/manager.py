@@ -253,11 +253,10 @@ class BuildManager:
         if rec.done:
             return _summary(rec)
         await ts.builds.update(rec.id, cancel_requested=1)
-        if rec.status == "queued":
-            # Only if still queued: a runner (in another process, maybe) may have started it since it was
-            # read, and a build recorded cancelled while the engine still builds it would free its place early.
-            # That runner sees cancel_requested at its next tick and stops it; the wait below sees it end.
-            await ts.builds.finish(rec.id, "cancelled", "cancelled by cancel_build while queued", only_from=("queued",))
+        # Decided by the store, not by ``rec``: a runner (in another process, maybe) may have started the build
+        # since it was read. A started one is stopped by its runner, which sees cancel_requested at its next
+        # tick; the wait below sees it end.
+        await ts.builds.finish(rec.id, "cancelled", "cancelled by cancel_build while queued", only_from=("queued",))
         self.runner.cancel(rec.id)
         if wait:
             with anyio.move_on_after(max(self.settings.wait_timeout_s, _CANCEL_WAIT_S)):

@@ -315,8 +315,7 @@ class AgentHost:
                 v.remove(force=True)
             for n in client.networks.list(filters={"label": label}):
                 n.remove()
-        for tid in self.tenant_ids.values():  # the images its tenants built (each is labelled with its tenant)
-            for image in client.images.list(filters={"label": f"agenthost.tenant={tid}"}):
+            for image in client.images.list(filters={"label": label}):
                 client.images.remove(image.id, force=True)
         client.close()
 
