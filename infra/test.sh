@@ -42,7 +42,7 @@ e2e_rc=0
 .venv/bin/pytest -n 2 --dist loadgroup -m "not alone" --durations=30 "${@:-tests/e2e}" || e2e_rc=$?
 # The tests marked alone run after the others, by themselves: some read what every agenthost process on the
 # host converges to its own settings (the egress chain: the last to start wins), some race many calls at once
-# across processes, some kill a cluster node's agent and start it again. Exit 5: none selected.
+# across processes. Exit 5: none selected.
 alone_rc=0
 .venv/bin/pytest -m alone --durations=10 "${@:-tests/e2e}" || alone_rc=$?
 [ "$alone_rc" = 0 ] || [ "$alone_rc" = 5 ] || e2e_rc=$alone_rc

@@ -121,7 +121,6 @@ async def test_a_drain_moves_a_database_s_data_with_its_tenant_to_the_other_node
         await call(client, "delete_database", {"database": "ledger", "confirm": True})
 
 
-@pytest.mark.alone  # kills a node's agent and starts it again: not while the other worker loads the host
 async def test_a_database_stranded_on_a_lost_node_is_restored_over_itself_on_the_other(
     strand_host: AgentHost, nomad_cluster: Cluster
 ) -> None:

@@ -185,7 +185,6 @@ async def test_a_drain_moves_a_tenants_services_and_names_its_databases_left_beh
         await call(client, "delete_database", {"database": "store", "confirm": True})
 
 
-@pytest.mark.alone  # kills a node's agent and starts it again: not while the other worker loads the host
 async def test_a_lost_node_s_services_come_back_on_the_other_and_its_databases_say_where_their_data_is(
     tenant_host: AgentHost, nomad_cluster: Cluster, admin: Any
 ) -> None:
