@@ -35,17 +35,10 @@ nice -n 19 .venv/bin/pytest tests/unit -q -p no:cacheprovider --basetemp="$unit_
 unit=$!
 trap 'kill "$unit" 2>/dev/null || true; rm -rf "$gobuild_log" "$unit_log" "$unit_tmp"; bash infra/nomad-testcluster.sh stop
   bash infra/nomad.sh stop' EXIT
-# Then the e2e suite (or what the arguments name), in two workers: it spends much of its time waiting on the
-# engines. tests/e2e/conftest.py says which tests share a worker. The slowest tests are listed at the end: the
-# suite has a time budget (see docs/testing.md).
+# Then the e2e suite (or what the arguments name).
+# The slowest tests are listed at the end: the suite has a time budget (see docs/testing.md).
 e2e_rc=0
-.venv/bin/pytest -n 2 --dist loadgroup -m "not alone" --durations=30 "${@:-tests/e2e}" || e2e_rc=$?
-# The tests marked alone run after the others, by themselves: some read what every agenthost process on the
-# host converges to its own settings (the egress chain: the last to start wins), some race many calls at once
-# across processes. Exit 5: none selected.
-alone_rc=0
-.venv/bin/pytest -m alone --durations=10 "${@:-tests/e2e}" || alone_rc=$?
-[ "$alone_rc" = 0 ] || [ "$alone_rc" = 5 ] || e2e_rc=$alone_rc
+.venv/bin/pytest --durations=30 "${@:-tests/e2e}" || e2e_rc=$?
 unit_rc=0; wait "$unit" || unit_rc=$?
 echo "==> the unit suite (run beside the e2e suite)"
 cat "$unit_log"

@@ -170,44 +170,6 @@ def cluster_hello_image(nomad_cluster: Cluster, hello_image: str) -> str:
         pytest.fail(str(exc))
 
 
-# The suite runs in two pytest-xdist workers (infra/test.sh): it spends much of its time waiting on the engines.
-# Each module's tests run in one worker, so its module fixtures are set up once. The legs on the three-node
-# cluster run in one worker, those on the Nomad dev agent in one, wherever their module is: each worker would
-# otherwise set up the session's cluster or dev-agent host again. The modules that route the test host's
-# addresses share one worker too: there is one test host per machine.
-_ENGINE_GROUPS = {"cluster": {"nomad_cluster", "cluster_agenthost"}, "nomad-dev": {"nomad_agent", "nomad_agenthost"}}
-
-
-def _fixtures(item: pytest.Item) -> set[str]:
-    callspec = getattr(item, "callspec", None)
-    platform = PLATFORMS.get(callspec.params.get("host", "")) if callspec is not None else None
-    return {*getattr(item, "fixturenames", ()), *([platform] if platform else [])}
-
-
-@pytest.hookimpl(tryfirst=True)  # before pytest-xdist reads the marks
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    def module(item: pytest.Item) -> str:
-        return item.nodeid.split("::", 1)[0]
-
-    test_host_modules = {module(item) for item in items if "test_host" in _fixtures(item)}
-    for item in items:
-        fixtures = _fixtures(item)
-        engine = [group for group, needs in _ENGINE_GROUPS.items() if fixtures & needs]
-        group = engine[0] if engine else "test-host" if module(item) in test_host_modules else module(item)
-        item.add_marker(pytest.mark.xdist_group(group))
-
-
-def pytest_collection_finish(session: pytest.Session) -> None:
-    """A worker whose tests pytest-xdist did not group would run a module's tests, or the cluster's, in both
-    workers at once: stop before any runs. pytest 9.2 broke the grouping of pytest-xdist 3.8 (the group
-    goes into ``item._nodeid``, which pytest 9.2 no longer reads): pyproject.toml keeps pytest under 9.2."""
-    if not hasattr(session.config, "workerinput") or not session.config.getvalue("loadgroup"):
-        return
-    ungrouped = [item.nodeid for item in session.items if "@" not in item.nodeid]
-    if ungrouped:
-        raise pytest.UsageError(f"pytest-xdist did not group {len(ungrouped)} tests, e.g. {ungrouped[0]}")
-
-
 PLATFORMS = {"docker": "agenthost", "nomad": "nomad_agenthost", "cluster": "cluster_agenthost"}
 # The conformance suite runs on Docker and on the three-node cluster. The cluster leg runs every path the
 # dev agent's would (the same backend, with ACLs, TLS and two nodes on top), so the dev agent takes only the
