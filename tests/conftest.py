@@ -6,7 +6,8 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
-from collections.abc import Iterator
+import traceback
+from collections.abc import Generator, Iterator
 from pathlib import Path
 
 import pytest
@@ -25,6 +26,23 @@ def repo_dir() -> Iterator[Path]:
     path.chmod(0o755)
     yield path
     shutil.rmtree(path, ignore_errors=True)
+
+
+def _leaves(exc: BaseException) -> list[BaseException]:
+    if isinstance(exc, BaseExceptionGroup):
+        return [leaf for inner in exc.exceptions for leaf in _leaves(inner)]
+    return [exc]
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Generator[None, None, None]:
+    """A failure raised through nested task groups (an MCP client in a test's task group is ten deep) prints
+    past the depth at which the traceback stops: its innermost errors are added to the report whole."""
+    outcome = yield
+    if call.excinfo is None or not isinstance(call.excinfo.value, BaseExceptionGroup):
+        return
+    text = "\n".join("".join(traceback.format_exception(leaf)) for leaf in _leaves(call.excinfo.value))
+    outcome.get_result().sections.append(("innermost errors", text))
 
 
 def _e2e_skips(reporter: pytest.TerminalReporter) -> dict[str, list[str]]:

@@ -111,7 +111,10 @@ def start_cluster() -> bool:
         return False
     proc = _script("start")
     if proc.returncode != 0:
-        raise RuntimeError(f"infra/nomad-testcluster.sh start failed:\n{proc.stderr[-3000:]}")
+        raise RuntimeError(
+            f"infra/nomad-testcluster.sh start failed (exit {proc.returncode}):\n{proc.stderr[-3000:]}\n"
+            f"its output:\n{proc.stdout[-2000:]}"
+        )
     return True
 
 
