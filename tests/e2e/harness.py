@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import socket
 import subprocess
 import sys
 import time
@@ -29,6 +28,7 @@ from orchestrator.platform import instance_id
 from orchestrator.settings import Settings
 
 from ..gitrepos import git, make_repo
+from ..ports import free_port
 
 if TYPE_CHECKING:
     from .nomad_cluster import Cluster  # it imports this module
@@ -114,12 +114,6 @@ class ToolFailed(Exception):
         self.error = error
         self.message = f"{error['message']} (hint: {self.hint})"
         super().__init__(f"{tool}: [{self.code}] {self.message}")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def build_leftovers(client: docker.DockerClient, marker: str) -> list[str]:

@@ -10,7 +10,6 @@ backtracks catastrophically fails.
 from __future__ import annotations
 
 import os
-import socket
 import socketserver
 import threading
 from collections.abc import AsyncIterator, Iterator
@@ -27,6 +26,7 @@ from orchestrator.secrets import SecretBox, write_master_key
 from orchestrator.settings import Settings
 from orchestrator.store import Store
 from tests.fakes import FakeBackend, FakeBuilder
+from tests.ports import free_port
 
 from .site import APP_IMAGE, Site
 
@@ -94,12 +94,6 @@ def listener() -> Iterator[int]:
         yield port
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 @pytest.fixture
 def app_settings(tmp_path: Path, repo_dir: Path) -> Settings:
     data = tmp_path / "data"
@@ -117,7 +111,7 @@ def app_settings(tmp_path: Path, repo_dir: Path) -> Settings:
         allow_local_git=True,  # builds from repositories in repo_dir
         build_dir=repo_dir / "builds",
         ssh_bind="127.0.0.1",  # the app's SSH gateway: this host only, on a port of its own
-        ssh_port=_free_port(),
+        ssh_port=free_port(),
     )
 
 

@@ -28,16 +28,11 @@ from orchestrator.ingress import caddy_command
 from orchestrator.secrets import write_master_key
 from orchestrator.settings import Settings
 from tests.fakes import FakeBackend
+from tests.ports import free_port
 
 from .site import APP_IMAGE, Site
 
 pytestmark = pytest.mark.skipif(shutil.which("caddy") is None, reason="caddy is not installed (apt-get install caddy)")
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @pytest.fixture
@@ -58,8 +53,8 @@ def app_settings(tmp_path: Path, repo_dir: Path) -> Iterator[Settings]:
         base_domain="ingress.localhost",
         ingress_internal_ca=True,
         ingress_bind="127.0.0.1",
-        ingress_https_port=_free_port(),
-        ingress_http_port=_free_port(),
+        ingress_https_port=free_port(),
+        ingress_http_port=free_port(),
         ingress_admin_socket=short / "admin.sock",
     )
     shutil.rmtree(short, ignore_errors=True)
