@@ -178,6 +178,31 @@ SUITE_PLATFORMS = ["docker", "cluster"]
 ALL_PLATFORMS = pytest.mark.parametrize("host", list(PLATFORMS), indirect=True)
 
 
+# infra/test.sh runs the suite in two pytest processes at once, since it spends much of its time waiting on
+# the engines. The second run takes every test on Nomad (the dev agent or the three-node cluster), whatever its
+# module, so that those keep their order and no two of them share a Nomad at once; and these Docker modules,
+# which even out the two runs' lengths (about 19 and 34 minutes without them, on two cores).
+_NOMAD_FIXTURES = {"nomad_agent", "nomad_agenthost", "nomad_cluster", "cluster_agenthost"}
+_SECOND_RUN_MODULES = {
+    "test_postgres_image.py",
+    "test_reconciler.py",
+    "test_sandboxes.py",
+    "test_services.py",
+    "test_ssh.py",
+    "test_volumes.py",
+}
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        callspec = getattr(item, "callspec", None)
+        platform = PLATFORMS.get(callspec.params.get("host", "")) if callspec is not None else None
+        on_nomad = _NOMAD_FIXTURES & {*getattr(item, "fixturenames", ()), *([platform] if platform else [])}
+        if on_nomad or item.path.name in _SECOND_RUN_MODULES:
+            item.add_marker(pytest.mark.second_run)
+
+
 @pytest.fixture(params=SUITE_PLATFORMS)
 def host(request: pytest.FixtureRequest) -> AgentHost:
     """The conformance suite's platform: each test runs on Docker and on the three-node cluster; with

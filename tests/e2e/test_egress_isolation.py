@@ -142,6 +142,7 @@ def default_rules_after(agenthost: AgentHost) -> Iterator[None]:
     )
 
 
+@pytest.mark.alone
 async def test_attack_allowlist_opens_only_what_it_lists(
     docker_client: docker.DockerClient,
     hello_image: str,
@@ -178,6 +179,7 @@ async def test_attack_allowlist_opens_only_what_it_lists(
         host.cleanup_engine()
 
 
+@pytest.mark.alone
 def test_apply_installs_exactly_the_planned_rules(agenthost: AgentHost) -> None:
     """`agenthost egress apply` leaves the chain as iptables prints the planned rules (so the next start
     finds it converged instead of rebuilding it), hooked from DOCKER-USER and INPUT."""
