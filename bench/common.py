@@ -67,7 +67,7 @@ def report(title: str, ours: list[float], raw: list[float], raw_label: str) -> N
     print(f"{title}: n={len(ours)}")
     print(f"  agenthost  median {m_ours:8.1f} ms   (min {min(ours) * 1000:.1f}, max {max(ours) * 1000:.1f})")
     print(f"  {raw_label:<10} median {m_raw:8.1f} ms   (min {min(raw) * 1000:.1f}, max {max(raw) * 1000:.1f})")
-    print(f"  ratio agenthost/raw = {m_ours / m_raw:.2f}")
+    print(f"  ratio agenthost/raw = {m_ours / m_raw:.2f}, difference {m_ours - m_raw:+.1f} ms")
 
 
 def build_hello(client: docker.DockerClient, base: str = "agenthost/python:bookworm") -> str:
