@@ -184,6 +184,8 @@ ALL_PLATFORMS = pytest.mark.parametrize("host", list(PLATFORMS), indirect=True)
 # which even out the two runs' lengths (about 19 and 34 minutes without them, on two cores).
 _NOMAD_FIXTURES = {"nomad_agent", "nomad_agenthost", "nomad_cluster", "cluster_agenthost"}
 _SECOND_RUN_MODULES = {
+    "test_ingress.py",
+    "test_mcp_surface.py",
     "test_postgres_image.py",
     "test_reconciler.py",
     "test_sandboxes.py",

@@ -31,7 +31,10 @@ from .nomad_cluster import (
 )
 from .s3 import backup_env, moto_s3
 
-pytestmark = [pytest.mark.anyio, pytest.mark.e2e]
+# Alone (infra/test.sh), the whole module in its order: it drains a node or kills its agent, and waits on
+# Nomad's heartbeats, drain deadlines and allocation stops, which beside the other e2e run once took longer
+# than the platform waits (an allocation still running 60 s after its job was removed).
+pytestmark = [pytest.mark.anyio, pytest.mark.e2e, pytest.mark.alone]
 
 _CLI = 'redis-cli -u "$REDIS_URL" --no-auth-warning '
 _PSQL = 'psql "$DATABASE_URL" -v ON_ERROR_STOP=1 -qAt '

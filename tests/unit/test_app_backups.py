@@ -5,10 +5,21 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from orchestrator.backends.base import ExecResult, ExecSpec, WorkloadSpec
+from orchestrator.settings import Settings
 from tests.fakes import FakeBackend
 
 from .site import APP_IMAGE, Site
+
+
+@pytest.fixture
+def app_settings(app_settings: Settings) -> Settings:
+    """These tests read the finished backup from the call's own answer. restic runs for real and derives its
+    key with scrypt on every run: in CI, beside the e2e runs at the lowest priority, a backup once took more
+    than the suite's 5 s wait, and the answer said it was still running."""
+    return app_settings.model_copy(update={"wait_timeout_s": 120})
 
 
 def _volume(fake: FakeBackend, name: str) -> Path:
