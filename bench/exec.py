@@ -25,8 +25,8 @@ async def main(rounds: int) -> None:
     client = docker.from_env(version="auto")
     image = build_hello(client)
     platform = Platform(AGENTHOST_SANDBOX_POOL_SIZE="0")
-    ours: dict[int, list[float]] = {i: [] for i in range(len(COMMANDS))}
-    raw: dict[int, list[float]] = {i: [] for i in range(len(COMMANDS))}
+    ours: list[list[float]] = [[] for _ in COMMANDS]
+    raw: list[list[float]] = [[] for _ in COMMANDS]
     try:
         async with http_client(platform) as mcp:
             svc = await tool(mcp, "deploy_service", {"name": "target", "image": image, "port": 8000})
@@ -48,8 +48,8 @@ async def main(rounds: int) -> None:
             await tool(mcp, "delete_service", {"service": "target", "confirm": True})
     finally:
         platform.cleanup(client)
-    for i, command in enumerate(COMMANDS):
-        report(f"exec {' '.join(command)!r} in a runsc service", ours[i], raw[i], "exec_run")
+    for command, mine, theirs in zip(COMMANDS, ours, raw, strict=True):
+        report(f"exec {' '.join(command)!r} in a runsc service", mine, theirs, "exec_run")
 
 
 if __name__ == "__main__":
