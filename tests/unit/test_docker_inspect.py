@@ -13,9 +13,11 @@ from pathlib import Path
 import anyio
 import pytest
 
+from orchestrator.backends.docker.containers import find_container, list_containers
 from orchestrator.backends.docker.engine import DockerEngine, docker_errors
 from orchestrator.backends.docker.inspect import SocketInspect, Unanswered
 from orchestrator.errors import AgentHostError
+from orchestrator.labels import L_ID
 
 CONTAINER = {"Id": "abc", "Name": "/ah-svc_1", "State": {"Status": "running"}}
 
@@ -35,10 +37,13 @@ class _Engine(socketserver.StreamRequestHandler):
             name = path.removeprefix("/v1.41/containers/").removesuffix("/json")
             if name == "hangup":
                 return
+            if name.startswith("json?"):  # a listing that names a container removed before it is inspected
+                name = "listing"
             status, body = {
                 "/version": (200, b'{"ApiVersion":"1.41","Version":"test"}'),
                 "ah-svc_1": (200, json.dumps(CONTAINER).encode()),
                 "broken": (500, b'{"message":"boom"}'),
+                "listing": (200, json.dumps([{"Id": "removed0"}]).encode()),
             }.get(name, (404, b'{"message":"No such container"}'))
             self.wfile.write(
                 f"HTTP/1.1 {status} X\r\nContent-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n".encode()
@@ -133,5 +138,17 @@ def test_the_engine_takes_the_container_from_the_socket_and_leaves_other_answers
         with pytest.raises(AgentHostError, match="boom"), docker_errors("inspect broken"):
             docker_engine.container("broken")
         assert engine.paths[asked:] == ["/v1.41/containers/broken/json"] * 2
+    finally:
+        anyio.run(docker_engine.close)
+
+
+def test_a_container_removed_between_the_listing_and_its_inspect_is_not_there(engine: _Server) -> None:
+    # The reconciler removes a container it could not attach to its network while another call looks the workload
+    # up by its label: that call sees no container (state "missing"), not an engine "No such container" error.
+    docker_engine = DockerEngine(f"unix://{engine.server_address}")
+    try:
+        assert find_container(docker_engine, "svc_2") is None
+        assert list_containers(docker_engine, {L_ID: "svc_2"}) == []
+        assert "/v1.41/containers/removed0/json" in engine.paths
     finally:
         anyio.run(docker_engine.close)

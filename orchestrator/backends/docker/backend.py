@@ -32,7 +32,7 @@ from ..base import (
     WorkloadStatus,
 )
 from ..sizes import check_node_size
-from .containers import container_status, find_container, guard_sync, listed_id, run_container_sync
+from .containers import container_status, find_container, guard_sync, list_containers, listed_id, run_container_sync
 from .engine import DockerEngine, docker_errors
 from .exec import Emit, exec_sync
 from .logs import after_tail, follow_logs, merged_tail, read_stream
@@ -242,7 +242,7 @@ class DockerBackend:
 
     async def list_workloads(self, labels: dict[str, str]) -> list[WorkloadStatus]:
         def listing() -> list[WorkloadStatus]:
-            found = self.engine.client().containers.list(all=True, filters=self.engine.filters(labels))
+            found = list_containers(self.engine, labels)
             return [self._status(listed_id(c), c) for c in found]
 
         return await self.engine.run("list workloads", listing)

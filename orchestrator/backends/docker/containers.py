@@ -24,6 +24,7 @@ __all__ = [
     "find_container",
     "guard_sync",
     "host_config",
+    "list_containers",
     "listed_id",
     "parse_ts",
     "run_container_sync",
@@ -36,10 +37,16 @@ def find_container(engine: DockerEngine, workload_id: str) -> Container | None:
         return found
     # Not under our naming convention (created by hand or by an older version): find it by its labels, but
     # never take an update's second container (same label, slot name) for the workload's own.
-    listed = engine.client().containers.list(all=True, filters=engine.filters({L_ID: workload_id}))
+    listed = list_containers(engine, {L_ID: workload_id})
     slots = {f"{container_name(slot_id(workload_id, slot))}" for slot in SLOTS}
     listed = [c for c in listed if c.name not in slots]
     return listed[0] if listed else None
+
+
+def list_containers(engine: DockerEngine, labels: dict[str, str]) -> list[Container]:
+    """This platform's containers with these labels, stopped ones too. One removed between the listing and its
+    inspect (a failed create's cleanup, a delete) is left out, not an error."""
+    return list(engine.client().containers.list(all=True, filters=engine.filters(labels), ignore_removed=True))
 
 
 def listed_id(container: Container) -> str:
