@@ -1,5 +1,5 @@
-"""Container inspects over the engine's unix socket (backends/docker/inspect.py), against a local stand-in for
-the engine's API: the container, 'no such container', anything else, and a connection the engine dropped."""
+"""Container and exec inspects over the engine's unix socket (backends/docker/inspect.py), against a local stand-in
+for the engine's API: the container, 'no such container', anything else, and a connection the engine dropped."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import anyio
+import docker.errors
 import pytest
 
 from orchestrator.backends.docker.containers import find_container, list_containers
@@ -20,6 +21,7 @@ from orchestrator.errors import AgentHostError
 from orchestrator.labels import L_ID
 
 CONTAINER = {"Id": "abc", "Name": "/ah-svc_1", "State": {"Status": "running"}}
+EXEC = {"ID": "e1", "Running": False, "ExitCode": 3, "Pid": 42}
 
 
 class _Engine(socketserver.StreamRequestHandler):
@@ -43,6 +45,7 @@ class _Engine(socketserver.StreamRequestHandler):
                 "/version": (200, b'{"ApiVersion":"1.41","Version":"test"}'),
                 "ah-svc_1": (200, json.dumps(CONTAINER).encode()),
                 "broken": (500, b'{"message":"boom"}'),
+                "/v1.41/exec/e1": (200, json.dumps(EXEC).encode()),
                 "listing": (200, json.dumps([{"Id": "removed0"}]).encode()),
             }.get(name, (404, b'{"message":"No such container"}'))
             self.wfile.write(
@@ -150,5 +153,30 @@ def test_a_container_removed_between_the_listing_and_its_inspect_is_not_there(en
         assert find_container(docker_engine, "svc_2") is None
         assert list_containers(docker_engine, {L_ID: "svc_2"}) == []
         assert "/v1.41/containers/removed0/json" in engine.paths
+    finally:
+        anyio.run(docker_engine.close)
+
+
+def test_an_exec_s_inspects_take_the_socket_and_leave_404s_and_errors_to_docker_py(engine: _Server) -> None:
+    docker_engine = DockerEngine(f"unix://{engine.server_address}")
+    try:
+        api = docker_engine.exec_api()
+        asked = len(engine.paths)
+        assert api.inspect_container("ah-svc_1") == CONTAINER
+        assert api.exec_inspect("e1") == EXEC
+        assert engine.paths[asked:] == ["/v1.41/containers/ah-svc_1/json", "/v1.41/exec/e1/json"]
+        # What exec_sync tells apart: docker-py's NotFound for a gone exec or container, its APIError for the rest.
+        with pytest.raises(docker.errors.NotFound):
+            api.exec_inspect("gone")
+        with pytest.raises(docker.errors.NotFound):
+            api.inspect_container("ah-gone")
+        with pytest.raises(docker.errors.APIError, match="boom"):
+            api.inspect_container("broken")
+        assert engine.paths[asked + 2 :] == [
+            *["/v1.41/exec/gone/json"] * 2,
+            *["/v1.41/containers/ah-gone/json"] * 2,
+            *["/v1.41/containers/broken/json"] * 2,
+        ]
+        assert api.exec_create == docker_engine.client().api.exec_create  # everything else is docker-py's own
     finally:
         anyio.run(docker_engine.close)

@@ -283,7 +283,7 @@ class DockerBackend:
             try:
                 with docker_errors(f"exec in {workload_id}"):
                     return exec_sync(
-                        self.engine.client().api,
+                        self.engine.exec_api(),
                         container_name(workload_id),
                         spec.argv,
                         spec.timeout_s,

@@ -12,7 +12,7 @@ import http.client
 import ipaddress
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import ParamSpec, TypeVar
+from typing import Any, ParamSpec, TypeVar
 
 import anyio
 import docker
@@ -25,7 +25,7 @@ from ...errors import AgentHostError, BackendUnavailable, Conflict, ImageNotFoun
 from ...labels import L_EGRESS, L_INSTANCE, L_MANAGED
 from ...models import Egress
 from ..threaded import ThreadBudget
-from .inspect import SocketInspect, Unanswered
+from .inspect import InspectingApi, SocketInspect, Unanswered
 from .net import EgressFilter, egress_network_name, ensure_bridge
 
 __all__ = ["DockerEngine", "docker_errors"]
@@ -90,6 +90,12 @@ class DockerEngine:
             if isinstance(adapter, UnixHTTPAdapter):
                 self._inspect = SocketInspect(adapter.socket_path, self._client.api.api_version)
         return self._client
+
+    def exec_api(self) -> Any:
+        """docker-py's low-level client for an exec: its container and exec inspects skip requests on a unix
+        socket (backends/docker/inspect.py)."""
+        api = self.client().api
+        return api if self._inspect is None else InspectingApi(api, self._inspect)
 
     def container(self, name: str) -> Container | None:
         """The container named ``name``, None when there is none; from a worker thread. On a unix socket the
