@@ -8,7 +8,6 @@ and the networks workloads and build steps join: the shared egress bridges and t
 
 from __future__ import annotations
 
-import http.client
 import ipaddress
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -25,7 +24,7 @@ from ...errors import AgentHostError, BackendUnavailable, Conflict, ImageNotFoun
 from ...labels import L_EGRESS, L_INSTANCE, L_MANAGED
 from ...models import Egress
 from ..threaded import ThreadBudget
-from .inspect import InspectingApi, SocketInspect, Unanswered
+from .inspect import UNANSWERED, InspectingApi, SocketInspect
 from .net import EgressFilter, egress_network_name, ensure_bridge
 
 __all__ = ["DockerEngine", "docker_errors"]
@@ -104,7 +103,7 @@ class DockerEngine:
         if (inspect := self._inspect) is not None:
             try:
                 attrs = inspect.container(name)
-            except (OSError, http.client.HTTPException, ValueError, Unanswered):
+            except UNANSWERED:
                 pass  # docker-py's call below raises what the backend translates, or succeeds
             else:
                 return None if attrs is None else client.containers.prepare_model(attrs)

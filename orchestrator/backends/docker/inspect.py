@@ -21,7 +21,7 @@ from collections.abc import Callable
 from typing import Any
 from urllib.parse import quote
 
-__all__ = ["InspectingApi", "SocketInspect", "Unanswered"]
+__all__ = ["UNANSWERED", "InspectingApi", "SocketInspect", "Unanswered"]
 
 
 class _UnixConnection(http.client.HTTPConnection):
@@ -97,6 +97,10 @@ class SocketInspect:
             conn.close()
 
 
+# What a socket inspect raises when docker-py should be asked instead (a transport failure, another status).
+UNANSWERED = (OSError, http.client.HTTPException, ValueError, Unanswered)
+
+
 class InspectingApi:
     """docker-py's low-level API client, whose container and exec inspects go over a SocketInspect first. A
     404 or a failure there is asked of docker-py again, which raises what the caller expects of it."""
@@ -118,5 +122,5 @@ class InspectingApi:
     def _socket(get: Callable[[str], dict[str, Any] | None], name: str) -> dict[str, Any] | None:
         try:
             return get(name)
-        except (OSError, http.client.HTTPException, ValueError, Unanswered):
+        except UNANSWERED:
             return None
