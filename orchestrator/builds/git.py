@@ -292,14 +292,17 @@ def _global_config(src: GitSource) -> Iterator[str]:
 
 
 async def _fetch(git: _Git, src: GitSource, ref: str | None, dest: Path, log: LogFn, caps: Caps) -> Fetched:
+    # git runs as the build user, who may not reach the control plane's working directory (a root started
+    # from /root, mode 0700): git then fails on its own cwd. It runs in the checkout's parent, theirs to reach.
+    dest = dest.absolute()
     await log(f"[agenthost] git ls-remote {src.url}")
-    code, listing = await git.run("ls-remote", "--symref", "--", src.url, echo=False)
+    code, listing = await git.run("ls-remote", "--symref", "--", src.url, cwd=dest.parent, echo=False)
     if code != 0:
         await log(listing.strip()[-2000:])
         last = listing.strip().splitlines()[-1] if listing.strip() else f"git exited with {code}"
         raise BuildFailed(f"repository unreachable: {last}", "check git_url: the repository must exist and be public")
     want, commit = resolve_ref(listing, ref)
-    code, out = await git.run("init", "-q", str(dest), echo=False)
+    code, out = await git.run("init", "-q", str(dest), cwd=dest.parent, echo=False)
     if code != 0:
         raise AgentHostError(f"git could not make the checkout directory: {out.strip()[-300:]}")
     await log(f"[agenthost] fetching {want if want == commit or commit is None else f'{want} ({commit[:12]})'}")

@@ -24,6 +24,17 @@ def repo(repo_dir: Path) -> Path:
     return path
 
 
+def test_a_build_runs_when_the_control_plane_s_working_directory_is_closed_to_the_build_user(
+    site: Site, repo: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Root started from its home (mode 0700): git, run as the build user, once failed on its own cwd.
+    private = tmp_path / "root-home"
+    private.mkdir(mode=0o700)
+    monkeypatch.chdir(private)
+    build = site.call("build_from_git", git_url=str(repo), name="site", wait=True, wait_timeout_s=30)
+    assert build["status"] == "succeeded", build
+
+
 def test_build_then_deploy_the_build(
     site: Site, repo: Path, fake_backend: FakeBackend, fake_builder: FakeBuilder
 ) -> None:
