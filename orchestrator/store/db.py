@@ -1,9 +1,11 @@
-"""SQLite in WAL mode: one connection for writes and transactions (serialized), one for reads outside them,
-numbered SQL migrations."""
+"""SQLite in WAL mode: one connection for writes and transactions (serialized), two for reads outside them
+(one on the event loop's thread for short reads, one on its own thread for the rest), numbered SQL
+migrations."""
 
 from __future__ import annotations
 
 import sqlite3
+import time
 from collections.abc import AsyncIterator, Iterable
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
@@ -14,9 +16,12 @@ from typing import Any, Protocol
 import aiosqlite
 import anyio
 
-__all__ = ["Database", "Executor", "Row", "Tx", "now_iso"]
+__all__ = ["Database", "Executor", "InlineReader", "Row", "Tx", "now_iso"]
 
 Row = sqlite3.Row
+
+# How long a read may hold the event loop's thread before it is stopped and run on the reader's thread instead.
+INLINE_BUDGET_S = 0.001
 
 
 def now_iso() -> str:
@@ -57,20 +62,65 @@ class Tx:
         return list(await cur.fetchall())
 
 
+class InlineReader:
+    """A query-only connection used on the event loop's own thread, for the reads that take microseconds (a
+    key, a record by name): a round trip to a reader thread costs about 0.3 ms, the read itself 20 us.
+
+    A read gets ``budget_s`` of the loop: SQLite's progress handler stops it past that, and it also gives up
+    at once when the database is locked (no busy wait on the loop) or fails in any other way; the caller
+    then runs it on the reader's thread, which answers as before, errors included. So a listing too long
+    for the budget costs the loop at most the budget, never the listing."""
+
+    def __init__(self, path: Path, budget_s: float = INLINE_BUDGET_S) -> None:
+        self._conn = sqlite3.connect(str(path), isolation_level=None)
+        self._conn.row_factory = sqlite3.Row
+        self._conn.execute("PRAGMA query_only=ON")
+        self._conn.execute("PRAGMA busy_timeout=0")
+        self._budget_s = budget_s
+        self._deadline = 0.0
+        self._conn.set_progress_handler(self._past_deadline, 1000)
+
+    def _past_deadline(self) -> bool:
+        return time.perf_counter() > self._deadline
+
+    def fetchall(self, sql: str, params: tuple[Any, ...]) -> list[Row] | None:
+        """Every row, or None when the read was stopped or failed (run it on the reader's thread then)."""
+        self._deadline = time.perf_counter() + self._budget_s
+        try:
+            cur = self._conn.execute(sql, params)
+        except sqlite3.Error:
+            return None
+        try:
+            return cur.fetchall()
+        except sqlite3.Error:
+            return None
+        finally:
+            cur.close()  # no statement left open to pin an old snapshot
+
+    def close(self) -> None:
+        self._conn.close()
+
+
 class Database:
     """Every write takes one lock, so no coroutine's statement lands inside another's transaction.
 
-    Reads outside a transaction (``fetchone``, ``fetchall``) go to a second, query-only connection. A read
-    waits for the writes and transactions issued before it (it passes through the lock, so it sees what
-    another task wrote or began writing first, as when every statement ran under the lock), but it does not
-    hold the lock while it runs: under WAL a reader sees every committed transaction and never blocks a
-    writer, so a burst of reads no longer queues behind each other, one thread round trip at a time. Each
-    read is one round trip to the reader's thread and leaves no statement open (an open one would pin an old
-    snapshot)."""
+    Reads outside a transaction (``fetchone``, ``fetchall``) go to query-only connections. A read waits for
+    the writes and transactions issued before it (it passes through the lock, so it sees what another task
+    wrote or began writing first, as when every statement ran under the lock), but it does not hold the lock
+    while it runs: under WAL a reader sees every committed transaction and never blocks a writer. A read
+    runs first on the event loop's thread (``InlineReader``), within a budget; one that needs longer runs
+    on the reader's own thread, so a burst of those does not queue behind each other on the loop. No read
+    leaves a statement open (an open one would pin an old snapshot)."""
 
-    def __init__(self, conn: aiosqlite.Connection, reader: aiosqlite.Connection | None = None) -> None:
+    def __init__(
+        self,
+        conn: aiosqlite.Connection,
+        reader: aiosqlite.Connection | None = None,
+        inline: InlineReader | None = None,
+    ) -> None:
         self._conn = conn
         self._reader = reader
+        self._inline = inline
         self._tx = Tx(conn)
         self._lock = anyio.Lock()
 
@@ -84,9 +134,12 @@ class Database:
         await db._migrate()
         db._reader = await _connect(path)
         await db._reader.execute("PRAGMA query_only=ON")
+        db._inline = InlineReader(path)
         return db
 
     async def close(self) -> None:
+        if self._inline is not None:
+            self._inline.close()
         if self._reader is not None:
             await self._reader.close()
         await self._conn.close()
@@ -122,11 +175,14 @@ class Database:
 
     async def fetchall(self, sql: str, params: Iterable[Any] = ()) -> list[Row]:
         """Every row of a read, from the committed state (see the class docstring)."""
+        params = tuple(params)
         async with self._lock:
             if self._reader is None:
                 return await self._tx.fetchall(sql, params)
             # Past the writes issued before it (so it sees them), but not holding the lock while it runs.
-        return list(await self._reader.execute_fetchall(sql, tuple(params)))
+        if self._inline is not None and (rows := self._inline.fetchall(sql, params)) is not None:
+            return rows
+        return list(await self._reader.execute_fetchall(sql, params))
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[Tx]:

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import sqlite3
 from pathlib import Path
+from typing import Any
 
 import anyio
 import pytest
@@ -123,6 +124,54 @@ async def test_a_read_sees_what_was_written_before_it_and_reads_run_side_by_side
             async with anyio.create_task_group() as tg:
                 for _ in range(20):
                     tg.start_soon(services.all)
+    finally:
+        await store.close()
+
+
+class _CountingReader:
+    """The reader thread's connection, counting the reads it is asked."""
+
+    def __init__(self, real: Any) -> None:
+        self.real = real
+        self.reads = 0
+
+    async def execute_fetchall(self, sql: str, params: tuple[Any, ...]) -> Any:
+        self.reads += 1
+        return await self.real.execute_fetchall(sql, params)
+
+    async def close(self) -> None:
+        await self.real.close()
+
+
+async def test_a_short_read_runs_on_the_loop_and_a_long_one_on_the_reader_s_thread_in_full(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = await Store.open(tmp_path / "db.sqlite", SecretBox(b"k" * 32))
+    try:
+        tenant = await store.tenants.create("a", Quotas())
+        await store.scoped(tenant.id).services.insert("web", _spec())
+        reader = _CountingReader(store.db._reader)
+        monkeypatch.setattr(store.db, "_reader", reader)
+
+        assert (await store.scoped(tenant.id).services.get("web")).name == "web"
+        assert reader.reads == 0  # a read by name took no thread round trip
+
+        # A listing past the loop's budget (200,000 rows) is stopped there and answered in full by the thread.
+        many = "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 200000) SELECT i FROM n"
+        rows = await store.db.fetchall(many)
+        assert reader.reads == 1
+        assert len(rows) == 200000 and rows[-1]["i"] == 200000
+
+        # The stopped read left no statement open: a checkpoint that waits for every reader completes.
+        await store.db.execute("UPDATE tenants SET name = name")
+        with sqlite3.connect(tmp_path / "db.sqlite") as other:
+            busy, _, _ = other.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+        assert busy == 0
+
+        # A read that fails on the loop is asked of the thread, whose error the caller gets, as before.
+        with pytest.raises(sqlite3.OperationalError, match="no such table"):
+            await store.db.fetchall("SELECT * FROM no_such_table")
+        assert reader.reads == 2
     finally:
         await store.close()
 
