@@ -35,6 +35,12 @@ An engine that sets an exec's env and workdir itself (Docker) starts a program w
 wrapper (``runs_unwrapped``): the wrapper would do nothing but look it up and ``exec`` it, and its shell is the
 dearest part of a short exec under gVisor. The marker is in that exec's environment all the same.
 
+A workload can also hold an exec started ahead of its command (``PREPARED_WRAPPER``): a shell with the marker
+already in its environment, waiting in ``read`` for one line that holds the wrapper's words (the input's size,
+the workdir, the argv), each quoted as the env line's values are, then the wrapper's usual stdin; it then runs
+the wrapper as above. The engine's exec path (dockerd, containerd, the shim, the runtime) is then paid before
+the command is known: for a warm sandbox, its first command runs without it (``prepared_request``).
+
 An interactive session (``session_wrap``) records its shell's pid in /tmp instead; the killer kills that group
 too.
 
@@ -55,6 +61,8 @@ from ..errors import InvalidInput
 __all__ = [
     "EXEC_MARKER",
     "KILLER",
+    "PREPARED_MAX_LINE",
+    "PREPARED_WRAPPER",
     "PTY_WRAPPER",
     "SESSION_WRAPPER",
     "WORKDIR_MISSING",
@@ -64,6 +72,9 @@ __all__ = [
     "env_line",
     "killed_count",
     "killer_argv",
+    "new_key",
+    "prepared_argv",
+    "prepared_request",
     "resize_argv",
     "runs_unwrapped",
     "session_wrap",
@@ -93,6 +104,19 @@ WRAPPER = (
     'case $1 in */*) ;; *) if PATH=/nonexistent command -v -- "$1" >/dev/null 2>&1; then "$@"; exit; fi;; esac; '
     'exec "$@"'
 )
+
+# An exec started before its command is known: $0 is its key; it reads one line of quoted words (see
+# prepared_request), makes them its positional parameters with the one eval the wrapper itself uses for the env,
+# says on stdout that it took them by the first, the request's nonce (what the platform reads first, before the
+# command's output), and goes on as the wrapper with the rest. An end of input before the line (the platform
+# closed it unused) ends it.
+PREPARED_WRAPPER = (
+    "AGENTHOST_NL='\n'; IFS= read -r AGENTHOST_A || exit 0; "
+    'eval "set -- $AGENTHOST_A"; unset AGENTHOST_A; printf \'agenthost-took %s\\n\' "$1"; shift; ' + WRAPPER
+)
+# The longest line of words a prepared exec takes: the shell's ``read`` takes a pipe a byte at a time, each a
+# system call (dearer under gVisor); a longer command goes through the engine's own exec as before.
+PREPARED_MAX_LINE = 4096
 
 # An interactive session (SSH): stdin is the command's own, streamed, so nothing is read from it; $0 is the exec
 # key, $1 the TERM to set ('' for none), then the argv. Recorded and marked like an exec, for the same killer.
@@ -202,11 +226,36 @@ def wrap(argv: list[str], stdin: bytes | None, env: dict[str, str] | None, workd
     """The wrapped command. Raises: InvalidInput for an empty argv or an env ``env_line`` refuses."""
     if not argv:
         raise InvalidInput("command is empty", "pass an argv list or a shell string")
-    key = uuid.uuid4().hex[:16]
+    key = new_key()
     # Nothing to read: no stdin at all, as fast as an exec without one.
     feed = None if stdin is None and not env else env_line(env) + (stdin or b"")
     size = "-" if feed is None else str(len(stdin or b""))
     return WrappedExec(key, ["/bin/sh", "-c", WRAPPER, key, size, workdir or "", *argv], feed)
+
+
+def new_key() -> str:
+    """A fresh exec key (the marker's value, and the name of the exec's files in /tmp)."""
+    return uuid.uuid4().hex[:16]
+
+
+def prepared_argv(key: str) -> list[str]:
+    """What a backend starts ahead of a command, with ``key`` as the marker in its environment and stdin open."""
+    return ["/bin/sh", "-c", PREPARED_WRAPPER, key]
+
+
+def prepared_request(wrapped: WrappedExec) -> tuple[bytes, bytes] | None:
+    """All that a prepared exec needs to run ``wrapped`` (made by ``wrap``), written to its stdin: one line of the
+    wrapper's words after a fresh nonce, then the wrapper's own stdin; and the acknowledgement the exec writes on
+    its stdout once it has taken that request, before the command's output. An exec that ends, or writes anything
+    else, first has not run it (a tenant's process ended the exec or wrote into its input), and the platform runs
+    the command through the engine's own exec. None when it cannot take the request: a line longer than
+    ``PREPARED_MAX_LINE``, or a NUL, which no argv can hold (the engine's exec then says so as before)."""
+    nonce = uuid.uuid4().hex
+    words = [nonce, *wrapped.argv[4:]]  # after /bin/sh -c WRAPPER key: the input's size, the workdir, the argv
+    line = (" ".join(_quoted(w) for w in words) + "\n").encode()
+    if len(line) > PREPARED_MAX_LINE or b"\x00" in line:
+        return None
+    return line + (wrapped.stdin or b""), f"agenthost-took {nonce}\n".encode()
 
 
 def session_wrap(argv: list[str], term: str | None, size: tuple[int, int] | None = None) -> WrappedExec:
@@ -214,7 +263,7 @@ def session_wrap(argv: list[str], term: str | None, size: tuple[int, int] | None
     it runs on a terminal of ``size`` (columns, rows) made inside the workload. Raises: InvalidInput."""
     if not argv:
         raise InvalidInput("command is empty", "pass an argv list or a shell string")
-    key = uuid.uuid4().hex[:16]
+    key = new_key()
     if term is None:
         return WrappedExec(key, ["/bin/sh", "-c", SESSION_WRAPPER, key, "", *argv], None)
     if not re.fullmatch(r"[A-Za-z0-9._+-]{1,64}", term):
