@@ -13,9 +13,10 @@ import uuid
 import anyio
 
 from orchestrator.backends.base import Backend, ExecSpec, VolumeSpec, WorkloadSpec, WorkloadStatus
+from orchestrator.backends.exec_wrapper import EXEC_MARKER
 from orchestrator.errors import InvalidInput, NotFound
 
-__all__ = ["check_exec", "check_volumes", "check_workload_lifecycle", "sample_spec"]
+__all__ = ["check_exec", "check_prepared_exec", "check_volumes", "check_workload_lifecycle", "sample_spec"]
 
 TENANT_LABEL = "agenthost.tenant"
 
@@ -108,6 +109,49 @@ async def check_exec(backend: Backend, image: str) -> None:
             pass
         else:
             raise AssertionError("exec in a stopped workload did not raise InvalidInput")
+    finally:
+        await backend.remove_workload(spec.id)
+
+
+async def check_prepared_exec(backend: Backend, image: str) -> None:
+    """An exec prepared ahead of the next command (where the backend prepares them): that command runs in it, its
+    marker the key prepare_exec returned, with argv, stdin, env, workdir, status and deadline as in any exec;
+    the command after it runs as ever; a stopped workload has none, and none can be prepared in it."""
+    spec = sample_spec(image)
+    marker = ["printenv", EXEC_MARKER]
+    try:
+        await backend.ensure_workload(spec)
+        await _state(backend, spec.id, "running")
+        key = await backend.prepare_exec(spec.id)
+        run = await backend.exec(spec.id, ExecSpec(marker, timeout_s=30))
+        assert run.exit_code == 0 and run.stdout.strip(), run
+        if key is None:
+            return  # this backend starts every exec when its command comes
+        assert run.stdout == f"{key}\n", (key, run)
+        run = await backend.exec(spec.id, ExecSpec(marker, timeout_s=30))
+        assert run.exit_code == 0 and run.stdout not in ("", f"{key}\n"), (key, run)
+        cases: list[tuple[ExecSpec, str, int]] = [
+            (ExecSpec(["cat"], stdin=b"from-stdin", timeout_s=30), "from-stdin", 0),
+            (ExecSpec(["printenv", "EXTRA"], env={"EXTRA": "x\ny"}, timeout_s=30), "x\ny\n", 0),
+            (ExecSpec(["pwd"], workdir="/tmp", timeout_s=30), "/tmp\n", 0),
+            (ExecSpec(["sh", "-c", "exit 7"], timeout_s=30), "", 7),
+        ]
+        for exec_spec, stdout, status in cases:
+            assert await backend.prepare_exec(spec.id)
+            run = await backend.exec(spec.id, exec_spec)
+            assert (run.exit_code, run.stdout) == (status, stdout), (exec_spec, run)
+        assert await backend.prepare_exec(spec.id)
+        slow = await backend.exec(spec.id, ExecSpec(["sleep", "30"], timeout_s=1))
+        assert slow.timed_out and slow.exit_code is None, slow
+        assert await backend.prepare_exec(spec.id)  # left unused: the stop gives it up
+        await backend.stop_workload(spec.id, timeout_s=1)
+        await _state(backend, spec.id, "exited")
+        try:
+            await backend.prepare_exec(spec.id)
+        except InvalidInput:
+            pass
+        else:
+            raise AssertionError("prepare_exec in a stopped workload did not raise InvalidInput")
     finally:
         await backend.remove_workload(spec.id)
 

@@ -19,9 +19,11 @@ tests/e2e/test_backend_protocol.py). What a test wants to provoke it scripts:
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import shlex
 import shutil
+import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -48,6 +50,7 @@ from orchestrator.backends.base import (
     WorkloadState,
     WorkloadStatus,
 )
+from orchestrator.backends.exec_wrapper import EXEC_MARKER
 from orchestrator.errors import BackendUnavailable, ImageNotFound, InvalidInput, NotFound
 from orchestrator.labels import L_ID, L_KIND, L_TENANT, slot_id
 
@@ -117,6 +120,11 @@ class FakeBackend:
         # An engine that tracks health (Nomad): its verdict on the workloads of an image.
         self.health: dict[str, WorkloadHealth] = {}
         self.on_exec: ExecHandler | None = None
+        # Prepared execs: workload id -> key, until its next exec (which records (id, key) in ``prepared_used``)
+        # or its removal; ``prepare_fails`` is raised by prepare_exec when set.
+        self.prepared: dict[str, str] = {}
+        self.prepared_used: list[tuple[str, str]] = []
+        self.prepare_fails: Exception | None = None
         self.sizes: list[tuple[int, int]] = []
         # Commands that succeed silently (the database tools the platform runs inside its databases).
         self.quiet_commands: set[str] = {"psql", "redis-cli", "pg_dump", "pg_restore", "restic"}
@@ -283,6 +291,7 @@ class FakeBackend:
 
     async def stop_workload(self, workload_id: str, timeout_s: float = 10) -> None:
         self._up()
+        self.prepared.pop(workload_id, None)
         w = self.workloads.get(workload_id)
         if w is not None and w.state in ("running", "restarting"):
             w.state, w.exit_code, w.finished_at = "exited", 143, _now()
@@ -296,11 +305,13 @@ class FakeBackend:
 
     async def restart_workload(self, workload_id: str) -> WorkloadStatus:
         self._up()
+        self.prepared.pop(workload_id, None)
         self._begin(self._get(workload_id))
         return self._status(workload_id)
 
     async def remove_workload(self, workload_id: str) -> bool:
         self._up()
+        self.prepared.pop(workload_id, None)
         self.removed.append(workload_id)
         return self.workloads.pop(workload_id, None) is not None
 
@@ -340,6 +351,11 @@ class FakeBackend:
         w = self._get(workload_id)
         if w.state != "running":
             raise InvalidInput(f"workload {workload_id} is not running", "start it first")
+        marker = self.prepared.pop(workload_id, None)
+        if marker is not None:
+            self.prepared_used.append((workload_id, marker))
+        # Every exec carries its marker, as on the real engines (a prepared one's is the key it was prepared with).
+        spec = dataclasses.replace(spec, env={EXEC_MARKER: marker or uuid.uuid4().hex[:16], **(spec.env or {})})
         result = await self.on_exec(w.spec, spec) if self.on_exec is not None else None
         if result is None:
             result = self._interpret(w.spec, spec, self.quiet_commands)
@@ -351,6 +367,15 @@ class FakeBackend:
             if stderr:
                 await spec.on_output("stderr", stderr)
         return result.model_copy(update={"stdout": stdout, "stderr": stderr, "truncated": cut_out or cut_err})
+
+    async def prepare_exec(self, workload_id: str) -> str | None:
+        self._up()
+        if self.prepare_fails is not None:
+            raise self.prepare_fails
+        if self._get(workload_id).state != "running":
+            raise InvalidInput(f"workload {workload_id} is not running", "start it first")
+        self.prepared[workload_id] = uuid.uuid4().hex[:16]
+        return self.prepared[workload_id]
 
     async def session(
         self, workload_id: str, spec: SessionSpec, stdin: ObjectReceiveStream[SessionInput], on_output: OnBytes

@@ -30,6 +30,7 @@ __all__ = [
     "SessionSpec",
     "OnBytes",
     "LogLine",
+    "NoPreparedExecs",
     "NoStagedUpdates",
     "NodeDrain",
     "NodeInfo",
@@ -253,6 +254,13 @@ class NoStagedUpdates:
         raise NotSupported("this backend runs one container per workload", "redeploy it instead")
 
 
+class NoPreparedExecs:
+    """For a backend that starts every exec when its command comes."""
+
+    async def prepare_exec(self, workload_id: str) -> str | None:
+        return None
+
+
 @runtime_checkable
 class Backend(Protocol):
     """What the orchestrator needs from an engine. Every method may raise ``BackendUnavailable``."""
@@ -337,6 +345,12 @@ class Backend(Protocol):
     async def exec(self, workload_id: str, spec: ExecSpec) -> ExecResult:
         """Run ``spec.argv`` in a running workload, killing it and its children inside the workload at the
         deadline. Raises: InvalidInput when the workload is not running."""
+        ...
+
+    async def prepare_exec(self, workload_id: str) -> str | None:
+        """Start an exec in a running workload ahead of its next command, so that command skips the engine's exec
+        path (a warm sandbox's first command). Returns its key (the exec marker its command will carry), None when
+        this backend does not prepare execs. Raises: InvalidInput when the workload is not running."""
         ...
 
     async def session(

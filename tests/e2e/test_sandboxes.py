@@ -215,3 +215,46 @@ async def test_attack_another_tenants_sandbox_cannot_be_read_or_kept_alive(
                 assert err.value.code == "not_found", (tool, ref, err.value)
         assert (await call(owner, "get_sandbox", {"sandbox": "private"}))["expires_at"] == made["expires_at"]
         await call(owner, "delete_sandbox", {"sandbox": "private", "confirm": True})
+
+
+def waiting_execs(container: docker.models.containers.Container) -> list[tuple[str, str]]:
+    """(pid, key) of each exec prepared in the container and still waiting for its command, seen through the
+    engine: the prepared wrapper's argv ends with its key."""
+    out = container.exec_run(["ps", "-eo", "pid=,args="]).output.decode()
+    return [(line.split()[0], line.split()[-1]) for line in out.splitlines() if "read -r AGENTHOST_A" in line]
+
+
+async def test_a_warm_sandbox_s_first_exec_runs_in_the_exec_prepared_for_it(
+    agenthost: AgentHost, docker_client: docker.DockerClient, platform_images: object
+) -> None:
+    """A pooled container holds an exec started ahead of its first command; the first exec over MCP runs there
+    (its marker is that exec's key), the next through the engine. The attack: the tenant's own process ends the
+    waiting exec before the first command (as an SSH session could): the exec then runs through the engine and
+    answers with the command's own output and status, not the ended exec's."""
+    key = agenthost.tenant("sbx-prep")
+    async with connect(agenthost, key, "http") as client:
+        warmer = await call(client, "create_sandbox", {"name": "warmer"})
+        await pool_ready(agenthost)
+        one = await call(client, "create_sandbox", {"name": "one"})
+        assert one["from_pool"], one
+        container = docker_client.containers.get(f"ah-{one['id']}")
+        ((_, prepared),) = waiting_execs(container)
+        marker = "echo \"$AGENTHOST_EXEC_ID\"; python3 -c 'print(6 * 7)'"
+        r = await call(client, "exec", {"sandbox": "one", "command": marker})
+        assert (r["exit_code"], untrusted_body(r["stdout"])) == (0, f"{prepared}\n42\n"), r
+        assert waiting_execs(container) == []
+        r = await call(client, "exec", {"sandbox": "one", "command": marker})
+        assert r["exit_code"] == 0 and untrusted_body(r["stdout"]).split("\n")[0] != prepared, r
+
+        await pool_ready(agenthost)
+        two = await call(client, "create_sandbox", {"name": "two"})
+        assert two["from_pool"], two
+        container = docker_client.containers.get(f"ah-{two['id']}")
+        ((pid, prepared),) = waiting_execs(container)
+        assert container.exec_run(["kill", "-9", pid]).exit_code == 0
+        r = await call(client, "exec", {"sandbox": "two", "command": 'echo "ran $AGENTHOST_EXEC_ID"; exit 3'})
+        assert r["exit_code"] == 3 and untrusted_body(r["stdout"]).startswith("ran "), r
+        assert prepared not in r["stdout"], r
+        for ref in ("one", "two", warmer["id"]):
+            await call(client, "delete_sandbox", {"sandbox": ref, "confirm": True})
+        assert containers_of(docker_client, [one["id"], two["id"], warmer["id"]]) == []

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from orchestrator.backends.base import ExecResult, ExecSpec, WorkloadSpec
+from orchestrator.errors import InvalidInput
 from orchestrator.settings import Settings
 from tests.fakes import FakeBackend
 
@@ -112,3 +113,34 @@ def test_a_claim_holds_the_refill_back_only_while_its_shape_has_a_warm_container
     site.until(lambda: ready_count(2, frozenset(pooled)), "the emptied pool refilled at once")
     for name in ("one", "two", "three"):
         assert site.call("delete_sandbox", sandbox=name, confirm=True)["status_code"] == 200
+
+
+def test_a_pooled_container_s_first_exec_is_prepared_while_it_is_warm(site: Site, fake_backend: FakeBackend) -> None:
+    """After its warm-up, a pooled container gets an exec started ahead of the first command (the warm-up does not
+    use it); the claimer's first exec takes it. Where none could be prepared, the container is handed out all the
+    same and its first exec runs through the engine."""
+    site.call("create_sandbox", name="cold")  # warms the shape's pool
+    site.until(lambda: len(fake_backend.prepared) == 1, "the warm container has a prepared exec")
+    (pooled,) = fake_backend.prepared
+    assert not fake_backend.prepared_used, "the warm-up took the prepared exec"
+    fake_backend.prepare_fails = InvalidInput("workload is not running", "start it first")  # from the refill on
+    warm = site.call("create_sandbox", name="warm")
+    assert warm["id"] == pooled and warm["from_pool"], warm
+    key = fake_backend.prepared[pooled]
+    ran = site.call("exec", sandbox="warm", command=["echo", "hi"])
+    assert ran["exit_code"] == 0 and "hi\n" in ran["stdout"], ran
+    assert fake_backend.prepared_used == [(pooled, key)]
+
+    async def one_ready() -> bool:
+        return len([r for r in await site.platform.store.pool.all() if r.state == "ready"]) == 1
+
+    site.until(one_ready, "the pool refilled, its new container ready though no exec was prepared in it")
+    (unprepared,) = [r.workload_id for r in site.run(site.platform.store.pool.all)]
+    third = site.call("create_sandbox", name="third")
+    assert third["id"] == unprepared and third["from_pool"], third
+    ran = site.call("exec", sandbox="third", command=["echo", "still"])
+    assert ran["exit_code"] == 0 and "still\n" in ran["stdout"], ran
+    assert fake_backend.prepared_used == [(pooled, key)]
+    for name in ("cold", "warm", "third"):
+        assert site.call("delete_sandbox", sandbox=name, confirm=True)["status_code"] == 200
+    assert not fake_backend.prepared

@@ -7,7 +7,7 @@ import pytest
 
 from orchestrator.backends.base import Backend, ExecSpec
 from orchestrator.errors import BackendUnavailable, InvalidInput
-from tests.backend_protocol import check_exec, check_volumes, check_workload_lifecycle, sample_spec
+from tests.backend_protocol import check_exec, check_prepared_exec, check_volumes, check_workload_lifecycle, sample_spec
 from tests.fakes import FakeBackend
 
 pytestmark = pytest.mark.anyio
@@ -22,7 +22,7 @@ def fake() -> FakeBackend:
     return backend
 
 
-@pytest.mark.parametrize("check", [check_workload_lifecycle, check_exec, check_volumes])
+@pytest.mark.parametrize("check", [check_workload_lifecycle, check_exec, check_prepared_exec, check_volumes])
 async def test_the_fake_passes_the_protocol_checks(fake: FakeBackend, check: object) -> None:
     assert callable(check)
     await check(fake, IMAGE)

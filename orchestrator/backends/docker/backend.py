@@ -21,7 +21,6 @@ from ..base import (
     ExecResult,
     ExecSpec,
     LogLine,
-    NodeDrain,
     NodeInfo,
     OnBytes,
     OneShotResult,
@@ -38,7 +37,9 @@ from .exec import Emit, exec_sync
 from .logs import after_tail, follow_logs, merged_tail, read_stream
 from .net import NetworkGone, remove_network_sync
 from .oneshot import run_oneshot
+from .prepared import PreparedExecs, prepare_sync
 from .session import run_session
+from .single_host import SingleHost
 
 __all__ = ["DockerBackend"]
 
@@ -47,7 +48,7 @@ _RUNTIMES_TTL_S = 30.0
 _WATCH_PAUSE_S = 0.05
 
 
-class DockerBackend:
+class DockerBackend(SingleHost):
     name = "docker"
     staged_updates = True
     local_volumes = True
@@ -59,6 +60,7 @@ class DockerBackend:
         self._runtimes: tuple[set[str] | None, float] = (None, 0.0)
         self._host: tuple[list[NodeInfo] | None, float] = (None, 0.0)
         self._exec_limiter = anyio.CapacityLimiter(64)
+        self._prepared = PreparedExecs()
 
     def _status(self, workload_id: str, container: Container | None) -> WorkloadStatus:
         return container_status(self.engine.client(), workload_id, container, self._publish_host)
@@ -112,33 +114,6 @@ class DockerBackend:
             )
         ]
 
-    async def set_node_eligibility(self, node_id: str, eligible: bool) -> NodeInfo:
-        raise InvalidInput(
-            "the Docker backend runs on one host: there is no other node to move work to",
-            "node eligibility is a Nomad backend feature",
-        )
-
-    async def drain_node(self, node_id: str, deadline_s: int) -> NodeDrain:
-        raise InvalidInput(
-            "the Docker backend runs on one host: there is no other node to move work to",
-            "draining nodes is a Nomad backend feature",
-        )
-
-    async def relocate_tenants(self) -> dict[str, int]:
-        return {}  # one host: no node to move to
-
-    async def volumes_on(self, node_id: str) -> list[str]:
-        return []  # the one host is no node a drain empties
-
-    async def release_volume(self, name: str, keep_copy: bool = False) -> str | None:
-        return None  # a volume lives on the one host, lost only with it
-
-    async def reclaim_volume(self, name: str, node_id: str) -> None:
-        return None
-
-    async def drop_copy(self, name: str, node_id: str) -> None:
-        return None
-
     async def image_exists(self, image: str) -> bool:
         return await self.engine.image_exists(image)
 
@@ -187,6 +162,8 @@ class DockerBackend:
         return await self.engine.run(f"promote workload {workload_id}", promote)
 
     async def stop_workload(self, workload_id: str, timeout_s: float = 10) -> None:
+        self._prepared.drop(workload_id)
+
         def stop() -> None:
             container = find_container(self.engine, workload_id)
             if container is not None and container.status in ("running", "restarting", "paused"):
@@ -208,6 +185,8 @@ class DockerBackend:
         return await self.engine.run(f"start workload {workload_id}", start)
 
     async def restart_workload(self, workload_id: str) -> WorkloadStatus:
+        self._prepared.drop(workload_id)
+
         def restart() -> WorkloadStatus:
             container = find_container(self.engine, workload_id)
             if container is None:
@@ -220,6 +199,8 @@ class DockerBackend:
         return await self.engine.run(f"restart workload {workload_id}", restart)
 
     async def remove_workload(self, workload_id: str) -> bool:
+        self._prepared.drop(workload_id)
+
         def remove() -> bool:
             container = find_container(self.engine, workload_id)
             if container is None:
@@ -279,6 +260,8 @@ class DockerBackend:
                 if not cancel.is_set():
                     anyio.from_thread.run(deliver, stream, text)
 
+        prepared = self._prepared.take(workload_id)
+
         def run() -> ExecResult:
             try:
                 with docker_errors(f"exec in {workload_id}"):
@@ -293,6 +276,7 @@ class DockerBackend:
                         spec.max_output_bytes,
                         emit,
                         cancel,
+                        prepared,
                     )
             except NotFound as exc:
                 raise NotFound(f"workload {workload_id} has no container", "deploy or start it again") from exc
@@ -305,6 +289,12 @@ class DockerBackend:
         except anyio.get_cancelled_exc_class():
             cancel.set()  # the worker sees it within 0.25 s and kills the command inside the container
             raise
+
+    async def prepare_exec(self, workload_id: str) -> str | None:
+        what = f"prepare an exec in {workload_id}"
+        prepared = await self.engine.run(what, lambda: prepare_sync(self.engine.exec_api(), workload_id))
+        self._prepared.put(workload_id, prepared)
+        return prepared.key
 
     async def session(
         self, workload_id: str, spec: SessionSpec, stdin: ObjectReceiveStream[SessionInput], on_output: OnBytes
@@ -382,4 +372,5 @@ class DockerBackend:
         """See put_secret."""
 
     async def close(self) -> None:
+        self._prepared.close()
         await self.engine.close()

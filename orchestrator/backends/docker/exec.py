@@ -10,6 +10,11 @@ spawned are killed *inside* the container by the shared killer: closing the engi
 would leave them running. The killer's own exec is read with a deadline, so a crashed sandbox never hangs
 a call.
 
+An exec can also be started ahead of its command (``prepared``: the wrapper's prepared form waiting on its
+stdin); the next command then runs in it (``exec_sync(prepared=...)``) with no engine call before its output, as
+long as it is still waiting and the command fits (``prepared_request``); otherwise the prepared exec is closed and
+the command goes through the engine's exec as usual.
+
 When the container dies under runsc (its sandbox crashed, or it was killed), the engine keeps the exec's
 stream open until the deadline, even after the container was restarted. So the wait also watches the
 container: once it stops or restarts, the exec is lost and the result has no exit status (and is not
@@ -33,7 +38,8 @@ import docker.errors
 
 from ..base import ExecResult
 from ..exec_output import BoundedOutput, OutputStreamer
-from ..exec_wrapper import check_workdir, killed_count, killer_argv, runs_unwrapped, wrap
+from ..exec_wrapper import check_workdir, killed_count, killer_argv, prepared_request, runs_unwrapped, wrap
+from .prepared import PreparedExec
 
 __all__ = ["Emit", "exec_sync", "kill_exec"]
 
@@ -48,6 +54,8 @@ _NOT_STARTED = 126
 # stream of a direct exec, which then runs again through the wrapper.
 _ENGINE_ERROR = b"OCI runtime exec failed"
 _DEATH_GRACE_S = 3.0
+# How long a prepared exec may take to say it took its request (a shell reading one line) before it is given up.
+_ACK_WAIT_S = 5.0
 _WOULD_BLOCK = (BlockingIOError, InterruptedError, ssl.SSLWantReadError, ssl.SSLWantWriteError)
 
 
@@ -127,13 +135,30 @@ def _bind(emit: Emit | None, stream: str) -> Callable[[str], None] | None:
 
 
 class _Demux:
-    """Splits the engine's multiplexed stream (8-byte header: stream id, size) into stdout and stderr."""
+    """Splits the engine's multiplexed stream (8-byte header: stream id, size) into stdout and stderr. With
+    ``ack`` (a prepared exec's), stdout must begin with it, and nothing before it is the command's output: any
+    other output first means the exec did not take the request (``refused``)."""
 
-    def __init__(self, outputs: dict[int, BoundedOutput], streamers: dict[int, OutputStreamer]) -> None:
+    def __init__(
+        self, outputs: dict[int, BoundedOutput], streamers: dict[int, OutputStreamer], ack: bytes = b""
+    ) -> None:
         self._buf = bytearray()
         self._outputs = outputs
         self._streamers = streamers
         self.first = b""  # the first payload, on either stream
+        self.ack = ack  # what is still awaited of it
+        self.refused = False
+
+    def _past_ack(self, stream: int, payload: bytes) -> bytes:
+        """What of ``payload`` is the command's, once the ack is through."""
+        if self.refused or not self.ack:
+            return b"" if self.refused else payload
+        n = min(len(self.ack), len(payload))
+        if stream != 1 or payload[:n] != self.ack[:n]:
+            self.refused, self.ack = True, b""
+            return b""
+        self.ack = self.ack[n:]
+        return payload[n:]
 
     def feed(self, chunk: bytes) -> None:
         self._buf += chunk
@@ -142,8 +167,10 @@ class _Demux:
             stream, size = struct.unpack_from(">BxxxL", buf, pos)
             if len(buf) - pos - 8 < size:
                 break
-            payload = bytes(buf[pos + 8 : pos + 8 + size])
+            payload = self._past_ack(stream, bytes(buf[pos + 8 : pos + 8 + size]))
             pos += 8 + size
+            if not payload:
+                continue
             self.first = self.first or payload
             if stream in self._outputs:
                 self._outputs[stream].add(payload)
@@ -195,8 +222,10 @@ def exec_sync(
     max_output_bytes: int,
     emit: Emit | None = None,
     cancel: threading.Event | None = None,
+    prepared: PreparedExec | None = None,
 ) -> ExecResult:
-    """Run ``argv`` in ``container`` (a name or id).
+    """Run ``argv`` in ``container`` (a name or id), in ``prepared`` when it still waits and can take the command
+    (it is used or closed either way).
 
     A program with no input is started by the engine itself, with the env, the marker and the workdir set on
     the exec (``runs_unwrapped``). Everything else, and a program the engine could not start, goes through
@@ -208,9 +237,18 @@ def exec_sync(
     started = time.monotonic()
     bounds = (max_output_bytes, emit, cancel)
     result = None
-    if runs_unwrapped(argv, stdin):
+    if prepared is not None:
+        request = prepared_request(wrapped)
+        if request is not None:
+            result = _run(
+                api, container, prepared.key, [], {}, request[0], timeout_s, *bounds, started=prepared, ack=request[1]
+            )
+        else:
+            prepared.close()
+    if result is None and runs_unwrapped(argv, stdin):
         options: dict[str, Any] = {"environment": {**(env or {}), **wrapped.env}, "workdir": workdir}
-        result = _run(api, container, wrapped.key, argv, options, None, timeout_s, *bounds, direct=True)
+        left = timeout_s - (time.monotonic() - started)
+        result = _run(api, container, wrapped.key, argv, options, None, left, *bounds, direct=True)
     if result is None:
         left = timeout_s - (time.monotonic() - started)
         options = {"stdin": wrapped.stdin is not None, "environment": wrapped.env}
@@ -232,26 +270,34 @@ def _run(
     emit: Emit | None,
     cancel: threading.Event | None,
     direct: bool = False,
+    started: PreparedExec | None = None,
+    ack: bytes = b"",
 ) -> ExecResult | None:
     """One exec of ``argv`` (the wrapped command, or with ``direct`` the command itself): ``options`` go to
-    exec_create, ``stdin`` is its whole input, ``key`` names it to the killer. None when ``direct`` and the
-    engine could not start the program (it never ran, and nothing of the engine's error was streamed)."""
-    started = time.monotonic()
+    exec_create, ``stdin`` is its whole input, ``key`` names it to the killer; with ``started``, that exec is
+    already running, ``stdin`` is its request and ``ack`` what it writes first once it took it. None when
+    ``direct`` and the engine could not start the program, or when ``started`` did not take the request (it
+    ended or wrote something else first, or said nothing within ``_ACK_WAIT_S``): the command never ran, and
+    nothing was streamed."""
+    began = time.monotonic()
     watch = _ContainerWatch(api, container)
-    exec_id = api.exec_create(container, argv, **options)["Id"]
-    sock = api.exec_start(exec_id, socket=True)
+    if started is None:
+        exec_id = api.exec_create(container, argv, **options)["Id"]
+        sock = api.exec_start(exec_id, socket=True)
+    else:
+        exec_id, sock = started.exec_id, started.sock
     raw = _raw_socket(sock)
     outputs = {1: BoundedOutput(max_output_bytes), 2: BoundedOutput(max_output_bytes)}
     streamers = {n: OutputStreamer(_bind(emit, name)) for n, name in _STREAMS.items()}
-    demux = _Demux(outputs, streamers)
+    demux = _Demux(outputs, streamers, ack)
     pending = memoryview(stdin or b"")
     stdin_open = stdin is not None
     timed_out = cancelled = lost = False
     try:
         raw.setblocking(False)
         demux.feed(_read_ahead(sock))
-        deadline = started + timeout_s
-        while True:
+        deadline, ack_by = began + timeout_s, began + _ACK_WAIT_S
+        while not demux.refused and not (demux.ack and time.monotonic() > ack_by):
             if cancel is not None and cancel.is_set():
                 cancelled = True
                 break
@@ -287,6 +333,12 @@ def _run(
             if not (direct and demux.first.startswith(_ENGINE_ERROR)):
                 for streamer in streamers.values():
                     streamer.flush()
+        if demux.ack or demux.refused:
+            # A prepared exec that did not take the request: whatever it runs is not the command.
+            if not lost and kill_exec(api, container, key) < 0:
+                log.warning("prepared exec %s in %s: the killer did not answer in time", key, container)
+            _pump(raw, _Demux({}, {}), time.monotonic() + 5.0)
+            return None
         exit_code, never_started = None, False
         if not (timed_out or cancelled or lost):
             exit_code, never_started = _exit_state(api, exec_id)
@@ -312,5 +364,5 @@ def _run(
         stderr=outputs[2].text(),
         truncated=outputs[1].truncated or outputs[2].truncated,
         timed_out=timed_out,
-        duration_ms=int((time.monotonic() - started) * 1000),
+        duration_ms=int((time.monotonic() - began) * 1000),
     )

@@ -26,6 +26,7 @@ from ..base import (
     ExecSpec,
     LogLine,
     NodeInfo,
+    NoPreparedExecs,
     NoStagedUpdates,
     OnBytes,
     SessionInput,
@@ -68,7 +69,7 @@ _STOP_WAIT_S = 60.0
 
 
 # Nomad's deployments replace allocations by its own rules: no staged updates here (changes.py).
-class NomadBackend(JobChanges, NodeOperations, NoStagedUpdates, NodeNetworks, OneShots):
+class NomadBackend(JobChanges, NodeOperations, NoPreparedExecs, NoStagedUpdates, NodeNetworks, OneShots):
     name = "nomad"
 
     def __init__(
