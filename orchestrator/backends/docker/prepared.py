@@ -2,10 +2,11 @@
 
 A pooled sandbox's container holds one (``DockerBackend.prepare_exec``), started once it is warm: the wrapper's
 prepared form (``exec_wrapper.PREPARED_WRAPPER``), its stdin open, waiting in ``read``. The first exec in the
-sandbox takes it (``take``) and writes its request there: the command starts at once instead of after
-dockerd, containerd, the shim and the runtime's exec (about 95 ms here, under runc as under runsc). The map is
-this process's own: a sandbox claimed by another process of the same data dir, or after a restart, has none
-and execs through the engine as before. Giving one up (the workload removed, stopped or restarted, the backend
+sandbox takes it (``take``) and writes its request there: the command starts at once instead of after dockerd,
+containerd, the shim and the runtime's exec (about 95 ms here, under runc as under runsc). The map is this
+process's own: a sandbox claimed by another process of the same data dir, or after a restart, has none and execs
+through the engine as before (the process that prepared it closes its stream once the engine has ended it, when it
+next prepares one: ``PreparedExecs.put``). Giving one up (the workload removed, stopped or restarted, the backend
 closed) closes its stream, and its wrapper exits on the end of its input without running anything.
 
 Before the first exec, no tenant code runs in the sandbox, but a tenant's SSH session could: it runs as the
@@ -17,6 +18,7 @@ marker and the command runs through the engine's own exec.
 
 from __future__ import annotations
 
+import select
 from dataclasses import dataclass
 from typing import Any
 
@@ -40,6 +42,12 @@ class PreparedExec:
     def close(self) -> None:
         """Give it up unused: its wrapper reads the end of its input and exits, running nothing."""
         getattr(self.sock, "_sock", self.sock).close()
+
+    def ended(self) -> bool:
+        """Whether its stream has anything to read: the exec ended (the engine closed the stream) or wrote before
+        any request, and either way can no longer take one."""
+        raw = getattr(self.sock, "_sock", self.sock)
+        return raw.fileno() == -1 or bool(select.select([raw], [], [], 0)[0])
 
 
 def prepare_sync(api: Any, workload_id: str) -> PreparedExec:
@@ -67,7 +75,11 @@ class PreparedExecs:
         self._by_workload: dict[str, PreparedExec] = {}
 
     def put(self, workload_id: str, prepared: PreparedExec) -> None:
-        self.drop(workload_id)
+        """Hold ``prepared`` for the workload's next exec, giving up the one it held and every held exec that has
+        ended: a sandbox claimed and removed by another process of the same data dir is never named to this one
+        again, and its stream would stay open until shutdown."""
+        for other in [w for w, p in self._by_workload.items() if w == workload_id or p.ended()]:
+            self.drop(other)
         self._by_workload[workload_id] = prepared
 
     def take(self, workload_id: str) -> PreparedExec | None:
