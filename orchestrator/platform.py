@@ -96,7 +96,7 @@ class Platform:
             settings, store, self.builder, pulls_from_registry=settings.backend != "docker", events=self.events
         )
         images = ImagePolicy(settings, self.builds.pins)  # a tenant's builds are among the images it may run
-        self.ssh = SshManager(settings, store)
+        self.ssh = SshManager(settings, store, backend)
         # Where the builder's engine is the one that runs workloads (Docker), revisions record image ids.
         digest_of = self._image_id if settings.backend == "docker" else None
         revisions = RevisionLog(store.db, settings.service_revisions_kept, digest_of)

@@ -116,12 +116,14 @@ async def check_exec(backend: Backend, image: str) -> None:
 async def check_prepared_exec(backend: Backend, image: str) -> None:
     """An exec prepared ahead of the next command (where the backend prepares them): that command runs in it, its
     marker the key prepare_exec returned, with argv, stdin, env, workdir, status and deadline as in any exec;
-    the command after it runs as ever; a stopped workload has none, and none can be prepared in it."""
+    the command after it runs as ever, as does one after the prepared exec was discarded; a stopped workload has
+    none, and none can be prepared in it."""
     spec = sample_spec(image)
     marker = ["printenv", EXEC_MARKER]
     try:
         await backend.ensure_workload(spec)
         await _state(backend, spec.id, "running")
+        await backend.discard_prepared_exec(spec.id)  # none prepared: nothing to give up
         key = await backend.prepare_exec(spec.id)
         run = await backend.exec(spec.id, ExecSpec(marker, timeout_s=30))
         assert run.exit_code == 0 and run.stdout.strip(), run
@@ -143,6 +145,10 @@ async def check_prepared_exec(backend: Backend, image: str) -> None:
         assert await backend.prepare_exec(spec.id)
         slow = await backend.exec(spec.id, ExecSpec(["sleep", "30"], timeout_s=1))
         assert slow.timed_out and slow.exit_code is None, slow
+        key = await backend.prepare_exec(spec.id)
+        await backend.discard_prepared_exec(spec.id)  # before code the platform did not start runs there
+        run = await backend.exec(spec.id, ExecSpec(marker, timeout_s=30))
+        assert run.exit_code == 0 and run.stdout not in ("", f"{key}\n"), (key, run)
         assert await backend.prepare_exec(spec.id)  # left unused: the stop gives it up
         await backend.stop_workload(spec.id, timeout_s=1)
         await _state(backend, spec.id, "exited")

@@ -377,6 +377,12 @@ class FakeBackend:
         self.prepared[workload_id] = uuid.uuid4().hex[:16]
         return self.prepared[workload_id]
 
+    async def discard_prepared_exec(self, workload_id: str) -> None:
+        self._up()
+        if self._get(workload_id).state != "running":
+            raise InvalidInput(f"workload {workload_id} is not running", "start it first")
+        self.prepared.pop(workload_id, None)
+
     async def session(
         self, workload_id: str, spec: SessionSpec, stdin: ObjectReceiveStream[SessionInput], on_output: OnBytes
     ) -> int | None:

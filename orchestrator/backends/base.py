@@ -260,6 +260,9 @@ class NoPreparedExecs:
     async def prepare_exec(self, workload_id: str) -> str | None:
         return None
 
+    async def discard_prepared_exec(self, workload_id: str) -> None:
+        return None
+
 
 @runtime_checkable
 class Backend(Protocol):
@@ -351,6 +354,12 @@ class Backend(Protocol):
         """Start an exec in a running workload ahead of its next command, so that command skips the engine's exec
         path (a warm sandbox's first command). Returns its key (the exec marker its command will carry), None when
         this backend does not prepare execs. Raises: InvalidInput when the workload is not running."""
+        ...
+
+    async def discard_prepared_exec(self, workload_id: str) -> None:
+        """Give up every exec prepared in the workload, by whichever process of the data dir prepared it, before
+        code the platform did not start may run there (an SSH session). Raises: InvalidInput when the workload
+        is not running."""
         ...
 
     async def session(

@@ -61,6 +61,7 @@ from ..errors import InvalidInput
 __all__ = [
     "EXEC_MARKER",
     "KILLER",
+    "PREPARED_KILLER",
     "PREPARED_MAX_LINE",
     "PREPARED_WRAPPER",
     "PTY_WRAPPER",
@@ -74,6 +75,7 @@ __all__ = [
     "killer_argv",
     "new_key",
     "prepared_argv",
+    "prepared_killer_argv",
     "prepared_request",
     "resize_argv",
     "runs_unwrapped",
@@ -113,6 +115,12 @@ WRAPPER = (
 PREPARED_WRAPPER = (
     "AGENTHOST_NL='\n'; IFS= read -r AGENTHOST_A || exit 0; "
     'eval "set -- $AGENTHOST_A"; unset AGENTHOST_A; printf \'agenthost-took %s\\n\' "$1"; shift; ' + WRAPPER
+)
+# Kills every prepared exec still waiting in the workload, whoever prepared it (it is found by its wrapper's text:
+# the pattern is split so that the killer's own argv does not hold it); prints how many.
+PREPARED_KILLER = (
+    'me=$$; w="read -r AGENTHOST""_A"; n=0; for d in /proc/[0-9]*; do p=${d#/proc/}; [ "$p" = "$me" ] && continue; '
+    'case "$(cat $d/cmdline 2>/dev/null)" in *"$w"*) kill -KILL $p 2>/dev/null && n=$((n + 1));; esac; done; echo $n'
 )
 # The longest line of words a prepared exec takes: the shell's ``read`` takes a pipe a byte at a time, each a
 # system call (dearer under gVisor); a longer command goes through the engine's own exec as before.
@@ -241,6 +249,11 @@ def new_key() -> str:
 def prepared_argv(key: str) -> list[str]:
     """What a backend starts ahead of a command, with ``key`` as the marker in its environment and stdin open."""
     return ["/bin/sh", "-c", PREPARED_WRAPPER, key]
+
+
+def prepared_killer_argv() -> list[str]:
+    """Kills the prepared execs waiting in a workload (see ``PREPARED_KILLER``); prints how many."""
+    return ["/bin/sh", "-c", PREPARED_KILLER, "ah-kill-prepared"]
 
 
 def prepared_request(wrapped: WrappedExec) -> tuple[bytes, bytes] | None:

@@ -16,6 +16,7 @@ from typing import Literal
 import anyio
 from pydantic import BaseModel, Field
 
+from ..backends.base import Backend
 from ..errors import InvalidInput, NotFound, QuotaExceeded
 from ..models import Principal, ServiceSpec
 from ..services import DeployRequest
@@ -119,9 +120,10 @@ async def _gateway_answers(host: str, port: int, timeout_s: float = 2.0) -> bool
 
 
 class SshManager:
-    def __init__(self, settings: Settings, store: Store) -> None:
+    def __init__(self, settings: Settings, store: Store, backend: Backend) -> None:
         self.settings = settings
         self.store = store
+        self.backend = backend
         self._locks: dict[str, anyio.Lock] = {}
 
     def _lock(self, service_id: str) -> anyio.Lock:
@@ -181,6 +183,13 @@ class SshManager:
                         f"{kind} {box.name} already has {len(box.keys)} SSH keys",
                         "revoke one you no longer use with add_ssh_key(remove=true)",
                     )
+                if kind == "sandbox" and box.running:
+                    # An exec prepared for a pooled sandbox's first command waits in it, open to any process of
+                    # the sandbox's user: code run over SSH could answer for that command. It goes first.
+                    try:
+                        await self.backend.discard_prepared_exec(box.id)
+                    except (InvalidInput, NotFound) as exc:
+                        raise InvalidInput(f"sandbox {box.name} is not running", "create_sandbox a new one") from exc
                 await _save(ts, box, [*box.keys, key])
                 box = await _load(ts, kind, box.id)
         return await self._info(p, box)

@@ -6,13 +6,15 @@ import socket
 import time
 from contextlib import AsyncExitStack
 from datetime import datetime
+from pathlib import Path
 
 import anyio
+import asyncssh
 import docker
 import httpx
 import pytest
 
-from .conformance import pool_ready
+from .conformance import OpenSsh, pool_ready
 from .harness import AgentHost, ToolFailed, call, connect, untrusted_body
 
 pytestmark = [pytest.mark.anyio, pytest.mark.e2e]
@@ -258,3 +260,57 @@ async def test_a_warm_sandbox_s_first_exec_runs_in_the_exec_prepared_for_it(
         for ref in ("one", "two", warmer["id"]):
             await call(client, "delete_sandbox", {"sandbox": ref, "confirm": True})
         assert containers_of(docker_client, [one["id"], two["id"], warmer["id"]]) == []
+
+
+# Run in the sandbox over SSH, as code the agent does not trust would: it finds a waiting prepared exec, stops it,
+# and keeps the ends of its input and output; a child of its own, outside the session and without its marker,
+# then takes the next request from that input and answers it on that output with the request's own nonce.
+HIJACKER = b"""
+import os, signal
+pid = next((int(p) for p in os.listdir("/proc") if p.isdigit() and p != str(os.getpid())
+            and b"read -r AGENTHOST_A" in open(f"/proc/{p}/cmdline", "rb").read()), None)
+if pid is None:
+    print("nothing waits", flush=True)
+    raise SystemExit(0)
+os.kill(pid, signal.SIGSTOP)
+request, answer = os.open(f"/proc/{pid}/fd/0", os.O_RDONLY), os.open(f"/proc/{pid}/fd/1", os.O_WRONLY)
+print("stopped", pid, flush=True)
+if os.fork():
+    os._exit(0)
+os.setsid()
+null = os.open("/dev/null", os.O_RDWR)
+for fd in (0, 1, 2):
+    os.dup2(null, fd)
+line = b""
+while not line.endswith(b"\\n") and (chunk := os.read(request, 1)):
+    line += chunk
+os.write(answer, b"agenthost-took " + line.split(b" ")[0].strip(b"'") + b"\\nforged\\n")
+os.kill(pid, signal.SIGCONT)
+"""
+
+
+async def test_code_run_over_ssh_before_the_first_exec_cannot_answer_for_it(
+    agenthost: AgentHost, docker_client: docker.DockerClient, platform_images: object, tmp_path: Path
+) -> None:
+    """The attack: a sandbox from the pool gets an SSH key, and code run in a session takes the exec prepared for
+    the first command (any process of the sandbox's user can read and write a waiting exec's input and output).
+    Giving the sandbox a key gives up its prepared exec first, so the first command runs in a process the engine
+    starts for it and answers with its own output and status."""
+    key = agenthost.tenant("sbx-prep-ssh")
+    alice = asyncssh.generate_private_key("ssh-ed25519")
+    async with connect(agenthost, key, "http") as client:
+        warmer = await call(client, "create_sandbox", {"name": "warmer"})
+        await pool_ready(agenthost)
+        box = await call(client, "create_sandbox", {"name": "box"})
+        assert box["from_pool"], box
+        container = docker_client.containers.get(f"ah-{box['id']}")
+        assert len(waiting_execs(container)) == 1
+        info = await call(client, "add_ssh_key", {"sandbox": "box", "public_key": alice.export_public_key().decode()})
+        assert waiting_execs(container) == []
+        ssh = OpenSsh(tmp_path / "alice", info, alice)
+        hijack = await ssh.run("env -u AGENTHOST_EXEC_ID python3 -", stdin=HIJACKER)
+        assert (hijack.returncode, hijack.stdout) == (0, b"nothing waits\n"), hijack
+        r = await call(client, "exec", {"sandbox": "box", "command": "echo real; exit 5"})
+        assert (r["exit_code"], untrusted_body(r["stdout"])) == (5, "real\n"), r
+        for ref in ("box", warmer["id"]):
+            await call(client, "delete_sandbox", {"sandbox": ref, "confirm": True})

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncssh
 import pytest
 
 from orchestrator.backends.base import ExecResult, ExecSpec, WorkloadSpec
@@ -144,3 +145,22 @@ def test_a_pooled_container_s_first_exec_is_prepared_while_it_is_warm(site: Site
     for name in ("cold", "warm", "third"):
         assert site.call("delete_sandbox", sandbox=name, confirm=True)["status_code"] == 200
     assert not fake_backend.prepared
+
+
+def test_a_key_for_ssh_gives_up_the_exec_prepared_for_the_first_command(site: Site, fake_backend: FakeBackend) -> None:
+    """Code run over SSH could take a waiting prepared exec's request and answer for it: a sandbox that gets a key
+    has none left, and its first exec goes through the engine."""
+    site.call("create_sandbox", name="cold")
+    site.until(lambda: len(fake_backend.prepared) == 1, "the warm container has a prepared exec")
+    (pooled,) = fake_backend.prepared
+    fake_backend.prepare_fails = InvalidInput("workload is not running", "start it first")  # no refill prepared
+    box = site.call("create_sandbox", name="box")
+    assert box["id"] == pooled and pooled in fake_backend.prepared, box
+    public = asyncssh.generate_private_key("ssh-ed25519").export_public_key().decode()
+    info = site.call("add_ssh_key", sandbox="box", public_key=public)
+    assert info["target"] == "sandbox box", info
+    assert pooled not in fake_backend.prepared
+    ran = site.call("exec", sandbox="box", command=["echo", "hi"])
+    assert ran["exit_code"] == 0 and fake_backend.prepared_used == [], ran
+    for name in ("cold", "box"):
+        assert site.call("delete_sandbox", sandbox=name, confirm=True)["status_code"] == 200

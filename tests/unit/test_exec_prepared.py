@@ -4,6 +4,7 @@ request holds, it runs exactly what the wrapper runs, and nothing of a word is e
 from __future__ import annotations
 
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -113,3 +114,28 @@ def test_a_request_it_cannot_take_goes_to_the_engine() -> None:
     assert prepared_request(wrap(["echo", "a\x00b"], None, None, None)) is None
     fits = prepared_request(wrap(["echo", "x" * (PREPARED_MAX_LINE - 100)], b"y" * 100_000, None, None))
     assert fits is not None and fits[0].endswith(b"y" * 100_000)
+
+
+# Run in a PID namespace of its own, so that the killer sees only these processes (it scans the whole /proc).
+KILLER_DRIVER = """
+import subprocess
+from orchestrator.backends.exec_wrapper import prepared_argv, prepared_killer_argv
+waiting = [subprocess.Popen(prepared_argv(k), stdin=subprocess.PIPE, stdout=subprocess.DEVNULL) for k in ("a", "b")]
+other = subprocess.Popen(["sleep", "60"])
+killer = subprocess.run(prepared_killer_argv(), capture_output=True, text=True, timeout=20)
+print(killer.returncode, killer.stdout.strip(), *[p.wait(timeout=10) for p in waiting], other.poll())
+other.kill()
+"""
+
+
+def test_the_prepared_killer_kills_every_waiting_exec_and_nothing_else() -> None:
+    """Whoever prepared them (another process of the data dir holds their streams): each waiting exec is found by
+    its wrapper and killed; the killer, whose own argv names what it looks for, and other processes live on."""
+    unshare = ["unshare", "--user", "--map-root-user", "--pid", "--fork", "--mount-proc"]
+    probe = subprocess.run([*unshare, "true"], capture_output=True, text=True, check=False)
+    if probe.returncode != 0:
+        pytest.skip(f"no PID namespace for the killer to scan alone: unshare says {probe.stderr.strip()!r}")
+    run = subprocess.run(
+        [*unshare, sys.executable, "-c", KILLER_DRIVER], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert (run.returncode, run.stdout) == (0, "0 2 -9 -9 None\n"), run

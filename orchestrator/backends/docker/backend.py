@@ -14,7 +14,7 @@ import docker.errors
 from anyio.abc import ObjectReceiveStream
 from docker.models.containers import Container
 
-from ...errors import Conflict, InvalidInput, NotFound
+from ...errors import BackendUnavailable, Conflict, InvalidInput, NotFound
 from ...labels import container_name, slot_id, tenant_bridge_name
 from ..base import (
     BackendInfo,
@@ -30,6 +30,7 @@ from ..base import (
     WorkloadSpec,
     WorkloadStatus,
 )
+from ..exec_wrapper import prepared_killer_argv
 from ..sizes import check_node_size
 from .containers import container_status, find_container, guard_sync, list_containers, listed_id, run_container_sync
 from .engine import DockerEngine, docker_errors
@@ -295,6 +296,18 @@ class DockerBackend(SingleHost):
         prepared = await self.engine.run(what, lambda: prepare_sync(self.engine.exec_api(), workload_id))
         self._prepared.put(workload_id, prepared)
         return prepared.key
+
+    async def discard_prepared_exec(self, workload_id: str) -> None:
+        self._prepared.drop(workload_id)
+        # Another process may hold one: its wrapper is killed in the container, and that process's next exec
+        # there finds it ended and goes through the engine.
+        spec = ExecSpec(prepared_killer_argv(), timeout_s=30)
+        result = await self.exec(workload_id, spec)
+        if result.exit_code != 0:
+            raise BackendUnavailable(
+                f"could not end the execs prepared in {workload_id}: {result.stderr.strip() or result.exit_code}",
+                "try again; if it persists, delete the sandbox and create a new one",
+            )
 
     async def session(
         self, workload_id: str, spec: SessionSpec, stdin: ObjectReceiveStream[SessionInput], on_output: OnBytes
