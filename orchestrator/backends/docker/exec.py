@@ -54,8 +54,6 @@ _NOT_STARTED = 126
 # stream of a direct exec, which then runs again through the wrapper.
 _ENGINE_ERROR = b"OCI runtime exec failed"
 _DEATH_GRACE_S = 3.0
-# How long a prepared exec may take to say it took its request (a shell reading one line) before it is given up.
-_ACK_WAIT_S = 5.0
 _WOULD_BLOCK = (BlockingIOError, InterruptedError, ssl.SSLWantReadError, ssl.SSLWantWriteError)
 
 
@@ -188,6 +186,8 @@ def _pump(raw: socket.socket, demux: _Demux, deadline: float) -> bool:
             chunk = raw.recv(262144)
         except _WOULD_BLOCK:
             continue
+        except ConnectionResetError:
+            return True  # ended with input unread (a killed prepared exec's request)
         if not chunk:
             return True
         demux.feed(chunk)
@@ -277,8 +277,8 @@ def _run(
     exec_create, ``stdin`` is its whole input, ``key`` names it to the killer; with ``started``, that exec is
     already running, ``stdin`` is its request and ``ack`` what it writes first once it took it. None when
     ``direct`` and the engine could not start the program, or when ``started`` did not take the request (it
-    ended or wrote something else first, or said nothing within ``_ACK_WAIT_S``): the command never ran, and
-    nothing was streamed."""
+    ended or wrote something else first): the command never ran, and nothing was streamed. A prepared exec still
+    silent at the deadline is killed like any other and the result says it timed out."""
     began = time.monotonic()
     watch = _ContainerWatch(api, container)
     if started is None:
@@ -296,8 +296,8 @@ def _run(
     try:
         raw.setblocking(False)
         demux.feed(_read_ahead(sock))
-        deadline, ack_by = began + timeout_s, began + _ACK_WAIT_S
-        while not demux.refused and not (demux.ack and time.monotonic() > ack_by):
+        deadline = began + timeout_s
+        while not demux.refused:
             if cancel is not None and cancel.is_set():
                 cancelled = True
                 break
@@ -326,6 +326,8 @@ def _run(
                     chunk = raw.recv(262144)
                 except _WOULD_BLOCK:
                     chunk = None
+                except ConnectionResetError:
+                    chunk = b""  # the exec ended with input unread
                 if chunk == b"":
                     break
                 if chunk:
@@ -333,8 +335,10 @@ def _run(
             if not (direct and demux.first.startswith(_ENGINE_ERROR)):
                 for streamer in streamers.values():
                     streamer.flush()
-        if demux.ack or demux.refused:
-            # A prepared exec that did not take the request: whatever it runs is not the command.
+        if demux.refused or (demux.ack and not (timed_out or cancelled)):
+            # A prepared exec that ended, or wrote something else, before it took the request: whatever it runs is
+            # not the command, which never started (the wrapper acknowledges before it runs it). One that was
+            # merely slow to answer is not given up this way: the command may be running, and it would run twice.
             if not lost and kill_exec(api, container, key) < 0:
                 log.warning("prepared exec %s in %s: the killer did not answer in time", key, container)
             _pump(raw, _Demux({}, {}), time.monotonic() + 5.0)
