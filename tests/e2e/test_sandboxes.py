@@ -7,12 +7,14 @@ import time
 from contextlib import AsyncExitStack
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 import anyio
 import asyncssh
 import docker
 import httpx
 import pytest
+from mcp import Client
 
 from .conformance import OpenSsh, pool_ready
 from .harness import AgentHost, ToolFailed, call, connect, untrusted_body
@@ -226,6 +228,17 @@ def waiting_execs(container: docker.models.containers.Container) -> list[tuple[s
     return [(line.split()[0], line.split()[-1]) for line in out.splitlines() if "read -r AGENTHOST_A" in line]
 
 
+async def claim_warm(
+    client: Client, agenthost: AgentHost, docker_client: docker.DockerClient, name: str
+) -> tuple[dict[str, Any], docker.models.containers.Container]:
+    """A sandbox served from the warm pool (one other sandbox warms the shape), and its container."""
+    await call(client, "create_sandbox", {"name": f"{name}-warmer"})
+    await pool_ready(agenthost)
+    sbx = await call(client, "create_sandbox", {"name": name})
+    assert sbx["from_pool"], sbx
+    return sbx, docker_client.containers.get(f"ah-{sbx['id']}")
+
+
 async def test_a_warm_sandbox_s_first_exec_runs_in_the_exec_prepared_for_it(
     agenthost: AgentHost, docker_client: docker.DockerClient, platform_images: object
 ) -> None:
@@ -235,11 +248,7 @@ async def test_a_warm_sandbox_s_first_exec_runs_in_the_exec_prepared_for_it(
     answers with the command's own output and status, not the ended exec's."""
     key = agenthost.tenant("sbx-prep")
     async with connect(agenthost, key, "http") as client:
-        warmer = await call(client, "create_sandbox", {"name": "warmer"})
-        await pool_ready(agenthost)
-        one = await call(client, "create_sandbox", {"name": "one"})
-        assert one["from_pool"], one
-        container = docker_client.containers.get(f"ah-{one['id']}")
+        one, container = await claim_warm(client, agenthost, docker_client, "one")
         ((_, prepared),) = waiting_execs(container)
         marker = "echo \"$AGENTHOST_EXEC_ID\"; python3 -c 'print(6 * 7)'"
         r = await call(client, "exec", {"sandbox": "one", "command": marker})
@@ -257,9 +266,11 @@ async def test_a_warm_sandbox_s_first_exec_runs_in_the_exec_prepared_for_it(
         r = await call(client, "exec", {"sandbox": "two", "command": 'echo "ran $AGENTHOST_EXEC_ID"; exit 3'})
         assert r["exit_code"] == 3 and untrusted_body(r["stdout"]).startswith("ran "), r
         assert prepared not in r["stdout"], r
-        for ref in ("one", "two", warmer["id"]):
+        ids = [s["id"] for s in (await call(client, "list_sandboxes"))["sandboxes"]]
+        assert len(ids) == 3 and {one["id"], two["id"]} <= set(ids), ids
+        for ref in ("one", "two", "one-warmer"):
             await call(client, "delete_sandbox", {"sandbox": ref, "confirm": True})
-        assert containers_of(docker_client, [one["id"], two["id"], warmer["id"]]) == []
+        assert containers_of(docker_client, ids) == []
 
 
 # Run in the sandbox over SSH, as code the agent does not trust would: it finds a waiting prepared exec, stops it,
@@ -289,7 +300,7 @@ os.kill(pid, signal.SIGCONT)
 """
 
 
-async def test_code_run_over_ssh_before_the_first_exec_cannot_answer_for_it(
+async def test_attack_code_run_over_ssh_before_the_first_exec_cannot_answer_for_it(
     agenthost: AgentHost, docker_client: docker.DockerClient, platform_images: object, tmp_path: Path
 ) -> None:
     """The attack: a sandbox from the pool gets an SSH key, and code run in a session takes the exec prepared for
@@ -299,11 +310,7 @@ async def test_code_run_over_ssh_before_the_first_exec_cannot_answer_for_it(
     key = agenthost.tenant("sbx-prep-ssh")
     alice = asyncssh.generate_private_key("ssh-ed25519")
     async with connect(agenthost, key, "http") as client:
-        warmer = await call(client, "create_sandbox", {"name": "warmer"})
-        await pool_ready(agenthost)
-        box = await call(client, "create_sandbox", {"name": "box"})
-        assert box["from_pool"], box
-        container = docker_client.containers.get(f"ah-{box['id']}")
+        box, container = await claim_warm(client, agenthost, docker_client, "box")
         assert len(waiting_execs(container)) == 1
         info = await call(client, "add_ssh_key", {"sandbox": "box", "public_key": alice.export_public_key().decode()})
         assert waiting_execs(container) == []
@@ -312,5 +319,5 @@ async def test_code_run_over_ssh_before_the_first_exec_cannot_answer_for_it(
         assert (hijack.returncode, hijack.stdout) == (0, b"nothing waits\n"), hijack
         r = await call(client, "exec", {"sandbox": "box", "command": "echo real; exit 5"})
         assert (r["exit_code"], untrusted_body(r["stdout"])) == (5, "real\n"), r
-        for ref in ("box", warmer["id"]):
+        for ref in ("box", "box-warmer"):
             await call(client, "delete_sandbox", {"sandbox": ref, "confirm": True})

@@ -41,13 +41,17 @@ class PreparedExec:
 
     def close(self) -> None:
         """Give it up unused: its wrapper reads the end of its input and exits, running nothing."""
-        getattr(self.sock, "_sock", self.sock).close()
+        self.raw.close()
+
+    @property
+    def raw(self) -> Any:
+        """The socket under docker-py's wrapper of the exec's stream."""
+        return getattr(self.sock, "_sock", self.sock)
 
     def ended(self) -> bool:
         """Whether its stream has anything to read: the exec ended (the engine closed the stream) or wrote before
         any request, and either way can no longer take one."""
-        raw = getattr(self.sock, "_sock", self.sock)
-        return raw.fileno() == -1 or bool(select.select([raw], [], [], 0)[0])
+        return self.raw.fileno() == -1 or bool(select.select([self.raw], [], [], 0)[0])
 
 
 def prepare_sync(api: Any, workload_id: str) -> PreparedExec:
