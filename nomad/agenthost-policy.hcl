@@ -6,7 +6,7 @@
 # A platform in another namespace (AGENTHOST_NOMAD_NAMESPACE) needs this file with that namespace's name.
 namespace "agenthost" {
   # No coarse "policy": only the capabilities agenthost calls. Not granted: dispatch-job (no parameterized
-  # jobs), read-fs, scale-job, csi-*, alloc-node-exec, sentinel-override.
+  # jobs), scale-job, csi-*, alloc-node-exec, sentinel-override.
   capabilities = [
     "list-jobs",       # list_workloads, the reconciler, orphan GC (jobs by meta)
     "parse-job",       # every job is parsed from nomad/*.nomad.hcl by /v1/jobs/parse
@@ -14,7 +14,8 @@ namespace "agenthost" {
     "submit-job",      # register / stop / purge jobs; revert and promote deployments
     "alloc-exec",      # exec, SSH sessions, the exec wrapper's killer
     "alloc-lifecycle", # stop or restart one allocation (restart_service)
-    "read-logs",       # service_logs, build and job output
+    "read-logs",       # service_logs, build output
+    "read-fs",         # the output files of the platform's own batch jobs (volume and backup jobs)
   ]
 
   variables {

@@ -75,7 +75,10 @@ job "volume" {
       config {
         image           = var.image
         runtime         = "runc"
-        args            = var.args
+        # The output goes to files in the task's directory, read once the task is dead (logs.read_output):
+        # Nomad 1.6's docker logger stops when the container exits and can lose a short task's output.
+        command         = "/bin/sh"
+        args            = concat(["-c", "exec \"$@\" >/local/ah-stdout 2>/local/ah-stderr", "sh"], var.args)
         network_mode    = "none"
         readonly_rootfs = true
         cap_drop        = ["all"]

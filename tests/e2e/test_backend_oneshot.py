@@ -47,3 +47,27 @@ async def test_a_oneshot_job_runs_once_beside_its_volume_and_leaves_nothing(
             assert (await backend.workload_status(f"os{tag}{suffix}")).state == "missing"
     finally:
         await backend.remove_volume(volume)
+
+
+# 2.4 MB on stdout, then a line on stderr, and the exit at once: on Nomad 1.6 the docker driver stops collecting
+# the container's logs when it exits, and with the job's output read from its logs this answered a stdout cut
+# tens of thousands of lines early (five runs of five) and often no stderr at all.
+_FLOOD = "import sys; sys.stdout.write(''.join('line %d\\n' % i for i in range(200000))); sys.stderr.write('done\\n')"
+
+
+async def test_a_oneshot_job_that_writes_much_and_exits_at_once_answers_its_whole_output(
+    host: AgentHost, backend: Backend, platform_images: object
+) -> None:
+    tag = uuid.uuid4().hex[:8]
+    spec = OneShotSpec(
+        id=f"os{tag}f",
+        tenant_id=f"t_os{tag}",
+        image=host.settings.image_python,
+        argv=["python3", "-c", _FLOOD],
+        env={"AH_UNUSED": "1"},
+        timeout_s=120,
+    )
+    flood = await backend.run_oneshot(spec)
+    assert (flood.exit_code, flood.stdout.splitlines()[-1], flood.stderr.strip()) == (0, "line 199999", "done"), flood
+    assert len(flood.stdout.encode()) <= 64 * 1024  # the tail the protocol promises
+    assert (await backend.workload_status(spec.id)).state == "missing"

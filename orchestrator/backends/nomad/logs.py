@@ -1,8 +1,14 @@
-"""Logs from an allocation (``/v1/client/fs/logs/<alloc>``): the tail of stdout and stderr, and a live follow.
+"""Logs from an allocation (``/v1/client/fs/logs/<alloc>``): the tail of stdout and stderr, and a live follow;
+and the output of the platform's own batch jobs, which their tasks write to files (``read_output``).
 
 Nomad keeps task output as plain files without per-line timestamps, so lines carry no ``ts``
 and stdout comes before stderr; ``since`` is honoured exactly when it predates the allocation
 (every line is newer) and refused otherwise rather than answered wrongly.
+
+Nomad 1.6's docker driver stops its log collector as soon as a container exits, so the logs of a
+task that writes and exits at once can end early or be empty. The batch jobs' tasks therefore
+redirect their streams to ``local/ah-stdout`` and ``local/ah-stderr`` in their own directory
+(``nomad/oneshot.nomad.hcl``, ``nomad/volume.nomad.hcl``), complete once the task is dead.
 """
 
 from __future__ import annotations
@@ -20,7 +26,7 @@ from .jobs import TASK
 if TYPE_CHECKING:
     from .api import NomadApi
 
-__all__ = ["check_since", "follow_logs", "read_tail"]
+__all__ = ["check_since", "follow_logs", "read_output", "read_tail"]
 
 Stream = Literal["stdout", "stderr"]
 _BYTES_PER_LINE = 512  # how far back to read for a tail of N lines (bounded below)
@@ -47,8 +53,27 @@ def read_tail(api: NomadApi, alloc_id: str, stream: Stream, tail: int, task: str
         )
     except NotFound:
         return []  # the task has not written this stream yet
+    return _last_lines(raw, len(raw) >= offset, stream, tail)
+
+
+def read_output(api: NomadApi, alloc_id: str, stream: Stream, tail: int, task: str = TASK) -> list[LogLine]:
+    """The last ``tail`` lines a platform batch job's task wrote to ``stream``, from its file (sync)."""
+    path = f"{task}/local/ah-{stream}"
+    try:
+        size = int(api.get("client", "fs", "stat", alloc_id, params={"path": path})["Size"])
+    except NotFound:
+        return []  # the task never started, or its shell could not open the file
+    if size == 0:
+        return []
+    offset = max(0, size - max(64 * 1024, tail * _BYTES_PER_LINE))
+    params = {"path": path, "offset": offset, "limit": size - offset}
+    raw = api.get_text("client", "fs", "readat", alloc_id, params=params)
+    return _last_lines(raw, offset > 0, stream, tail)
+
+
+def _last_lines(raw: bytes, cut: bool, stream: Stream, tail: int) -> list[LogLine]:
     lines = raw.decode("utf-8", "replace").splitlines()
-    if len(raw) >= offset and lines:
+    if cut and lines:
         lines = lines[1:]  # the first line was cut by the offset
     return [LogLine(stream=stream, text=text) for text in lines[-tail:]]
 

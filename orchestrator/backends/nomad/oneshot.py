@@ -30,7 +30,7 @@ from .jobs import (
     parse_job,
     variable_path,
 )
-from .logs import read_tail
+from .logs import read_output
 from .vars import delete_variable, put_variable
 from .volume_jobs import node_known
 from .volumes import NODE, docker_labels, pin_after_placement, volume_items
@@ -96,7 +96,7 @@ def _outcome(api: NomadApi, jid: str) -> OneShotResult:
         return OneShotResult(exit_code=None, stdout="", stderr="no allocation")
     code, _ = exit_info((alloc.get("TaskStates") or {}).get(TASK) or {})
     out, err = (
-        "\n".join(line.text for line in read_tail(api, alloc["ID"], stream, _TAIL_LINES))
+        "\n".join(line.text for line in read_output(api, alloc["ID"], stream, _TAIL_LINES))
         for stream in ("stdout", "stderr")
     )
     return OneShotResult(exit_code=code, stdout=out, stderr=err, node=str(alloc["NodeID"]))

@@ -20,7 +20,7 @@ from ...errors import AgentHostError, BackendUnavailable, Conflict, NotFound
 from ...labels import L_ID, L_INSTANCE, L_KIND, L_MANAGED
 from .allocs import Run, await_placement, await_stopped, job_allocs, register_job
 from .jobs import NOMAD_DIR, job_id, latest_alloc, parse_job, status_from
-from .logs import read_tail
+from .logs import read_output
 from .node_scripts import ENGINE_API
 from .vars import delete_variable
 from .volumes import NODE, PATH, claim_node, docker_labels, volume_items, volume_meta_path
@@ -126,10 +126,10 @@ def _outcome(api: NomadApi, workload_id: str, name: str) -> tuple[str, dict[str,
         )
     node = str(alloc["NodeID"])
     if status.exit_code != 0:
-        lines = read_tail(api, alloc["ID"], "stderr", 5)
+        lines = read_output(api, alloc["ID"], "stderr", 5)
         reason = " ".join(line.text for line in lines) or status.error or f"exit code {status.exit_code}"
         raise AgentHostError(f"volume {name} on node {node}: {reason}")
-    out = read_tail(api, alloc["ID"], "stdout", 1)
+    out = read_output(api, alloc["ID"], "stdout", 1)
     answer: dict[str, Any] = json.loads(out[-1].text) if out else {}
     return node, answer
 
