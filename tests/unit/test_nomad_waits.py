@@ -10,9 +10,10 @@ import anyio
 import pytest
 
 from orchestrator.backends.nomad import NomadBackend
+from orchestrator.backends.nomad import backend as nomad_backend
 from orchestrator.backends.nomad.volumes import volume_meta_path
 from orchestrator.backends.threaded import ThreadBudget, on_behalf_of
-from orchestrator.errors import NotFound
+from orchestrator.errors import BackendUnavailable, NotFound
 
 pytestmark = pytest.mark.anyio
 
@@ -53,6 +54,7 @@ class SlowCluster:
             self.polls += 1
             stopped = self.shown["stopped"]
             alloc = {"ID": "a", "JobVersion": self.shown["version"], "CreateIndex": self.shown["version"]}
+            alloc |= {"NodeName": "n1", "DesiredStatus": "stop" if self.job["Stop"] else "run"}
             task = {"State": "dead" if stopped else "running", "Restarts": self.restarted}
             alloc = {**alloc, "ClientStatus": "complete" if stopped else "running", "TaskStates": {"main": task}}
             return alloc if parts[0] == "allocation" else [alloc]
@@ -225,3 +227,16 @@ async def test_removing_a_volume_waits_for_its_node_job_without_holding_a_thread
     assert out == [True]
     assert api.job is not None and api.purged == [api.job["ID"]]  # the platform's job is gone
     assert api.items is None  # and so is the volume's record
+
+
+async def test_a_remove_that_runs_out_of_time_names_each_allocation_still_running(
+    cluster: tuple[NomadBackend, SlowCluster], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    backend, api = cluster
+    monkeypatch.setattr(nomad_backend, "_STOP_WAIT_S", 0.2)  # the scheduler never settles here
+    with pytest.raises(BackendUnavailable) as err:
+        await backend.remove_workload("svc_1")
+    assert err.value.message == (
+        "Nomad removed the job of svc_1, but after 0 s not all of it has stopped: allocation a (job version 0) "
+        "on node n1: client running, desired stop"
+    )

@@ -32,6 +32,7 @@ __all__ = [
     "await_evaluation",
     "await_placement",
     "await_stopped",
+    "describe_allocs",
     "job_allocs",
     "register_job",
     "watch_allocs",
@@ -182,15 +183,30 @@ async def _raise_placement_error(
     raise no_capacity(what, job_reservation(job), nodes, sorted(metrics.get("DimensionExhausted") or {}))
 
 
-async def await_stopped(run: Run, api: NomadApi, jid: str, timeout_s: float) -> bool:
-    """Wait, at most ``timeout_s``, until every allocation of ``jid`` is terminal; False when time ran out.
+async def await_stopped(run: Run, api: NomadApi, jid: str, timeout_s: float) -> list[dict[str, Any]]:
+    """Wait, at most ``timeout_s``, until every allocation of ``jid`` is terminal; returns those that were
+    not when time ran out (none: all stopped).
 
     The client reports an allocation terminal once its task runner destroyed the task, and the docker
     driver removes the container then: terminal means the container is gone."""
     deadline = time.monotonic() + timeout_s
     index = 0
-    while time.monotonic() < deadline:
+    while True:
         allocs, index = await _allocs_after(run, api, jid, index)
-        if all(a.get("ClientStatus") in _TERMINAL for a in allocs):
-            return True
-    return False
+        running = [a for a in allocs if a.get("ClientStatus") not in _TERMINAL]
+        if not running or time.monotonic() >= deadline:
+            return running
+
+
+def describe_allocs(allocs: list[dict[str, Any]]) -> str:
+    """Which allocations, where, and what the client and the scheduler say of each: for an error message."""
+
+    def one(a: dict[str, Any]) -> str:
+        node = a.get("NodeName") or str(a.get("NodeID", ""))[:8]
+        why = f", {a['DesiredDescription']}" if a.get("DesiredDescription") else ""
+        return (
+            f"allocation {str(a.get('ID', ''))[:8]} (job version {a.get('JobVersion')}) on node {node}: "
+            f"client {a.get('ClientStatus')}, desired {a.get('DesiredStatus')}{why}"
+        )
+
+    return "; ".join(one(a) for a in allocs)

@@ -34,7 +34,7 @@ from ..base import (
     WorkloadStatus,
 )
 from ..threaded import ThreadBudget
-from .allocs import WAIT_S, await_stopped, job_allocs, watch_allocs
+from .allocs import WAIT_S, await_stopped, describe_allocs, job_allocs, watch_allocs
 from .api import NomadApi
 from .capacity import Shares
 from .changes import NODES_TTL_S, JobChanges
@@ -164,9 +164,10 @@ class NomadBackend(JobChanges, NodeOperations, NoPreparedExecs, NoStagedUpdates,
         if (removed := await self._run(f"remove workload {workload_id}", remove)) is None:
             return False
         # Also when the job was purged already: an earlier call may have run out of time while it stopped.
-        if not await await_stopped(self._run, self.api, jid, _STOP_WAIT_S):
+        if running := await await_stopped(self._run, self.api, jid, _STOP_WAIT_S):
             raise BackendUnavailable(
-                f"Nomad removed the job of {workload_id}, but its allocation still runs after {_STOP_WAIT_S:.0f} s",
+                f"Nomad removed the job of {workload_id}, but after {_STOP_WAIT_S:.0f} s not all of it has stopped: "
+                + describe_allocs(running),
                 "its node may be down or slow (list_nodes shows it); delete it again to wait once more",
             )
         return removed

@@ -131,7 +131,7 @@ async def run_oneshot(run: Run, api: NomadApi, jobs: NodeJobs, instance: str, sp
                 version,
                 {volume: labels},
             )
-        finished = await await_stopped(run, api, jid, spec.timeout_s)
+        finished = not await await_stopped(run, api, jid, spec.timeout_s)
         if not finished:
             await run(f"stop job {jid}", api.delete, "job", jid)
             await await_stopped(run, api, jid, _STOP_WAIT_S)
