@@ -7,8 +7,9 @@ import shutil
 import subprocess
 import textwrap
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Generator, Iterator
 from pathlib import Path
+from typing import Any
 
 import docker
 import docker.errors
@@ -18,6 +19,7 @@ import pytest
 from orchestrator.backends.base import Backend
 from orchestrator.settings import Settings
 
+from .diagnostics import cluster_sections, server_sections
 from .harness import TEST_IMAGES, TEST_IMAGES_ENV, AgentHost, TestHost, wait_for
 from .nomad_agent import NOMAD_ADDR, NOMAD_DEV_SIZES, backend_of, purge_tenants, start_dev_agent, stop_dev_agent
 from .nomad_cluster import Cluster, cannot_run, cluster_env, purge_jobs, push_images, start_cluster, stop_cluster
@@ -203,6 +205,21 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
         on_nomad = _NOMAD_FIXTURES & {*getattr(item, "fixturenames", ()), *([platform] if platform else [])}
         if on_nomad or item.path.name in _SECOND_RUN_MODULES:
             item.add_marker(pytest.mark.second_run)
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Generator[None, Any, None]:
+    """A failed test's report ends with what the run will have removed by the time anyone reads it: its servers'
+    logs and, when it ran on the test cluster, the Nomad agents' warnings and errors (tests/e2e/diagnostics.py)."""
+    outcome = yield
+    report = outcome.get_result()
+    if not report.failed:
+        return
+    funcargs = getattr(item, "funcargs", {})
+    hosts = list({id(v): v for v in funcargs.values() if isinstance(v, AgentHost)}.values())
+    report.sections.extend(server_sections(hosts))
+    if any(isinstance(v, Cluster) for v in funcargs.values()) or any(h.cluster is not None for h in hosts):
+        report.sections.extend(cluster_sections())
 
 
 @pytest.fixture(params=SUITE_PLATFORMS)

@@ -276,6 +276,13 @@ class AgentHost:
         assert self.url and self._server is not None
         return self._server.pid
 
+    def server_state(self) -> str:
+        """Whether `agenthost serve` runs, for a failed test's report."""
+        if self._server is None:
+            return "not running: never started, or killed by the test"
+        code = self._server.poll()
+        return "running" if code is None else f"exited with status {code}"
+
     def kill_server(self) -> None:
         """SIGKILL `agenthost serve` (a crash: no chance to clean up); the next use of ``url`` starts a new one."""
         assert self._server is not None, "no server is running"

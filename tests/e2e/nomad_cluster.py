@@ -33,6 +33,7 @@ __all__ = [
     "kill_client_agent",
     "node_ids",
     "cannot_run",
+    "cluster_state_dir",
     "cluster_env",
     "cluster_get",
     "cluster_host",
@@ -52,6 +53,11 @@ T = TypeVar("T")
 _SCRIPT = Path(__file__).resolve().parents[2] / "infra" / "nomad-testcluster.sh"
 _STATE = Path(os.environ.get("AGENTHOST_CACHE_DIR", Path.home() / ".cache" / "agenthost")) / "nomad-cluster"
 BRIDGE_HOST = "10.89.0.1"  # the host on the cluster's bridge: the only host address the nodes reach
+
+
+def cluster_state_dir() -> Path:
+    """Where infra/nomad-testcluster.sh keeps the cluster's state and its agents' logs while it runs."""
+    return _STATE
 
 
 @dataclass(frozen=True)
