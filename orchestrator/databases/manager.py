@@ -21,7 +21,7 @@ from ..labels import L_DATABASE, L_ENGINE, L_NAME, L_TENANT, database_volume, te
 from ..models import DatabaseRecord, DatabaseSpec, Deleted, Engine, HealthCheck, Principal, ResourceName
 from ..progress import Reporter, silent
 from ..quotas import check_workload, workloads
-from ..services import PassFailures, ServiceManager
+from ..services import PassFailures, ServiceManager, still_wanted
 from ..services.requests import check_env_key
 from ..settings import Settings
 from ..store import Store, TenantStore, Tx, all_database_records
@@ -328,6 +328,8 @@ class DatabaseManager:
         if st.state == "missing" or (st.state == "exited" and not crashed):
             await ts.databases.update(rec.id, status="creating")
             await self.backend.ensure_workload(await self.workload_spec(ts, rec))
+            if not await still_wanted(ts.databases.get, self.backend, rec.id):
+                return
             why = "missing" if st.state == "missing" else f"exited with code {st.exit_code}"
             await self.events.record(ts, "database", rec.id, rec.name, "repaired", f"the container {why}; recreated")
             counts["databases_redeployed"] += 1

@@ -21,7 +21,7 @@ from .models import (
 )
 from .networks import NetworkCollector
 from .reconciler import Reconciler
-from .repairs import PassFailures
+from .repairs import PassFailures, still_wanted
 from .requests import DeployRequest, UpdateRequest
 from .revisions import RevisionLog
 from .rollback import ServiceRevisions
@@ -55,5 +55,6 @@ __all__ = [
     "VolumeList",
     "VolumeManager",
     "engine_volumes",
+    "still_wanted",
     "volumes_held",
 ]

@@ -22,7 +22,7 @@ from ..labels import L_KIND, slot_base
 from ..models import ServiceRecord
 from ..store import Store, all_service_records
 from .manager import ServiceManager
-from .repairs import PassFailures
+from .repairs import PassFailures, still_wanted
 from .switch import stale
 
 __all__ = ["KnownIds", "Pass", "Reconciler"]
@@ -132,6 +132,8 @@ class Reconciler:
                 # Tell its owner why it is not coming back (get_service shows it); the next pass tries again.
                 await ts.services.update(rec.id, last_error=f"the reconciler could not recreate it: {exc.message}")
                 raise
+            if not await still_wanted(ts.services.get, backend, rec.id):
+                return
             await self.services.note(ts, rec, "repaired", "the container was missing; the reconciler recreated it")
             counts["redeployed"] += 1
         elif rec.desired_state == "running" and st.state == "exited":

@@ -1,4 +1,5 @@
-"""A reconciler pass's failures: a record whose repair raises is logged with its id and skipped.
+"""A reconciler pass's failures: a record whose repair raises is logged with its id and skipped; and the check
+after a repair that recreated a container, that its record still wants it (``still_wanted``).
 
 The reconciler is a loop with no caller to hand an error to, so it is the one place besides the
 API boundary that catches every Exception: one bad record (a damaged row, a spec the engine
@@ -11,12 +12,14 @@ pass tries again.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
+from typing import Protocol
 
-from ..errors import AgentHostError, BackendUnavailable, BackupTargetUnavailable
+from ..backends.base import Backend
+from ..errors import AgentHostError, BackendUnavailable, BackupTargetUnavailable, NotFound
 
-__all__ = ["PassFailures"]
+__all__ = ["PassFailures", "still_wanted"]
 
 log = logging.getLogger("orchestrator.services.reconciler")
 
@@ -43,3 +46,22 @@ class PassFailures:
             log.warning("reconcile: %s skipped, its repair failed: %s", what, exc)
         else:
             log.exception("reconcile: %s skipped, its repair crashed (%s)", what, type(exc).__name__)
+
+
+class _Record(Protocol):
+    @property
+    def desired_state(self) -> str: ...
+
+
+async def still_wanted(get: Callable[[str], Awaitable[_Record]], backend: Backend, workload_id: str) -> bool:
+    """After a pass recreated ``workload_id``'s container: whether its record (read by ``get``) still wants it
+    running. A delete may have marked the record after the pass read it and removed what it found, and then
+    waits for the engine to have nothing left; the container the pass made is removed here, or the delete
+    would time out on it and leave it behind."""
+    try:
+        wanted = (await get(workload_id)).desired_state == "running"
+    except NotFound:
+        wanted = False
+    if not wanted:
+        await backend.remove_workload(workload_id)
+    return wanted

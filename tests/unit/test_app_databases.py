@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import pytest
+
+from orchestrator.backends.base import WorkloadStatus
 from tests.fakes import FakeBackend
 
 from .site import APP_IMAGE, Site
@@ -82,3 +85,24 @@ def test_database_quota_and_an_engine_that_is_away(site: Site, fake_backend: Fak
     fake_backend.available = True
     assert site.call("list_databases")["databases"] == []
     assert not fake_backend.volumes
+
+
+def test_a_delete_while_the_reconciler_recreates_the_container_leaves_none_behind(
+    site: Site, fake_backend: FakeBackend, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """As for services (test_app_services): a delete_database between the pass's look at a lost container and
+    its repair; the pass removes what it recreated."""
+    db = site.call("create_database", name="main", engine="redis")
+    tenant = site.call("whoami")["tenant_id"]
+    fake_backend.lose(db["id"])
+    status = fake_backend.workload_status
+
+    async def deleted_meanwhile(workload_id: str) -> WorkloadStatus:
+        st = await status(workload_id)
+        if workload_id == db["id"]:
+            await site.platform.store.scoped(tenant).databases.update(db["id"], desired_state="deleted")
+        return st
+
+    monkeypatch.setattr(fake_backend, "workload_status", deleted_meanwhile)
+    site.run(site.platform.reconciler.reconcile_once)
+    assert db["id"] not in fake_backend.workloads

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import socket
 
+import pytest
+
 from orchestrator.backends.base import WorkloadStatus
 from orchestrator.errors import BackendUnavailable
 from tests.fakes import FakeBackend
@@ -237,3 +239,25 @@ def test_a_service_deleted_while_the_list_is_made_is_left_out(site: Site, fake_b
     listed = site.call("list_services")
     assert listed["status_code"] == 200, listed
     assert [s["name"] for s in listed["services"]] == ["stays"]
+
+
+def test_a_delete_while_the_reconciler_recreates_the_container_leaves_none_behind(
+    site: Site, fake_backend: FakeBackend, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The pass looks at a lost container, a delete_service marks the record and removes what it finds, then the
+    pass recreates the container: the pass must see the delete and remove what it made, or the delete, waiting
+    for the engine to have nothing left, finds a container running and the tenant an orphan."""
+    svc = site.call("deploy_service", name="web", image=APP_IMAGE, port=8000)
+    tenant = site.call("whoami")["tenant_id"]
+    fake_backend.lose(svc["id"])
+    status = fake_backend.workload_status
+
+    async def deleted_meanwhile(workload_id: str) -> WorkloadStatus:
+        st = await status(workload_id)
+        if workload_id == svc["id"]:
+            await site.platform.store.scoped(tenant).services.update(svc["id"], desired_state="deleted")
+        return st
+
+    monkeypatch.setattr(fake_backend, "workload_status", deleted_meanwhile)
+    site.run(site.platform.reconciler.reconcile_once)
+    assert svc["id"] not in fake_backend.workloads
