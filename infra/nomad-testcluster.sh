@@ -65,7 +65,6 @@ print(sum(n["Status"] == "ready" and n.get("Drivers", {}).get("docker", {}).get(
     2>/dev/null || echo 0
 }
 
-alive() { [ -f "$1" ] && kill -0 "$(cat "$1")" 2>/dev/null; }
 
 . infra/spawn.sh
 
@@ -226,7 +225,7 @@ docker_node() { docker -H "unix://$STATE/$1/docker.sock" "${@:2}"; }
 dockerd_up() {
   local n="$1" d="$STATE/$1"
   mkdir -p "$d/docker" "$d/exec"
-  if ! alive "$d/dockerd.pid"; then
+  if ! spawned "$d/dockerd.pid"; then
     cat >"$d/daemon.json" <<JSON
 {"runtimes": {"runsc": {"path": "/usr/bin/runsc", "runtimeArgs": ["--network=host"]}},
  "default-runtime": "runsc", "cgroup-parent": "/ahcl-$n-docker", "iptables": true, "ip-forward": true}
@@ -274,7 +273,7 @@ node_firewall() {
 
 server_up() {
   local bin="$1" d="$STATE/server"
-  alive "$d/pid" && return 0
+  spawned "$d/pid" && return 0
   mkdir -p "$d/data"
   cat >"$d/server.hcl" <<HCL
 name                 = "ahcl-server"
@@ -306,11 +305,11 @@ HCL
 
 client_up() {
   local bin="$1" n="$2" d="$STATE/$2"
-  if alive "$d/nomad.pid"; then
+  if spawned "$d/nomad.pid"; then
     # Still in the namespace of the dockerd it started with? Else its mounts (alloc secrets) are not
     # where the node's (restarted) dockerd looks: restart it.
     [ "$(readlink "/proc/$(cat "$d/nomad.pid")/ns/mnt")" = "$(readlink "$(mnt_ns "$n")")" ] && return 0
-    kill_pidfile "$d/nomad.pid"
+    kill_spawned "$d/nomad.pid"
   fi
   mkdir -p "$d/nomad"
   cat >"$d/client.hcl" <<HCL
@@ -415,17 +414,6 @@ for n in json.load(sys.stdin):
 
 # --- stop -----------------------------------------------------------------------------------------
 
-kill_pidfile() {
-  [ -f "$1" ] || return 0
-  local pid; pid="$(cat "$1")"
-  if kill -0 "$pid" 2>/dev/null; then
-    kill "$pid" 2>/dev/null || true
-    for _ in $(seq 60); do kill -0 "$pid" 2>/dev/null || break; sleep 0.5; done
-    kill -9 "$pid" 2>/dev/null || true
-  fi
-  rm -f "$1"
-}
-
 stop() {
   if [ -f "$PKI/cli.crt" ] && answers; then  # purge the jobs so their containers go while the clients still run
     api "jobs?namespace=*" | python3 -c '
@@ -434,13 +422,13 @@ for j in json.load(sys.stdin): print(j["Namespace"], j["ID"])' | while read -r n
       api -X DELETE "job/$id?purge=true&namespace=$ns" >/dev/null || true
     done
   fi
-  for n in $NODES; do kill_pidfile "$STATE/$n/nomad.pid"; done
-  kill_pidfile "$STATE/server/pid"
+  for n in $NODES; do kill_spawned "$STATE/$n/nomad.pid"; done
+  kill_spawned "$STATE/server/pid"
   for n in $NODES; do
     if [ -S "$STATE/$n/docker.sock" ]; then
       docker_node "$n" ps -aq | xargs -r docker -H "unix://$STATE/$n/docker.sock" rm -f >/dev/null 2>&1 || true
     fi
-    kill_pidfile "$STATE/$n/dockerd.pid"
+    kill_spawned "$STATE/$n/dockerd.pid"
     # What is left in the node's namespace: the clients' plugins (logmon, docker_logger), shims.
     if ip netns list | grep -qw "$(netns "$n")"; then
       ip netns pids "$(netns "$n")" | xargs -r kill 2>/dev/null || true
@@ -448,7 +436,7 @@ for j in json.load(sys.stdin): print(j["Namespace"], j["ID"])' | while read -r n
       ip netns pids "$(netns "$n")" | xargs -r kill -9 2>/dev/null || true
     fi
   done
-  kill_pidfile "$STATE/registry/pid"
+  kill_spawned "$STATE/registry/pid"
   for n in $NODES; do
     ip netns del "$(netns "$n")" 2>/dev/null || true
     ip link del "nclu-$n" 2>/dev/null || true

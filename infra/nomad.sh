@@ -93,7 +93,7 @@ start() {
     return 0
   fi
   mkdir -p "$DEV_DIR"
-  if [ -f "$DEV_DIR/pid" ] && kill -0 "$(cat "$DEV_DIR/pid")" 2>/dev/null; then
+  if spawned "$DEV_DIR/pid"; then
     echo "a dev agent (pid $(cat "$DEV_DIR/pid")) runs but does not answer at $DEV_ADDR; see $DEV_DIR/agent.log" >&2
     exit 1
   fi
@@ -109,7 +109,7 @@ start() {
   spawn "$DEV_DIR/pid" "$DEV_DIR/agent.log" "$BIN" agent -dev -config "$PWD/nomad/dev.hcl" -data-dir "$DEV_DIR/data"
   for _ in $(seq 240); do
     ready && return 0
-    kill -0 "$(cat "$DEV_DIR/pid")" 2>/dev/null || break
+    spawned "$DEV_DIR/pid" || break
     sleep 0.5
   done
   tail -30 "$DEV_DIR/agent.log" >&2
@@ -129,8 +129,7 @@ clean_data() {
 
 stop() {
   [ -f "$DEV_DIR/pid" ] || return 0
-  local pid; pid="$(cat "$DEV_DIR/pid")"
-  if kill -0 "$pid" 2>/dev/null && answers; then
+  if spawned "$DEV_DIR/pid" && answers; then
     # A dev agent leaves its containers running when it exits: stop every job first.
     allocs="$(curl -sf "$DEV_ADDR/v1/allocations?namespace=*" | python3 -c 'import json,sys; print(" ".join(a["ID"] for a in json.load(sys.stdin)))' || true)"
     curl -sf "$DEV_ADDR/v1/jobs?namespace=*" | python3 -c '
@@ -148,18 +147,13 @@ print(sum(a["ClientStatus"] in ("running", "pending") for a in json.load(sys.std
   else
     allocs=""
   fi
-  if kill -0 "$pid" 2>/dev/null; then
-    kill "$pid"
-    for _ in $(seq 60); do kill -0 "$pid" 2>/dev/null || break; sleep 0.5; done
-    kill -0 "$pid" 2>/dev/null && kill -9 "$pid"
-  fi
+  kill_spawned "$DEV_DIR/pid"
   for alloc in $allocs; do
     docker ps -aq --filter "label=com.hashicorp.nomad.alloc_id=$alloc" | xargs -r docker rm -f >/dev/null
   done
   # The records of the volumes and tenant bridges its jobs made on this engine go with its data dir.
   docker volume ls -q --filter label=agenthost.nomad-volume | xargs -r docker volume rm >/dev/null || true
   docker network ls -q --filter label=agenthost.nomad-network | xargs -r docker network rm >/dev/null || true
-  rm -f "$DEV_DIR/pid"
   clean_data
 }
 

@@ -252,7 +252,11 @@ def node_ids(cluster: Cluster) -> dict[str, str]:
 def kill_client_agent(node: str) -> None:
     """SIGKILL the Nomad agent of client ``node`` (its node stops heartbeating); start_cluster brings it back."""
     pidfile = _STATE / node.removeprefix("ahcl-") / "nomad.pid"
-    os.kill(int(pidfile.read_text()), signal.SIGKILL)
+    pid, start = int(pidfile.read_text()), Path(f"{pidfile}.start").read_text().strip()
+    # Its pid alone may name another process by now (infra/spawn.sh): the start time it was spawned with must match.
+    stat = Path(f"/proc/{pid}/stat").read_text()
+    assert stat.rsplit(") ", 1)[1].split()[19] == start, f"the Nomad agent of {node} (pid {pid}) is not running"
+    os.kill(pid, signal.SIGKILL)
 
 
 async def until_value(check: Callable[[], Awaitable[T | None]], timeout: float, what: str) -> T:
