@@ -13,7 +13,7 @@
 
 variable "image" {
   type        = string
-  description = "an image with python3 and a libc for the node's restic (AGENTHOST_IMAGE_PYTHON)"
+  description = "an image with python3, /bin/sh and a libc for the node's restic (AGENTHOST_IMAGE_PYTHON)"
 }
 
 variable "datacenters" {

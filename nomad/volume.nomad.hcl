@@ -9,7 +9,7 @@
 
 variable "image" {
   type        = string
-  description = "an image with python3 (AGENTHOST_IMAGE_PYTHON)"
+  description = "an image with python3 and /bin/sh (AGENTHOST_IMAGE_PYTHON)"
 }
 
 variable "datacenters" {
