@@ -56,12 +56,14 @@ class _Record(Protocol):
 async def still_wanted(get: Callable[[str], Awaitable[_Record]], backend: Backend, workload_id: str) -> bool:
     """After a pass recreated ``workload_id``'s container: whether its record (read by ``get``) still wants it
     running. A delete may have marked the record after the pass read it and removed what it found, and then
-    waits for the engine to have nothing left; the container the pass made is removed here, or the delete
-    would time out on it and leave it behind."""
+    waits for the engine to have nothing left: the container the pass made is removed here, or the delete
+    would time out on it and leave it behind. A stop that came meanwhile gets it stopped."""
     try:
-        wanted = (await get(workload_id)).desired_state == "running"
+        desired = (await get(workload_id)).desired_state
     except NotFound:
-        wanted = False
-    if not wanted:
+        desired = "deleted"
+    if desired == "stopped":
+        await backend.stop_workload(workload_id)
+    elif desired != "running":
         await backend.remove_workload(workload_id)
-    return wanted
+    return desired == "running"
