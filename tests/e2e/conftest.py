@@ -90,6 +90,19 @@ def agenthost(docker_client: docker.DockerClient, tmp_path_factory: pytest.TempP
     host.cleanup_engine()
 
 
+@pytest.fixture(scope="session")
+def lone_agenthost(docker_client: docker.DockerClient, tmp_path_factory: pytest.TempPathFactory) -> Iterator[AgentHost]:
+    """A platform on Docker whose data dir only its own `agenthost serve` opens. On ``agenthost``'s, the stdio
+    processes of other tests fill the warm pool too, and the exec a process prepares in a pooled container ends
+    with that process: a sandbox claimed there may have none waiting (docs/performance.md, "The first exec
+    prepared while the sandbox is warm")."""
+    host = AgentHost(data_dir=Path(tmp_path_factory.mktemp("agenthost-lone")), env=dict(CONFORMANCE_ENV))
+    host.init()
+    yield host
+    host.stop()
+    host.cleanup_engine()
+
+
 @pytest.fixture(params=["stdio", "http"])
 def transport(request: pytest.FixtureRequest) -> str:
     return str(request.param)

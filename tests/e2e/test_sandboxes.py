@@ -240,15 +240,15 @@ async def claim_warm(
 
 
 async def test_a_warm_sandbox_s_first_exec_runs_in_the_exec_prepared_for_it(
-    agenthost: AgentHost, docker_client: docker.DockerClient, platform_images: object
+    lone_agenthost: AgentHost, docker_client: docker.DockerClient, platform_images: object
 ) -> None:
     """A pooled container holds an exec started ahead of its first command; the first exec over MCP runs there
     (its marker is that exec's key), the next through the engine. The attack: the tenant's own process ends the
     waiting exec before the first command (as an SSH session could): the exec then runs through the engine and
     answers with the command's own output and status, not the ended exec's."""
-    key = agenthost.tenant("sbx-prep")
-    async with connect(agenthost, key, "http") as client:
-        one, container = await claim_warm(client, agenthost, docker_client, "one")
+    key = lone_agenthost.tenant("sbx-prep")
+    async with connect(lone_agenthost, key, "http") as client:
+        one, container = await claim_warm(client, lone_agenthost, docker_client, "one")
         ((_, prepared),) = waiting_execs(container)
         marker = "echo \"$AGENTHOST_EXEC_ID\"; python3 -c 'print(6 * 7)'"
         r = await call(client, "exec", {"sandbox": "one", "command": marker})
@@ -257,7 +257,7 @@ async def test_a_warm_sandbox_s_first_exec_runs_in_the_exec_prepared_for_it(
         r = await call(client, "exec", {"sandbox": "one", "command": marker})
         assert r["exit_code"] == 0 and untrusted_body(r["stdout"]).split("\n")[0] != prepared, r
 
-        await pool_ready(agenthost)
+        await pool_ready(lone_agenthost)
         two = await call(client, "create_sandbox", {"name": "two"})
         assert two["from_pool"], two
         container = docker_client.containers.get(f"ah-{two['id']}")
@@ -301,16 +301,16 @@ os.kill(pid, signal.SIGCONT)
 
 
 async def test_attack_code_run_over_ssh_before_the_first_exec_cannot_answer_for_it(
-    agenthost: AgentHost, docker_client: docker.DockerClient, platform_images: object, tmp_path: Path
+    lone_agenthost: AgentHost, docker_client: docker.DockerClient, platform_images: object, tmp_path: Path
 ) -> None:
     """The attack: a sandbox from the pool gets an SSH key, and code run in a session takes the exec prepared for
     the first command (any process of the sandbox's user can read and write a waiting exec's input and output).
     Giving the sandbox a key gives up its prepared exec first, so the first command runs in a process the engine
     starts for it and answers with its own output and status."""
-    key = agenthost.tenant("sbx-prep-ssh")
+    key = lone_agenthost.tenant("sbx-prep-ssh")
     alice = asyncssh.generate_private_key("ssh-ed25519")
-    async with connect(agenthost, key, "http") as client:
-        box, container = await claim_warm(client, agenthost, docker_client, "box")
+    async with connect(lone_agenthost, key, "http") as client:
+        box, container = await claim_warm(client, lone_agenthost, docker_client, "box")
         assert len(waiting_execs(container)) == 1
         info = await call(client, "add_ssh_key", {"sandbox": "box", "public_key": alice.export_public_key().decode()})
         assert waiting_execs(container) == []
