@@ -119,7 +119,7 @@ class SandboxManager:
             async with self.store.db.transaction() as tx:
                 quotas = (await self.store.tenants.get(p.tenant_id, tx)).quotas
                 check_workload(quotas, await workloads(ts, tx), "sandbox", shape.memory_mb, shape.cpus)
-                claimed = await self.store.pool.claim(tx, pooled.key) if pooled else None
+                claimed = await self.pool.claim(tx, pooled.key) if pooled else None
                 left = await self.store.pool.ready(pooled.key, tx) if pooled and claimed else 0
                 sandbox_id = claimed or new_sandbox_id()
                 rec = await ts.sandboxes.insert(

@@ -15,7 +15,8 @@ that would otherwise fall on the tenant's first command. It runs before anyone c
 the container's own user, and leaves no process behind (the exec ends, or is killed at its deadline).
 Then, where the backend can, an exec is started ahead of the first command (``Backend.prepare_exec``): the
 engine's exec path, about two thirds of a first exec, is paid before the claim. A container whose backend could
-not prepare one is still handed out; its first exec goes through the engine.
+not prepare one is still handed out; its first exec goes through the engine. Only the process that prepared an
+exec can use it, so a claim takes one of this process's first (``claim``).
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ from ..backends.base import Backend, ExecSpec, WorkloadSpec
 from ..errors import AgentHostError
 from ..labels import L_POOL, L_TENANT
 from ..settings import Settings
-from ..store import Store
+from ..store import Store, Tx
 
 __all__ = ["POOL_TENANT", "SandboxShape", "WarmPool", "sandbox_spec"]
 
@@ -82,6 +83,9 @@ class WarmPool:
         self._wake = anyio.Event()
         self._hold_until = 0.0  # anyio.current_time() until which claims hold topping-up back (see hold)
         self._deferred = False  # a shape waits for the hold's end to be topped up
+        # Pooled containers holding an exec this process prepared: only this process can use it, so its claims
+        # take these first (another process's, or one whose process exited, runs its first exec via the engine).
+        self._prepared_here: set[str] = set()
 
     def configured(self) -> list[SandboxShape]:
         s = self.settings
@@ -176,15 +180,23 @@ class WarmPool:
         if result.exit_code is None:
             raise AgentHostError(f"pooled sandbox container {workload_id} did not finish its warm-up")
 
+    async def claim(self, tx: Tx, pool_key: str) -> str | None:
+        """Take a ready container of ``pool_key`` out of the pool (one this process prepared an exec in first)."""
+        claimed = await self.store.pool.claim(tx, pool_key, sorted(self._prepared_here))
+        self._prepared_here.discard(claimed or "")
+        return claimed
+
     async def _prepare(self, workload_id: str) -> None:
         try:
-            await self.backend.prepare_exec(workload_id)
+            if await self.backend.prepare_exec(workload_id) is not None:
+                self._prepared_here.add(workload_id)
         except AgentHostError as exc:
             log.warning(
                 "pooled sandbox container %s: no exec prepared, its first goes through the engine: %s", workload_id, exc
             )
 
     async def _discard(self, workload_id: str) -> None:
+        self._prepared_here.discard(workload_id)
         try:
             await self.backend.remove_workload(workload_id)
         finally:

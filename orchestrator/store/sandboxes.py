@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import uuid
+from collections.abc import Collection
 from datetime import datetime
 from typing import Literal
 
@@ -181,12 +182,15 @@ class PoolRepo:
         )
         return changed > 0
 
-    async def claim(self, tx: Executor, pool_key: str) -> str | None:
-        """Take the oldest ready container of ``pool_key`` out of the pool, atomically; None when empty."""
+    async def claim(self, tx: Executor, pool_key: str, prefer: Collection[str] = ()) -> str | None:
+        """Take a ready container of ``pool_key`` out of the pool, atomically: the oldest of ``prefer`` if one is
+        ready, else the oldest; None when empty."""
+        first = ",".join("?" * len(prefer))
+        order = f"workload_id NOT IN ({first}), created_at" if prefer else "created_at"
         row = await tx.fetchone(
             "DELETE FROM sandbox_pool WHERE workload_id = (SELECT workload_id FROM sandbox_pool"
-            " WHERE pool_key = ? AND state = 'ready' ORDER BY created_at LIMIT 1) RETURNING workload_id",
-            (pool_key,),
+            f" WHERE pool_key = ? AND state = 'ready' ORDER BY {order} LIMIT 1) RETURNING workload_id",
+            (pool_key, *prefer),
         )
         return str(row[0]) if row else None
 

@@ -7,6 +7,7 @@ import pytest
 
 from orchestrator.backends.base import ExecResult, ExecSpec, WorkloadSpec
 from orchestrator.errors import InvalidInput
+from orchestrator.sandboxes.pool import POOL_TENANT, sandbox_spec
 from orchestrator.settings import Settings
 from tests.fakes import FakeBackend
 
@@ -164,3 +165,31 @@ def test_a_key_for_ssh_gives_up_the_exec_prepared_for_the_first_command(site: Si
     assert ran["exit_code"] == 0 and fake_backend.prepared_used == [], ran
     for name in ("cold", "box"):
         assert site.call("delete_sandbox", sandbox=name, confirm=True)["status_code"] == 200
+
+
+def test_a_claim_takes_a_container_this_process_prepared_before_an_older_one_it_did_not(
+    site: Site, fake_backend: FakeBackend
+) -> None:
+    """Every process of the data dir fills the pool, and only the process that prepared a container's exec can use
+    it (and none can once that process exited): a claim takes this process's own first, the oldest otherwise."""
+    site.call("create_sandbox", name="one")
+    site.until(lambda: len(fake_backend.prepared) == 1, "the warm container has a prepared exec")
+    (mine,) = fake_backend.prepared
+    (row,) = site.run(site.platform.store.pool.all)
+    pool = site.platform.pool
+    other = "sbx_warmedelsewhere"  # warmed by another process, earlier: its prepared exec is not this one's
+
+    async def warmed_elsewhere() -> None:
+        (shape,) = pool.configured()
+        await fake_backend.ensure_workload(sandbox_spec(site.platform.settings, other, POOL_TENANT, shape))
+        await site.platform.store.db.execute(
+            "INSERT INTO sandbox_pool (workload_id, pool_key, state, created_at) VALUES (?, ?, 'ready', ?)",
+            (other, row.pool_key, "2000-01-01T00:00:00.000+00:00"),
+        )
+
+    site.run(warmed_elsewhere)
+    two = site.call("create_sandbox", name="two")
+    assert (two["id"], two["from_pool"]) == (mine, True), two
+    fake_backend.prepare_fails = InvalidInput("workload is not running", "start it first")  # a refill has none
+    three = site.call("create_sandbox", name="three")  # none of this process's is ready: the oldest
+    assert (three["id"], three["from_pool"]) == (other, True), three
