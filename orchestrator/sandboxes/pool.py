@@ -183,7 +183,8 @@ class WarmPool:
     async def claim(self, tx: Tx, pool_key: str) -> str | None:
         """Take a ready container of ``pool_key`` out of the pool (one this process prepared an exec in first)."""
         claimed = await self.store.pool.claim(tx, pool_key, sorted(self._prepared_here))
-        self._prepared_here.discard(claimed or "")
+        if claimed:
+            self._prepared_here.discard(claimed)
         return claimed
 
     async def _prepare(self, workload_id: str) -> None:

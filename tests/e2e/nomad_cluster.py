@@ -51,6 +51,7 @@ __all__ = [
 T = TypeVar("T")
 
 _SCRIPT = Path(__file__).resolve().parents[2] / "infra" / "nomad-testcluster.sh"
+_SPAWN = _SCRIPT.with_name("spawn.sh")
 _STATE = Path(os.environ.get("AGENTHOST_CACHE_DIR", Path.home() / ".cache" / "agenthost")) / "nomad-cluster"
 BRIDGE_HOST = "10.89.0.1"  # the host on the cluster's bridge: the only host address the nodes reach
 
@@ -252,11 +253,10 @@ def node_ids(cluster: Cluster) -> dict[str, str]:
 def kill_client_agent(node: str) -> None:
     """SIGKILL the Nomad agent of client ``node`` (its node stops heartbeating); start_cluster brings it back."""
     pidfile = _STATE / node.removeprefix("ahcl-") / "nomad.pid"
-    pid, start = int(pidfile.read_text()), Path(f"{pidfile}.start").read_text().strip()
-    # Its pid alone may name another process by now (infra/spawn.sh): the start time it was spawned with must match.
-    stat = Path(f"/proc/{pid}/stat").read_text()
-    assert stat.rsplit(") ", 1)[1].split()[19] == start, f"the Nomad agent of {node} (pid {pid}) is not running"
-    os.kill(pid, signal.SIGKILL)
+    # Its pid alone may name another process by now: infra/spawn.sh knows the process it started.
+    spawned = subprocess.run(["bash", "-c", f". {_SPAWN} && spawned {pidfile}"], timeout=30)
+    assert spawned.returncode == 0, f"the Nomad agent of {node} is not running"
+    os.kill(int(pidfile.read_text()), signal.SIGKILL)
 
 
 async def until_value(check: Callable[[], Awaitable[T | None]], timeout: float, what: str) -> T:

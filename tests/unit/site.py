@@ -8,8 +8,10 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import anyio
+import pytest
 from starlette.testclient import TestClient
 
+from orchestrator.backends.base import WorkloadStatus
 from orchestrator.platform import Platform
 
 __all__ = ["APP_IMAGE", "Site"]
@@ -58,3 +60,20 @@ class Site:
             self.run(wait)
         except TimeoutError:
             raise AssertionError(f"not within {timeout_s} s: {what}") from None
+
+    def reconcile_marking(self, monkeypatch: pytest.MonkeyPatch, table: str, workload_id: str, desired: str) -> None:
+        """One reconciler pass in which, right after the pass asks the engine about ``workload_id``, its record in
+        ``table`` ("services" or "databases") is marked ``desired``: a delete or a stop that comes between the
+        pass's look at the container and its repair (the delete then removes what it finds, here nothing)."""
+        tenant = self.call("whoami")["tenant_id"]
+        backend = self.platform.backend
+        status = backend.workload_status
+
+        async def marked_meanwhile(asked: str) -> WorkloadStatus:
+            st = await status(asked)
+            if asked == workload_id:
+                await getattr(self.platform.store.scoped(tenant), table).update(workload_id, desired_state=desired)
+            return st
+
+        monkeypatch.setattr(backend, "workload_status", marked_meanwhile)
+        self.run(self.platform.reconciler.reconcile_once)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import pytest
 
-from orchestrator.backends.base import WorkloadStatus
 from tests.fakes import FakeBackend
 
 from .site import APP_IMAGE, Site
@@ -93,16 +92,6 @@ def test_a_delete_while_the_reconciler_recreates_the_container_leaves_none_behin
     """As for services (test_app_services): a delete_database between the pass's look at a lost container and
     its repair; the pass removes what it recreated."""
     db = site.call("create_database", name="main", engine="redis")
-    tenant = site.call("whoami")["tenant_id"]
     fake_backend.lose(db["id"])
-    status = fake_backend.workload_status
-
-    async def deleted_meanwhile(workload_id: str) -> WorkloadStatus:
-        st = await status(workload_id)
-        if workload_id == db["id"]:
-            await site.platform.store.scoped(tenant).databases.update(db["id"], desired_state="deleted")
-        return st
-
-    monkeypatch.setattr(fake_backend, "workload_status", deleted_meanwhile)
-    site.run(site.platform.reconciler.reconcile_once)
+    site.reconcile_marking(monkeypatch, "databases", db["id"], "deleted")
     assert db["id"] not in fake_backend.workloads

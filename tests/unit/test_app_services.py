@@ -248,18 +248,8 @@ def test_a_delete_while_the_reconciler_recreates_the_container_leaves_none_behin
     pass recreates the container: the pass must see the delete and remove what it made, or the delete, waiting
     for the engine to have nothing left, finds a container running and the tenant an orphan."""
     svc = site.call("deploy_service", name="web", image=APP_IMAGE, port=8000)
-    tenant = site.call("whoami")["tenant_id"]
     fake_backend.lose(svc["id"])
-    status = fake_backend.workload_status
-
-    async def deleted_meanwhile(workload_id: str) -> WorkloadStatus:
-        st = await status(workload_id)
-        if workload_id == svc["id"]:
-            await site.platform.store.scoped(tenant).services.update(svc["id"], desired_state="deleted")
-        return st
-
-    monkeypatch.setattr(fake_backend, "workload_status", deleted_meanwhile)
-    site.run(site.platform.reconciler.reconcile_once)
+    site.reconcile_marking(monkeypatch, "services", svc["id"], "deleted")
     assert svc["id"] not in fake_backend.workloads
 
 
@@ -267,16 +257,6 @@ def test_a_stop_while_the_reconciler_recreates_the_container_leaves_it_stopped(
     site: Site, fake_backend: FakeBackend, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     svc = site.call("deploy_service", name="web", image=APP_IMAGE, port=8000)
-    tenant = site.call("whoami")["tenant_id"]
     fake_backend.lose(svc["id"])
-    status = fake_backend.workload_status
-
-    async def stopped_meanwhile(workload_id: str) -> WorkloadStatus:
-        st = await status(workload_id)
-        if workload_id == svc["id"]:
-            await site.platform.store.scoped(tenant).services.update(svc["id"], desired_state="stopped")
-        return st
-
-    monkeypatch.setattr(fake_backend, "workload_status", stopped_meanwhile)
-    site.run(site.platform.reconciler.reconcile_once)
+    site.reconcile_marking(monkeypatch, "services", svc["id"], "stopped")
     assert fake_backend.workloads[svc["id"]].state == "exited"
